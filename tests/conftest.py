@@ -1,0 +1,36 @@
+"""Shared fixtures. Real data lives in ../shared/data beside the checkout and is never copied here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("TRL_REASONING_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def shared_file(relative: str) -> Path:
+    """Path of a file under ../shared/data; skip (or fail when CI requires the data) if absent."""
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        reason = f"shared data file {path} is absent (put the shared/ folder beside the checkout)"
+        if os.environ.get("TRL_REASONING_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(reason + " and TRL_REASONING_REQUIRE_SHARED_DATA=1")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def gsm8k_train() -> Path:
+    return shared_file("gsm8k/train.jsonl")
+
+
+@pytest.fixture
+def gsm8k_test() -> Path:
+    return shared_file("gsm8k/test.jsonl")
+
+
+@pytest.fixture
+def svamp_file() -> Path:
+    return shared_file("svamp/SVAMP.json")

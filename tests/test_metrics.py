@@ -1,0 +1,85 @@
+import itertools
+from math import comb
+
+import pytest
+
+from trl_reasoning.metrics import (
+    aggregate,
+    exploration_stats,
+    maj_at_k,
+    majority_answer,
+    pass_at_k,
+    powers_of_two_up_to,
+    rerank_at_k,
+)
+
+
+def _exact_pass_at_k(n, c, k):
+    """Share of all k-subsets of n samples that contain at least one of the c correct ones."""
+    samples = [True] * c + [False] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(samples[i] for i in s) for s in subsets) / len(subsets)
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_pass_at_k_matches_exact_combinatorics(n):
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            assert pass_at_k(n, c, k) == pytest.approx(_exact_pass_at_k(n, c, k), abs=1e-12)
+            assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k), abs=1e-12)
+
+
+def test_pass_at_k_is_stable_for_large_n():
+    value = pass_at_k(10_000, 3, 96)
+    assert value == pytest.approx(1 - comb(9_997, 96) / comb(10_000, 96), rel=1e-9)
+    assert 0.0 < value < 1.0
+    assert pass_at_k(96, 0, 96) == 0.0
+    assert pass_at_k(96, 1, 1) == pytest.approx(1 / 96)
+
+
+@pytest.mark.parametrize(("n", "c", "k"), [(4, 2, 5), (4, 2, 0), (4, 5, 1), (4, -1, 1)])
+def test_pass_at_k_rejects_impossible_arguments(n, c, k):
+    with pytest.raises(ValueError, match="pass_at_k"):
+        pass_at_k(n, c, k)
+
+
+def test_majority_vote_tie_break_and_abstentions():
+    assert majority_answer(["3", "4", "4", "3"]) == ("3", 0)  # tie: first sampled wins
+    assert majority_answer([None, None, "4"]) == ("4", 2)  # unanswered samples do not vote
+    assert majority_answer([None, None]) == (None, -1)
+    assert maj_at_k(["3", "4", "4"], [False, True, True]) == 1.0
+    assert maj_at_k(["3", "4", "4"], [False, True, True], k=1) == 0.0
+    assert maj_at_k([None, None], [False, False]) == 0.0
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        maj_at_k(["3"], [True], k=0)
+
+
+def test_rerank_best_sample_and_weighted_vote():
+    answers, correct = ["1", "2", "2", None], [True, False, False, False]
+    scores = [0.9, 0.6, 0.5, 5.0]  # the unanswered sample is never chosen
+    assert rerank_at_k(answers, correct, scores) == 1.0
+    assert rerank_at_k(answers, correct, scores, weighted=True) == 0.0  # 0.6 + 0.5 > 0.9
+    assert rerank_at_k(answers, correct, scores, k=1) == 1.0
+    assert rerank_at_k([None], [False], [1.0]) == 0.0
+
+
+def test_exploration_stats_counts_distinct_solutions():
+    stats = exploration_stats(["a  b", "a b", "c", "d"], [True, True, False, True])
+    assert stats == {"distinct_solutions": 3.0, "distinct_correct_solutions": 2.0, "any_correct": 1.0}
+
+
+def test_aggregate_bootstrap_interval():
+    values = [1.0] * 30 + [0.0] * 70
+    estimate = aggregate(values, seed=1)
+    assert estimate.mean == pytest.approx(0.3)
+    assert estimate.ci_low < 0.3 < estimate.ci_high
+    assert 0.15 < estimate.ci_low and estimate.ci_high < 0.45
+    assert aggregate(values, seed=1) == estimate  # deterministic for a seed
+    with pytest.raises(ValueError, match="no values"):
+        aggregate([])
+
+
+def test_powers_of_two():
+    assert powers_of_two_up_to(1) == [1]
+    assert powers_of_two_up_to(8) == [1, 2, 4, 8]
+    assert powers_of_two_up_to(96) == [1, 2, 4, 8, 16, 32, 64, 96]

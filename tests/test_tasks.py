@@ -1,0 +1,116 @@
+import json
+
+import pytest
+
+from trl_reasoning.tasks import DataError, add_prompts, build_prompt, load_task
+from trl_reasoning.tasks.arithmetic import ArithmeticConfig, generate
+from trl_reasoning.tasks.gsm8k import calculator_results, strip_annotations
+from trl_reasoning.verifiers import is_correct
+
+
+def test_gsm8k_local_file(gsm8k_test):
+    dataset = load_task("gsm8k", data=str(gsm8k_test), split="test")
+    assert len(dataset) == 1319
+    assert dataset.column_names == ["id", "question", "solution", "answer", "task"]
+    row = dataset[0]
+    assert row["answer"] == "18" and "<<" not in row["solution"]
+    assert all(is_correct(r["solution"], r["answer"]) for r in dataset)
+
+
+def test_svamp_local_file(svamp_file):
+    dataset = load_task("svamp", data=str(svamp_file), limit=50)
+    assert len(dataset) == 50
+    assert dataset[0]["answer"] == "51"
+    assert dataset[0]["question"].endswith("How much do you have to pay to buy each pack?")
+    assert all(is_correct(r["solution"], r["answer"], task="svamp") for r in dataset)
+
+
+def test_math_local_file(tmp_path):
+    path = tmp_path / "math.jsonl"
+    rows = [{"problem": "1/2 + 0?", "solution": "It is $\\boxed{\\frac{1}{2}}$.", "level": "Level 1"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    dataset = load_task("math", data=str(path))
+    assert dataset[0]["answer"] == "\\frac{1}{2}"
+    assert is_correct("\\boxed{0.5}", dataset[0]["answer"], task="math")
+
+
+def test_parquet_and_json_list(tmp_path):
+    rows = [{"question": "q1", "answer": "x\n#### 3"}, {"question": "q2", "answer": "#### 4"}]
+    (tmp_path / "list.json").write_text(json.dumps(rows))
+    assert load_task("gsm8k", data=str(tmp_path / "list.json"))["answer"] == ["3", "4"]
+    from datasets import Dataset
+
+    Dataset.from_list(rows).to_parquet(str(tmp_path / "d.parquet"))
+    assert load_task("gsm8k", data=str(tmp_path / "d.parquet"))["answer"] == ["3", "4"]
+
+
+def test_gsm8k_annotations():
+    solution = "She sold 48/2 = <<48/2=24>>24 clips.\n#### 24"
+    assert strip_annotations(solution) == "She sold 48/2 = 24 clips.\n#### 24"
+    assert calculator_results(solution) == ["24"]
+
+
+def test_arithmetic_is_deterministic_and_splits_never_share_questions():
+    train = generate(500, "train", seed=3)
+    assert train == generate(500, "train", seed=3)
+    assert train != generate(500, "train", seed=4)
+    test = generate(200, "test", seed=3)
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+    assert len({r["question"] for r in train}) == 500
+    for row in train[:50]:
+        assert is_correct(row["solution"], row["answer"], task="arithmetic")
+
+
+def test_arithmetic_difficulty_knobs():
+    cfg = ArithmeticConfig(min_steps=4, max_steps=4, max_operand=9, operators=("+", "/"))
+    rows = generate(20, "train", config=cfg)
+    for row in rows:
+        lines = row["solution"].splitlines()
+        assert len(lines) == 5 and lines[-1] == f"#### {row['answer']}"
+        assert all("+" in line or "/" in line for line in lines[:-1])
+    with pytest.raises(DataError, match="operators"):
+        ArithmeticConfig(operators=("^",))
+
+
+def test_prompt_styles():
+    assert build_prompt("What is 2+2?") == "Question: What is 2+2?\nAnswer:"
+    shots = [{"question": "1+1?", "solution": "1 + 1 = 2\n#### 2"}]
+    few = build_prompt("2+2?", "few_shot", shots)
+    assert few == "Question: 1+1?\nAnswer: 1 + 1 = 2\n#### 2\n\nQuestion: 2+2?\nAnswer:"
+    chat = build_prompt("2+2?", "chat", instruction="Be brief.")
+    assert chat == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
+    dataset = load_task("arithmetic", split="test", num_examples=3)
+    exemplars = load_task("arithmetic", split="train", num_examples=10).to_list()
+    prompts = add_prompts(dataset, "few_shot", exemplars, num_shots=2)["prompt"]
+    assert all(p.count("Question:") == 3 for p in prompts)
+    assert add_prompts(dataset, "chat")["prompt"][0][0]["role"] == "system"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "gsm9k"}, "task: unknown task 'gsm9k'"),
+        ({"name": "gsm8k", "data": "missing/file.jsonl"}, "does not exist"),
+        ({"name": "gsm8k", "split": "dev", "data": None}, "split: 'dev' is not a split of gsm8k"),
+    ],
+)
+def test_bad_input_raises_one_clear_error(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        load_task(**kwargs)
+
+
+def test_file_without_expected_fields_and_empty_file(tmp_path):
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text(json.dumps({"problem": "x", "solution": "y"}) + "\n")
+    with pytest.raises(DataError, match=r"lacks field\(s\) \['question', 'answer'\] needed by task 'gsm8k'"):
+        load_task("gsm8k", data=str(wrong))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match="is empty"):
+        load_task("gsm8k", data=str(empty))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_task("gsm8k", data=str(broken))
+    with pytest.raises(DataError, match="prompt_style: few_shot needs"):
+        add_prompts(load_task("arithmetic", num_examples=2), "few_shot")

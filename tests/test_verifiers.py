@@ -1,0 +1,204 @@
+import json
+import re
+import threading
+import time
+
+import pytest
+
+from trl_reasoning.verifiers import (
+    VerifierError,
+    correctness_reward,
+    extract_answer,
+    find_boxed,
+    is_correct,
+    make_correctness_reward,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#### 1,234", "1234"),  # thousands commas
+        ("#### 1,234,567", "1234567"),
+        ("#### $18", "18"),  # currency
+        ("#### €7.50", "15/2"),
+        ("#### 50%", "50"),  # percent
+        ("#### 72.", "72"),  # trailing period
+        ("#### 72.00", "72"),  # trailing .00
+        ("#### 5 dollars", "5"),  # unit words
+        ("#### 12 apples per day", "12"),
+        ("#### -5", "-5"),  # negatives
+        ("#### $-5", "-5"),
+        ("#### −3", "-3"),  # unicode minus
+        ("#### 3/4", "3/4"),  # simple fractions
+        ("#### 6/3", "2"),
+        ("#### 0.25", "1/4"),  # decimals, exact
+        ("#### .5", "1/2"),
+        ("The answer is 42.", "42"),
+        ("So the final answer is: $1,000.", "1000"),
+        ("the answer is 15 * 8 = 120 pints", "120"),
+        ("\\boxed{\\frac{3}{4}}", "3/4"),
+    ],
+)
+def test_numeric_normalisation(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_exact_rational_comparison():
+    assert is_correct("#### 0.30", "0.3")
+    assert is_correct("#### 0.3", "3/10")
+    assert not is_correct("#### 0.30000000000000004", "0.3")  # no float tolerance surprises
+    assert is_correct("#### 1,000", "1000")
+    assert not is_correct("#### 1000.5", "1000")
+
+
+def test_strict_and_flexible_modes():
+    text = "First 3 + 4 = 7.\nThen 7 * 2 = 14."
+    assert extract_answer(text, mode="strict") is None
+    assert extract_answer(text, mode="flexible") == "14"
+    assert extract_answer("10 - 2", mode="flexible") == "2"  # a spaced minus is an operator, not a sign
+    assert extract_answer("x = -2", mode="flexible") == "-2"
+    # a statement wins over the last number, even in flexible mode
+    assert extract_answer("#### 7\nAlso 12", mode="flexible") == "7"
+    assert extract_answer("The answer is not 5, it is 6", mode="strict") is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "#### 7\n#### 8",
+        "The answer is 7.\n#### 8",
+        "#### 1\n#### 2\n#### 3\n#### 4",  # answer spam
+        "\\boxed{3} or \\boxed{4}",
+    ],
+)
+def test_two_different_answers_are_wrong(text):
+    assert extract_answer(text) is None
+    assert not is_correct(text, "7")
+    assert not is_correct(text, "3")
+
+
+def test_repeating_the_same_answer_is_fine():
+    assert is_correct("The answer is 8.\n#### 8", "8")
+    assert is_correct("#### 8.00\n#### 8", "8")
+
+
+def test_reference_forms():
+    assert is_correct("#### 72", "Natalia sold 48+24 = <<48+24=72>>72 clips.\n#### 72")
+    assert is_correct("#### 51", 51.0)  # SVAMP stores floats
+    assert is_correct("#### 51", "51.0")
+
+
+@pytest.mark.parametrize("bad", ["", "   \n\t", "x" * 1_000_000, "\x00\x01\x02" * 100, None, 17, b"#### 5"])
+def test_garbage_is_rejected_fast(bad):
+    start = time.perf_counter()
+    assert extract_answer(bad) is None
+    assert not is_correct(bad, "5")
+    assert time.perf_counter() - start < 0.1
+
+
+def test_huge_numeric_spam_is_fast():
+    start = time.perf_counter()
+    assert not is_correct("1 " * 15_000 + "#### 5\n#### 6", "5")
+    assert time.perf_counter() - start < 0.5
+
+
+def test_boxed_with_nested_braces():
+    text = "so \\boxed{\\frac{1}{\\sqrt{2}}} and more"
+    assert find_boxed(text) == ["\\frac{1}{\\sqrt{2}}"]
+    assert extract_answer(text, task="math") == "\\frac{1}{\\sqrt{2}}"
+    assert find_boxed("\\fbox{x^{2}}") == ["x^{2}"]
+    assert find_boxed("\\boxed 5.") == ["5"]
+    assert find_boxed("\\boxed{unclosed") == []
+
+
+def test_math_reference_uses_last_boxed():
+    reference = "First \\boxed{2} is wrong; the answer is \\boxed{\\dfrac{1}{2}}."
+    assert is_correct("\\boxed{\\frac12}", reference, task="math")
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        ("\\boxed{\\dfrac{1}{2}}", "\\frac{1}{2}", True),  # normalised strings
+        ("\\boxed{0.5}", "\\frac{1}{2}", True),  # math-verify
+        ("\\boxed{2\\sqrt{2}}", "\\sqrt{8}", True),
+        ("\\boxed{x^2+2x+1}", "(x+1)^2", True),
+        ("\\boxed{3}", "4", False),
+        ("\\boxed{\\left( 3, 4 \\right)}", "(3,4)", True),
+    ],
+)
+def test_math_equivalence(pred, gold, expected):
+    assert is_correct(pred, gold, task="math") is expected
+
+
+@pytest.mark.parametrize("latex", ["9^{9^{9^{9}}}", "(x+1)^{100000}", "100!!!"])
+def test_pathological_latex_returns_within_two_seconds(latex):
+    start = time.perf_counter()
+    assert is_correct(f"\\boxed{{{latex}}}", "7", task="math") is False
+    assert time.perf_counter() - start < 2.0
+
+
+def test_time_limit_works_off_the_main_thread():
+    verdicts = []
+    worker = threading.Thread(target=lambda: verdicts.append(is_correct("\\boxed{9^{9^{9^{9}}}}", "7", task="math")))
+    start = time.perf_counter()
+    worker.start()
+    worker.join(5)
+    assert verdicts == [False]
+    assert time.perf_counter() - start < 2.0
+
+
+def _verify_in_worker(_):
+    return is_correct("\\boxed{9^{9^{9^{9}}}}", "7", task="math"), is_correct("\\boxed{0.5}", "\\frac12", task="math")
+
+
+def test_time_limit_works_in_dataloader_workers():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(list(range(2)), batch_size=None, num_workers=1, collate_fn=_verify_in_worker)
+    start = time.perf_counter()
+    assert list(loader) == [(False, True), (False, True)]
+    assert time.perf_counter() - start < 10
+    del torch
+
+
+def test_correctness_reward_matches_trl_signature():
+    completions = ["#### 5", "#### 6", "The answer is 5"]
+    assert correctness_reward(completions=completions, answer=["5", "5", "5"], prompts=["q"] * 3) == [1.0, 0.0, 1.0]
+    chat = [[{"role": "assistant", "content": "#### 5"}], [{"role": "assistant", "content": "no idea"}]]
+    assert correctness_reward(chat, answer=["5", "5"]) == [1.0, 0.0]
+    mixed = correctness_reward(["#### 5", "\\boxed{\\frac{1}{2}}"], answer=["5", "0.5"], task=["gsm8k", "math"])
+    assert mixed == [1.0, 1.0]
+    flexible = make_correctness_reward("svamp", mode="flexible")
+    assert flexible(["so 2 + 3 = 5"], answer=["5"]) == [1.0]
+
+
+def test_unknown_task_and_mode_raise_clear_errors():
+    with pytest.raises(VerifierError, match="task: unknown task 'gsm9k'; expected one of"):
+        extract_answer("#### 5", task="gsm9k")
+    with pytest.raises(VerifierError, match="mode: unknown extraction mode"):
+        extract_answer("#### 5", mode="lenient")
+
+
+def _gsm8k_rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_strict_extraction_on_every_gsm8k_reference(gsm8k_train, gsm8k_test):
+    for path in (gsm8k_train, gsm8k_test):
+        rows = _gsm8k_rows(path)
+        expected = [r["answer"].split("####")[-1].strip().replace(",", "") for r in rows]
+        got = [extract_answer(r["answer"]) for r in rows]
+        mismatches = [(e, g) for e, g in zip(expected, got, strict=True) if e != g]
+        assert not mismatches, f"{len(mismatches)} of {len(rows)} in {path.name}: {mismatches[:3]}"
+
+
+def test_flexible_extraction_without_the_answer_line(gsm8k_test):
+    rows = _gsm8k_rows(gsm8k_test)
+    stripped = [re.sub(r"\n?####[^\n]*", "", r["answer"]) for r in rows]
+    expected = [r["answer"].split("####")[-1].strip().replace(",", "") for r in rows]
+    hits = sum(extract_answer(s, mode="flexible") == e for s, e in zip(stripped, expected, strict=True))
+    # Measured 97.2% (the rest end on a number that is not the answer); guard against regressions.
+    assert hits / len(rows) > 0.96

@@ -1,0 +1,147 @@
+"""The paper's sample-based metrics: pass@k, maj@k, rerank@k, and exploration statistics.
+
+Per-question functions take the K samples of one question in sampling order:
+
+* ``answers``: the normalised extracted answer of each sample (``None`` when it stated none),
+* ``correct``: whether each sample is correct (from the verifier),
+* ``scores``: a reward-model score per sample (for rerank@k).
+
+``maj_at_k`` and ``rerank_at_k`` look at the first ``k`` samples (all when ``k`` is ``None``), so a
+curve over k reuses one set of samples. ``aggregate`` averages per-question values over a dataset
+with a percentile-bootstrap confidence interval. Pure Python: importing this module needs no torch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of pass@k for one problem with ``n`` samples, ``c`` of them correct.
+
+    ``1 - C(n-c, k) / C(n, k)`` (Chen et al., 2021), computed as a running product so large n does
+    not overflow.
+    """
+    if not (0 <= c <= n):
+        raise ValueError(f"pass_at_k: need 0 <= c <= n, got n={n}, c={c}")
+    if not (1 <= k <= n):
+        raise ValueError(f"pass_at_k: need 1 <= k <= n, got k={k}, n={n}")
+    if n - c < k:
+        return 1.0
+    fail = 1.0
+    for i in range(n - c + 1, n + 1):
+        fail *= 1.0 - k / i
+    return 1.0 - fail
+
+
+def _first_k(values: Sequence, k: int | None, name: str) -> Sequence:
+    if k is None:
+        return values
+    if k < 1:
+        raise ValueError(f"{name}: k must be >= 1, got {k}")
+    return values[:k]
+
+
+def majority_answer(answers: Sequence[str | None]) -> tuple[str | None, int]:
+    """Most frequent non-``None`` answer and the index of its first occurrence.
+
+    Tie-break: among equally frequent answers, the one sampled first wins, so the vote is
+    deterministic. Unanswered samples do not vote; returns ``(None, -1)`` when nobody answered.
+    """
+    counts: dict[str, int] = {}
+    first_seen: dict[str, int] = {}
+    for i, answer in enumerate(answers):
+        if answer is None:
+            continue
+        counts[answer] = counts.get(answer, 0) + 1
+        first_seen.setdefault(answer, i)
+    if not counts:
+        return None, -1
+    best = max(counts, key=lambda a: (counts[a], -first_seen[a]))
+    return best, first_seen[best]
+
+
+def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int | None = None) -> float:
+    """1.0 when the majority answer among the first ``k`` samples is correct, else 0.0."""
+    answers = _first_k(answers, k, "maj_at_k")
+    _, index = majority_answer(answers)
+    return float(index >= 0 and bool(correct[index]))
+
+
+def rerank_at_k(
+    answers: Sequence[str | None],
+    correct: Sequence[bool],
+    scores: Sequence[float],
+    k: int | None = None,
+    weighted: bool = False,
+) -> float:
+    """1.0 when the reward model's choice among the first ``k`` samples is correct.
+
+    ``weighted=False`` takes the answer of the single best-scored sample (ties: first sampled);
+    ``weighted=True`` sums scores per answer and takes the answer with the largest total
+    (score-weighted voting). Unanswered samples are never chosen.
+    """
+    answers, scores = _first_k(answers, k, "rerank_at_k"), _first_k(scores, k, "rerank_at_k")
+    answered = [i for i, answer in enumerate(answers) if answer is not None]
+    if not answered:
+        return 0.0
+    if weighted:
+        totals: dict[str, float] = {}
+        for i in answered:
+            totals[answers[i]] = totals.get(answers[i], 0.0) + float(scores[i])
+        winner = max(totals, key=lambda a: (totals[a], -answers.index(a)))
+        index = answers.index(winner)
+    else:
+        index = max(answered, key=lambda i: (float(scores[i]), -i))
+    return float(bool(correct[index]))
+
+
+def exploration_stats(completions: Sequence[str], correct: Sequence[bool]) -> dict[str, float]:
+    """How widely one question's samples explore: distinct solutions, distinct correct ones."""
+    normalised = [" ".join(c.split()) for c in completions]
+    correct_set = {c for c, ok in zip(normalised, correct, strict=True) if ok}
+    return {
+        "distinct_solutions": float(len(set(normalised))),
+        "distinct_correct_solutions": float(len(correct_set)),
+        "any_correct": float(bool(correct_set)),
+    }
+
+
+def powers_of_two_up_to(k_max: int) -> list[int]:
+    """``[1, 2, 4, ..., k_max]``: the k values of a pass@k / maj@k curve (``k_max`` always included)."""
+    ks, k = [], 1
+    while k < k_max:
+        ks.append(k)
+        k *= 2
+    return ks + [k_max]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A dataset-level mean with a bootstrap confidence interval."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+    def as_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n}
+
+
+def aggregate(
+    values: Sequence[float], n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> Estimate:
+    """Mean of per-question values with a percentile-bootstrap interval (resampling questions)."""
+    if not values:
+        raise ValueError("aggregate: no values to aggregate (empty dataset?)")
+    n = len(values)
+    mean = sum(values) / n
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(n_bootstrap))
+    tail = (1.0 - confidence) / 2
+    low = means[int(tail * (n_bootstrap - 1))]
+    high = means[int(round((1.0 - tail) * (n_bootstrap - 1)))]
+    return Estimate(mean=mean, ci_low=low, ci_high=high, n=n)

@@ -1,0 +1,89 @@
+"""Math tasks in one schema (see ``base.SCHEMA``): GSM8K, SVAMP, MATH and the synthetic arithmetic task.
+
+``load_task("gsm8k", split="test")`` loads from the Hub; ``load_task("gsm8k", data="test.jsonl")``
+from a local file; ``load_task("arithmetic", split="train", num_examples=1000)`` generates offline.
+``add_prompts`` adds the ``prompt`` column (zero-shot, few-shot or chat) that TRL trainers read.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from . import arithmetic, competition_math, gsm8k, svamp
+from .arithmetic import ArithmeticConfig
+from .base import PROMPT_STYLES, SCHEMA, DataError, TaskSpec, build_prompt, completion_target
+
+TASKS: dict[str, TaskSpec] = {m.SPEC.name: m.SPEC for m in (gsm8k, svamp, competition_math, arithmetic)}
+
+__all__ = [
+    "PROMPT_STYLES", "SCHEMA", "TASKS", "ArithmeticConfig", "DataError", "TaskSpec",
+    "add_prompts", "build_prompt", "completion_target", "get_task", "load_task",
+]
+
+
+def get_task(name: str) -> TaskSpec:
+    """The spec of task ``name``; one clear error for an unknown name."""
+    if name not in TASKS:
+        raise DataError(f"task: unknown task {name!r}; expected one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def load_task(
+    name: str,
+    data: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    num_examples: int = 1000,
+    seed: int = 0,
+    arithmetic_config: ArithmeticConfig | None = None,
+):
+    """Load task ``name`` as a ``datasets.Dataset`` in the common schema.
+
+    Args:
+        data: a local ``.jsonl``/``.json``/``.parquet`` file or a Hub dataset id; ``None`` loads the
+            task's default Hub dataset (or, for ``arithmetic``, generates problems).
+        split: ``"train"`` or ``"test"``.
+        limit: keep the first ``limit`` rows.
+        num_examples, seed, arithmetic_config: used only when generating the arithmetic task.
+    """
+    from datasets import Dataset
+
+    from .base import fetch_records, to_schema, validate_records
+
+    spec = get_task(name)
+    if name == "arithmetic" and data is None:
+        records = arithmetic.generate(num_examples, split, seed, arithmetic_config)
+    else:
+        records = fetch_records(spec, data, split)
+    source = data or spec.hub_id or name
+    validate_records(spec, records, source)
+    if limit is not None:
+        if limit < 1:
+            raise DataError(f"limit: need at least 1, got {limit}")
+        records = records[:limit]
+    return Dataset.from_list(to_schema(spec, records))
+
+
+def add_prompts(
+    dataset,
+    style: str = "zero_shot",
+    exemplars: list[dict[str, Any]] | None = None,
+    num_shots: int = 4,
+    seed: int = 0,
+):
+    """Add a ``prompt`` column. For ``few_shot``, ``num_shots`` exemplars are drawn once (by ``seed``)
+    from ``exemplars`` (schema rows, normally the train split) and shared by every question."""
+    if style not in PROMPT_STYLES:
+        raise DataError(f"prompt_style: unknown style {style!r}; expected one of {', '.join(PROMPT_STYLES)}")
+    shots: list[dict] = []
+    if style == "few_shot":
+        if not exemplars or num_shots < 1:
+            raise DataError("prompt_style: few_shot needs num_shots >= 1 and exemplars (the train split)")
+        shots = random.Random(seed).sample(list(exemplars), min(num_shots, len(exemplars)))
+    instructions = {name: spec.instruction for name, spec in TASKS.items()}
+
+    def with_prompt(row):
+        return {"prompt": build_prompt(row["question"], style, shots, instructions[row["task"]])}
+
+    return dataset.map(with_prompt)

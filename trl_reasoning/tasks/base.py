@@ -1,0 +1,141 @@
+"""What every task shares: the normalised schema, local/Hub loading, validation and prompt formats.
+
+Every task loads into a ``datasets.Dataset`` with the columns of ``SCHEMA``:
+
+* ``id``: stable identifier of the question,
+* ``question``: the problem text,
+* ``solution``: the reference solution, ending in the final-answer line (``#### N`` or ``\\boxed{}``),
+* ``answer``: the final answer alone (what the verifier compares against),
+* ``task``: the task name, so TRL reward functions can pick the verifier per row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA = ("id", "question", "solution", "answer", "task")
+PROMPT_STYLES = ("zero_shot", "few_shot", "chat")
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used: missing file, missing fields, empty, unknown task."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How to load and present one task.
+
+    ``to_row(raw, index)`` maps a raw record (Hub or local file) to the schema; ``required_fields``
+    are checked on the raw records first so a wrong file fails with a clear message.
+    """
+
+    name: str
+    hub_id: str | None
+    hub_config: str | None
+    required_fields: tuple[str, ...]
+    to_row: Callable[[dict, int], dict]
+    instruction: str
+    hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "test": "test"})
+    answer_marker: str = "####"
+
+
+def read_records(path: str) -> list[dict]:
+    """Records of a local ``.jsonl``, ``.json`` (list of objects, or jsonl) or ``.parquet`` file."""
+    if not os.path.isfile(path):
+        raise DataError(f"data: file {path!r} does not exist")
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        records = json.loads(text) if path.endswith(".json") and text.lstrip().startswith("[") else None
+        if records is None:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as err:
+        raise DataError(f"data: {path!r} is not valid JSON/JSONL ({err.msg} at line {err.lineno})") from None
+    if not all(isinstance(r, dict) for r in records):
+        raise DataError(f"data: {path!r} must hold JSON objects, one per record")
+    return records
+
+
+def _looks_local(data: str) -> bool:
+    """A path (existing, file-like suffix, or explicit ./ / ~ prefix) rather than a Hub id."""
+    return os.path.exists(os.path.expanduser(data)) or data.endswith(LOCAL_SUFFIXES) or data.startswith((".", "/", "~"))
+
+
+def fetch_records(spec: TaskSpec, data: str | None, split: str) -> list[dict]:
+    """Raw records from a local file, or from the Hub (``data`` a Hub id, or ``None`` for the default)."""
+    if data is not None and _looks_local(data):
+        return read_records(os.path.expanduser(data))
+    hub_id = data or spec.hub_id
+    if hub_id is None:
+        raise DataError(f"data: task {spec.name!r} has no Hub dataset; pass a local file")
+    if split not in spec.hub_splits:
+        raise DataError(f"split: {split!r} is not a split of {spec.name}; expected {sorted(spec.hub_splits)}")
+    from datasets import load_dataset
+
+    config = spec.hub_config if data is None or data == spec.hub_id else None
+    return load_dataset(hub_id, config, split=spec.hub_splits[split]).to_list()
+
+
+def validate_records(spec: TaskSpec, records: Sequence[dict], source: str) -> None:
+    """Fail with one line when records are empty or lack the fields the task needs."""
+    if not records:
+        raise DataError(f"data: {source} is empty; task {spec.name!r} needs at least one record")
+    for index, record in enumerate(records):
+        missing = [f for f in spec.required_fields if record.get(f) in (None, "")]
+        if missing:
+            raise DataError(
+                f"data: record {index} of {source} lacks field(s) {missing} needed by task {spec.name!r} "
+                f"(expected fields {list(spec.required_fields)}, found {sorted(record)})"
+            )
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def question_block(question: str) -> str:
+    return f"Question: {question.strip()}\nAnswer:"
+
+
+def build_prompt(
+    question: str,
+    style: str = "zero_shot",
+    exemplars: Sequence[dict] = (),
+    instruction: str = "",
+) -> str | list[dict[str, str]]:
+    """The prompt for one question.
+
+    ``zero_shot``: ``"Question: ...\\nAnswer:"`` (for models fine-tuned on this format);
+    ``few_shot``: solved ``exemplars`` (schema rows) before it, for pretrained models as in the paper;
+    ``chat``: TRL conversational format (a list of messages) with ``instruction`` as system message.
+    """
+    if style == "zero_shot":
+        return question_block(question)
+    if style == "few_shot":
+        if not exemplars:
+            raise DataError("prompt_style: few_shot needs exemplars (num_shots >= 1 and a train split)")
+        shots = "".join(f"{question_block(e['question'])} {e['solution'].strip()}\n\n" for e in exemplars)
+        return shots + question_block(question)
+    if style == "chat":
+        return [{"role": "system", "content": instruction}, {"role": "user", "content": question.strip()}]
+    raise DataError(f"prompt_style: unknown style {style!r}; expected one of {', '.join(PROMPT_STYLES)}")
+
+
+def completion_target(solution: str) -> str:
+    """The SFT target that follows a zero/few-shot prompt: a space, then the solution."""
+    return " " + solution.strip()
+
+
+def to_schema(spec: TaskSpec, records: Sequence[dict[str, Any]]) -> list[dict]:
+    rows = [spec.to_row(record, index) for index, record in enumerate(records)]
+    for row in rows:
+        row["task"] = spec.name
+    return rows

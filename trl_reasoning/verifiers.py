@@ -1,0 +1,358 @@
+"""Final-answer extraction and equivalence checks for math word problems.
+
+One correctness check serves both rewards and evaluation (as nanochat does), so a trained policy is
+scored exactly the way it was rewarded.
+
+Numeric tasks (``gsm8k``, ``svamp``, ``arithmetic``)
+    * strict mode reads the answer from an explicit final-answer statement: a ``#### N`` line,
+      ``The (final) answer is N`` or ``\\boxed{N}``;
+    * flexible mode falls back to the last number in the text when no statement exists (as
+      lm-evaluation-harness's ``flexible-extract``).
+    Numbers are normalised (thousands commas, currency signs, ``%``, trailing ``.``/``.00``, unit
+    words after the number, negatives, decimals, simple fractions) and compared exactly as rationals,
+    so ``0.30`` equals ``3/10`` and ``0.1 + 0.2`` style float error cannot occur.
+
+MATH (``math``)
+    The answer is the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces allowed). Equivalence is
+    tried cheaply first (normalised strings, then rationals) and only then through math-verify, run in
+    a forked child process with a hard time limit: sympy can hang in C code (``9^{9^{9^9}}``) where
+    neither signals nor threads can interrupt it. Forking also works off the main thread and inside
+    dataloader workers, where math-verify's own signal-based timeouts fail.
+
+A completion that states two or more *different* final answers is ambiguous: ``extract_answer``
+returns ``None`` and ``is_correct`` returns ``False`` (no reward for hedging or answer spam). Empty,
+oversized (> ``MAX_COMPLETION_CHARS``) and binary completions are rejected before any parsing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any, Literal
+
+NUMERIC_TASKS = ("gsm8k", "svamp", "arithmetic")
+LATEX_TASKS = ("math",)
+TASKS = NUMERIC_TASKS + LATEX_TASKS
+MAX_COMPLETION_CHARS = 32_768
+MATH_VERIFY_TIMEOUT_S = 1.0
+# Huge exponents make exact rational arithmetic explode; beyond this we treat the number as unparseable.
+_MAX_DIGITS = 200
+
+Mode = Literal["strict", "flexible"]
+
+_NUM_BODY = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+_NUMBER_RE = re.compile(
+    rf"(?P<sign>(?<![\w)\].])[-−](?=[$€£¥]?\.?\d))?[$€£¥]?\s?(?P<sign2>[-−])?(?P<num>{_NUM_BODY})(?:\s?/\s?(?P<den>\d+)(?![\d.]))?"
+)
+_HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
+# "The answer is N": the number must follow directly, so "the answer is not 5" states nothing.
+_ANSWER_IS_RE = re.compile(r"\banswer\s+is\s*[:=]?\s*((?:[-−$€£¥]\s?)*\.?\d[^\n]*)", re.IGNORECASE)
+_LATEX_FRAC_RE = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*")
+
+
+class VerifierError(ValueError):
+    """Raised for an unknown task or extraction mode."""
+
+
+def _check_task(task: str) -> str:
+    task = task.lower()
+    if task not in TASKS:
+        raise VerifierError(f"task: unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    return task
+
+
+def _is_garbage(text: Any) -> bool:
+    """True for non-strings, empty, oversized or binary text: such input never earns reward."""
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_COMPLETION_CHARS:
+        return True
+    if "\x00" in text:
+        return True
+    head = text[:4096]
+    unprintable = sum(1 for ch in head if not ch.isprintable() and ch not in "\n\r\t")
+    return unprintable > 0.1 * len(head)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _fraction_from_match(m: re.Match) -> Fraction | None:
+    body = m.group("num").replace(",", "")
+    if len(body) > _MAX_DIGITS:
+        return None
+    value = Fraction(body)
+    if m.group("den"):
+        den = int(m.group("den"))
+        if den == 0:
+            return None
+        value /= den
+    if m.group("sign") or m.group("sign2"):
+        value = -value
+    return value
+
+
+def canonical_number(value: Fraction) -> str:
+    """Canonical text of a rational: ``"72"``, ``"-5"``, ``"3/4"``. Used as the vote key."""
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+def parse_number(text: str) -> Fraction | None:
+    """First number in ``text`` as an exact rational (``"$1,234.50"`` -> 2469/2), else ``None``."""
+    m = _NUMBER_RE.search(text)
+    return _fraction_from_match(m) if m else None
+
+
+def _last_number(text: str) -> Fraction | None:
+    last = None
+    for last in _NUMBER_RE.finditer(text):  # noqa: B007 - we only want the final match
+        pass
+    return _fraction_from_match(last) if last else None
+
+
+# --------------------------------------------------------------------------- boxed answers
+
+
+def _braced(text: str, start: int) -> tuple[str, int] | None:
+    """Content of the ``{...}`` group opening at ``text[start]`` (nested braces), and its end index."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i], i + 1
+    return None
+
+
+def find_boxed(text: str) -> list[str]:
+    """Contents of every ``\\boxed{...}``/``\\fbox{...}`` (and ``\\boxed 5``) in order of appearance."""
+    found = []
+    for m in _BOX_RE.finditer(text):
+        pos = m.end()
+        if pos < len(text) and text[pos] == "{":
+            group = _braced(text, pos)
+            if group is not None:
+                found.append(group[0].strip())
+        elif m.group(0).endswith(" "):  # "\boxed 5": the argument is the next token
+            token = re.match(r"[^\s$.,]+", text[pos:])
+            if token:
+                found.append(token.group(0))
+    return found
+
+
+def last_boxed(text: str) -> str | None:
+    """The last boxed answer in ``text`` (the MATH reference convention), or ``None``."""
+    boxed = find_boxed(text)
+    return boxed[-1] if boxed else None
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _numeric_statements(text: str) -> list[Fraction | None]:
+    statements = [m.group(1) for m in _HASH_RE.finditer(text)]
+    statements += [m.group(1) for m in _ANSWER_IS_RE.finditer(text)]
+    statements += find_boxed(text)
+    # "answer is 15 * 8 = 120": a statement that is an equation states its right-hand side.
+    return [parse_number(_LATEX_FRAC_RE.sub(r"\1/\2", s).rsplit("=", 1)[-1]) for s in statements]
+
+
+def _extract_numeric(text: str, mode: Mode) -> str | None:
+    stated = {v for v in _numeric_statements(text) if v is not None}
+    if len(stated) > 1:
+        return None  # hedging: two different final answers
+    if stated:
+        return canonical_number(stated.pop())
+    if mode == "flexible":
+        value = _last_number(text)
+        return canonical_number(value) if value is not None else None
+    return None
+
+
+_LATEX_NOISE = re.compile(r"\\left|\\right|\\!|\\,|\\;|\\:|\\ |\$|\s|\^\{?\\circ\}?|\\%|%")
+
+
+def normalize_latex(answer: str) -> str:
+    """Cheap textual normalisation of a LaTeX answer (spacing, sizing commands, ``dfrac``, ``\\text``)."""
+    s = _LATEX_NOISE.sub("", answer)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = re.sub(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}", r"\1", s)
+    return s.rstrip(".")
+
+
+def _extract_latex(text: str) -> str | None:
+    boxed = find_boxed(text)
+    if not boxed or len({normalize_latex(b) for b in boxed}) > 1:
+        return None
+    return boxed[-1]
+
+
+def extract_answer(completion: str, task: str = "gsm8k", mode: Mode = "strict") -> str | None:
+    """Extract the final answer of ``completion``.
+
+    Returns the canonical number (``"72"``, ``"-3/4"``) for numeric tasks, the boxed LaTeX for ``math``,
+    or ``None`` when there is no answer, two different answers, or the text is empty/huge/binary.
+    """
+    task = _check_task(task)
+    if mode not in ("strict", "flexible"):
+        raise VerifierError(f"mode: unknown extraction mode {mode!r}; expected 'strict' or 'flexible'")
+    if _is_garbage(completion):
+        return None
+    if task in LATEX_TASKS:
+        return _extract_latex(completion)
+    return _extract_numeric(completion, mode)
+
+
+def reference_answer(reference: str | float | int, task: str = "gsm8k") -> str | None:
+    """Final answer of a reference: a bare answer (``"1,000"``, ``51.0``) or a full reference solution."""
+    task = _check_task(task)
+    if isinstance(reference, (int, float)):
+        reference = repr(reference)
+    if not isinstance(reference, str) or not reference.strip():
+        return None
+    if task in LATEX_TASKS:
+        return last_boxed(reference) or reference.strip()
+    stated = _extract_numeric(reference, "strict")
+    if stated is not None:
+        return stated
+    value = parse_number(reference)
+    return canonical_number(value) if value is not None else None
+
+
+# --------------------------------------------------------------------------- equivalence
+
+
+def _math_verify_equal(gold: str, pred: str) -> bool:
+    from math_verify import parse, verify
+
+    # math-verify's own timeouts use SIGALRM; ours is the process-level limit around this call.
+    parsed_gold = parse(f"\\boxed{{{gold}}}", parsing_timeout=None)
+    parsed_pred = parse(f"\\boxed{{{pred}}}", parsing_timeout=None)
+    return bool(verify(parsed_gold, parsed_pred, timeout_seconds=None))  # order matters: gold first
+
+
+_warmed = False
+
+
+def _warm_math_verify() -> None:
+    """Parse once in the parent so forked children inherit math-verify's compiled grammars."""
+    global _warmed
+    if not _warmed:
+        import logging
+
+        logging.getLogger("math_verify").setLevel(logging.ERROR)
+        _math_verify_equal("1", "1")
+        _warmed = True
+
+
+def call_with_time_limit(fn: Callable[..., bool], args: tuple, seconds: float) -> bool | None:
+    """Run a boolean ``fn(*args)`` with a hard time limit; ``None`` on timeout, ``False`` on error.
+
+    On POSIX the call runs in a forked child that is killed at the limit, which also stops code stuck
+    inside C. Elsewhere a daemon thread is used: the caller still gets its answer on time when the
+    work releases the GIL.
+    """
+    if not hasattr(os, "fork"):
+        return _call_in_thread(fn, args, seconds)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: compute, write one byte, exit without running the parent's atexit hooks
+        try:
+            os.close(read_fd)
+            os.write(write_fd, b"1" if fn(*args) else b"0")
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    try:
+        ready, _, _ = select.select([read_fd], [], [], seconds)
+        data = os.read(read_fd, 1) if ready else None
+    finally:
+        os.close(read_fd)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return None if data is None else data == b"1"
+
+
+def _call_in_thread(fn: Callable[..., bool], args: tuple, seconds: float) -> bool | None:
+    box: list[bool] = []
+    worker = threading.Thread(target=lambda: box.append(bool(fn(*args))), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        return None
+    return box[0] if box else False
+
+
+def answers_match(gold: str, pred: str, task: str = "gsm8k") -> bool:
+    """Whether two *extracted* answers are equivalent for ``task``."""
+    task = _check_task(task)
+    if task in NUMERIC_TASKS:
+        return gold == pred
+    if normalize_latex(gold) == normalize_latex(pred):
+        return True
+    gold_num, pred_num = (parse_number(normalize_latex(x)) for x in (gold, pred))
+    if gold_num is not None and pred_num is not None and _is_plain_number(gold) and _is_plain_number(pred):
+        return gold_num == pred_num
+    _warm_math_verify()
+    return bool(call_with_time_limit(_math_verify_equal, (gold, pred), MATH_VERIFY_TIMEOUT_S))
+
+
+_PLAIN_NUMBER_RE = re.compile(rf"^\s*-?\s*(?:{_NUM_BODY})\s*$")
+
+
+def _is_plain_number(text: str) -> bool:
+    return bool(_PLAIN_NUMBER_RE.match(normalize_latex(text)))
+
+
+def is_correct(completion: str, reference: str | float, task: str = "gsm8k", mode: Mode = "strict") -> bool:
+    """Whether ``completion`` states the reference's final answer (and no other)."""
+    pred = extract_answer(completion, task, mode)
+    gold = reference_answer(reference, task)
+    return pred is not None and gold is not None and answers_match(gold, pred, task)
+
+
+# --------------------------------------------------------------------------- TRL reward functions
+
+
+def completion_text(completion: str | Sequence[dict]) -> str:
+    """Text of a TRL completion: plain string, or chat format (list of messages; last one is scored)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Sequence) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    return ""
+
+
+def make_correctness_reward(task: str = "gsm8k", mode: Mode = "strict") -> Callable[..., list[float]]:
+    """A TRL ``reward_funcs`` callable scoring 1.0 for a correct final answer, else 0.0.
+
+    The dataset must have an ``answer`` column; a ``task`` column, when present, overrides ``task``
+    per row (mixed-task datasets).
+    """
+    _check_task(task)
+
+    def correctness_reward(completions, answer, **kwargs) -> list[float]:
+        tasks = kwargs.get("task") or [task] * len(completions)
+        return [
+            float(is_correct(completion_text(c), a, t, mode))
+            for c, a, t in zip(completions, answer, tasks, strict=True)
+        ]
+
+    correctness_reward.__name__ = f"correctness_{task}"
+    return correctness_reward
+
+
+def correctness_reward(completions, answer, **kwargs) -> list[float]:
+    """TRL reward function: 1.0 when a completion's final answer matches ``answer`` (GSM8K rules).
+
+    Signature ``(completions, answer, **kwargs) -> list[float]``; a ``task`` dataset column selects
+    the verifier per row.
+    """
+    return make_correctness_reward("gsm8k")(completions, answer, **kwargs)
