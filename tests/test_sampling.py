@@ -1,0 +1,85 @@
+import pytest
+
+from trl_reasoning.sampling import (
+    GSM8K_ANSWER_LINE,
+    SamplingError,
+    check_sampling_args,
+    cut_point,
+    plan_batches,
+    render_prompts,
+    sample_completions,
+    truncate,
+)
+from trl_reasoning.tasks import build_prompt
+
+
+def test_truncate_at_answer_line_and_stop_strings():
+    text = " 3 + 4 = 7\n#### 7\n\nQuestion: next one"
+    assert truncate(text, GSM8K_ANSWER_LINE, ("\nQuestion:",)) == " 3 + 4 = 7\n#### 7"
+    assert truncate("#### \nstill thinking\n#### 8\nmore", GSM8K_ANSWER_LINE, ()) == "#### \nstill thinking\n#### 8"
+    assert cut_point("#### 7", GSM8K_ANSWER_LINE, ()) is None  # line not finished yet
+    assert truncate("a\n\nQuestion: b", None, ("\nQuestion:",)) == "a\n"
+
+
+def test_plan_batches_covers_every_sample_once():
+    lengths = [5, 9, 7, 3]
+    batches = plan_batches(lengths, num_samples=3, batch_size=4)
+    assert all(sum(n for _, n in batch) <= 4 for batch in batches)
+    totals = {}
+    for batch in batches:
+        for index, n in batch:
+            totals[index] = totals.get(index, 0) + n
+    assert totals == {0: 3, 1: 3, 2: 3, 3: 3}
+    assert batches[0][0][0] == 1  # longest prompt first
+    assert plan_batches([4], num_samples=10, batch_size=4) == [[(0, 4)], [(0, 4)], [(0, 2)]]
+
+
+@pytest.mark.parametrize(
+    ("k", "temperature", "message"),
+    [(0, 1.0, "num_samples: need K >= 1"), (4, 0.0, "temperature: 0 means greedy"), (1, -1.0, "must be >= 0")],
+)
+def test_bad_sampling_arguments(k, temperature, message):
+    with pytest.raises(SamplingError, match=message):
+        check_sampling_args(k, temperature)
+
+
+def test_chat_prompts_need_a_chat_template(tiny_tokenizer):
+    chat = [[{"role": "user", "content": "2+2?"}]]
+    assert render_prompts(tiny_tokenizer, chat)[0].endswith("<|im_start|>assistant\n")
+    template = tiny_tokenizer.chat_template
+    tiny_tokenizer.chat_template = None
+    try:
+        with pytest.raises(SamplingError, match="prompt_style: chat prompts need a tokenizer with a chat template"):
+            render_prompts(tiny_tokenizer, chat)
+    finally:
+        tiny_tokenizer.chat_template = template
+
+
+def test_sampling_schema_determinism_and_batch_independence(tiny_model, tiny_tokenizer):
+    prompts = [build_prompt(q) for q in ("Ann has 3 cups. How many?", "Tom has 12 pens. Tom gets 3 more pens.")]
+    run = sample_completions(tiny_model, tiny_tokenizer, prompts, 3, 1.0, max_new_tokens=12, batch_size=8, show_progress=False)
+    assert [len(g) for g in run.completions] == [3, 3]
+    assert all(0 < c.num_tokens <= 12 and isinstance(c.text, str) for g in run.completions for c in g)
+    assert run.num_tokens == sum(c.num_tokens for g in run.completions for c in g)
+    assert run.samples_per_second > 0 and run.tokens_per_second > 0
+    again = sample_completions(tiny_model, tiny_tokenizer, prompts, 3, 1.0, max_new_tokens=12, batch_size=8, show_progress=False)
+    assert again.completions == run.completions  # same seed, same samples
+    other = sample_completions(tiny_model, tiny_tokenizer, prompts, 3, 1.0, max_new_tokens=12, batch_size=8, seed=1, show_progress=False)
+    assert other.completions != run.completions
+    greedy = sample_completions(tiny_model, tiny_tokenizer, prompts, 1, 0.0, max_new_tokens=12, batch_size=1, show_progress=False)
+    greedy_batched = sample_completions(tiny_model, tiny_tokenizer, prompts, 1, 0.0, max_new_tokens=12, batch_size=8, show_progress=False)
+    assert [g[0].text for g in greedy.completions] == [g[0].text for g in greedy_batched.completions]
+
+
+def test_generation_stops_after_the_answer_line(tiny_model, tiny_tokenizer):
+    """Force the answer line through the prompt-less path: the stop criterion must end the row."""
+    import torch
+
+    from trl_reasoning.sampling import _StopCriteria
+
+    ids = tiny_tokenizer("Q\nAnswer: 3 + 4 = 7\n#### 7\n", return_tensors="pt")["input_ids"]
+    stopper = _StopCriteria(tiny_tokenizer, prompt_length=3, answer_pattern=GSM8K_ANSWER_LINE, stop_strings=())
+    assert stopper(ids, None).tolist() == [True]
+    assert stopper(ids[:, :-1], None).tolist() == [False]
+    both = torch.nn.utils.rnn.pad_sequence([ids[0], ids[0, :-1]], batch_first=True, padding_value=0)
+    assert stopper(both[:, : ids.shape[1]], None).tolist() == [True, False]

