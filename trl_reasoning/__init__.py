@@ -22,6 +22,8 @@ _LAZY = {
     "rerank_at_k": "metrics",
     "load_task": "tasks",
     "add_prompts": "tasks",
+    "ExpertIterationConfig": "trainers",
+    "ExpertIterationTrainer": "trainers",
 }
 
 __all__ = sorted(_LAZY)

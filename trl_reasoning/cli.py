@@ -1,5 +1,7 @@
-"""Command line: ``trl-reasoning eval ...`` (also ``python -m trl_reasoning`` and
-``accelerate launch [args] -m trl_reasoning ...``).
+"""Command line (also ``python -m trl_reasoning`` and ``accelerate launch [args] -m trl_reasoning ...``):
+
+* ``trl-reasoning train RECIPE.yaml [--key value ...]``: run a recipe's stages (sft, ei, eval);
+* ``trl-reasoning eval --model PATH_OR_ID --task TASK ...``: sample, verify and report.
 
 Every failure the user can fix (bad path, bad argument, bad data) ends with one line on stderr and
 exit status 2, not a traceback.
@@ -11,11 +13,12 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from .loading import ModelLoadError
+from .recipes import RecipeError
 from .sampling import SamplingError
 from .tasks import DataError
 from .verifiers import VerifierError
 
-USER_ERRORS = (DataError, ModelLoadError, SamplingError, VerifierError)
+USER_ERRORS = (DataError, ModelLoadError, RecipeError, SamplingError, VerifierError)
 
 
 @dataclass
@@ -98,23 +101,40 @@ def _parse(dataclass_type, argv: list[str]):
     return parser.parse_args_into_dataclasses(argv)[0]
 
 
-COMMANDS = {"eval": (EvalArguments, run_eval)}
+TRAIN_USAGE = "usage: trl-reasoning train RECIPE.yaml [--key value ...] (e.g. --ei.num_rounds 2)"
+
+
+def run_train(argv: list[str]) -> dict:
+    """``train RECIPE.yaml [--key value ...]``: validate the whole recipe, then run its stages."""
+    from .pipeline import run_recipe
+    from .recipes import load_recipe, parse_overrides
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(TRAIN_USAGE)
+        return {}
+    return run_recipe(load_recipe(argv[0], parse_overrides(argv[1:])))
+
+
+def _eval_command(argv: list[str]) -> dict:
+    return run_eval(_parse(EvalArguments, argv))
+
+
+COMMANDS = {"train": run_train, "eval": _eval_command}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``trl-reasoning`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        known = ", ".join(COMMANDS)
-        if argv and argv[0] not in ("-h", "--help"):
-            sys.exit(f"trl-reasoning: error: unknown command {argv[0]!r}; expected one of {known}")
+    known = ", ".join(COMMANDS)
+    if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: trl-reasoning {{{known}}} [--help] [options]")
         return
-    arguments, command = COMMANDS[argv[0]]
+    if argv[0] not in COMMANDS:
+        sys.exit(f"trl-reasoning: error: unknown command {argv[0]!r}; expected one of {known}")
     import datasets
 
     datasets.disable_progress_bars()
     try:
-        command(_parse(arguments, argv[1:]))
+        COMMANDS[argv[0]](argv[1:])
     except USER_ERRORS as err:
         sys.exit(f"trl-reasoning: error: {err}")

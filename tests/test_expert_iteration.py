@@ -1,0 +1,150 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trl_reasoning.tasks import add_prompts, load_task
+from trl_reasoning.trainers import ExpertIterationConfig, ExpertIterationTrainer
+from trl_reasoning.trainers.expert_iteration_trainer import select_solutions
+
+
+def test_select_solutions_dedups_caps_and_remembers():
+    samples = [
+        {"id": "q1", "completion": " 1 + 1 = 2\n#### 2", "correct": True},
+        {"id": "q1", "completion": " 1 + 1 = 2\n#### 2", "correct": True},  # exact duplicate
+        {"id": "q1", "completion": "  1 + 1  = 2\n####   2", "correct": True},  # whitespace variant
+        {"id": "q1", "completion": " 1+1 = 2\n#### 2", "correct": True},
+        {"id": "q1", "completion": " wrong", "correct": False},
+        {"id": "q2", "completion": " 1 + 1 = 2\n#### 2", "correct": True},  # same text, other question
+    ]
+    seen = set()
+    kept = select_solutions(samples, seen, max_per_question=None)
+    assert [k["completion"] for k in kept] == [" 1 + 1 = 2\n#### 2", " 1+1 = 2\n#### 2", " 1 + 1 = 2\n#### 2"]
+    assert select_solutions(samples, seen, None) == []  # a later round adds nothing already kept
+    assert len(select_solutions(samples, set(), max_per_question=1)) == 2
+
+
+def apples_reward(completions, **kwargs):
+    """A TRL reward function an untrained tiny model can learn fast: mention apples."""
+    return [1.0 if "apples" in c else 0.0 for c in completions]
+
+
+def test_expert_iteration_learns_from_a_trl_style_script(tiny_model_dir, tmp_path):
+    """Written as a TRL user would: config + trainer(model, args, datasets, processing_class, reward_funcs)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    train = add_prompts(load_task("arithmetic", split="train", num_examples=64))
+    args = ExpertIterationConfig(
+        output_dir=str(tmp_path / "ei"), num_rounds=3, num_generations=8, temperature=1.0, max_new_tokens=8,
+        generation_batch_size=128, learning_rate=1e-2, num_train_epochs=2, per_device_train_batch_size=32,
+        lr_scheduler_type="constant", use_cpu=True, bf16=False, report_to="none", gradient_checkpointing=False,
+        stop_when_no_new_solutions=False, logging_steps=100, max_length=128,
+    )
+    trainer = ExpertIterationTrainer(
+        model=model, args=args, train_dataset=train, processing_class=tokenizer, reward_funcs=[apples_reward]
+    )
+    history = trainer.train()
+    accuracy = [r["train"]["sample_accuracy"] for r in history[1:]]
+    assert accuracy[0] < 0.2
+    assert accuracy[-1] > accuracy[0] + 0.2, accuracy  # the policy learned what the filter keeps
+    assert history[-1]["cumulative_samples"] == 3 * 64 * 8
+    run = tmp_path / "ei"
+    assert {"metrics.json", "exploration.png", "README.md"} <= {p.name for p in run.iterdir()}
+    for round_index in (1, 2, 3):
+        folder = run / f"round_{round_index:03d}"
+        assert {"samples.jsonl", "kept.jsonl", "metrics.json", "checkpoint"} <= {p.name for p in folder.iterdir()}
+    trainer.save_model(str(tmp_path / "final"))
+    assert "Metrics per round" in (tmp_path / "final" / "README.md").read_text()
+
+
+def test_bad_datasets_fail_clearly(tiny_model_dir, tmp_path):
+    args = ExpertIterationConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
+    bare = load_task("arithmetic", num_examples=4)
+    with pytest.raises(ValueError, match=r"train_dataset: missing column\(s\) \['prompt'\]"):
+        ExpertIterationTrainer(model=str(tiny_model_dir), args=args, train_dataset=bare)
+    with pytest.raises(ValueError, match="num_rounds: need at least 1"):
+        ExpertIterationConfig(output_dir=str(tmp_path), num_rounds=0, use_cpu=True, bf16=False)
+    with pytest.raises(ValueError, match="temperature: 0 means greedy"):
+        ExpertIterationConfig(output_dir=str(tmp_path), temperature=0.0, use_cpu=True, bf16=False)
+
+
+SHORT_RECIPE = """
+model: tiny
+task: arithmetic
+output_dir: {out}
+stages: [sft, ei]
+num_train_examples: 48
+num_eval_examples: 8
+tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2}}
+sft: {{num_train_epochs: 1, per_device_train_batch_size: 16, gradient_checkpointing: false, max_length: 128}}
+ei:
+  num_rounds: 3
+  num_generations: 2
+  max_new_tokens: 24
+  generation_batch_size: 32
+  stop_when_no_new_solutions: false
+  include_reference_solutions: true
+  num_train_epochs: 1
+  per_device_train_batch_size: 16
+  gradient_checkpointing: false
+  max_length: 128
+  eval_num_samples: 2
+"""
+
+
+def _env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def test_killed_run_resumes_at_the_round_it_was_in(tmp_path):
+    out = tmp_path / "run"
+    recipe = tmp_path / "short.yaml"
+    recipe.write_text(SHORT_RECIPE.format(out=out))
+    command = [sys.executable, "-m", "trl_reasoning", "train", str(recipe)]
+    process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    round2 = out / "ei" / "round_002" / "samples.jsonl"
+    deadline = time.time() + 240
+    while not round2.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert round2.exists(), "the run never reached round 2"
+    assert not (out / "ei" / "round_002" / "metrics.json").exists(), "killed too late: round 2 had finished"
+    before = {p: p.stat().st_mtime_ns for p in (out / "ei").rglob("*.jsonl")}
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for path, mtime in before.items():
+        if path.name == "samples.jsonl":
+            assert path.stat().st_mtime_ns == mtime, f"{path} was sampled again"
+    history = json.loads((out / "ei" / "metrics.json").read_text())["rounds"]
+    assert [r["round"] for r in history] == [0, 1, 2, 3]
+    assert history[-1]["cumulative_samples"] == 3 * 48 * 2
+    for round_index in (1, 2, 3):
+        lines = (out / "ei" / f"round_{round_index:03d}" / "samples.jsonl").read_text().splitlines()
+        assert len(lines) == 48 * 2  # every sample written once
+    assert (out / "ei" / "stage_complete.json").exists()
+
+
+def test_two_process_training_samples_every_question_once(tmp_path):
+    out = tmp_path / "run"
+    recipe = tmp_path / "short.yaml"
+    recipe.write_text(SHORT_RECIPE.format(out=out).replace("num_rounds: 3", "num_rounds: 1"))
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "-m", "trl_reasoning", "train", str(recipe)]
+    done = subprocess.run(launch, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = [json.loads(line) for line in (out / "ei" / "round_001" / "samples.jsonl").read_text().splitlines()]
+    ids = [s["id"] for s in samples]
+    train_ids = set(load_task("arithmetic", split="train", num_examples=48)["id"])
+    assert set(ids) == train_ids
+    assert all(ids.count(i) == 2 for i in train_ids)  # each question once, with its K=2 samples
+    assert (Path(out) / "ei" / "final_model" / "config.json").exists()

@@ -1,0 +1,212 @@
+"""YAML recipes: one file per experiment, validated before any work starts.
+
+A recipe names the model, the task, the stages to run and one section per stage whose keys are the
+fields of that stage's config class (``sft``: TRL's ``SFTConfig``; ``ei``: ``ExpertIterationConfig``;
+``eval``: ``EvalSettings``). Any key can be overridden from the command line: ``--task gsm8k``,
+``--ei.num_rounds 2``, ``--stages "[sft, eval]"`` (values are read as YAML).
+
+Every problem (unknown or mistyped key, wrong type, missing model, unknown stage) is reported as one
+line naming the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAGES = ("sft", "ei", "eval")
+TINY_KEYS = ("arch", "vocab_size", "hidden_size", "num_layers", "num_heads", "max_positions")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the key."""
+
+
+@dataclass
+class Recipe:
+    """Top level of a recipe file."""
+
+    model: str = field(metadata={"help": "Initial model: local folder, .gguf file, Hub id, or 'tiny' (built offline)."})
+    task: str = field(default="gsm8k", metadata={"help": "gsm8k, svamp, math or arithmetic."})
+    stages: list[str] = field(default_factory=lambda: ["sft", "ei", "eval"], metadata={"help": "Stages in order: sft, ei, eval."})
+    output_dir: str = field(default="runs/experiment", metadata={"help": "Run folder; rerunning resumes in it."})
+    seed: int = field(default=0, metadata={"help": "Seed for data generation, sampling and training."})
+    train_data: str | None = field(default=None, metadata={"help": "Train questions: file or Hub id (default: the task's)."})
+    eval_data: str | None = field(default=None, metadata={"help": "Held-out questions: file or Hub id (default: the task's test split)."})
+    train_limit: int | None = field(default=None, metadata={"help": "Use only the first N train questions."})
+    sft_train_limit: int | None = field(default=None, metadata={"help": "SFT on only the first N train questions' reference solutions."})
+    ei_train_limit: int | None = field(default=None, metadata={"help": "Sample EI rounds on only the first N train questions."})
+    eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on only the first N held-out questions."})
+    num_train_examples: int = field(default=2000, metadata={"help": "Arithmetic task only: train questions to generate."})
+    num_eval_examples: int = field(default=200, metadata={"help": "Arithmetic task only: held-out questions to generate."})
+    prompt_style: str = field(default="zero_shot", metadata={"help": "zero_shot, few_shot or chat."})
+    num_shots: int = field(default=4, metadata={"help": "Exemplars in few_shot prompts."})
+    arithmetic: dict = field(default_factory=dict, metadata={"help": "Arithmetic task difficulty: ArithmeticConfig fields (min_steps, max_operand, operators, ...)."})
+    tiny: dict = field(default_factory=dict, metadata={"help": f"Tiny model size when model is 'tiny': {', '.join(TINY_KEYS)}."})
+    peft: dict | None = field(default=None, metadata={"help": "LoRA: peft.LoraConfig fields (r, lora_alpha, target_modules, ...)."})
+    sft: dict = field(default_factory=dict, metadata={"help": "trl.SFTConfig fields for the sft stage."})
+    ei: dict = field(default_factory=dict, metadata={"help": "ExpertIterationConfig fields for the ei stage."})
+    eval: dict = field(default_factory=dict, metadata={"help": "EvalSettings fields for the eval stage."})
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Loose runtime check of a YAML value against a field annotation (unknown shapes pass)."""
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or annotation in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _coerce_float(value: Any, annotation: Any) -> Any:
+    """YAML 1.1 reads ``2e-3`` as a string: accept it where the field takes a float."""
+    if not isinstance(value, str) or _type_ok(value, annotation) or not _type_ok(1.5, annotation):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _type_name(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def check_section(values: dict, config_cls, prefix: str) -> None:
+    """Keys of ``values`` must be fields of ``config_cls`` with values of the field's type."""
+    if not isinstance(values, dict):
+        raise RecipeError(f"recipe: {prefix} must be a mapping of {config_cls.__name__} fields")
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    for key, value in list(values.items()):
+        if key not in fields:
+            raise RecipeError(
+                f"recipe: unknown key '{prefix}{key}'; valid keys: {', '.join(sorted(fields))}"
+            )
+        value = values[key] = _coerce_float(value, hints.get(key, Any))
+        if not _type_ok(value, hints.get(key, Any)):
+            raise RecipeError(
+                f"recipe: '{prefix}{key}' must be {_type_name(hints[key])}, got {value!r}"
+            )
+
+
+def _set_override(raw: dict, dotted: str, text: str) -> None:
+    value = yaml.safe_load(text) if text != "" else None
+    keys = dotted.split(".")
+    target = raw
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+        if not isinstance(target, dict):
+            raise RecipeError(f"recipe: cannot override '{dotted}': '{key}' is not a section")
+    target[keys[-1]] = value
+
+
+def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
+    """``["--ei.num_rounds", "2", "--task=gsm8k"]`` -> ``[("ei.num_rounds", "2"), ("task", "gsm8k")]``."""
+    pairs, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--"):
+            raise RecipeError(f"recipe: expected --key value overrides, got {token!r}")
+        if "=" in token:
+            key, value = token[2:].split("=", 1)
+            i += 1
+        elif i + 1 < len(argv):
+            key, value = token[2:], argv[i + 1]
+            i += 2
+        else:
+            raise RecipeError(f"recipe: override {token} has no value")
+        pairs.append((key.replace("-", "_"), value))
+    return pairs
+
+
+def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Recipe:
+    """Read, override and validate a recipe; raises ``RecipeError`` with one line on any problem."""
+    from trl import SFTConfig
+
+    from .evaluation import EvalSettings
+    from .tasks import ArithmeticConfig
+    from .trainers.expert_iteration_config import ExpertIterationConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe: file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe: {path} must be a mapping of keys to values")
+    for key, value in overrides:
+        _set_override(raw, key, value)
+    if "model" not in raw or not raw["model"]:
+        raise RecipeError("recipe: missing key 'model' (a local folder, .gguf file, Hub id, or 'tiny')")
+    check_section(raw, Recipe, "")
+    recipe = Recipe(**raw)
+    unknown = [s for s in recipe.stages if s not in STAGES]
+    if unknown or not recipe.stages:
+        raise RecipeError(f"recipe: 'stages' has unknown stage(s) {unknown}; expected a list of {', '.join(STAGES)}")
+    check_section(recipe.sft, SFTConfig, "sft.")
+    check_section(recipe.ei, ExpertIterationConfig, "ei.")
+    check_section(recipe.eval, EvalSettings, "eval.")
+    check_section(recipe.arithmetic, ArithmeticConfig, "arithmetic.")
+    bad_tiny = sorted(set(recipe.tiny) - set(TINY_KEYS))
+    if bad_tiny:
+        raise RecipeError(f"recipe: unknown key 'tiny.{bad_tiny[0]}'; valid keys: {', '.join(TINY_KEYS)}")
+    _check_references(recipe)
+    return recipe
+
+
+def _check_references(recipe: Recipe) -> None:
+    """Model and task must exist before hours of work start."""
+    from .loading import ModelLoadError, resolve
+    from .tasks import TASKS
+
+    if recipe.task not in TASKS:
+        raise RecipeError(f"recipe: 'task' must be one of {', '.join(TASKS)}, got {recipe.task!r}")
+    if recipe.model != "tiny":
+        try:
+            resolve(recipe.model)
+        except ModelLoadError as err:
+            raise RecipeError(f"recipe: {err}") from None
+    for key in ("train_data", "eval_data"):
+        value = getattr(recipe, key)
+        if value and value.endswith((".jsonl", ".json", ".parquet")) and not Path(value).expanduser().is_file():
+            raise RecipeError(f"recipe: '{key}' file {value!r} does not exist")
+
+
+def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defaults):
+    """Build a stage's TRL config; CPU-safe defaults when no GPU is present; one-line errors."""
+    import torch
+
+    values = {"output_dir": str(output_dir), "seed": seed, "report_to": "none", **defaults, **section}
+    if not torch.cuda.is_available():
+        values.setdefault("use_cpu", True)
+        values.setdefault("bf16", False)
+    try:
+        return config_cls(**values)
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"recipe: {config_cls.__name__}: {str(err).strip().splitlines()[0]}") from None

@@ -1,0 +1,445 @@
+"""Expert Iteration (Havrilla et al., 2024, section 3.1; Anthony et al., 2017).
+
+Each round:
+
+1. sample K solutions per training question from the current policy;
+2. score them with the verifier (or the given TRL ``reward_funcs``; optionally also requiring every
+   written equation to hold, ``check_equations``) and keep the correct ones,
+   deduplicated (exact, then whitespace-normalised), optionally capped per question and joined by the
+   reference solutions;
+3. fine-tune with TRL's ``SFTTrainer`` (loss on the solution only), either continuing from the last
+   policy on the round's kept set, or - as in the paper - restarting from the initial checkpoint on
+   the union of everything kept so far (``reinit_each_round``);
+4. evaluate on ``eval_dataset`` (maj@1 greedy, maj@k, pass@k) and record cumulative sample counts.
+
+Round 0 evaluates the initial policy. Every round writes ``round_NNN/{samples,kept}.jsonl``, a
+``checkpoint/`` and ``metrics.json`` (written last: it marks the round complete) atomically, so a
+rerun of the same command resumes after the last complete round and reuses a crashed round's samples.
+
+Deviations from the paper: K defaults to 4 (paper: 96) so CPU runs stay short; the continue-training
+mode is the default because it is cheaper; with PEFT, each round's adapter is merged into the policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..evaluation import EvalSettings, evaluate
+from ..reporting import plot_curves, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from ..sampling import GSM8K_ANSWER_LINE, sample_completions, sample_completions_vllm
+from ..verifiers import completion_text, equations_hold, make_correctness_reward
+from .expert_iteration_config import ExpertIterationConfig
+
+
+def normalise_solution(text: str) -> str:
+    """Dedup key of a solution: whitespace collapsed, ends stripped."""
+    return " ".join(text.split())
+
+
+def select_solutions(
+    samples: Sequence[dict], seen: set[tuple[str, str]], max_per_question: int | None
+) -> list[dict]:
+    """Correct samples not seen before (per question, by normalised text), capped per question.
+
+    ``seen`` is updated in place with what is kept.
+    """
+    kept, per_question = [], {}
+    for sample in samples:
+        key = (sample["id"], normalise_solution(sample["completion"]))
+        if not sample["correct"] or key in seen:
+            continue
+        if max_per_question is not None and per_question.get(sample["id"], 0) >= max_per_question:
+            continue
+        seen.add(key)
+        per_question[sample["id"]] = per_question.get(sample["id"], 0) + 1
+        kept.append(sample)
+    return kept
+
+
+class ExpertIterationTrainer:
+    """Expert Iteration with TRL's trainer interface.
+
+    Args:
+        model: policy to improve: a model id/folder (``str``) or a ``PreTrainedModel``.
+        args: an ``ExpertIterationConfig``.
+        train_dataset: questions to sample on; needs ``prompt`` (string or chat messages), ``id`` and
+            the columns the reward functions read (``answer`` for the built-in verifier).
+        eval_dataset: evaluated after every round (same columns); optional.
+        processing_class: the tokenizer (loaded from ``model`` when it is a string and this is None).
+        reward_funcs: TRL reward functions ``(prompts, completions, **columns) -> list[float]``; their
+            sum is compared with ``args.reward_threshold``. Defaults to the task's verifier.
+        peft_config: a PEFT config; each round trains an adapter, merged into the policy afterwards.
+        callbacks: ``transformers.TrainerCallback``s passed to every round's ``SFTTrainer``.
+    """
+
+    def __init__(
+        self,
+        model,
+        args: ExpertIterationConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        reward_funcs: Callable | Sequence[Callable] | None = None,
+        peft_config=None,
+        callbacks=None,
+    ):
+        from accelerate import PartialState
+
+        from ..loading import load_model, load_tokenizer
+
+        self.args = args or ExpertIterationConfig(output_dir="runs/expert_iteration")
+        _check_dataset(train_dataset, "train_dataset", required=True)
+        _check_dataset(eval_dataset, "eval_dataset", required=False)
+        self.state = PartialState()
+        self.model = load_model(model, device=str(self.state.device)) if isinstance(model, str) else model
+        self.model_reference = model if isinstance(model, str) else None
+        self.processing_class = processing_class or load_tokenizer(model)
+        self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
+        if reward_funcs is None:
+            reward_funcs = [make_correctness_reward(self.args.task, self.args.extraction)]
+        self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, Sequence) else [reward_funcs]
+        self.peft_config, self.callbacks = peft_config, callbacks
+        self.run_dir = Path(self.args.output_dir)
+        self.history: list[dict] = []
+        self.seen: set[tuple[str, str]] = set()
+        self.kept_union: list[dict] = []
+        self.solved: set[str] = set()
+
+    # ------------------------------------------------------------------ run
+
+    def train(self) -> list[dict]:
+        """Run (or resume) all rounds; returns the per-round metrics."""
+        initial = self._initial_model_path()
+        start = self._resume()
+        if start == 0:
+            self._finish_round(0, self._evaluate(), train_stats={}, seconds={})
+            start = 1
+        for round_index in range(start, self.args.num_rounds + 1):
+            if self._over_budget():
+                break
+            added = self._run_round(round_index, initial)
+            if added == 0 and self.args.stop_when_no_new_solutions:
+                break
+        self._write_run_report()
+        return self.history
+
+    def _run_round(self, round_index: int, initial: Path | str) -> int:
+        round_dir = self._round_dir(round_index)
+        t0 = time.perf_counter()
+        samples = self._samples_for_round(round_index, round_dir)
+        t1 = time.perf_counter()
+        kept = self._kept_for_round(samples, round_dir)
+        train_rows = self.kept_union if self.args.reinit_each_round else kept
+        if self.args.reinit_each_round:
+            self.model = self._reload(initial)
+        if train_rows:
+            self._fine_tune(train_rows, round_dir)
+        t2 = time.perf_counter()
+        metrics = self._evaluate()
+        stats = self._train_stats(samples, kept)
+        seconds = {"sampling": t1 - t0, "fine_tuning": t2 - t1, "evaluation": time.perf_counter() - t2}
+        self._finish_round(round_index, metrics, stats, seconds)
+        return len(kept)
+
+    # ------------------------------------------------------------------ sampling and filtering
+
+    def _samples_for_round(self, round_index: int, round_dir: Path) -> list[dict]:
+        """Sample and score, or reuse the samples a crashed run already wrote for this round."""
+        path = round_dir / "samples.jsonl"
+        if path.exists():
+            return read_jsonl(path)
+        prompts = self.train_dataset["prompt"]
+        settings = {
+            "num_samples": self.args.num_generations,
+            "temperature": self.args.temperature,
+            "top_p": self.args.top_p,
+            "max_new_tokens": self.args.max_new_tokens,
+            "seed": self.args.seed * 1000 + round_index,
+            "answer_pattern": None if self.args.task == "math" else GSM8K_ANSWER_LINE,
+        }
+        if self.args.use_vllm:
+            result = self._sample_with_vllm(prompts, settings)
+        else:
+            result = sample_completions(
+                self.model, self.processing_class, prompts, batch_size=self.args.generation_batch_size, **settings
+            )
+        samples = self._score(result.completions)
+        if self.state.is_main_process:
+            write_jsonl_atomic(path, samples)
+        self.state.wait_for_everyone()
+        return samples
+
+    def _sample_with_vllm(self, prompts, settings):
+        import torch
+        from vllm import LLM
+
+        checkpoint = self._current_checkpoint()
+        llm = LLM(model=str(checkpoint), seed=settings["seed"],
+                  gpu_memory_utilization=self.args.vllm_gpu_memory_utilization)
+        try:
+            return sample_completions_vllm(llm, self.processing_class, prompts, **settings)
+        finally:
+            del llm
+            torch.cuda.empty_cache()
+
+    def _score(self, completions: list[list]) -> list[dict]:
+        rows = self.train_dataset.to_list()
+        flat = [(row, c) for row, group in zip(rows, completions, strict=True) for c in group]
+        columns = {key: [row[key] for row, _ in flat] for key in rows[0] if key != "prompt"}
+        prompts = [row["prompt"] for row, _ in flat]
+        texts = [c.text for _, c in flat]
+        totals = [0.0] * len(flat)
+        for func in self.reward_funcs:
+            rewards = func(prompts=prompts, completions=texts, completion_ids=None, **columns)
+            totals = [t + (r or 0.0) for t, r in zip(totals, rewards, strict=True)]
+        return [
+            {"id": row["id"], "completion": c.text, "num_tokens": c.num_tokens, "reward": total,
+             "correct": total >= self.args.reward_threshold and (not self.args.check_equations or equations_hold(c.text))}
+            for (row, c), total in zip(flat, totals, strict=True)
+        ]
+
+    def _kept_for_round(self, samples: list[dict], round_dir: Path) -> list[dict]:
+        kept = select_solutions(samples, self.seen, self.args.max_solutions_per_question)
+        if self.args.include_reference_solutions:
+            references = [
+                {"id": row["id"], "completion": " " + row["solution"].strip(), "correct": True}
+                for row in self.train_dataset
+            ]
+            kept += select_solutions(references, self.seen, None)
+        if self.state.is_main_process:
+            write_jsonl_atomic(round_dir / "kept.jsonl", kept)
+        self.kept_union.extend(kept)
+        self.solved.update(s["id"] for s in samples if s["correct"])
+        return kept
+
+    # ------------------------------------------------------------------ fine-tuning
+
+    def _fine_tune(self, rows: list[dict], round_dir: Path) -> None:
+        from datasets import Dataset
+        from trl import SFTTrainer
+
+        prompts = dict(zip(self.train_dataset["id"], self.train_dataset["prompt"], strict=True))
+        pairs = [_sft_pair(prompts[row["id"]], row["completion"]) for row in rows]
+        args = dataclasses.replace(
+            self.args, output_dir=str(round_dir / "trainer"), save_strategy="no", push_to_hub=False,
+            seed=self.args.seed + len(self.history),
+        )
+        trainer = SFTTrainer(
+            model=self.model,
+            args=args,
+            train_dataset=Dataset.from_list(pairs),
+            processing_class=self.processing_class,
+            peft_config=self.peft_config,
+            callbacks=self.callbacks,
+        )
+        trainer.train()
+        model = trainer.model
+        if self.peft_config is not None:
+            model = model.merge_and_unload()
+        self.model = model.eval()
+        self._save_checkpoint(round_dir / "checkpoint")
+
+    def _save_checkpoint(self, folder: Path) -> None:
+        if self.state.is_main_process:
+            tmp = folder.with_name(folder.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.model.save_pretrained(tmp)
+            self.processing_class.save_pretrained(tmp)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+        self.state.wait_for_everyone()
+
+    def _initial_model_path(self) -> Path | str:
+        """Where the initial policy can be reloaded from (restarts and vLLM need it): the model
+        reference when one was given, else a copy saved into the run folder."""
+        if self.model_reference is not None:
+            return self.model_reference
+        folder = self.run_dir / "initial_model"
+        needed = self.args.reinit_each_round or self.args.use_vllm
+        if needed and not (folder / "config.json").exists():
+            self._save_checkpoint(folder)
+        return folder
+
+    def _reload(self, folder: Path | str):
+        from ..loading import load_model
+
+        return load_model(str(folder), device=str(self.state.device))
+
+    def _current_checkpoint(self) -> Path | str:
+        for record in reversed(self.history):
+            folder = self._round_dir(record["round"]) / "checkpoint"
+            if folder.exists():
+                return folder
+        return self._initial_model_path()
+
+    # ------------------------------------------------------------------ evaluation and records
+
+    def _evaluate(self) -> dict:
+        if self.eval_dataset is None:
+            return {}
+        settings = EvalSettings(
+            num_samples=self.args.eval_num_samples,
+            temperature=self.args.eval_temperature,
+            max_new_tokens=self.args.max_new_tokens,
+            batch_size=self.args.generation_batch_size,
+            seed=self.args.seed,
+            extraction=self.args.extraction,
+        )
+        report = evaluate(self.model, self.processing_class, self.eval_dataset, self.args.task, settings)
+        return {**report["metrics"], **{f"exploration/{k}": v for k, v in report["exploration"].items()}}
+
+    def _train_stats(self, samples: list[dict], kept: list[dict]) -> dict[str, Any]:
+        questions = len(self.train_dataset)
+        solved_now = {s["id"] for s in samples if s["correct"]}
+        return {
+            "samples": len(samples),
+            "tokens": sum(s["num_tokens"] for s in samples),
+            "sample_accuracy": sum(s["correct"] for s in samples) / max(len(samples), 1),
+            "questions_solved": len(solved_now) / questions,
+            "questions_solved_cumulative": len(self.solved) / questions,
+            "kept": len(kept),
+            "kept_total": len(self.kept_union),
+        }
+
+    def _finish_round(self, round_index: int, metrics: dict, train_stats: dict, seconds: dict) -> None:
+        previous = self.history[-1] if self.history else {"cumulative_samples": 0, "cumulative_tokens": 0}
+        record = {
+            "round": round_index,
+            "cumulative_samples": previous["cumulative_samples"] + train_stats.get("samples", 0),
+            "cumulative_tokens": previous["cumulative_tokens"] + train_stats.get("tokens", 0),
+            "eval": metrics,
+            "train": train_stats,
+            "seconds": seconds,
+        }
+        self.history.append(record)
+        if self.state.is_main_process:
+            write_json_atomic(self._round_dir(round_index) / "metrics.json", record)
+        self.state.wait_for_everyone()
+
+    def _resume(self) -> int:
+        """Load completed rounds from the run folder; returns the first round still to run."""
+        next_round = 0
+        while (self._round_dir(next_round) / "metrics.json").exists():
+            round_dir = self._round_dir(next_round)
+            self.history.append(json.loads((round_dir / "metrics.json").read_text()))
+            if (round_dir / "kept.jsonl").exists():
+                kept = read_jsonl(round_dir / "kept.jsonl")
+                self.kept_union.extend(kept)
+                self.seen.update((k["id"], normalise_solution(k["completion"])) for k in kept)
+            if (round_dir / "samples.jsonl").exists():
+                self.solved.update(s["id"] for s in read_jsonl(round_dir / "samples.jsonl") if s["correct"])
+            next_round += 1
+        if next_round > 1:
+            self.model = self._reload(self._current_checkpoint())
+        return next_round
+
+    def _over_budget(self) -> bool:
+        if self.args.sample_budget is None:
+            return False
+        spent = self.history[-1]["cumulative_samples"] if self.history else 0
+        return spent + len(self.train_dataset) * self.args.num_generations > self.args.sample_budget
+
+    def _round_dir(self, round_index: int) -> Path:
+        return self.run_dir / f"round_{round_index:03d}"
+
+    # ------------------------------------------------------------------ reports
+
+    def _write_run_report(self) -> None:
+        if not self.state.is_main_process:
+            return
+        write_json_atomic(self.run_dir / "metrics.json", {"rounds": self.history})
+        xs = [r["cumulative_samples"] for r in self.history]
+        names = [n for n in self.history[0]["eval"] if not n.startswith("exploration/")]
+        if names:
+            curves = {n: (xs, [r["eval"].get(n, float("nan")) for r in self.history]) for n in names}
+            plot_curves(self.run_dir / "accuracy_vs_samples.png", curves, "cumulative sampled solutions",
+                        "accuracy on eval set", "Expert Iteration: accuracy vs samples")
+        trained = [r for r in self.history if r["train"]]
+        if trained:
+            keys = ("sample_accuracy", "questions_solved", "questions_solved_cumulative")
+            curves = {k: ([r["round"] for r in trained], [r["train"][k] for r in trained]) for k in keys}
+            plot_curves(self.run_dir / "exploration.png", curves, "round", "share", "Expert Iteration: exploration")
+        write_text_atomic(self.run_dir / "README.md", self.model_card())
+
+    def model_card(self) -> str:
+        """A Hub model card: the method, the configuration and the per-round metrics table."""
+        from ..reporting import markdown_table
+
+        names = [n for n in (self.history[0]["eval"] if self.history else {}) if not n.startswith("exploration/")]
+        rows = [[r["round"], r["cumulative_samples"], *(r["eval"].get(n, float("nan")) for n in names)]
+                for r in self.history]
+        config = {f.name: getattr(self.args, f.name) for f in dataclasses.fields(ExpertIterationConfig)
+                  if f.name in _EI_FIELDS}
+        return "\n".join([
+            "---", "library_name: transformers", "tags: [trl, trl-reasoning, expert-iteration]", "---", "",
+            "# Expert Iteration policy", "",
+            "Trained with trl-reasoning's Expert Iteration "
+            "(Havrilla et al., 2024): sample, keep verified-correct solutions, fine-tune, repeat.", "",
+            "## Metrics per round", "",
+            markdown_table(["round", "cumulative samples", *names], rows), "",
+            "## Expert Iteration configuration", "",
+            markdown_table(["field", "value"], [[k, v] for k, v in config.items()]), "",
+        ])
+
+    def save_model(self, output_dir: str | None = None) -> None:
+        """Save the current policy and tokenizer (``output_dir`` defaults to ``args.output_dir``)."""
+        folder = Path(output_dir or self.args.output_dir)
+        if self.state.is_main_process:
+            self.model.save_pretrained(folder)
+            self.processing_class.save_pretrained(folder)
+            if self.history:
+                write_text_atomic(folder / "README.md", self.model_card())
+        self.state.wait_for_everyone()
+
+    def push_to_hub(self, repo_id: str | None = None, **kwargs) -> str:
+        """Push the policy with its model card (metrics table and configuration) to the Hub."""
+        from huggingface_hub import upload_folder
+
+        folder = Path(self.args.output_dir) / "final_model"
+        self.save_model(str(folder))
+        repo_id = repo_id or self.args.hub_model_id or folder.parent.name
+        if self.state.is_main_process:
+            from huggingface_hub import create_repo
+
+            create_repo(repo_id, exist_ok=True, private=self.args.hub_private_repo)
+            upload_folder(repo_id=repo_id, folder_path=str(folder), **kwargs)
+        return repo_id
+
+
+def _own_fields() -> set[str]:
+    from trl import SFTConfig
+
+    inherited = {f.name for f in dataclasses.fields(SFTConfig)}
+    own = {f.name for f in dataclasses.fields(ExpertIterationConfig)} - inherited
+    return own | {"learning_rate", "num_train_epochs", "per_device_train_batch_size", "seed"}
+
+
+_EI_FIELDS = _own_fields()
+
+
+def _sft_pair(prompt, completion: str) -> dict:
+    """A TRL prompt-completion example; chat prompts get an assistant message as completion."""
+    if isinstance(prompt, str):
+        return {"prompt": prompt, "completion": completion}
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion_text(completion)}]}
+
+
+def _check_dataset(dataset, name: str, required: bool) -> None:
+    if dataset is None:
+        if required:
+            raise ValueError(f"{name}: Expert Iteration needs a dataset of questions with a 'prompt' column")
+        return
+    missing = [c for c in ("id", "prompt") if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"{name}: missing column(s) {missing}; found {dataset.column_names} "
+            "(load it with trl_reasoning.tasks.load_task and add_prompts)"
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"{name}: the dataset is empty")
