@@ -15,7 +15,7 @@ from typing import Any
 
 from .metrics import aggregate, exploration_stats, maj_at_k, pass_at_k, powers_of_two_up_to, rerank_at_k
 from .reporting import markdown_table, plot_curves, write_json_atomic, write_jsonl_atomic, write_text_atomic
-from .sampling import GSM8K_ANSWER_LINE, SamplingResult, check_sampling_args, sample_completions
+from .sampling import SamplingResult, answer_pattern_for, check_sampling_args, sample_completions
 from .verifiers import extract_answer, is_correct
 
 # (prompts, completions) -> one score per completion, higher = more likely correct
@@ -37,10 +37,6 @@ class EvalSettings:
 
     def __post_init__(self):
         check_sampling_args(self.num_samples, self.temperature)
-
-
-def _answer_pattern(task: str) -> str | None:
-    return None if task == "math" else GSM8K_ANSWER_LINE
 
 
 def _prompt_text(prompt: Any) -> str:
@@ -120,7 +116,7 @@ def evaluate(
         "max_new_tokens": settings.max_new_tokens,
         "batch_size": settings.batch_size,
         "seed": settings.seed,
-        "answer_pattern": _answer_pattern(task),
+        "answer_pattern": answer_pattern_for(task),
         "show_progress": settings.show_progress,
     }
     greedy_run = sample_completions(model, tokenizer, prompts, num_samples=1, temperature=0.0, **common)

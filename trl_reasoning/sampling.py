@@ -25,6 +25,11 @@ GSM8K_ANSWER_LINE = r"####[^\n]*\d[^\n]*\n"
 DEFAULT_STOP_STRINGS = ("\nQuestion:",)
 
 
+def answer_pattern_for(task: str) -> str | None:
+    """The regex that ends a completion of ``task``: the ``#### N`` line, or none for MATH (EOS only)."""
+    return None if task == "math" else GSM8K_ANSWER_LINE
+
+
 class SamplingError(ValueError):
     """Bad sampling arguments (K < 1, greedy with K > 1, a chat prompt without a chat template)."""
 

@@ -32,7 +32,8 @@ from typing import Any
 
 from ..evaluation import EvalSettings, evaluate
 from ..reporting import plot_curves, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
-from ..sampling import GSM8K_ANSWER_LINE, sample_completions, sample_completions_vllm
+from ..sampling import answer_pattern_for, sample_completions, sample_completions_vllm
+from ..tasks import completion_target
 from ..verifiers import completion_text, equations_hold, make_correctness_reward
 from .expert_iteration_config import ExpertIterationConfig
 
@@ -161,7 +162,7 @@ class ExpertIterationTrainer:
             "top_p": self.args.top_p,
             "max_new_tokens": self.args.max_new_tokens,
             "seed": self.args.seed * 1000 + round_index,
-            "answer_pattern": None if self.args.task == "math" else GSM8K_ANSWER_LINE,
+            "answer_pattern": answer_pattern_for(self.args.task),
         }
         if self.args.use_vllm:
             result = self._sample_with_vllm(prompts, settings)
@@ -208,7 +209,7 @@ class ExpertIterationTrainer:
         kept = select_solutions(samples, self.seen, self.args.max_solutions_per_question)
         if self.args.include_reference_solutions:
             references = [
-                {"id": row["id"], "completion": " " + row["solution"].strip(), "correct": True}
+                {"id": row["id"], "completion": completion_target(row["solution"]), "correct": True}
                 for row in self.train_dataset
             ]
             kept += select_solutions(references, self.seen, None)
