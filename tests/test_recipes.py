@@ -5,10 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from trl_reasoning.cli import EvalArguments, main
+from trl_reasoning.cli import EvalArguments, SampleArguments, main
 from trl_reasoning.evaluation import EvalSettings
 from trl_reasoning.recipes import Recipe, RecipeError, load_recipe, parse_overrides
-from trl_reasoning.trainers import ExpertIterationConfig
+from trl_reasoning.trainers import (
+    ExpertIterationConfig,
+    PPOConfig,
+    ReturnConditionedConfig,
+    RewardModelConfig,
+)
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -33,6 +38,12 @@ def _write(tmp_path, text):
         ("model: tiny\ntiny: {width: 3}\n", "unknown key 'tiny.width'"),
         ("model: tiny\neval: {num_samples: 0}\n", None),  # validated when the stage config is built
         ("model: [unclosed\n", "is not valid YAML"),
+        ("model: tiny\norm: {label_positions: 3}\n", "'orm.label_positions' must be str, got 3"),
+        ("model: tiny\nreward_model: ./no/such/orm\n", "reward_model: model: path './no/such/orm' does not exist"),
+        ("model: tiny\nstages: [ppo, eval]\nppo: {dense_rewards: [orm]}\n",
+         "'ppo.dense_rewards' uses 'orm' but the recipe has no orm stage and no 'reward_model'"),
+        ("model: tiny\nstages: [rcrl]\nrcrl: {tag_mode: dense}\n", "'rcrl.tag_mode: dense' needs 'rcrl.step_reward'"),
+        ("model: tiny\nppo: {dense_rewards: [./no/rm]}\n", "'ppo.dense_rewards': model: path './no/rm' does not exist"),
     ],
 )
 def test_bad_recipes_fail_with_one_line(tmp_path, text, message):
@@ -71,13 +82,19 @@ def test_shipped_recipes_are_valid():
         assert recipe.stages
 
 
-@pytest.mark.parametrize("config_cls", [ExpertIterationConfig, Recipe, EvalArguments])
+@pytest.mark.parametrize("config_cls", [ExpertIterationConfig, RewardModelConfig, PPOConfig, ReturnConditionedConfig,
+                                        Recipe, EvalArguments, SampleArguments])
 def test_every_field_has_help(config_cls):
-    own = dataclasses.fields(config_cls)
-    if config_cls is ExpertIterationConfig:
-        from trl import SFTConfig
+    from transformers import TrainingArguments
+    from trl import SFTConfig
 
-        inherited = {f.name for f in dataclasses.fields(SFTConfig)}
+    own = dataclasses.fields(config_cls)
+    from trl import GRPOConfig
+
+    base = {ExpertIterationConfig: SFTConfig, RewardModelConfig: TrainingArguments, PPOConfig: GRPOConfig,
+            ReturnConditionedConfig: ExpertIterationConfig}.get(config_cls)
+    if base is not None:
+        inherited = {f.name for f in dataclasses.fields(base)}
         own = [f for f in own if f.name not in inherited]
     missing = [f.name for f in own if not f.metadata.get("help")]
     assert not missing
@@ -91,5 +108,8 @@ def test_help_renders(capsys):
     from transformers import HfArgumentParser
 
     HfArgumentParser(ExpertIterationConfig).format_help()
+    HfArgumentParser(RewardModelConfig).format_help()
+    HfArgumentParser(PPOConfig).format_help()
+    HfArgumentParser(ReturnConditionedConfig).format_help()
     main(["train", "--help"])
     assert "usage: trl-reasoning train" in capsys.readouterr().out

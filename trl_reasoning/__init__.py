@@ -24,6 +24,16 @@ _LAZY = {
     "add_prompts": "tasks",
     "ExpertIterationConfig": "trainers",
     "ExpertIterationTrainer": "trainers",
+    "PPOConfig": "trainers",
+    "PPOTrainer": "trainers",
+    "ReturnConditionedConfig": "trainers",
+    "ReturnConditionedTrainer": "trainers",
+    "RewardModelConfig": "trainers",
+    "RewardModelTrainer": "trainers",
+    "OutcomeRewardModel": "reward_models",
+    "ProcessRewardModel": "reward_models",
+    "HeuristicStepReward": "reward_models",
+    "load_reward_model": "reward_models",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,7 +1,10 @@
 """Command line (also ``python -m trl_reasoning`` and ``accelerate launch [args] -m trl_reasoning ...``):
 
 * ``trl-reasoning train RECIPE.yaml [--key value ...]``: run a recipe's stages (sft, ei, eval);
-* ``trl-reasoning eval --model PATH_OR_ID --task TASK ...``: sample, verify and report.
+* ``trl-reasoning eval --model PATH_OR_ID --task TASK [--reward_model PATH] ...``: sample, verify,
+  rerank and report;
+* ``trl-reasoning sample --model PATH_OR_ID --task TASK [--mc_rollouts N] ...``: K labelled samples per
+  question (reward-model data: ``label`` from the verifier, ``step_labels`` from Monte-Carlo rollouts).
 
 Every failure the user can fix (bad path, bad argument, bad data) ends with one line on stderr and
 exit status 2, not a traceback.
@@ -14,20 +17,21 @@ from dataclasses import asdict, dataclass, field
 
 from .loading import ModelLoadError
 from .recipes import RecipeError
+from .reward_models.base import RewardModelError
 from .sampling import SamplingError
 from .tasks import DataError
 from .verifiers import VerifierError
 
-USER_ERRORS = (DataError, ModelLoadError, RecipeError, SamplingError, VerifierError)
+USER_ERRORS = (DataError, ModelLoadError, RecipeError, RewardModelError, SamplingError, VerifierError)
 
 
 @dataclass
-class EvalArguments:
-    """Arguments of ``trl-reasoning eval``."""
+class SamplingArguments:
+    """What ``eval`` and ``sample`` share: the model, the questions and how to sample them."""
 
-    model: str = field(metadata={"help": "Model to evaluate: a local folder, a .gguf file, or a Hub id."})
+    model: str = field(metadata={"help": "Policy: a local folder, a .gguf file, or a Hub id."})
     task: str = field(default="gsm8k", metadata={"help": "Task: gsm8k, svamp, math or arithmetic."})
-    output: str = field(default="runs/eval", metadata={"help": "Folder for samples.jsonl, metrics.json, summary.md."})
+    output: str = field(default="runs/eval", metadata={"help": "Output folder."})
     data: str | None = field(default=None, metadata={"help": "Local .jsonl/.json/.parquet file or Hub dataset id (default: the task's Hub dataset)."})
     split: str = field(default="test", metadata={"help": "Split to evaluate: test or train."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
@@ -44,7 +48,25 @@ class EvalArguments:
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto (float32 on CPU), float32, bfloat16, float16."})
 
 
-def _prepare_dataset(args: EvalArguments):
+@dataclass
+class EvalArguments(SamplingArguments):
+    """Arguments of ``trl-reasoning eval``."""
+
+    output: str = field(default="runs/eval", metadata={"help": "Folder for samples.jsonl, metrics.json, summary.md."})
+    reward_model: str | None = field(default=None, metadata={"help": "ORM/PRM folder or Hub id: rerank the K samples (rerank@k)."})
+
+
+@dataclass
+class SampleArguments(SamplingArguments):
+    """Arguments of ``trl-reasoning sample``."""
+
+    output: str = field(default="runs/samples", metadata={"help": "Folder for samples.jsonl (one labelled row per completion)."})
+    mc_rollouts: int = field(default=0, metadata={"help": "Label every step with this many Monte-Carlo continuations (PRM data); 0: final label only."})
+    mc_estimate: str = field(default="hard", metadata={"help": "Step label from rollouts: hard (any correct) or soft (share correct)."})
+    step_delimiter: str = field(default="\n", metadata={"help": "What separates steps."})
+
+
+def _prepare_dataset(args: SamplingArguments):
     from .tasks import add_prompts, load_task
 
     dataset = load_task(args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed)
@@ -71,19 +93,54 @@ def run_eval(args: EvalArguments) -> dict:
         extraction=args.extraction,
     )
     tokenizer = load_tokenizer(args.model)  # fails fast on a bad model path, before any data work
+    scorer = None
+    if args.reward_model:
+        from .reward_models.base import load_reward_model
+
+        scorer = load_reward_model(args.reward_model).rerank_scorer
     dataset = _prepare_dataset(args)
     state = PartialState()
     model = load_model(args.model, dtype=args.dtype, device=str(state.device))
-    report = evaluate(model, tokenizer, dataset, args.task, settings)
+    report = evaluate(model, tokenizer, dataset, args.task, settings, reward_scorer=scorer)
     if state.is_main_process:
         write_report(report, args.output, asdict(args), title=f"{args.model} on {args.task}")
         print(_console_summary(report, args.output))
     return report["metrics"]
 
 
+def run_sample(args: SampleArguments) -> list[dict]:
+    """Sample K completions per question, label them, write ``output/samples.jsonl``."""
+    from pathlib import Path
+
+    from accelerate import PartialState
+
+    from .loading import load_model, load_tokenizer
+    from .reporting import write_jsonl_atomic
+    from .reward_models.data import LabelSettings, sample_and_label
+
+    settings = LabelSettings(
+        task=args.task, num_samples=args.num_samples, temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+        extraction=args.extraction, mc_rollouts=args.mc_rollouts, mc_estimate=args.mc_estimate,
+        step_delimiter=args.step_delimiter,
+    )
+    tokenizer = load_tokenizer(args.model)
+    dataset = _prepare_dataset(args)
+    state = PartialState()
+    model = load_model(args.model, dtype=args.dtype, device=str(state.device))
+    rows = sample_and_label(model, tokenizer, dataset, settings)
+    if state.is_main_process:
+        path = write_jsonl_atomic(Path(args.output) / "samples.jsonl", rows)
+        correct = sum(r["label"] for r in rows)
+        print(f"{len(rows)} samples of {len(dataset)} questions, {correct} correct ({correct / max(len(rows), 1):.3f}): {path}")
+    return rows
+
+
 def _console_summary(report: dict, output: str) -> str:
     metrics = "  ".join(f"{name}={value:.3f}" for name, value in report["metrics"].items())
     throughput = report["throughput"]
+    if "reward_model" in report:
+        metrics += f"  reward_model_auroc={report['reward_model']['auroc']:.3f}"
     return (
         f"{report['num_questions']} questions  {metrics}\n"
         f"{throughput['samples_per_second']:.1f} samples/s  {throughput['tokens_per_second']:.0f} tokens/s\n"
@@ -119,7 +176,11 @@ def _eval_command(argv: list[str]) -> dict:
     return run_eval(_parse(EvalArguments, argv))
 
 
-COMMANDS = {"train": run_train, "eval": _eval_command}
+def _sample_command(argv: list[str]) -> list[dict]:
+    return run_sample(_parse(SampleArguments, argv))
+
+
+COMMANDS = {"train": run_train, "eval": _eval_command, "sample": _sample_command}
 
 
 def main(argv: list[str] | None = None) -> None:

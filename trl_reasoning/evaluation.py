@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .metrics import aggregate, exploration_stats, maj_at_k, pass_at_k, powers_of_two_up_to, rerank_at_k
+from .metrics import (
+    aggregate,
+    auroc,
+    exploration_stats,
+    maj_at_k,
+    pass_at_k,
+    powers_of_two_up_to,
+    rerank_at_k,
+)
 from .reporting import markdown_table, plot_curves, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .sampling import SamplingResult, answer_pattern_for, check_sampling_args, sample_completions
 from .verifiers import extract_answer, is_correct
@@ -90,11 +98,14 @@ def compute_metrics(greedy: list[dict], sampled: list[dict], num_samples: int, s
         for name, value in exploration_stats([r["completion"] for r in group], correct).items():
             exploration.setdefault(name, []).append(value)
     estimates = {name: aggregate(values, seed=seed) for name, values in per_question.items()}
-    return {
+    report = {
         "metrics": {name: e.mean for name, e in estimates.items()},
         "confidence_intervals": {name: [e.ci_low, e.ci_high] for name, e in estimates.items()},
         "exploration": {name: sum(v) / len(v) for name, v in exploration.items()},
     }
+    if has_scores:  # how well the reward model separates right from wrong samples, over all questions
+        report["reward_model"] = {"auroc": auroc([r["score"] for r in sampled], [bool(r["correct"]) for r in sampled])}
+    return report
 
 
 def evaluate(
@@ -160,6 +171,9 @@ def summary_markdown(report: dict, title: str) -> str:
     if report["exploration"]:
         parts += ["## Exploration (mean per question)", ""]
         parts += [markdown_table(["statistic", "value"], list(report["exploration"].items())), ""]
+    if "reward_model" in report:
+        parts += ["## Reward model (sampled completions)", ""]
+        parts += [markdown_table(["statistic", "value"], list(report["reward_model"].items())), ""]
     throughput = report["throughput"]
     parts += [
         "## Throughput",

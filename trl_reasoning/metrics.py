@@ -145,3 +145,26 @@ def aggregate(
     low = means[int(tail * (n_bootstrap - 1))]
     high = means[int(round((1.0 - tail) * (n_bootstrap - 1)))]
     return Estimate(mean=mean, ci_low=low, ci_high=high, n=n)
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve: the probability that a random positive outranks a random negative
+    (ties count half). NaN when one class is missing."""
+    if len(scores) != len(labels):
+        raise ValueError("auroc: scores and labels must have the same length")
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):  # average rank over ties
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for n in range(i, j + 1):
+            ranks[order[n]] = (i + j) / 2 + 1
+        i = j + 1
+    positives = sum(bool(label) for label in labels)
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    rank_sum = sum(r for r, label in zip(ranks, labels, strict=True) if label)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)

@@ -1,9 +1,12 @@
-"""Run a recipe's stages in order: sft -> ei -> eval. The run boilerplate lives here once.
+"""Run a recipe's stages in order: sft -> orm -> prm -> ei / ppo / rcrl -> eval. The run boilerplate lives here once.
 
 Each stage writes into ``output_dir/<stage>/`` and marks itself done with ``stage_complete.json``;
 rerunning the same command skips finished stages (and Expert Iteration resumes inside its rounds).
-The eval stage evaluates every model the run produced on the held-out questions and prints one
-comparison table, also written to ``output_dir/results.md`` and ``results.json``.
+The reward-model stages sample the SFT policy on train questions, label the samples with the verifier
+(and Monte-Carlo rollouts for the PRM), train the model and measure it on labelled held-out samples.
+The eval stage evaluates every policy the run produced on the held-out questions (reranking samples
+with the run's reward model when there is one) and prints one comparison table, also written to
+``output_dir/results.md`` and ``results.json``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .recipes import Recipe, stage_config
+from .recipes import Recipe, RecipeError, stage_config
 from .reporting import markdown_table, write_json_atomic, write_text_atomic
 
 DONE = "stage_complete.json"
@@ -86,6 +89,57 @@ def run_sft_stage(recipe: Recipe, model_ref: str, train, state) -> str:
     return str(folder)
 
 
+def _cached_rows(path: Path, make, state) -> list[dict]:
+    """Rows of ``path`` if a previous run wrote it, else ``make()`` written atomically (main process)."""
+    from .reporting import read_jsonl, write_jsonl_atomic
+
+    if path.exists():
+        return read_jsonl(path)
+    rows = make()
+    if state.is_main_process:
+        write_jsonl_atomic(path, rows)
+    state.wait_for_everyone()
+    return rows
+
+
+def run_reward_model_stage(recipe: Recipe, kind: str, policy_ref: str, train, held_out, state) -> str:
+    """Sample + label (resumable), train an ORM (``orm``) or PRM (``prm``), measure it on held-out samples."""
+    from datasets import Dataset
+
+    from .loading import load_model, load_tokenizer
+    from .reward_models.data import LabelSettings, sample_and_label
+    from .trainers.reward_model_config import RewardModelConfig
+    from .trainers.reward_model_trainer import RewardModelTrainer, reward_model_quality
+
+    name = "orm" if kind == "outcome" else "prm"
+    folder = Path(recipe.output_dir) / name
+    if _is_done(folder):
+        return str(folder / "model")
+    section = {**getattr(recipe, name), "kind": kind}
+    args = stage_config(RewardModelConfig, section, folder / "trainer", recipe.seed, task=recipe.task, save_strategy="no")
+    settings = LabelSettings(
+        task=recipe.task, num_samples=args.num_generations, temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens, batch_size=args.generation_batch_size, seed=recipe.seed,
+        extraction=args.extraction, mc_rollouts=args.mc_rollouts if kind == "process" else 0,
+        mc_estimate=args.mc_estimate, step_delimiter=args.step_delimiter,
+    )
+    policy, tokenizer = load_model(policy_ref, device=str(state.device)), load_tokenizer(policy_ref)
+    train = _first(train, recipe.rm_train_limit)
+    rows = _cached_rows(folder / "train_samples.jsonl", lambda: sample_and_label(policy, tokenizer, train, settings), state)
+    held_settings = dataclasses.replace(settings, seed=recipe.seed + 1)
+    held_rows = _cached_rows(folder / "heldout_samples.jsonl",
+                             lambda: sample_and_label(policy, tokenizer, held_out, held_settings), state)
+    trainer = RewardModelTrainer(policy_ref, args, train_dataset=Dataset.from_list(rows))
+    trainer.train()
+    trainer.save_model(str(folder / "model"))
+    quality = reward_model_quality(trainer.reward_model, held_rows)
+    if state.is_main_process:
+        write_json_atomic(folder / "metrics.json", {"heldout": quality, "train_samples": len(rows)})
+        print(f"{name} on held-out samples: " + "  ".join(f"{k}={v}" for k, v in quality.items()))
+    _mark_done(folder, {"train_samples": len(rows), **quality}, state)
+    return str(folder / "model")
+
+
 def run_ei_stage(recipe: Recipe, model_ref: str, ei_train, held_out, state) -> str:
     from .trainers.expert_iteration_config import ExpertIterationConfig
     from .trainers.expert_iteration_trainer import ExpertIterationTrainer
@@ -105,21 +159,97 @@ def run_ei_stage(recipe: Recipe, model_ref: str, ei_train, held_out, state) -> s
     return str(final)
 
 
-def run_eval_stage(recipe: Recipe, models: dict[str, str], held_out, state) -> dict:
+def step_reward_provider(source: str, reward_models: dict[str, str], recipe: Recipe):
+    """A dense step-reward provider: ``heuristic``, the run's ``orm``/``prm`` (else the recipe's
+    ``reward_model``), or a reward-model folder / Hub id."""
+    from .reward_models import HeuristicStepReward, load_reward_model
+
+    if source == "heuristic":
+        return HeuristicStepReward()
+    path = (reward_models.get(source) or recipe.reward_model) if source in ("orm", "prm") else source
+    if not path:
+        raise RecipeError(f"recipe: dense reward '{source}' needs an {source} stage or 'reward_model: PATH'")
+    return load_reward_model(path)
+
+
+def _rl_dataset(dataset):
+    """The columns TRL's GRPOTrainer passes to reward functions (no nested extras)."""
+    keep = [c for c in ("id", "prompt", "answer", "solution") if c in dataset.column_names]
+    return dataset.select_columns(keep)
+
+
+def run_ppo_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_models: dict, state) -> str:
+    """PPO from the policy on the train questions; resumes from the last TRL checkpoint after a crash."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .loading import load_tokenizer
+    from .trainers.ppo_config import PPOConfig
+    from .trainers.ppo_trainer import PPOTrainer
+    from .verifiers import make_correctness_reward
+
+    folder = Path(recipe.output_dir) / "ppo"
+    final = folder / "final_model"
+    if _is_done(folder):
+        return str(final)
+    args = stage_config(PPOConfig, recipe.ppo, folder, recipe.seed, save_strategy="steps", save_steps=50, save_total_limit=1)
+    dense = [step_reward_provider(source, reward_models, recipe) for source in args.dense_rewards]
+    trainer = PPOTrainer(
+        model=policy_ref, reward_funcs=[make_correctness_reward(recipe.task)], args=args,
+        train_dataset=_rl_dataset(train), processing_class=load_tokenizer(policy_ref, padding_side="left"),
+        dense_reward_funcs=dense, peft_config=_peft_config(recipe),
+    )
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(str(final))
+    trainer.processing_class.save_pretrained(str(final))
+    _mark_done(folder, {"cumulative_samples": trainer.samples_seen, "steps": trainer.state.global_step}, state)
+    return str(final)
+
+
+def run_rcrl_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_models: dict, state) -> str:
+    """Return-conditioned RL rounds from the policy (resumes inside its rounds, like EI)."""
+    from .trainers.return_conditioned_config import ReturnConditionedConfig
+    from .trainers.return_conditioned_trainer import ReturnConditionedTrainer
+
+    folder = Path(recipe.output_dir) / "rcrl"
+    final = folder / "final_model"
+    if not _is_done(folder):
+        args = stage_config(ReturnConditionedConfig, recipe.rcrl, folder, recipe.seed, task=recipe.task, save_strategy="no")
+        step_reward = step_reward_provider(args.step_reward, reward_models, recipe) if args.tag_mode == "dense" else None
+        trainer = ReturnConditionedTrainer(model=policy_ref, args=args, train_dataset=train, eval_dataset=held_out,
+                                           peft_config=_peft_config(recipe), step_reward_func=step_reward)
+        history = trainer.train()
+        trainer.save_model(str(final))
+        _mark_done(folder, {"rounds": len(history) - 1, "cumulative_samples": history[-1]["cumulative_samples"],
+                            "good_token": args.good_token}, state)
+    return str(final)
+
+
+def run_eval_stage(recipe: Recipe, models: dict[str, str], held_out, state, reward_model: str | None = None,
+                   prompt_suffixes: dict[str, str] | None = None) -> dict:
+    """Evaluate each model (``name -> folder``); ``prompt_suffixes[name]`` is appended to its prompts
+    (the return-conditioned policy's good tag)."""
     from .evaluation import EvalSettings, evaluate, write_report
     from .loading import load_model, load_tokenizer
 
     settings = EvalSettings(**{"seed": recipe.seed, **recipe.eval})
+    scorer = None
+    if reward_model:
+        from .reward_models.base import load_reward_model
+
+        scorer = load_reward_model(reward_model).rerank_scorer
     results = {}
     for name, reference in models.items():
-        folder = Path(recipe.output_dir) / "eval" / name
-        config = {"model": reference, **dataclasses.asdict(settings)}
+        folder = Path(recipe.output_dir) / "eval" / name.replace(" ", "_")
+        suffix = (prompt_suffixes or {}).get(name, "")
+        config = {"model": reference, "reward_model": reward_model, "prompt_suffix": suffix, **dataclasses.asdict(settings)}
         previous = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
         if previous.get("config") == config:  # finished before a crash, with the same settings
             results[name] = previous
             continue
         model = load_model(reference, device=str(state.device))
-        report = evaluate(model, load_tokenizer(reference), held_out, recipe.task, settings)
+        questions = held_out.map(lambda row, s=suffix: {"prompt": row["prompt"] + s}) if suffix else held_out
+        report = evaluate(model, load_tokenizer(reference), questions, recipe.task, settings, reward_scorer=scorer)
         if state.is_main_process:
             write_report(report, folder, config, title=f"{name} on {recipe.task}")
         state.wait_for_everyone()
@@ -128,19 +258,19 @@ def run_eval_stage(recipe: Recipe, models: dict[str, str], held_out, state) -> d
 
 
 def comparison_table(results: dict[str, dict], samples_used: dict[str, int]) -> str:
-    """One row per evaluated model: maj@1, maj@K, pass@1, pass@K, exploration, solutions sampled."""
+    """One row per evaluated model: maj@1, maj@K, rerank@K (with a reward model), pass@1, pass@K,
+    exploration, solutions sampled for training."""
+    k = max((int(n.split("@")[1]) for r in results.values() for n in r["metrics"] if n.startswith("pass@")), default=1)
+    reranked = any(f"rerank@{k}" in r["metrics"] for r in results.values())
+    names = ["maj@1", f"maj@{k}", *([f"rerank@{k}"] if reranked else []), "pass@1", f"pass@{k}"]
     rows = []
     for name, report in results.items():
         metrics = report["metrics"]
-        k = max((int(n.split("@")[1]) for n in metrics if n.startswith("pass@")), default=1)
         rows.append([
-            name, metrics["maj@1"], metrics.get(f"maj@{k}", float("nan")), metrics.get("pass@1", float("nan")),
-            metrics.get(f"pass@{k}", float("nan")), report["exploration"].get("distinct_correct_solutions", float("nan")),
-            samples_used.get(name, 0),
+            name, *(metrics.get(n, float("nan")) for n in names),
+            report["exploration"].get("distinct_correct_solutions", float("nan")), samples_used.get(name, 0),
         ])
-    k_label = f"@{k}" if results else ""
-    headers = ["model", "maj@1 (greedy)", f"maj{k_label}", "pass@1", f"pass{k_label}", "distinct correct / question",
-               "solutions sampled for training"]
+    headers = ["model", "maj@1 (greedy)", *names[1:], "distinct correct / question", "solutions sampled for training"]
     return markdown_table(headers, rows)
 
 
@@ -155,16 +285,31 @@ def run_recipe(recipe: Recipe) -> dict:
     current = model_ref
     if "sft" in recipe.stages:
         current = models["sft"] = run_sft_stage(recipe, current, sft_train, state)
+    reward_models = {}
+    for stage, kind in (("orm", "outcome"), ("prm", "process")):
+        if stage in recipe.stages:
+            reward_models[stage] = run_reward_model_stage(recipe, kind, current, sft_train, held_out, state)
+    # every RL method starts from the same policy, so the eval table compares them like for like
     if "ei" in recipe.stages:
-        current = models["ei"] = run_ei_stage(recipe, current, ei_train, held_out, state)
+        models["ei"] = run_ei_stage(recipe, current, ei_train, held_out, state)
+    if "ppo" in recipe.stages:
+        models["ppo"] = run_ppo_stage(recipe, current, ei_train, held_out, reward_models, state)
+    suffixes = {}
+    if "rcrl" in recipe.stages:
+        models["rcrl"] = models["rcrl unconditioned"] = run_rcrl_stage(recipe, current, ei_train, held_out, reward_models, state)
+        suffixes["rcrl"] = json.loads((Path(recipe.output_dir) / "rcrl" / DONE).read_text())["good_token"]
     if "eval" not in recipe.stages:
         return {}
     models = models or {"initial": model_ref}
-    results = run_eval_stage(recipe, models, held_out, state)
+    reranker = recipe.reward_model or reward_models.get("orm") or reward_models.get("prm")
+    results = run_eval_stage(recipe, models, held_out, state, reranker, suffixes)
     samples_used = {}
-    ei_done = Path(recipe.output_dir) / "ei" / DONE
-    if ei_done.exists():
-        samples_used["ei"] = json.loads(ei_done.read_text())["cumulative_samples"]
+    for stage in ("ei", "ppo", "rcrl"):
+        done = Path(recipe.output_dir) / stage / DONE
+        if done.exists():
+            samples_used[stage] = json.loads(done.read_text())["cumulative_samples"]
+    if "rcrl" in samples_used:
+        samples_used["rcrl unconditioned"] = samples_used["rcrl"]
     table = comparison_table(results, samples_used)
     if state.is_main_process:
         write_json_atomic(Path(recipe.output_dir) / "results.json", results)

@@ -2,6 +2,7 @@
 
 A recipe names the model, the task, the stages to run and one section per stage whose keys are the
 fields of that stage's config class (``sft``: TRL's ``SFTConfig``; ``ei``: ``ExpertIterationConfig``;
+``orm`` / ``prm``: ``RewardModelConfig``; ``ppo``: ``PPOConfig``; ``rcrl``: ``ReturnConditionedConfig``;
 ``eval``: ``EvalSettings``). Any key can be overridden from the command line: ``--task gsm8k``,
 ``--ei.num_rounds 2``, ``--stages "[sft, eval]"`` (values are read as YAML).
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-STAGES = ("sft", "ei", "eval")
+STAGES = ("sft", "orm", "prm", "ei", "ppo", "rcrl", "eval")  # run in this order, whatever order the recipe lists
 TINY_KEYS = ("arch", "vocab_size", "hidden_size", "num_layers", "num_heads", "max_positions")
 
 
@@ -34,7 +35,7 @@ class Recipe:
 
     model: str = field(metadata={"help": "Initial model: local folder, .gguf file, Hub id, or 'tiny' (built offline)."})
     task: str = field(default="gsm8k", metadata={"help": "gsm8k, svamp, math or arithmetic."})
-    stages: list[str] = field(default_factory=lambda: ["sft", "ei", "eval"], metadata={"help": "Stages in order: sft, ei, eval."})
+    stages: list[str] = field(default_factory=lambda: ["sft", "ei", "eval"], metadata={"help": "Stages to run (in the order sft, orm, prm, ei, ppo, rcrl, eval); ei, ppo and rcrl all start from the sft policy."})
     output_dir: str = field(default="runs/experiment", metadata={"help": "Run folder; rerunning resumes in it."})
     seed: int = field(default=0, metadata={"help": "Seed for data generation, sampling and training."})
     train_data: str | None = field(default=None, metadata={"help": "Train questions: file or Hub id (default: the task's)."})
@@ -42,6 +43,8 @@ class Recipe:
     train_limit: int | None = field(default=None, metadata={"help": "Use only the first N train questions."})
     sft_train_limit: int | None = field(default=None, metadata={"help": "SFT on only the first N train questions' reference solutions."})
     ei_train_limit: int | None = field(default=None, metadata={"help": "Sample EI rounds on only the first N train questions."})
+    rm_train_limit: int | None = field(default=None, metadata={"help": "Sample reward-model data on only the first N train questions."})
+    reward_model: str | None = field(default=None, metadata={"help": "Reward model folder/Hub id the eval stage reranks with (rerank@k); default: the ORM (else PRM) this run trains."})
     eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on only the first N held-out questions."})
     num_train_examples: int = field(default=2000, metadata={"help": "Arithmetic task only: train questions to generate."})
     num_eval_examples: int = field(default=200, metadata={"help": "Arithmetic task only: held-out questions to generate."})
@@ -52,6 +55,10 @@ class Recipe:
     peft: dict | None = field(default=None, metadata={"help": "LoRA: peft.LoraConfig fields (r, lora_alpha, target_modules, ...)."})
     sft: dict = field(default_factory=dict, metadata={"help": "trl.SFTConfig fields for the sft stage."})
     ei: dict = field(default_factory=dict, metadata={"help": "ExpertIterationConfig fields for the ei stage."})
+    orm: dict = field(default_factory=dict, metadata={"help": "RewardModelConfig fields for the orm stage (outcome reward model)."})
+    prm: dict = field(default_factory=dict, metadata={"help": "RewardModelConfig fields for the prm stage (process reward model)."})
+    ppo: dict = field(default_factory=dict, metadata={"help": "PPOConfig fields for the ppo stage."})
+    rcrl: dict = field(default_factory=dict, metadata={"help": "ReturnConditionedConfig fields for the rcrl stage."})
     eval: dict = field(default_factory=dict, metadata={"help": "EvalSettings fields for the eval stage."})
 
 
@@ -150,6 +157,9 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Reci
     from .evaluation import EvalSettings
     from .tasks import ArithmeticConfig
     from .trainers.expert_iteration_config import ExpertIterationConfig
+    from .trainers.ppo_config import PPOConfig
+    from .trainers.return_conditioned_config import ReturnConditionedConfig
+    from .trainers.reward_model_config import RewardModelConfig
 
     path = Path(path)
     if not path.is_file():
@@ -171,13 +181,37 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Reci
         raise RecipeError(f"recipe: 'stages' has unknown stage(s) {unknown}; expected a list of {', '.join(STAGES)}")
     check_section(recipe.sft, SFTConfig, "sft.")
     check_section(recipe.ei, ExpertIterationConfig, "ei.")
+    check_section(recipe.orm, RewardModelConfig, "orm.")
+    check_section(recipe.prm, RewardModelConfig, "prm.")
+    check_section(recipe.ppo, PPOConfig, "ppo.")
+    check_section(recipe.rcrl, ReturnConditionedConfig, "rcrl.")
     check_section(recipe.eval, EvalSettings, "eval.")
     check_section(recipe.arithmetic, ArithmeticConfig, "arithmetic.")
     bad_tiny = sorted(set(recipe.tiny) - set(TINY_KEYS))
     if bad_tiny:
         raise RecipeError(f"recipe: unknown key 'tiny.{bad_tiny[0]}'; valid keys: {', '.join(TINY_KEYS)}")
     _check_references(recipe)
+    _check_dense_sources(recipe)
     return recipe
+
+
+def _check_dense_sources(recipe: Recipe) -> None:
+    """Dense rewards must name a provider this run will have."""
+    sources = [("ppo.dense_rewards", s) for s in recipe.ppo.get("dense_rewards") or []]
+    if recipe.rcrl.get("tag_mode") == "dense":
+        if not recipe.rcrl.get("step_reward"):
+            raise RecipeError("recipe: 'rcrl.tag_mode: dense' needs 'rcrl.step_reward' (orm, prm, heuristic or a reward-model path)")
+        sources.append(("rcrl.step_reward", recipe.rcrl["step_reward"]))
+    for key, source in sources:
+        if source in ("orm", "prm") and source not in recipe.stages and not recipe.reward_model:
+            raise RecipeError(f"recipe: '{key}' uses '{source}' but the recipe has no {source} stage and no 'reward_model'")
+        if source not in ("orm", "prm", "heuristic"):
+            from .loading import ModelLoadError, resolve
+
+            try:
+                resolve(source)
+            except ModelLoadError as err:
+                raise RecipeError(f"recipe: '{key}': {err}") from None
 
 
 def _check_references(recipe: Recipe) -> None:
@@ -192,6 +226,11 @@ def _check_references(recipe: Recipe) -> None:
             resolve(recipe.model)
         except ModelLoadError as err:
             raise RecipeError(f"recipe: {err}") from None
+    if recipe.reward_model:
+        try:
+            resolve(recipe.reward_model)
+        except ModelLoadError as err:
+            raise RecipeError(f"recipe: reward_model: {err}") from None
     for key in ("train_data", "eval_data"):
         value = getattr(recipe, key)
         if value and value.endswith((".jsonl", ".json", ".parquet")) and not Path(value).expanduser().is_file():

@@ -1,6 +1,21 @@
-"""Trainers with TRL's constructor shape: Expert Iteration, and the SFT stage helpers."""
+"""Trainers with TRL's constructor shape: Expert Iteration, PPO, return-conditioned RL, reward models."""
 
 from .expert_iteration_config import ExpertIterationConfig
 from .expert_iteration_trainer import ExpertIterationTrainer
+from .ppo_config import PPOConfig
+from .ppo_trainer import PPOTrainer
+from .return_conditioned_config import ReturnConditionedConfig
+from .return_conditioned_trainer import ReturnConditionedTrainer
+from .reward_model_config import RewardModelConfig
+from .reward_model_trainer import RewardModelTrainer
 
-__all__ = ["ExpertIterationConfig", "ExpertIterationTrainer"]
+__all__ = [
+    "ExpertIterationConfig",
+    "ExpertIterationTrainer",
+    "PPOConfig",
+    "PPOTrainer",
+    "ReturnConditionedConfig",
+    "ReturnConditionedTrainer",
+    "RewardModelConfig",
+    "RewardModelTrainer",
+]

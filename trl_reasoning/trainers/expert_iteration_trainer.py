@@ -150,12 +150,20 @@ class ExpertIterationTrainer:
 
     # ------------------------------------------------------------------ sampling and filtering
 
+    def sampling_prompts(self, round_index: int) -> list:
+        """Prompts sampled in ``round_index`` (subclasses condition them)."""
+        return self.train_dataset["prompt"]
+
+    def training_pair(self, prompt, row: dict) -> dict:
+        """The SFT example for a kept sample (subclasses tag it)."""
+        return _sft_pair(prompt, row["completion"])
+
     def _samples_for_round(self, round_index: int, round_dir: Path) -> list[dict]:
         """Sample and score, or reuse the samples a crashed run already wrote for this round."""
         path = round_dir / "samples.jsonl"
         if path.exists():
             return read_jsonl(path)
-        prompts = self.train_dataset["prompt"]
+        prompts = self.sampling_prompts(round_index)
         settings = {
             "num_samples": self.args.num_generations,
             "temperature": self.args.temperature,
@@ -226,7 +234,7 @@ class ExpertIterationTrainer:
         from trl import SFTTrainer
 
         prompts = dict(zip(self.train_dataset["id"], self.train_dataset["prompt"], strict=True))
-        pairs = [_sft_pair(prompts[row["id"]], row["completion"]) for row in rows]
+        pairs = [self.training_pair(prompts[row["id"]], row) for row in rows]
         args = dataclasses.replace(
             self.args, output_dir=str(round_dir / "trainer"), save_strategy="no", push_to_hub=False,
             seed=self.args.seed + len(self.history),
@@ -281,18 +289,19 @@ class ExpertIterationTrainer:
 
     # ------------------------------------------------------------------ evaluation and records
 
-    def _evaluate(self) -> dict:
-        if self.eval_dataset is None:
+    def _evaluate(self, dataset=None, greedy_only: bool = False) -> dict:
+        dataset = dataset if dataset is not None else self.eval_dataset
+        if dataset is None:
             return {}
         settings = EvalSettings(
-            num_samples=self.args.eval_num_samples,
-            temperature=self.args.eval_temperature,
+            num_samples=1 if greedy_only else self.args.eval_num_samples,
+            temperature=0.0 if greedy_only else self.args.eval_temperature,
             max_new_tokens=self.args.max_new_tokens,
             batch_size=self.args.generation_batch_size,
             seed=self.args.seed,
             extraction=self.args.extraction,
         )
-        report = evaluate(self.model, self.processing_class, self.eval_dataset, self.args.task, settings)
+        report = evaluate(self.model, self.processing_class, dataset, self.args.task, settings)
         return {**report["metrics"], **{f"exploration/{k}": v for k, v in report["exploration"].items()}}
 
     def _train_stats(self, samples: list[dict], kept: list[dict]) -> dict[str, Any]:

@@ -1,0 +1,160 @@
+"""Outcome and process reward models: labels, scoring, saving, bad input, and learning."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from trl_reasoning.reward_models.base import IGNORE_LABEL, RewardModelError, load_reward_model
+from trl_reasoning.reward_models.outcome import OutcomeRewardModel
+from trl_reasoning.reward_models.process import ProcessRewardModel, monte_carlo_step_labels
+
+PROMPT = "Question: Ann has 3 cups. Ann gets 4 more cups. How many cups does Ann have now?\nAnswer:"
+COMPLETION = " 3 + 4 = 7\n#### 7"
+
+
+@pytest.fixture(scope="module")
+def orm(tiny_model_dir):
+    return OutcomeRewardModel.from_causal_lm(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def prm(tiny_model_dir):
+    return ProcessRewardModel.from_causal_lm(str(tiny_model_dir))
+
+
+def test_orm_labels_cover_completion_tokens_or_step_ends(orm):
+    encoded = orm.encode(PROMPT, COMPLETION)
+    final = orm.training_labels(encoded, {"label": True}, "final")
+    assert [i for i, x in enumerate(final) if x != IGNORE_LABEL] == [len(encoded.input_ids) - 1]
+    every = orm.training_labels(encoded, {"label": True}, "all")
+    assert all(x == IGNORE_LABEL for x in every[:encoded.completion_start])
+    assert all(x == 1.0 for x in every[encoded.completion_start:])
+    ends = orm.training_labels(encoded, {"label": False}, "step_end")
+    assert [i for i, x in enumerate(ends) if x != IGNORE_LABEL] == encoded.step_ends
+    assert len(encoded.step_ends) == 2 and encoded.step_ends[-1] == len(encoded.input_ids) - 1
+    tokens = orm.tokenizer.convert_ids_to_tokens(encoded.input_ids)
+    assert tokens[encoded.step_ends[0]].endswith("7")
+
+
+def test_prm_labels_on_step_ends_and_count_mismatch(prm):
+    encoded = prm.encode(PROMPT, COMPLETION)
+    labels = prm.training_labels(encoded, {"step_labels": [1, 0.5]})
+    assert [labels[i] for i in encoded.step_ends] == [1.0, 0.5]
+    with pytest.raises(RewardModelError, match="2 steps but 3 step_labels"):
+        prm.training_labels(encoded, {"id": "q1", "step_labels": [1, 1, 1]})
+    with pytest.raises(RewardModelError, match="step_labels"):
+        prm.training_labels(encoded, {})
+
+
+def test_score_shapes_empty_completion_and_trl_signature(orm, prm):
+    scores = orm.score([PROMPT, PROMPT], [COMPLETION, ""])
+    assert len(scores[0].steps) == 2 and 0 < scores[0].final < 1
+    assert scores[0].final == scores[0].steps[-1]
+    assert scores[1].final == 0.0 and scores[1].steps == []  # defined score for an empty completion
+    assert orm(prompts=[PROMPT], completions=[COMPLETION], answer=["7"]) == [scores[0].final]
+    chat = orm(prompts=[[{"role": "user", "content": PROMPT}]], completions=[[{"role": "assistant", "content": COMPLETION}]])
+    assert len(chat) == 1 and 0 < chat[0] < 1
+    process = prm.score([PROMPT], [COMPLETION])[0]
+    assert process.final == min(process.steps)
+    assert prm.step_rewards([PROMPT], [COMPLETION]) == [process.steps]
+
+
+def test_save_and_load_round_trip(orm, tmp_path):
+    orm.save_pretrained(tmp_path / "orm")
+    loaded = load_reward_model(str(tmp_path / "orm"))
+    assert isinstance(loaded, OutcomeRewardModel)
+    assert math.isclose(loaded.score([PROMPT], [COMPLETION])[0].final, orm.score([PROMPT], [COMPLETION])[0].final, rel_tol=1e-5)
+    with pytest.raises(RewardModelError, match="outcome model, not process"):
+        ProcessRewardModel.from_pretrained(str(tmp_path / "orm"))
+
+
+def test_plain_causal_lm_is_not_a_reward_model(tiny_model_dir):
+    with pytest.raises(RewardModelError, match="not a trl-reasoning reward model"):
+        load_reward_model(str(tiny_model_dir))
+
+
+def test_scores_text_from_a_policy_with_another_tokenizer(orm, tmp_path):
+    """The reward model re-tokenises text: a policy tokenizer with another vocabulary does not matter."""
+    from trl_reasoning.tiny import build_tokenizer
+
+    policy_tokenizer = build_tokenizer(["completely different words here\n#### 7"] * 20, vocab_size=300)
+    ids = policy_tokenizer(COMPLETION)["input_ids"]
+    assert ids != orm.tokenizer(COMPLETION)["input_ids"]
+    text = policy_tokenizer.decode(ids)
+    assert text == COMPLETION
+    assert orm.score([PROMPT], [text])[0].final == orm.score([PROMPT], [COMPLETION])[0].final
+
+
+def test_monte_carlo_labels_shape(tiny_model, tiny_tokenizer):
+    rows = [{"prompt": PROMPT, "completion": COMPLETION, "answer": "7"},
+            {"prompt": PROMPT, "completion": " 3 + 4 = 8\n8 - 1 = 7\n#### 7", "answer": "7"},
+            {"prompt": PROMPT, "completion": "", "answer": "7"}]
+    labels = monte_carlo_step_labels(tiny_model, tiny_tokenizer, rows, "arithmetic", num_rollouts=2,
+                                     estimate="soft", max_new_tokens=8, show_progress=False)
+    assert [len(x) for x in labels] == [2, 3, 0]
+    assert labels[0][-1] == 1.0 and labels[1][-1] == 1.0  # the last step's label is the final verdict
+    assert all(x in (0.0, 0.5, 1.0) for x in labels[1])
+    with pytest.raises(RewardModelError, match="hard' or 'soft"):
+        monte_carlo_step_labels(tiny_model, tiny_tokenizer, rows, "arithmetic", estimate="maybe")
+
+
+def _orm_rows(num: int, seed: int) -> list[dict]:
+    """Arithmetic solutions, half with a wrong, negative final answer (label 0): a rule an untrained
+    2-layer model can learn in seconds (comparing numbers across lines takes far longer)."""
+    import random
+
+    from trl_reasoning.tasks import build_prompt, completion_target, load_task
+
+    rng = random.Random(seed)
+    rows = []
+    for row in load_task("arithmetic", split="train" if seed == 0 else "test", num_examples=num, seed=seed):
+        text = completion_target(row["solution"])
+        good = rng.random() < 0.5
+        if not good:
+            wrong = -int(row["answer"]) - rng.randint(1, 9)
+            text = text.rsplit("####", 1)[0] + f"#### {wrong}"
+        rows.append({"id": row["id"], "prompt": build_prompt(row["question"]), "completion": text, "label": good})
+    return rows
+
+
+def test_orm_trainer_learns(tiny_model_dir, tmp_path):
+    """A TRL-style script: the ORM learns to separate right from wrong final answers (AUROC up)."""
+    from datasets import Dataset
+
+    from trl_reasoning import RewardModelConfig, RewardModelTrainer
+    from trl_reasoning.trainers.reward_model_trainer import reward_model_quality
+
+    train, held_out = _orm_rows(400, 0), _orm_rows(100, 1)
+    args = RewardModelConfig(
+        output_dir=str(tmp_path / "orm"), kind="outcome", label_positions="final", num_train_epochs=3,
+        learning_rate=1e-3, per_device_train_batch_size=8, use_cpu=True, report_to="none", save_strategy="no",
+        disable_tqdm=True, logging_steps=1000, seed=0,
+    )
+    trainer = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train))
+    before = reward_model_quality(trainer.reward_model, held_out)["final_auroc"]
+    trainer.train()
+    after = reward_model_quality(trainer.reward_model, held_out)["final_auroc"]
+    assert after > 0.85 and after > before + 0.2, (before, after)
+    trainer.save_model(str(tmp_path / "saved"))
+    assert load_reward_model(str(tmp_path / "saved")).score([held_out[0]["prompt"]], [held_out[0]["completion"]])
+
+
+def test_trainer_rejects_bad_datasets(tiny_model_dir, tmp_path):
+    from datasets import Dataset
+
+    from trl_reasoning import RewardModelConfig, RewardModelTrainer
+
+    def args(kind):
+        return RewardModelConfig(output_dir=str(tmp_path / kind), kind=kind, use_cpu=True, report_to="none")
+
+    with pytest.raises(RewardModelError, match="missing column"):
+        RewardModelTrainer(str(tiny_model_dir), args("outcome"), Dataset.from_list([{"prompt": "q", "completion": "a"}]))
+    with pytest.raises(RewardModelError, match="2 steps but 1 step_labels"):
+        RewardModelTrainer(str(tiny_model_dir), args("process"),
+                           Dataset.from_list([{"prompt": "q", "completion": "a\nb", "step_labels": [1]}]))
+    with pytest.raises(RewardModelError, match="no row has a labelled completion token"):
+        RewardModelTrainer(str(tiny_model_dir), args("outcome"), Dataset.from_list([{"prompt": "q", "completion": "", "label": True}]))
+    stepwise = Dataset.from_list([{"prompt": "q", "completions": ["1 + 1 = 2", "#### 2"], "labels": [True, True]}])
+    assert len(RewardModelTrainer(str(tiny_model_dir), args("process"), stepwise).train_dataset) == 1

@@ -1,0 +1,88 @@
+"""Reward-model training data: the policy's own samples, labelled by the verifier.
+
+``sample_and_label`` samples K completions per question and labels each with final-answer
+correctness (ORM data); with ``mc_rollouts > 0`` it also labels every step by Monte-Carlo rollouts
+(PRM data). ``check_reward_rows`` validates a dataset before training starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..steps import DEFAULT_DELIMITER
+from .base import RewardModelError
+
+
+@dataclass
+class LabelSettings:
+    """How to sample and label reward-model data."""
+
+    task: str = "gsm8k"
+    num_samples: int = 4
+    temperature: float = 0.7
+    max_new_tokens: int = 256
+    batch_size: int = 32
+    seed: int = 0
+    extraction: str = "strict"
+    mc_rollouts: int = 0
+    mc_estimate: str = "hard"
+    step_delimiter: str = DEFAULT_DELIMITER
+    show_progress: bool = True
+
+
+def sample_and_label(model, tokenizer, dataset, settings: LabelSettings) -> list[dict]:
+    """One row per sampled completion: ``id``, ``prompt``, ``completion``, ``answer``, ``solution``,
+    ``label`` (verifier) and, with Monte-Carlo rollouts, ``step_labels``."""
+    from ..sampling import answer_pattern_for, sample_completions
+    from ..verifiers import extract_answer, is_correct
+    from .process import monte_carlo_step_labels
+
+    if settings.mc_rollouts and any(not isinstance(p, str) for p in dataset["prompt"]):
+        raise RewardModelError("reward data: Monte-Carlo step labels need plain-text prompts, not chat messages")
+    sampling = {
+        "temperature": settings.temperature, "max_new_tokens": settings.max_new_tokens,
+        "batch_size": settings.batch_size, "seed": settings.seed,
+        "answer_pattern": answer_pattern_for(settings.task), "show_progress": settings.show_progress,
+    }
+    result = sample_completions(model, tokenizer, dataset["prompt"], settings.num_samples, **sampling)
+    rows = []
+    for question, group in zip(dataset, result.completions, strict=True):
+        for index, completion in enumerate(group):
+            rows.append({
+                "id": question["id"], "sample_index": index, "prompt": question["prompt"],
+                "completion": completion.text, "answer": question["answer"],
+                "solution": question.get("solution", ""),
+                "extracted_answer": extract_answer(completion.text, settings.task, settings.extraction),
+                "label": is_correct(completion.text, question["answer"], settings.task, settings.extraction),
+            })
+    if settings.mc_rollouts:
+        step_labels = monte_carlo_step_labels(
+            model, tokenizer, rows, settings.task, settings.mc_rollouts, settings.mc_estimate,
+            settings.step_delimiter, settings.extraction, **{**sampling, "seed": settings.seed + 1},
+        )
+        for row, labels in zip(rows, step_labels, strict=True):
+            row["step_labels"] = labels
+    return rows
+
+
+def stepwise_to_completion(row: dict, delimiter: str) -> dict:
+    """TRL's stepwise PRM format (``completions``: steps, ``labels``: one per step) as our format
+    (``completion`` text with ``step_labels``); other rows are returned unchanged."""
+    if "completions" not in row or "completion" in row:
+        return row
+    steps, labels = row["completions"], row.get("labels")
+    if not isinstance(steps, Sequence) or isinstance(steps, str):
+        raise RewardModelError("PRM data: 'completions' must be a list of step texts")
+    return {**row, "completion": delimiter.join(s.strip() for s in steps), "step_labels": labels}
+
+
+def check_reward_rows(columns: Sequence[str], kind: str) -> None:
+    """The dataset must have a prompt, a completion and the labels its reward model learns."""
+    needed = ["prompt"]
+    needed.append("completion" if "completions" not in columns else "completions")
+    needed.append("label" if kind == "outcome" else "labels" if "completions" in columns else "step_labels")
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        what = "a 'label' column (final-answer correctness)" if kind == "outcome" else "per-step labels ('step_labels')"
+        raise RewardModelError(f"{kind} reward data: missing column(s) {missing}; expected 'prompt', 'completion' and {what}")

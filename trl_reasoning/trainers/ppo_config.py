@@ -1,0 +1,85 @@
+"""Configuration of PPO with sparse and dense rewards (Havrilla et al., 2024, section 3.2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+
+@dataclass
+class PPOConfig(GRPOConfig):
+    r"""Configuration for [`PPOTrainer`]. Extends TRL's `GRPOConfig`, so generation (`num_generations`,
+    `max_completion_length`, `temperature`, `use_vllm`, ...), the clipped surrogate (`epsilon`), PPO epochs
+    per batch (`num_iterations`) and everything from `TrainingArguments` keep their TRL meaning.
+
+    Parameters:
+        > Value model
+
+        value_model_mode (`str`, defaults to `"separate"`): `separate`: a value model of its own (a copy of
+            the policy's backbone with a scalar token head, or `value_model` passed to the trainer).
+        value_learning_rate (`float`, defaults to `1e-4`): Learning rate of the value model's optimizer.
+        vf_coef (`float`, defaults to `0.5`): Weight of the value loss.
+        cliprange_value (`float`, defaults to `0.2`): Clip range of value predictions around the old ones.
+
+        > Advantages
+
+        gamma (`float`, defaults to `1.0`): Discount. lam (`float`, defaults to `0.95`): GAE lambda.
+        whiten_rewards (`bool`, defaults to `False`): Normalise per-token rewards before GAE.
+        whiten_advantages (`bool`, defaults to `True`): Normalise advantages over the batch.
+
+        > KL control
+
+        kl_coef (`float`, defaults to `0.05`): Coefficient of the KL to the reference (initial) policy.
+        kl_penalty (`str`, defaults to `"reward"`): `reward`: subtract `kl_coef * KL` from every token's
+            reward (classic RLHF PPO); `loss`: add it to the loss (TRL's `beta`).
+        kl_estimator (`str`, defaults to `"k1"`): Per-token KL estimate in the reward: `k1` or `k3`.
+        target_kl (`float` or `None`): With `kl_penalty="reward"`, adapt `kl_coef` towards this KL per
+            completion (Ziegler et al., 2019). `None` keeps it fixed.
+        kl_horizon (`int`, defaults to `10000`): Horizon of the adaptive controller, in completions.
+
+        > Rewards
+
+        reward_weights (from `GRPOConfig`): weights of the sparse `reward_funcs`, placed on the last token.
+        dense_reward_weights (`list[float]` or `None`): Weights of the dense per-step reward providers
+            (`dense_reward_funcs`), each step's reward placed on its last token. Default: all 1.
+        step_delimiter (`str`, defaults to `"\n"`): What separates steps for dense rewards.
+        dense_rewards (`list[str]`, defaults to `[]`): Recipes only: the dense providers the pipeline
+            builds: `orm` / `prm` (the run's reward models, or the recipe's `reward_model`), `heuristic`,
+            or a reward-model folder / Hub id. Python users pass `dense_reward_funcs` instead.
+    """
+
+    value_model_mode: str = field(default="separate", metadata={"help": "separate: a value model of its own (the only mode so far)."})
+    value_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the value model."})
+    vf_coef: float = field(default=0.5, metadata={"help": "Weight of the value loss."})
+    cliprange_value: float = field(default=0.2, metadata={"help": "Clip range of value predictions around the old ones."})
+    gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    whiten_rewards: bool = field(default=False, metadata={"help": "Normalise per-token rewards before GAE."})
+    whiten_advantages: bool = field(default=True, metadata={"help": "Normalise advantages over the batch."})
+    kl_coef: float = field(default=0.05, metadata={"help": "Coefficient of the KL to the reference policy."})
+    kl_penalty: str = field(default="reward", metadata={"help": "Where the KL goes: 'reward' (per token) or 'loss' (TRL's beta)."})
+    kl_estimator: str = field(default="k1", metadata={"help": "Per-token KL estimate in the reward: k1 or k3."})
+    target_kl: float | None = field(default=None, metadata={"help": "Adaptive KL: target KL per completion (kl_penalty='reward' only)."})
+    kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL controller horizon, in completions."})
+    dense_reward_weights: list[float] | None = field(default=None, metadata={"help": "Weights of the dense step-reward providers (default: 1 each)."})
+    step_delimiter: str = field(default="\n", metadata={"help": "What separates steps for dense rewards."})
+    dense_rewards: list[str] = field(default_factory=list, metadata={"help": "Recipes: dense reward providers to build: orm, prm, heuristic, or a reward-model path."})
+
+    def __post_init__(self):
+        checks = {
+            "value_model_mode": (self.value_model_mode, ("separate",)),
+            "kl_penalty": (self.kl_penalty, ("reward", "loss")),
+            "kl_estimator": (self.kl_estimator, ("k1", "k3")),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef: need >= 0, got {self.kl_coef}")
+        if self.target_kl is not None and (self.kl_penalty != "reward" or self.target_kl <= 0):
+            raise ValueError("target_kl: adaptive KL needs kl_penalty='reward' and target_kl > 0")
+        if not 0 <= self.lam <= 1 or not 0 < self.gamma <= 1:
+            raise ValueError("gamma/lam: need 0 < gamma <= 1 and 0 <= lam <= 1")
+        self.beta = self.kl_coef  # GRPO builds the reference model when beta != 0; the trainer decides where KL goes
+        super().__post_init__()

@@ -1,0 +1,275 @@
+"""PPO with sparse and dense rewards (Havrilla et al., 2024, section 3.2) on TRL's GRPOTrainer.
+
+TRL's GRPOTrainer samples (HF generate or vLLM), scores with ``reward_funcs``, and optimises the
+clipped surrogate for ``num_iterations`` PPO epochs per batch, with TRL's logging, checkpointing
+and distributed set-up. This trainer replaces GRPO's group-normalised sequence advantage with
+per-token GAE from a learned value model:
+
+1. rewards per token: the weighted sparse reward (``reward_funcs``, e.g. final-answer correctness)
+   on the last completion token; each dense provider's step rewards (ORM, PRM or the heuristic,
+   ``dense_reward_funcs``) on each step's last token; minus ``kl_coef * KL_t`` on every token when
+   the KL penalty lives in the reward;
+2. values ``V_t`` from the value model (a copy of the policy backbone with a scalar token head);
+3. GAE advantages and returns (``advantages.gae``), advantages whitened;
+4. loss: TRL's clipped policy loss on the per-token advantages, plus ``vf_coef`` x the clipped value
+   loss, whose gradient steps the value model's own optimizer.
+
+Deviations: GRPO needs >= 2 generations per prompt (``num_generations``); the value model is
+optimised per micro-batch with its own AdamW and is not sharded by DeepSpeed/FSDP; only the
+``separate`` value-model mode exists so far.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from trl import GRPOTrainer
+
+from .._compat import GRPORolloutHooks
+from ..advantages import (
+    clipped_value_loss,
+    explained_variance,
+    gae,
+    kl_estimate,
+    masked_mean,
+    place_rewards,
+    whiten,
+)
+from ..steps import split_steps, step_end_tokens, token_ends_by_decoding
+from .ppo_config import PPOConfig
+
+VALUE_STATE = "value_model.pt"
+
+
+class PPOError(ValueError):
+    """A PPO set-up or reward that cannot be trained on; the message says what was expected."""
+
+
+class AdaptiveKLController:
+    """Ziegler et al. (2019): move ``value`` so the observed KL per completion approaches ``target``."""
+
+    def __init__(self, value: float, target: float | None, horizon: int):
+        self.value, self.target, self.horizon = value, target, horizon
+
+    def update(self, observed_kl: float, num_completions: int) -> None:
+        if self.target is None:
+            return
+        error = max(min(observed_kl / self.target - 1, 0.2), -0.2)
+        self.value *= 1 + error * num_completions / self.horizon
+
+
+class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
+    """PPO with a value model and GAE, with the constructor of TRL trainers.
+
+    Args:
+        model, args, train_dataset, eval_dataset, processing_class, reward_funcs, callbacks, peft_config:
+            as for ``trl.GRPOTrainer`` (``reward_funcs`` are the sparse rewards).
+        dense_reward_funcs: providers with ``step_rewards(prompts, completions, **columns)`` returning
+            one reward per step (``OutcomeRewardModel``, ``ProcessRewardModel``, ``HeuristicStepReward``).
+        value_model: a token-classification model with one label, or a folder/Hub id to build one
+            from; default: the policy's own checkpoint with a new scalar head. Must share the policy's
+            tokenizer (it reads the policy's token ids).
+    """
+
+    _tag_names = ["trl", "trl-reasoning", "ppo"]
+
+    def __init__(
+        self,
+        model,
+        reward_funcs,
+        args: PPOConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        callbacks=None,
+        peft_config=None,
+        dense_reward_funcs: Sequence | None = None,
+        value_model=None,
+        **kwargs,
+    ):
+        args = args or PPOConfig(output_dir="runs/ppo")
+        if not isinstance(args, PPOConfig):
+            raise PPOError(f"args: expected a PPOConfig, got {type(args).__name__}")
+        self.dense_reward_funcs = list(dense_reward_funcs or [])
+        weights = args.dense_reward_weights or [1.0] * len(self.dense_reward_funcs)
+        if len(weights) != len(self.dense_reward_funcs):
+            raise PPOError(f"dense_reward_weights: {len(weights)} weights for {len(self.dense_reward_funcs)} dense reward providers")
+        for provider in self.dense_reward_funcs:
+            if not callable(getattr(provider, "step_rewards", None)):
+                raise PPOError(f"dense_reward_funcs: {provider!r} has no step_rewards(prompts, completions, **columns)")
+        self.dense_reward_weights = weights
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
+                         peft_config=peft_config, **kwargs)
+        if args.kl_penalty == "reward":
+            self.beta = 0.0  # GRPO adds beta * KL to the loss; here KL is part of the reward instead
+        self.kl_controller = AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon)
+        self.value_model = self._build_value_model(value_model, model)
+        self.value_optimizer = torch.optim.AdamW(self.value_model.parameters(), lr=args.value_learning_rate)
+        self.samples_seen = 0  # completions sampled for training, over all processes
+
+    # ------------------------------------------------------------------ value model
+
+    def _build_value_model(self, value_model, policy):
+        from transformers import AutoModelForTokenClassification
+        from transformers.utils import logging
+
+        if value_model is None:
+            value_model = policy if isinstance(policy, str) else self.accelerator.unwrap_model(self.model).config._name_or_path
+        if isinstance(value_model, str):
+            self._check_value_tokenizer(value_model)
+            verbosity = logging.get_verbosity()
+            logging.set_verbosity_error()  # the new head's "newly initialised" report is expected
+            try:
+                value_model = AutoModelForTokenClassification.from_pretrained(value_model, num_labels=1)
+            finally:
+                logging.set_verbosity(verbosity)
+        if getattr(value_model.config, "num_labels", None) != 1:
+            raise PPOError("value_model: expected a token-classification model with num_labels=1")
+        if value_model.config.vocab_size < len(self.processing_class):
+            raise PPOError(
+                f"value_model: its vocabulary ({value_model.config.vocab_size}) is smaller than the policy "
+                f"tokenizer's ({len(self.processing_class)}); it must read the policy's token ids"
+            )
+        return self.accelerator.prepare_model(value_model.float() if self.accelerator.device.type == "cpu" else value_model)
+
+    def _check_value_tokenizer(self, reference: str) -> None:
+        from ..loading import load_tokenizer
+
+        try:
+            theirs = load_tokenizer(reference)
+        except Exception:  # no tokenizer saved with the value model: nothing to compare
+            return
+        if theirs.get_vocab() != self.processing_class.get_vocab():
+            raise PPOError(f"value_model: {reference!r} uses a different tokenizer than the policy; "
+                           "the value model reads the policy's token ids, so they must match")
+
+    def _values(self, input_ids, attention_mask, logits_to_keep: int) -> torch.Tensor:
+        """``V_t`` for each completion token t: the value head on the token before it."""
+        logits = self.value_model(input_ids=input_ids, attention_mask=attention_mask).logits[..., 0]
+        return logits[:, -logits_to_keep - 1:-1].float()
+
+    # ------------------------------------------------------------------ rollout: rewards, values, GAE
+
+    def after_rollout(self, inputs, output, rewards_per_func):
+        if self.model.training:
+            self.samples_seen += len(inputs) * self.accelerator.num_processes
+        prompt_ids, completion_ids = output["prompt_ids"], output["completion_ids"]
+        mask = output["completion_mask"].float()
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        width = completion_ids.shape[1]
+        with torch.no_grad():
+            values = self._values(input_ids, attention_mask, width) * mask
+            rewards = self._token_rewards(inputs, completion_ids, mask, rewards_per_func)
+            if self.kl_controller.value > 0 and self.args.kl_penalty == "reward":
+                kl = self._kl(input_ids, attention_mask, width, output) * mask
+                rewards = rewards - self.kl_controller.value * kl
+                kl_per_completion = (kl.sum(dim=1)).mean().item()
+                self.record_metric("ppo/kl", kl_per_completion)
+                self.record_metric("ppo/kl_coef", self.kl_controller.value)
+                self.kl_controller.update(kl_per_completion, len(inputs))
+            if self.args.whiten_rewards:
+                rewards = whiten(rewards, mask, shift_mean=False)
+            advantages, returns = gae(rewards, values, mask, self.args.gamma, self.args.lam)
+            if self.args.whiten_advantages:
+                advantages = whiten(advantages, mask)
+        self.record_metric("ppo/values_mean", masked_mean(values, mask).item())
+        self.record_metric("ppo/explained_variance", explained_variance(values, returns, mask))
+        output.update(advantages=advantages, returns=returns, old_values=values)
+        return output
+
+    def _token_rewards(self, inputs, completion_ids, mask, rewards_per_func) -> torch.Tensor:
+        weights = self.reward_weights.to(rewards_per_func.device)
+        sparse = torch.nan_to_num(rewards_per_func, nan=0.0) @ weights
+        self.record_metric("ppo/reward/sparse", sparse.mean().item())
+        lengths = mask.sum(dim=1).long().tolist()
+        ids = [row[:n].tolist() for row, n in zip(completion_ids, lengths, strict=True)]
+        texts = self.processing_class.batch_decode(ids, skip_special_tokens=True)
+        step_rewards = [[0.0] * len(split_steps(t, self.args.step_delimiter)) for t in texts]
+        for provider, weight in zip(self.dense_reward_funcs, self.dense_reward_weights, strict=True):
+            dense = self._dense_rewards(provider, inputs, texts)
+            self.record_metric(f"ppo/reward/dense/{_name(provider)}", sum(map(sum, dense)) / max(len(dense), 1))
+            step_rewards = [[a + weight * b for a, b in zip(acc, new, strict=True)] for acc, new in zip(step_rewards, dense, strict=True)]
+        ends = [step_end_tokens(token_ends_by_decoding(self.processing_class, row), split_steps(t, self.args.step_delimiter))
+                for row, t in zip(ids, texts, strict=True)]
+        return place_rewards(mask, sparse.to(mask.device), step_rewards if self.dense_reward_funcs else None,
+                             ends if self.dense_reward_funcs else None)
+
+    def _dense_rewards(self, provider, inputs: list[dict], texts: list[str]) -> list[list[float]]:
+        """A provider's step rewards, checked: one finite reward per step of every completion."""
+        columns = {key: [row[key] for row in inputs] for key in inputs[0] if key not in ("prompt", "completion")}
+        rewards = provider.step_rewards([row["prompt"] for row in inputs], texts, **columns)
+        if len(rewards) != len(texts):
+            raise PPOError(f"dense reward {_name(provider)}: returned {len(rewards)} rows for {len(texts)} completions")
+        for text, row in zip(texts, rewards, strict=True):
+            steps = len(split_steps(text, self.args.step_delimiter))
+            if len(row) != steps:
+                raise PPOError(f"dense reward {_name(provider)}: returned {len(row)} step rewards for a completion with {steps} steps")
+            if not all(math.isfinite(float(r)) for r in row):
+                raise PPOError(f"dense reward {_name(provider)}: returned a non-finite step reward")
+        return [[float(r) for r in row] for row in rewards]
+
+    def _kl(self, input_ids, attention_mask, width: int, output) -> torch.Tensor:
+        logps = output.get("old_per_token_logps")
+        if logps is None:
+            logps = self.per_token_logps(self.model, input_ids, attention_mask, width)
+        if self.ref_model is not None:
+            ref_logps = self.per_token_logps(self.ref_model, input_ids, attention_mask, width)
+        else:  # PEFT: the base model is the policy with its adapter disabled
+            with self.accelerator.unwrap_model(self.model).disable_adapter():
+                ref_logps = self.per_token_logps(self.model, input_ids, attention_mask, width)
+        return kl_estimate(logps, ref_logps, self.args.kl_estimator)
+
+    # ------------------------------------------------------------------ checkpoints: the value model rides along
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        if self.is_world_process_zero() and folder.is_dir():
+            state = {"model": self.accelerator.unwrap_model(self.value_model).state_dict(),
+                     "optimizer": self.value_optimizer.state_dict(), "kl_coef": self.kl_controller.value,
+                     "samples_seen": self.samples_seen}
+            torch.save(state, folder / VALUE_STATE)
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        """TRL's ``train``; resuming also restores the value model, its optimizer and the KL coefficient."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        folder = resume_from_checkpoint
+        if folder is True:
+            folder = get_last_checkpoint(self.args.output_dir)
+        if isinstance(folder, str) and (Path(folder) / VALUE_STATE).exists():
+            state = torch.load(Path(folder) / VALUE_STATE, map_location="cpu", weights_only=True)
+            self.accelerator.unwrap_model(self.value_model).load_state_dict(state["model"])
+            self.value_optimizer.load_state_dict(state["optimizer"])
+            self.kl_controller.value, self.samples_seen = state["kl_coef"], state["samples_seen"]
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    # ------------------------------------------------------------------ loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's clipped policy loss on per-token advantages; the value model learns on the side."""
+        loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if torch.is_grad_enabled() and self.model.training:
+            self._value_step(inputs)
+        return loss
+
+    def _value_step(self, inputs) -> None:
+        input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        mask = inputs["completion_mask"].float()
+        values = self._values(input_ids, attention_mask, mask.shape[1])
+        value_loss, clipfrac = clipped_value_loss(values, inputs["old_values"], inputs["returns"], mask, self.args.cliprange_value)
+        self.value_optimizer.zero_grad()
+        (self.args.vf_coef * value_loss).backward()
+        self.value_optimizer.step()
+        self.record_metric("ppo/value_loss", value_loss.item())
+        self.record_metric("ppo/value_clipfrac", clipfrac.item())
+
+
+def _name(func: Callable) -> str:
+    return getattr(func, "__name__", type(func).__name__)

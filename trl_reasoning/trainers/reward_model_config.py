@@ -1,0 +1,73 @@
+"""Configuration of outcome and process reward-model training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from ..sampling import check_sampling_args
+from ..verifiers import TASKS
+
+
+@dataclass
+class RewardModelConfig(TrainingArguments):
+    r"""Configuration for [`RewardModelTrainer`]. Extends transformers' `TrainingArguments` (learning
+    rate, epochs, batch size, `output_dir`, `push_to_hub`, ...).
+
+    Parameters:
+        > Model
+
+        kind (`str`, defaults to `"outcome"`): `outcome` (ORM) or `process` (PRM).
+        max_length (`int`, defaults to `1024`): Longest prompt + completion in tokens (left-truncated).
+        step_delimiter (`str`, defaults to `"\n"`): What separates steps.
+        label_positions (`str`, defaults to `"all"`): ORM only: take the loss on `all` completion tokens
+            (the paper), on each step's last token (`step_end`) or on the last token only (`final`). A PRM
+            always uses `step_end`.
+        aggregation (`str`, defaults to `"min"`): PRM only: a solution's score is its `min` or `prod`
+            step score.
+
+        > Data (used by the recipe stage and `trl-reasoning sample`)
+
+        task (`str`, defaults to `"gsm8k"`): Verifier labelling the samples.
+        extraction (`str`, defaults to `"strict"`): Answer extraction of the verifier.
+        num_generations (`int`, defaults to `4`): Samples per training question.
+        temperature (`float`, defaults to `0.7`), max_new_tokens (`int`, defaults to `256`),
+        generation_batch_size (`int`, defaults to `64`): Sampling settings.
+        mc_rollouts (`int`, defaults to `4`): PRM only: continuations sampled after each step to label it.
+        mc_estimate (`str`, defaults to `"hard"`): PRM only: `hard` (any continuation correct) or `soft`
+            (share of correct continuations).
+    """
+
+    kind: str = field(default="outcome", metadata={"help": "outcome (ORM) or process (PRM)."})
+    max_length: int | None = field(default=1024, metadata={"help": "Longest prompt + completion in tokens (left-truncated)."})
+    step_delimiter: str = field(default="\n", metadata={"help": "What separates the steps of a solution."})
+    label_positions: str = field(default="all", metadata={"help": "ORM: loss on 'all' completion tokens, on 'step_end' tokens, or on the 'final' token."})
+    aggregation: str = field(default="min", metadata={"help": "PRM: solution score = 'min' or 'prod' of its step scores."})
+    task: str = field(default="gsm8k", metadata={"help": "Verifier labelling the samples: gsm8k, svamp, math or arithmetic."})
+    extraction: str = field(default="strict", metadata={"help": "Answer extraction: strict or flexible."})
+    num_generations: int = field(default=4, metadata={"help": "Samples per training question for the reward data."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature for the reward data."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest sampled completion, in tokens."})
+    generation_batch_size: int = field(default=64, metadata={"help": "Sequences generated at once."})
+    mc_rollouts: int = field(default=4, metadata={"help": "PRM: continuations sampled after each step to label it."})
+    mc_estimate: str = field(default="hard", metadata={"help": "PRM: 'hard' (any continuation correct) or 'soft' (share correct)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        checks = {
+            "kind": (self.kind, ("outcome", "process")),
+            "label_positions": (self.label_positions, ("all", "step_end", "final")),
+            "aggregation": (self.aggregation, ("min", "prod")),
+            "mc_estimate": (self.mc_estimate, ("hard", "soft")),
+            "extraction": (self.extraction, ("strict", "flexible")),
+            "task": (self.task, TASKS),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+        if not self.step_delimiter:
+            raise ValueError("step_delimiter: must be a non-empty string")
+        if self.mc_rollouts < 0:
+            raise ValueError(f"mc_rollouts: need >= 0, got {self.mc_rollouts}")
+        check_sampling_args(self.num_generations, self.temperature)
