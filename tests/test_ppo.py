@@ -28,18 +28,22 @@ def _train(n: int):
     return add_prompts(load_task("arithmetic", split="train", num_examples=n)).select_columns(["prompt", "answer", "solution"])
 
 
-def test_ppo_learns_from_a_trl_style_script(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["separate", "shared"])
+def test_ppo_learns_from_a_trl_style_script(tiny_model_dir, tmp_path, mode):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    trainer = PPOTrainer(model=model, reward_funcs=[apples_reward], args=_args(tmp_path, num_train_epochs=3),
-                         train_dataset=_train(160), processing_class=tokenizer)
+    trainer = PPOTrainer(model=model, reward_funcs=[apples_reward], train_dataset=_train(160), processing_class=tokenizer,
+                         args=_args(tmp_path, num_train_epochs=3, value_model_mode=mode))
     trainer.train()
     logs = [r for r in trainer.state.log_history if "ppo/reward/sparse" in r]
     first, last = logs[0]["ppo/reward/sparse"], sum(r["ppo/reward/sparse"] for r in logs[-3:]) / 3
     assert last > first + 0.2, [round(r["ppo/reward/sparse"], 3) for r in logs]
     assert {"ppo/value_loss", "ppo/kl", "ppo/explained_variance", "ppo/value_clipfrac"} <= set(logs[-1])
+    trainer.save_model(str(tmp_path / "saved"))  # a plain causal LM: no value head inside
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert not any("value_head" in name for name in reloaded.state_dict())
 
 
 class NaNSteps:
@@ -83,3 +87,25 @@ def test_bad_set_ups_fail_clearly(tiny_model_dir, tmp_path):
                    train_dataset=_train(8), value_model=str(other))
     with pytest.raises(ValueError, match="target_kl"):
         _args(tmp_path, kl_penalty="loss", target_kl=1.0)
+
+
+def test_resume_restores_the_value_model(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import TrainerCallback
+
+    first = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(64),
+                       args=_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2))
+    first.train()
+    saved = {k: v.clone() for k, v in first.value_model.state_dict().items()}
+
+    class AtStart(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.values = {k: v.clone() for k, v in second.value_model.state_dict().items()}
+
+    at_start = AtStart()
+    second = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(64),
+                        args=_args(tmp_path, max_steps=4, save_strategy="no"), callbacks=[at_start])
+    assert any(not torch.equal(second.value_model.state_dict()[k], saved[k]) for k in saved)
+    second.train(resume_from_checkpoint=True)
+    assert all(torch.equal(at_start.values[k], saved[k]) for k in saved)  # restored before training went on
+    assert second.state.global_step >= 3 and second.samples_seen > first.samples_seen

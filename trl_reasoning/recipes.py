@@ -42,7 +42,7 @@ class Recipe:
     eval_data: str | None = field(default=None, metadata={"help": "Held-out questions: file or Hub id (default: the task's test split)."})
     train_limit: int | None = field(default=None, metadata={"help": "Use only the first N train questions."})
     sft_train_limit: int | None = field(default=None, metadata={"help": "SFT on only the first N train questions' reference solutions."})
-    ei_train_limit: int | None = field(default=None, metadata={"help": "Sample EI rounds on only the first N train questions."})
+    ei_train_limit: int | None = field(default=None, metadata={"help": "EI, PPO and RCRL train on only the first N train questions."})
     rm_train_limit: int | None = field(default=None, metadata={"help": "Sample reward-model data on only the first N train questions."})
     reward_model: str | None = field(default=None, metadata={"help": "Reward model folder/Hub id the eval stage reranks with (rerank@k); default: the ORM (else PRM) this run trains."})
     eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on only the first N held-out questions."})

@@ -10,25 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..evaluation import EvalSettings
 from ..steps import DEFAULT_DELIMITER
 from .base import RewardModelError
 
 
 @dataclass
-class LabelSettings:
-    """How to sample and label reward-model data."""
+class LabelSettings(EvalSettings):
+    """How to sample and label reward-model data: the sampling settings of an evaluation, plus the
+    task's verifier and the Monte-Carlo step labelling."""
 
     task: str = "gsm8k"
-    num_samples: int = 4
-    temperature: float = 0.7
-    max_new_tokens: int = 256
-    batch_size: int = 32
-    seed: int = 0
-    extraction: str = "strict"
     mc_rollouts: int = 0
     mc_estimate: str = "hard"
     step_delimiter: str = DEFAULT_DELIMITER
-    show_progress: bool = True
 
 
 def sample_and_label(model, tokenizer, dataset, settings: LabelSettings) -> list[dict]:
@@ -41,7 +36,7 @@ def sample_and_label(model, tokenizer, dataset, settings: LabelSettings) -> list
     if settings.mc_rollouts and any(not isinstance(p, str) for p in dataset["prompt"]):
         raise RewardModelError("reward data: Monte-Carlo step labels need plain-text prompts, not chat messages")
     sampling = {
-        "temperature": settings.temperature, "max_new_tokens": settings.max_new_tokens,
+        "temperature": settings.temperature, "top_p": settings.top_p, "max_new_tokens": settings.max_new_tokens,
         "batch_size": settings.batch_size, "seed": settings.seed,
         "answer_pattern": answer_pattern_for(settings.task), "show_progress": settings.show_progress,
     }

@@ -17,7 +17,8 @@ class PPOConfig(GRPOConfig):
         > Value model
 
         value_model_mode (`str`, defaults to `"separate"`): `separate`: a value model of its own (a copy of
-            the policy's backbone with a scalar token head, or `value_model` passed to the trainer).
+            the policy's backbone with a scalar token head, or `value_model` passed to the trainer);
+            `shared`: a scalar head on the policy's backbone, trained with the policy's optimizer.
         value_learning_rate (`float`, defaults to `1e-4`): Learning rate of the value model's optimizer.
         vf_coef (`float`, defaults to `0.5`): Weight of the value loss.
         cliprange_value (`float`, defaults to `0.2`): Clip range of value predictions around the old ones.
@@ -49,7 +50,7 @@ class PPOConfig(GRPOConfig):
             or a reward-model folder / Hub id. Python users pass `dense_reward_funcs` instead.
     """
 
-    value_model_mode: str = field(default="separate", metadata={"help": "separate: a value model of its own (the only mode so far)."})
+    value_model_mode: str = field(default="separate", metadata={"help": "separate (a value model of its own) or shared (a head on the policy's backbone)."})
     value_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the value model."})
     vf_coef: float = field(default=0.5, metadata={"help": "Weight of the value loss."})
     cliprange_value: float = field(default=0.2, metadata={"help": "Clip range of value predictions around the old ones."})
@@ -68,7 +69,7 @@ class PPOConfig(GRPOConfig):
 
     def __post_init__(self):
         checks = {
-            "value_model_mode": (self.value_model_mode, ("separate",)),
+            "value_model_mode": (self.value_model_mode, ("separate", "shared")),
             "kl_penalty": (self.kl_penalty, ("reward", "loss")),
             "kl_estimator": (self.kl_estimator, ("k1", "k3")),
         }

@@ -9,14 +9,16 @@ per-token GAE from a learned value model:
    on the last completion token; each dense provider's step rewards (ORM, PRM or the heuristic,
    ``dense_reward_funcs``) on each step's last token; minus ``kl_coef * KL_t`` on every token when
    the KL penalty lives in the reward;
-2. values ``V_t`` from the value model (a copy of the policy backbone with a scalar token head);
+2. values ``V_t`` from the value model (``separate``: a copy of the policy backbone with a scalar token
+   head; ``shared``: a scalar head on the policy's own backbone);
 3. GAE advantages and returns (``advantages.gae``), advantages whitened;
 4. loss: TRL's clipped policy loss on the per-token advantages, plus ``vf_coef`` x the clipped value
    loss, whose gradient steps the value model's own optimizer.
 
 Deviations: GRPO needs >= 2 generations per prompt (``num_generations``); the value model is
-optimised per micro-batch with its own AdamW and is not sharded by DeepSpeed/FSDP; only the
-``separate`` value-model mode exists so far.
+optimised per micro-batch with its own AdamW and is not sharded by DeepSpeed/FSDP. The ``shared``
+mode (a scalar head on the policy's backbone, trained with the policy's optimizer) costs a second
+backbone pass per batch, is single-process tested only and does not support PEFT yet.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ..steps import split_steps, step_end_tokens, token_ends_by_decoding
 from .ppo_config import PPOConfig
 
 VALUE_STATE = "value_model.pt"
+VALUE_HEAD = "value_head"  # submodule name of the shared-backbone value head
 
 
 class PPOError(ValueError):
@@ -107,26 +110,24 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         if args.kl_penalty == "reward":
             self.beta = 0.0  # GRPO adds beta * KL to the loss; here KL is part of the reward instead
         self.kl_controller = AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon)
-        self.value_model = self._build_value_model(value_model, model)
-        self.value_optimizer = torch.optim.AdamW(self.value_model.parameters(), lr=args.value_learning_rate)
+        self.value_model = self.value_optimizer = None
+        if args.value_model_mode == "shared":
+            self._add_value_head(value_model, peft_config)
+        else:
+            self.value_model = self._build_value_model(value_model, model)
+            self.value_optimizer = torch.optim.AdamW(self.value_model.parameters(), lr=args.value_learning_rate)
         self.samples_seen = 0  # completions sampled for training, over all processes
 
     # ------------------------------------------------------------------ value model
 
     def _build_value_model(self, value_model, policy):
-        from transformers import AutoModelForTokenClassification
-        from transformers.utils import logging
-
+        if value_model is None and isinstance(policy, str):
+            value_model = policy
         if value_model is None:
-            value_model = policy if isinstance(policy, str) else self.accelerator.unwrap_model(self.model).config._name_or_path
-        if isinstance(value_model, str):
+            value_model = _value_model_like(self.accelerator.unwrap_model(self.model))
+        elif isinstance(value_model, str):
             self._check_value_tokenizer(value_model)
-            verbosity = logging.get_verbosity()
-            logging.set_verbosity_error()  # the new head's "newly initialised" report is expected
-            try:
-                value_model = AutoModelForTokenClassification.from_pretrained(value_model, num_labels=1)
-            finally:
-                logging.set_verbosity(verbosity)
+            value_model = _load_value_model(value_model)
         if getattr(value_model.config, "num_labels", None) != 1:
             raise PPOError("value_model: expected a token-classification model with num_labels=1")
         if value_model.config.vocab_size < len(self.processing_class):
@@ -147,9 +148,30 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
             raise PPOError(f"value_model: {reference!r} uses a different tokenizer than the policy; "
                            "the value model reads the policy's token ids, so they must match")
 
+    def _add_value_head(self, value_model, peft_config) -> None:
+        """Shared mode: a scalar head on the policy's own backbone, trained by the policy's optimizer."""
+        policy = self.accelerator.unwrap_model(self.model)
+        if value_model is not None:
+            raise PPOError("value_model: not used with value_model_mode='shared' (the head sits on the policy)")
+        if peft_config is not None or hasattr(policy, "peft_config"):
+            raise PPOError("value_model_mode: 'shared' does not support PEFT yet; use 'separate'")
+        head = torch.nn.Linear(policy.config.hidden_size, 1)
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+        policy.add_module(VALUE_HEAD, head.to(device=policy.device, dtype=policy.dtype))
+
+    def _value_head(self):
+        return getattr(self.accelerator.unwrap_model(self.model), VALUE_HEAD, None)
+
     def _values(self, input_ids, attention_mask, logits_to_keep: int) -> torch.Tensor:
         """``V_t`` for each completion token t: the value head on the token before it."""
-        logits = self.value_model(input_ids=input_ids, attention_mask=attention_mask).logits[..., 0]
+        if self.value_model is not None:
+            logits = self.value_model(input_ids=input_ids, attention_mask=attention_mask).logits[..., 0]
+        else:  # shared: a second pass through the policy's backbone (its logits pass returns no hidden states)
+            policy = self.accelerator.unwrap_model(self.model)
+            backbone = getattr(policy, policy.base_model_prefix)
+            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            logits = getattr(policy, VALUE_HEAD)(hidden)[..., 0]
         return logits[:, -logits_to_keep - 1:-1].float()
 
     # ------------------------------------------------------------------ rollout: rewards, values, GAE
@@ -230,10 +252,23 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         super()._save_checkpoint(model, trial)
         folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
         if self.is_world_process_zero() and folder.is_dir():
-            state = {"model": self.accelerator.unwrap_model(self.value_model).state_dict(),
-                     "optimizer": self.value_optimizer.state_dict(), "kl_coef": self.kl_controller.value,
-                     "samples_seen": self.samples_seen}
+            state = {"kl_coef": self.kl_controller.value, "samples_seen": self.samples_seen}
+            if self.value_model is not None:
+                state["model"] = self.accelerator.unwrap_model(self.value_model).state_dict()
+                state["optimizer"] = self.value_optimizer.state_dict()
+            else:
+                state["head"] = self._value_head().state_dict()
             torch.save(state, folder / VALUE_STATE)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """TRL's ``save_model``; a shared value head is left out, so the folder is a plain causal LM."""
+        policy = self.accelerator.unwrap_model(self.model)
+        head = policy._modules.pop(VALUE_HEAD, None)
+        try:
+            super().save_model(output_dir, _internal_call)
+        finally:
+            if head is not None:
+                policy.add_module(VALUE_HEAD, head)
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         """TRL's ``train``; resuming also restores the value model, its optimizer and the KL coefficient."""
@@ -244,31 +279,62 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
             folder = get_last_checkpoint(self.args.output_dir)
         if isinstance(folder, str) and (Path(folder) / VALUE_STATE).exists():
             state = torch.load(Path(folder) / VALUE_STATE, map_location="cpu", weights_only=True)
-            self.accelerator.unwrap_model(self.value_model).load_state_dict(state["model"])
-            self.value_optimizer.load_state_dict(state["optimizer"])
+            if self.value_model is not None:
+                self.accelerator.unwrap_model(self.value_model).load_state_dict(state["model"])
+                self.value_optimizer.load_state_dict(state["optimizer"])
+            else:
+                self._value_head().load_state_dict(state["head"])
             self.kl_controller.value, self.samples_seen = state["kl_coef"], state["samples_seen"]
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     # ------------------------------------------------------------------ loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """TRL's clipped policy loss on per-token advantages; the value model learns on the side."""
+        """TRL's clipped policy loss on per-token advantages, plus the value loss: added to it when the
+        head shares the policy's backbone, stepped by the value model's own optimizer otherwise."""
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if torch.is_grad_enabled() and self.model.training:
-            self._value_step(inputs)
+            value_loss = self.args.vf_coef * self._value_loss(inputs)
+            if self.value_model is None:
+                return loss + value_loss
+            self.value_optimizer.zero_grad()
+            value_loss.backward()
+            self.value_optimizer.step()
         return loss
 
-    def _value_step(self, inputs) -> None:
+    def _value_loss(self, inputs) -> torch.Tensor:
         input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
         attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         mask = inputs["completion_mask"].float()
         values = self._values(input_ids, attention_mask, mask.shape[1])
         value_loss, clipfrac = clipped_value_loss(values, inputs["old_values"], inputs["returns"], mask, self.args.cliprange_value)
-        self.value_optimizer.zero_grad()
-        (self.args.vf_coef * value_loss).backward()
-        self.value_optimizer.step()
         self.record_metric("ppo/value_loss", value_loss.item())
         self.record_metric("ppo/value_clipfrac", clipfrac.item())
+        return value_loss
+
+
+def _load_value_model(reference: str):
+    """A token-classification model with a new scalar head on ``reference``'s backbone."""
+    from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the new head's "newly initialised" report is expected
+    try:
+        return AutoModelForTokenClassification.from_pretrained(reference, num_labels=1)
+    finally:
+        logging.set_verbosity(verbosity)
+
+
+def _value_model_like(policy):
+    """A value model with the policy's architecture and backbone weights (policy given as an object)."""
+    from transformers import AutoModelForTokenClassification
+
+    config = policy.config.__class__.from_dict({**policy.config.to_dict(), "num_labels": 1})
+    value_model = AutoModelForTokenClassification.from_config(config)
+    prefix = policy.base_model_prefix
+    getattr(value_model, prefix).load_state_dict(getattr(policy, prefix).state_dict())
+    return value_model
 
 
 def _name(func: Callable) -> str:
