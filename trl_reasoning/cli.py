@@ -119,7 +119,7 @@ def run_sample(args: SampleArguments) -> list[dict]:
     from .reward_models.data import LabelSettings, sample_and_label
 
     settings = LabelSettings(
-        task=args.task, num_samples=args.num_samples, temperature=args.temperature,
+        task=args.task, num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
         extraction=args.extraction, mc_rollouts=args.mc_rollouts, mc_estimate=args.mc_estimate,
         step_delimiter=args.step_delimiter,
