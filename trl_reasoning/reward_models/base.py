@@ -182,7 +182,7 @@ class TokenRewardModel:
 
     def score(self, prompts: Sequence, completions: Sequence, batch_size: int = 32) -> list[RewardScore]:
         """A ``RewardScore`` per completion: per-step probabilities and the final score."""
-        prompts = [_as_text(p) for p in prompts]
+        prompts = [prompt_as_text(p) for p in prompts]
         completions = [completion_text(c) for c in completions]
         encoded = [self.encode(p, c) for p, c in zip(prompts, completions, strict=True)]
         scores = []
@@ -213,7 +213,7 @@ class TokenRewardModel:
         return [s.final for s in self.score(prompts, completions)]
 
 
-def _as_text(prompt) -> str:
+def prompt_as_text(prompt) -> str:
     """A prompt as text: strings as they are; chat prompts as their messages' contents."""
     if isinstance(prompt, str):
         return prompt

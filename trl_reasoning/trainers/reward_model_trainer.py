@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from transformers import Trainer
 
 from ..metrics import auroc
-from ..reward_models.base import IGNORE_LABEL, RewardModelError, TokenRewardModel
+from ..reward_models.base import IGNORE_LABEL, RewardModelError, TokenRewardModel, prompt_as_text
 from ..reward_models.data import check_reward_rows, stepwise_to_completion
 from .reward_model_config import RewardModelConfig
 
@@ -103,7 +103,7 @@ class RewardModelTrainer(Trainer):
             row = stepwise_to_completion(row, args.step_delimiter)
             if not isinstance(row["completion"], str):
                 raise RewardModelError(f"reward data: row {index}: 'completion' must be text, got {type(row['completion']).__name__}")
-            encoded = self.reward_model.encode(_prompt_text(row["prompt"]), row["completion"])
+            encoded = self.reward_model.encode(prompt_as_text(row["prompt"]), row["completion"])
             labels = self.reward_model.training_labels(encoded, row, args.label_positions)
             if any(label != IGNORE_LABEL for label in labels):
                 rows.append({"input_ids": encoded.input_ids, "labels": labels})
@@ -138,12 +138,6 @@ class RewardModelTrainer(Trainer):
         """Quality of the model on labelled samples: AUROC and accuracy of the final score against
         ``label``; with ``step_labels`` also step accuracy (threshold 0.5) and step AUROC."""
         return reward_model_quality(self.reward_model, rows)
-
-
-def _prompt_text(prompt) -> str:
-    from ..reward_models.base import _as_text
-
-    return _as_text(prompt)
 
 
 def reward_model_quality(reward_model: TokenRewardModel, rows: Sequence[dict]) -> dict[str, float]:
