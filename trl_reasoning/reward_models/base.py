@@ -1,9 +1,11 @@
 """What the outcome and process reward models share: a causal-LM backbone with a scalar head.
 
-The network is transformers' ``AutoModelForTokenClassification`` with one label: the backbone of
-any causal LM (Qwen2, Llama, ...) and a linear head giving one logit per token. Hub plumbing
-(``save_pretrained``, ``from_pretrained``, ``push_to_hub``) is transformers'; the reward-model
-settings travel in the model config (``config.trl_reasoning_reward_model``).
+Two heads give one logit per token. ``value`` (the paper's): transformers'
+``AutoModelForTokenClassification`` with one label, the backbone of any causal LM (Qwen2, Llama, ...)
+and a linear head. ``implicit``: the causal LM itself, its logit being the log-likelihood ratio to a
+frozen reference (``implicit.py``). Hub plumbing (``save_pretrained``, ``from_pretrained``) is
+transformers'; the reward-model settings travel in the model config
+(``config.trl_reasoning_reward_model``).
 
 Scoring re-tokenises ``prompt + completion`` text with the reward model's own tokenizer, so a
 reward model scores samples of a policy whose tokenizer differs. A step's score is the sigmoid of
@@ -25,8 +27,10 @@ from ..steps import (
     token_ends_from_offsets,
 )
 from ..verifiers import completion_text
+from .implicit import REFERENCE_FOLDER, ImplicitRewardNetwork
 
 CONFIG_KEY = "trl_reasoning_reward_model"
+HEADS = ("value", "implicit")
 EMPTY_SCORE = 0.0
 IGNORE_LABEL = -100.0  # token positions that take no loss
 
@@ -78,7 +82,8 @@ class TokenRewardModel:
     """Shared base of ``OutcomeRewardModel`` and ``ProcessRewardModel``.
 
     Args:
-        model: an ``AutoModelForTokenClassification`` with ``num_labels=1``.
+        model: an ``AutoModelForTokenClassification`` with ``num_labels=1`` (value head) or an
+            ``ImplicitRewardNetwork`` (implicit head).
         tokenizer: its tokenizer.
         step_delimiter: what separates steps (``steps.split_steps``).
         max_length: longest ``prompt + completion`` scored, in tokens (left-truncated).
@@ -88,7 +93,7 @@ class TokenRewardModel:
     aggregation = "last"
 
     def __init__(self, model, tokenizer, step_delimiter: str = DEFAULT_DELIMITER, max_length: int | None = 1024):
-        if getattr(model.config, "num_labels", 1) != 1:
+        if not isinstance(model, ImplicitRewardNetwork) and getattr(model.config, "num_labels", 1) != 1:
             raise RewardModelError(f"reward model: expected a 1-label token-classification model, got {model.config.num_labels} labels")
         self.model, self.tokenizer = model, tokenizer
         self.step_delimiter, self.max_length = step_delimiter, max_length
@@ -96,60 +101,87 @@ class TokenRewardModel:
             tokenizer.pad_token = tokenizer.eos_token
         self.__name__ = f"{self.kind}_reward_model"  # TRL names reward functions by __name__
 
+    @property
+    def head(self) -> str:
+        """``value`` (a scalar head) or ``implicit`` (log-likelihood ratio to a frozen reference)."""
+        return "implicit" if isinstance(self.model, ImplicitRewardNetwork) else "value"
+
     # ------------------------------------------------------------------ construction and saving
 
     @classmethod
-    def from_causal_lm(cls, reference: str, step_delimiter: str = DEFAULT_DELIMITER, max_length: int | None = 1024, **kwargs):
-        """A fresh reward model on the backbone of a causal LM (folder or Hub id); the head is new."""
-        from transformers import AutoModelForTokenClassification
-        from transformers.utils import logging
-
+    def from_causal_lm(cls, reference: str, step_delimiter: str = DEFAULT_DELIMITER, max_length: int | None = 1024,
+                       head: str = "value", implicit_beta: float = 0.1, **kwargs):
+        """A fresh reward model from a causal LM (folder or Hub id): its backbone under a new value
+        head, or (``head="implicit"``) the LM itself, trained against a frozen copy of it."""
         from ..loading import load_tokenizer, resolve
 
+        if head not in HEADS:
+            raise RewardModelError(f"reward model: head must be one of {', '.join(HEADS)}, got {head!r}")
         name, load_kwargs = resolve(reference)
-        verbosity = logging.get_verbosity()
-        logging.set_verbosity_error()  # the "score.weight newly initialised" report is expected here
-        try:
-            model = AutoModelForTokenClassification.from_pretrained(name, num_labels=1, **load_kwargs, **kwargs)
-        finally:
-            logging.set_verbosity(verbosity)
+        if head == "implicit":
+            model = _implicit_network(name, {**load_kwargs, **kwargs}, implicit_beta)
+        else:
+            from transformers import AutoModelForTokenClassification
+            from transformers.utils import logging
+
+            verbosity = logging.get_verbosity()
+            logging.set_verbosity_error()  # the "score.weight newly initialised" report is expected here
+            try:
+                model = AutoModelForTokenClassification.from_pretrained(name, num_labels=1, **load_kwargs, **kwargs)
+            finally:
+                logging.set_verbosity(verbosity)
         return cls(model, load_tokenizer(reference, padding_side="right"), step_delimiter, max_length)
 
     @classmethod
     def from_pretrained(cls, reference: str, **kwargs):
         """Load a reward model saved by ``save_pretrained`` (folder or Hub id)."""
-        from transformers import AutoModelForTokenClassification
+        from transformers import AutoConfig, AutoModelForTokenClassification
 
         from ..loading import load_tokenizer, resolve
 
         name, load_kwargs = resolve(reference)
-        model = AutoModelForTokenClassification.from_pretrained(name, **load_kwargs, **kwargs)
-        settings = getattr(model.config, CONFIG_KEY, None)
+        settings = getattr(AutoConfig.from_pretrained(name, **load_kwargs), CONFIG_KEY, None)
         if not settings:
             raise RewardModelError(f"reward model: {reference!r} is not a trl-reasoning reward model (no {CONFIG_KEY} in its config)")
         if settings.get("kind") != cls.kind and cls.kind != "base":
             raise RewardModelError(f"reward model: {reference!r} is a {settings.get('kind')} model, not {cls.kind}")
         target = _class_of(settings["kind"]) if cls.kind == "base" else cls
+        if settings.get("head", "value") == "implicit":
+            model = _implicit_network(name, {**load_kwargs, **kwargs}, settings["implicit_beta"], saved=True)
+        else:
+            model = AutoModelForTokenClassification.from_pretrained(name, **load_kwargs, **kwargs)
         loaded = target(model, load_tokenizer(reference, padding_side="right"), settings["step_delimiter"], settings.get("max_length"))
         loaded.aggregation = settings.get("aggregation", target.aggregation)
         return loaded
 
     def _record_settings(self) -> None:
-        setattr(self.model.config, CONFIG_KEY,
-                {"kind": self.kind, "step_delimiter": self.step_delimiter, "max_length": self.max_length,
-                 "aggregation": self.aggregation})
+        settings = {"kind": self.kind, "head": self.head, "step_delimiter": self.step_delimiter,
+                    "max_length": self.max_length, "aggregation": self.aggregation}
+        if self.head == "implicit":
+            settings["implicit_beta"] = self.model.beta
+        setattr(self.model.config, CONFIG_KEY, settings)
 
     def save_pretrained(self, folder: str | Path) -> None:
-        """Write the model, its tokenizer and the reward-model settings to ``folder``."""
+        """Write the model, its tokenizer and the reward-model settings to ``folder`` (an implicit
+        head's frozen reference goes to ``folder/reference``)."""
         self._record_settings()
-        self.model.save_pretrained(folder)
+        if self.head == "implicit":
+            self.model.policy.save_pretrained(folder)
+            self.model.reference.save_pretrained(Path(folder) / REFERENCE_FOLDER)
+        else:
+            self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
 
-    def push_to_hub(self, repo_id: str, **kwargs):
-        """Upload model and tokenizer to the Hub (``transformers`` ``push_to_hub``)."""
-        self._record_settings()
-        self.tokenizer.push_to_hub(repo_id, **kwargs)
-        return self.model.push_to_hub(repo_id, **kwargs)
+    def push_to_hub(self, repo_id: str, private: bool | None = None, commit_message: str = "Upload reward model"):
+        """Upload everything ``save_pretrained`` writes to the Hub repository ``repo_id``."""
+        import tempfile
+
+        from huggingface_hub import create_repo, upload_folder
+
+        create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            return upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
 
     # ------------------------------------------------------------------ scoring
 
@@ -166,19 +198,27 @@ class TokenRewardModel:
         out = []
         try:
             for i in range(0, len(encoded), batch_size):
-                chunk = [e.input_ids or [self.tokenizer.pad_token_id] for e in encoded[i:i + batch_size]]
-                width = max(len(ids) for ids in chunk)
-                ids = torch.full((len(chunk), width), self.tokenizer.pad_token_id, dtype=torch.long)
-                mask = torch.zeros_like(ids)
-                for row, seq in enumerate(chunk):
+                chunk = encoded[i:i + batch_size]
+                seqs = [e.input_ids or [self.tokenizer.pad_token_id] for e in chunk]
+                ids = torch.full((len(chunk), max(map(len, seqs))), self.tokenizer.pad_token_id, dtype=torch.long)
+                mask, completion = torch.zeros_like(ids), torch.zeros_like(ids)
+                for row, (e, seq) in enumerate(zip(chunk, seqs, strict=True)):
                     ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
+                    completion[row, e.completion_start:len(e.input_ids)] = 1
                 with torch.no_grad():
-                    logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[..., 0]
+                    logits = self.network_logits(self.model, ids.to(device), mask.to(device), completion.to(device))
                 probs = torch.sigmoid(logits.float()).cpu()
-                out.extend(probs[row, :len(seq)].tolist() for row, seq in enumerate(chunk))
+                out.extend(probs[row, :len(seq)].tolist() for row, seq in enumerate(seqs))
         finally:
             self.model.train(was_training)
         return out
+
+    def network_logits(self, network, input_ids, attention_mask, completion_mask):
+        """One logit per token from ``network`` (this model's network, possibly wrapped for training)."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.head == "implicit":
+            inputs["completion_mask"] = completion_mask
+        return network(**inputs).logits[..., 0]
 
     def score(self, prompts: Sequence, completions: Sequence, batch_size: int = 32) -> list[RewardScore]:
         """A ``RewardScore`` per completion: per-step probabilities and the final score."""
@@ -233,3 +273,13 @@ def _class_of(kind: str) -> type[TokenRewardModel]:
     if kind not in classes:
         raise RewardModelError(f"reward model: unknown kind {kind!r}; expected outcome or process")
     return classes[kind]
+
+
+def _implicit_network(name: str, load_kwargs: dict, beta: float, saved: bool = False) -> ImplicitRewardNetwork:
+    """Policy and frozen reference of an implicit reward model: both from ``name`` for a new one,
+    the reference from its subfolder for a saved one."""
+    from transformers import AutoModelForCausalLM
+
+    reference_kwargs = {**load_kwargs, "subfolder": REFERENCE_FOLDER} if saved else load_kwargs
+    policy = AutoModelForCausalLM.from_pretrained(name, **load_kwargs)
+    return ImplicitRewardNetwork(policy, AutoModelForCausalLM.from_pretrained(name, **reference_kwargs), beta)

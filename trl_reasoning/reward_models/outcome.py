@@ -4,9 +4,10 @@ Trained on the policy's own samples, each labelled by the verifier: every comple
 every step's last token, ``label_positions="step_end"``, or only the last one, ``"final"``) learns,
 with binary cross-entropy, the probability that the final answer will be right. Early tokens cannot
 know how the solution ends, so their labels are mostly noise: on the tiny CPU models ``final``
-learns far faster, at the price of step scores that were never trained. Its score at a step's end is that probability given
-the solution so far; the final score (last step) reranks samples (rerank@k) and its step scores are
-dense rewards for PPO and step tags for return-conditioned RL.
+learns far faster, at the price of step scores that were never trained (with the ``implicit`` head
+they still come out as partial sums of the log-likelihood ratio). Its score at a step's end is that
+probability given the solution so far; the final score (last step) reranks samples (rerank@k) and its
+step scores are dense rewards for PPO and step tags for return-conditioned RL.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Train outcome (ORM) and process (PRM) reward models with transformers' ``Trainer``.
 
-The network is a causal-LM backbone with a one-logit token head (``reward_models.base``); the loss
-is binary cross-entropy on the labelled tokens only: every completion token (ORM, ``all``) or each
-step's last token (ORM ``step_end``, PRM). Rows are tokenised once, up front, so bad data (missing
-labels, step labels that do not match the steps) fails before training with one line.
+The network gives one logit per token: a causal-LM backbone with a value head, or the implicit head
+(``reward_models.base``). The loss is binary cross-entropy on the labelled tokens only: every
+completion token (ORM, ``all``), each step's last token (ORM ``step_end``, PRM) or the last one
+(``final``). Rows are tokenised once, up front, so bad data (missing labels, step labels that do not
+match the steps) fails before training with one line.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def reward_model_class(kind: str) -> type[TokenRewardModel]:
 
 
 class _PadCollator:
-    """Right-pads ``input_ids`` (pad id), ``attention_mask`` (0) and ``labels`` (ignored)."""
+    """Right-pads ``input_ids`` (pad id), ``attention_mask`` (0) and ``labels`` (ignored); marks the
+    completion tokens (``completion_mask``)."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -41,11 +43,13 @@ class _PadCollator:
             "input_ids": torch.full((len(features), width), self.pad_token_id, dtype=torch.long),
             "attention_mask": torch.zeros((len(features), width), dtype=torch.long),
             "labels": torch.full((len(features), width), IGNORE_LABEL, dtype=torch.float),
+            "completion_mask": torch.zeros((len(features), width), dtype=torch.long),
         }
         for row, f in enumerate(features):
             n = len(f["input_ids"])
             batch["input_ids"][row, :n] = torch.tensor(f["input_ids"])
             batch["attention_mask"][row, :n] = 1
+            batch["completion_mask"][row, f["completion_start"]:n] = 1
             batch["labels"][row, :n] = torch.tensor(f["labels"], dtype=torch.float)
         return batch
 
@@ -60,7 +64,8 @@ class RewardModelTrainer(Trainer):
         train_dataset / eval_dataset: rows with ``prompt``, ``completion`` and ``label`` (ORM) or
             ``step_labels`` (PRM); TRL's stepwise ``completions`` + ``labels`` also works for a PRM.
         processing_class: the reward model's tokenizer (default: the model's own).
-        peft_config: a PEFT config (``task_type="TOKEN_CLS"``) to train an adapter instead.
+        peft_config: a PEFT config to train an adapter instead (``task_type="TOKEN_CLS"`` for the
+            value head, ``"CAUSAL_LM"`` for the implicit head, whose reference stays a full copy).
         callbacks: ``transformers.TrainerCallback``s.
     """
 
@@ -73,7 +78,7 @@ class RewardModelTrainer(Trainer):
                 raise RewardModelError(f"kind: args.kind is {args.kind!r} but the model is a {model.kind} reward model")
             self.reward_model = model
         else:
-            self.reward_model = cls.from_causal_lm(model, args.step_delimiter, args.max_length)
+            self.reward_model = cls.from_causal_lm(model, args.step_delimiter, args.max_length, args.head, args.implicit_beta)
         if processing_class is not None:
             self.reward_model.tokenizer = processing_class
         self.reward_model.step_delimiter, self.reward_model.max_length = args.step_delimiter, args.max_length
@@ -85,7 +90,10 @@ class RewardModelTrainer(Trainer):
         if peft_config is not None:
             from peft import get_peft_model
 
-            network = get_peft_model(network, peft_config)
+            if self.reward_model.head == "implicit":
+                network.policy = get_peft_model(network.policy, peft_config)
+            else:
+                network = get_peft_model(network, peft_config)
         super().__init__(
             model=network, args=args, data_collator=_PadCollator(self.reward_model.tokenizer.pad_token_id),
             train_dataset=self._tokenise(train_dataset, args),
@@ -106,7 +114,7 @@ class RewardModelTrainer(Trainer):
             encoded = self.reward_model.encode(prompt_as_text(row["prompt"]), row["completion"])
             labels = self.reward_model.training_labels(encoded, row, args.label_positions)
             if any(label != IGNORE_LABEL for label in labels):
-                rows.append({"input_ids": encoded.input_ids, "labels": labels})
+                rows.append({"input_ids": encoded.input_ids, "labels": labels, "completion_start": encoded.completion_start})
         if not rows:
             raise RewardModelError("reward data: no row has a labelled completion token (all completions empty?)")
         return Dataset.from_list(rows)
@@ -115,24 +123,56 @@ class RewardModelTrainer(Trainer):
         """Binary cross-entropy of the token logits against the labelled tokens."""
         import torch
 
-        inputs = dict(inputs)
-        labels = inputs.pop("labels")
-        outputs = model(**inputs)
-        logits = outputs.logits[..., 0]
+        labels = inputs["labels"]
+        logits = self.reward_model.network_logits(model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"])
         mask = labels != IGNORE_LABEL
         if mask.any():
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[mask].float(), labels[mask])
         else:
             loss = logits.sum() * 0.0
-        return (loss, outputs) if return_outputs else loss
+        return (loss, {"logits": logits}) if return_outputs else loss
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """Save the reward model (network, tokenizer, reward-model settings)."""
+        if _internal_call:  # checkpoints keep the Trainer's own format, which resume_from_checkpoint reads
+            return super().save_model(output_dir, _internal_call)
         folder = output_dir or self.args.output_dir
         if self.is_world_process_zero():
-            model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
+            model = self.accelerator.unwrap_model(self.model)
+            if hasattr(model, "merge_and_unload"):
+                model = model.merge_and_unload()
+            if hasattr(getattr(model, "policy", None), "merge_and_unload"):
+                model.policy = model.policy.merge_and_unload()
             self.reward_model.model = model
             self.reward_model.save_pretrained(folder)
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        """Checkpoints of an implicit head hold the trained policy only: the frozen reference is the
+        starting model, rebuilt by the constructor on resume."""
+        if self.reward_model.head != "implicit":
+            return super()._save(output_dir, state_dict)
+        import os
+
+        import torch
+        from transformers.trainer import TRAINING_ARGS_NAME
+
+        if self.args.should_save:
+            folder = output_dir or self.args.output_dir
+            self.accelerator.unwrap_model(self.model).policy.save_pretrained(folder)
+            self.processing_class.save_pretrained(folder)
+            torch.save(self.args, os.path.join(folder, TRAINING_ARGS_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None):
+        if self.reward_model.head != "implicit":
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        policy = self.reward_model.model.policy
+        if isinstance(policy, PeftModel):
+            policy.load_adapter(resume_from_checkpoint, policy.active_adapter, is_trainable=True)
+        else:
+            policy.load_state_dict(AutoModelForCausalLM.from_pretrained(resume_from_checkpoint).state_dict())
 
     def evaluate_samples(self, rows: Sequence[dict]) -> dict[str, float]:
         """Quality of the model on labelled samples: AUROC and accuracy of the final score against
