@@ -173,8 +173,10 @@ def test_implicit_orm_learns_and_resumes_from_a_checkpoint(tiny_model_dir, tmp_p
     after = reward_model_quality(trainer.reward_model, held_out)["final_auroc"]
     assert after > 0.85, after
     trained = trainer.reward_model.model.policy.state_dict()
+    checkpoint = str(tmp_path / "orm" / "checkpoint-100")
+    assert load_reward_model(checkpoint).head == "implicit"  # a checkpoint is a reward model too
     resumed = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train))
-    resumed.train(resume_from_checkpoint=str(tmp_path / "orm" / "checkpoint-100"))
+    resumed.train(resume_from_checkpoint=checkpoint)
     assert all(torch.equal(v, resumed.reward_model.model.policy.state_dict()[k]) for k, v in trained.items())
     trainer.save_model(str(tmp_path / "saved"))
     loaded = load_reward_model(str(tmp_path / "saved"))
@@ -200,3 +202,31 @@ def test_trainer_rejects_bad_datasets(tiny_model_dir, tmp_path):
         RewardModelTrainer(str(tiny_model_dir), args("outcome"), Dataset.from_list([{"prompt": "q", "completion": "", "label": True}]))
     stepwise = Dataset.from_list([{"prompt": "q", "completions": ["1 + 1 = 2", "#### 2"], "labels": [True, True]}])
     assert len(RewardModelTrainer(str(tiny_model_dir), args("process"), stepwise).train_dataset) == 1
+
+
+def test_implicit_head_with_a_lora_adapter(tiny_model_dir, tmp_path):
+    """PEFT: the adapter sits on the policy (the reference stays frozen), checkpoints keep the
+    adapter and resume, and the final save merges it into a plain reward model."""
+    from datasets import Dataset
+    from peft import LoraConfig
+
+    from trl_reasoning import RewardModelConfig, RewardModelTrainer
+
+    args = RewardModelConfig(
+        output_dir=str(tmp_path / "orm"), kind="outcome", head="implicit", implicit_beta=0.5, label_positions="final",
+        num_train_epochs=1, learning_rate=1e-2, per_device_train_batch_size=8, use_cpu=True, report_to="none",
+        save_strategy="epoch", disable_tqdm=True, seed=0,
+    )
+    lora = LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    rows = Dataset.from_list(_orm_rows(40, 0))
+    trainer = RewardModelTrainer(str(tiny_model_dir), args, train_dataset=rows, peft_config=lora)
+    trainer.train()
+    checkpoint = tmp_path / "orm" / "checkpoint-5"
+    assert (checkpoint / "adapter_config.json").is_file()
+    resumed = RewardModelTrainer(str(tiny_model_dir), args, train_dataset=rows, peft_config=lora)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    trainer.save_model(str(tmp_path / "merged"))
+    loaded = load_reward_model(str(tmp_path / "merged"))
+    first = trainer.reward_model.score([PROMPT], [COMPLETION])[0].final
+    assert first != 0.5 and loaded.score([PROMPT], [COMPLETION])[0].final == pytest.approx(first, rel=1e-5)
+    assert resumed.reward_model.score([PROMPT], [COMPLETION])[0].final == pytest.approx(first, rel=1e-4)

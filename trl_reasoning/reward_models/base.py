@@ -1,4 +1,4 @@
-"""What the outcome and process reward models share: a causal-LM backbone with a scalar head.
+"""What the outcome and process reward models share: a network giving one logit per token.
 
 Two heads give one logit per token. ``value`` (the paper's): transformers'
 ``AutoModelForTokenClassification`` with one label, the backbone of any causal LM (Qwen2, Llama, ...)

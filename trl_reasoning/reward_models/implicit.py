@@ -64,5 +64,5 @@ def _token_logps(model, input_ids, attention_mask):
     from trl.trainer.utils import selective_log_softmax
 
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-    logps = selective_log_softmax(logits.float(), input_ids[:, 1:])
+    logps = selective_log_softmax(logits, input_ids[:, 1:]).float()  # TRL's row-by-row, memory-light
     return torch.nn.functional.pad(logps, (1, 0))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..reward_models.base import HEADS
 from ..sampling import check_sampling_args
 from ..verifiers import TASKS
 
@@ -68,7 +69,7 @@ class RewardModelConfig(TrainingArguments):
             "kind": (self.kind, ("outcome", "process")),
             "label_positions": (self.label_positions, ("all", "step_end", "final")),
             "aggregation": (self.aggregation, ("min", "prod")),
-            "head": (self.head, ("value", "implicit")),
+            "head": (self.head, HEADS),
             "mc_estimate": (self.mc_estimate, ("hard", "soft")),
             "extraction": (self.extraction, ("strict", "flexible")),
             "task": (self.task, TASKS),

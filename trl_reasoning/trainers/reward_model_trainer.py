@@ -133,22 +133,24 @@ class RewardModelTrainer(Trainer):
         return (loss, {"logits": logits}) if return_outputs else loss
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-        """Save the reward model (network, tokenizer, reward-model settings)."""
-        if _internal_call:  # checkpoints keep the Trainer's own format, which resume_from_checkpoint reads
+        """Save the reward model (network, tokenizer, reward-model settings), loadable with
+        ``load_reward_model``; checkpoints and ``push_to_hub`` write the same. A PEFT adapter is merged
+        in, except in checkpoints, which keep the adapter so that training can go on."""
+        network = self.accelerator.unwrap_model(self.model)
+        policy = getattr(network, "policy", network)
+        if _internal_call and hasattr(policy, "merge_and_unload"):
             return super().save_model(output_dir, _internal_call)
-        folder = output_dir or self.args.output_dir
         if self.is_world_process_zero():
-            model = self.accelerator.unwrap_model(self.model)
-            if hasattr(model, "merge_and_unload"):
-                model = model.merge_and_unload()
-            if hasattr(getattr(model, "policy", None), "merge_and_unload"):
-                model.policy = model.policy.merge_and_unload()
-            self.reward_model.model = model
-            self.reward_model.save_pretrained(folder)
+            if hasattr(network, "merge_and_unload"):
+                network = network.merge_and_unload()
+            elif hasattr(policy, "merge_and_unload"):
+                network.policy = policy.merge_and_unload()
+            self.reward_model.model = network
+            self.reward_model.save_pretrained(output_dir or self.args.output_dir)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
-        """Checkpoints of an implicit head hold the trained policy only: the frozen reference is the
-        starting model, rebuilt by the constructor on resume."""
+        """Adapter checkpoints of an implicit head hold the policy's adapter only: the frozen reference
+        is the starting model, rebuilt by the constructor on resume."""
         if self.reward_model.head != "implicit":
             return super()._save(output_dir, state_dict)
         import os
@@ -163,6 +165,7 @@ class RewardModelTrainer(Trainer):
             torch.save(self.args, os.path.join(folder, TRAINING_ARGS_NAME))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None):
+        """An implicit head resumes its policy (or the policy's adapter); the reference stays as built."""
         if self.reward_model.head != "implicit":
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         from peft import PeftModel
