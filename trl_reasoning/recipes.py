@@ -206,31 +206,29 @@ def _check_dense_sources(recipe: Recipe) -> None:
         if source in ("orm", "prm") and source not in recipe.stages and not recipe.reward_model:
             raise RecipeError(f"recipe: '{key}' uses '{source}' but the recipe has no {source} stage and no 'reward_model'")
         if source not in ("orm", "prm", "heuristic"):
-            from .loading import ModelLoadError, resolve
+            _check_model_reference(source, f"recipe: '{key}': ")
 
-            try:
-                resolve(source)
-            except ModelLoadError as err:
-                raise RecipeError(f"recipe: '{key}': {err}") from None
+
+def _check_model_reference(reference: str, prefix: str) -> None:
+    """``reference`` is a model folder, .gguf file or Hub id, or one ``RecipeError`` line after ``prefix``."""
+    from .loading import ModelLoadError, resolve
+
+    try:
+        resolve(reference)
+    except ModelLoadError as err:
+        raise RecipeError(f"{prefix}{err}") from None
 
 
 def _check_references(recipe: Recipe) -> None:
     """Model and task must exist before hours of work start."""
-    from .loading import ModelLoadError, resolve
     from .tasks import TASKS
 
     if recipe.task not in TASKS:
         raise RecipeError(f"recipe: 'task' must be one of {', '.join(TASKS)}, got {recipe.task!r}")
     if recipe.model != "tiny":
-        try:
-            resolve(recipe.model)
-        except ModelLoadError as err:
-            raise RecipeError(f"recipe: {err}") from None
+        _check_model_reference(recipe.model, "recipe: ")
     if recipe.reward_model:
-        try:
-            resolve(recipe.reward_model)
-        except ModelLoadError as err:
-            raise RecipeError(f"recipe: reward_model: {err}") from None
+        _check_model_reference(recipe.reward_model, "recipe: reward_model: ")
     for key in ("train_data", "eval_data"):
         value = getattr(recipe, key)
         if value and value.endswith((".jsonl", ".json", ".parquet")) and not Path(value).expanduser().is_file():
