@@ -87,5 +87,20 @@ def load_model(reference: str, dtype: str = "auto", device: str | None = None):
     return model.to(device).eval()
 
 
+def load_scalar_head_model(reference: str, **kwargs):
+    """``reference``'s causal-LM backbone under a new one-logit token head
+    (``AutoModelForTokenClassification``, ``num_labels=1``): a fresh value model or value-head reward model."""
+    from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging
+
+    name, load_kwargs = resolve(reference)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the new head's "newly initialised" report is expected
+    try:
+        return AutoModelForTokenClassification.from_pretrained(name, num_labels=1, **load_kwargs, **kwargs)
+    finally:
+        logging.set_verbosity(verbosity)
+
+
 def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

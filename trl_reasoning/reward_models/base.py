@@ -113,23 +113,15 @@ class TokenRewardModel:
                        head: str = "value", implicit_beta: float = 0.1, **kwargs):
         """A fresh reward model from a causal LM (folder or Hub id): its backbone under a new value
         head, or (``head="implicit"``) the LM itself, trained against a frozen copy of it."""
-        from ..loading import load_tokenizer, resolve
+        from ..loading import load_scalar_head_model, load_tokenizer, resolve
 
         if head not in HEADS:
             raise RewardModelError(f"reward model: head must be one of {', '.join(HEADS)}, got {head!r}")
-        name, load_kwargs = resolve(reference)
         if head == "implicit":
+            name, load_kwargs = resolve(reference)
             model = _implicit_network(name, {**load_kwargs, **kwargs}, implicit_beta)
         else:
-            from transformers import AutoModelForTokenClassification
-            from transformers.utils import logging
-
-            verbosity = logging.get_verbosity()
-            logging.set_verbosity_error()  # the "score.weight newly initialised" report is expected here
-            try:
-                model = AutoModelForTokenClassification.from_pretrained(name, num_labels=1, **load_kwargs, **kwargs)
-            finally:
-                logging.set_verbosity(verbosity)
+            model = load_scalar_head_model(reference, **kwargs)
         return cls(model, load_tokenizer(reference, padding_side="right"), step_delimiter, max_length)
 
     @classmethod

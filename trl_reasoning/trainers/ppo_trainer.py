@@ -126,8 +126,10 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         if value_model is None:
             value_model = _value_model_like(self.accelerator.unwrap_model(self.model))
         elif isinstance(value_model, str):
+            from ..loading import load_scalar_head_model
+
             self._check_value_tokenizer(value_model)
-            value_model = _load_value_model(value_model)
+            value_model = load_scalar_head_model(value_model)
         if getattr(value_model.config, "num_labels", None) != 1:
             raise PPOError("value_model: expected a token-classification model with num_labels=1")
         if value_model.config.vocab_size < len(self.processing_class):
@@ -311,19 +313,6 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         self.record_metric("ppo/value_loss", value_loss.item())
         self.record_metric("ppo/value_clipfrac", clipfrac.item())
         return value_loss
-
-
-def _load_value_model(reference: str):
-    """A token-classification model with a new scalar head on ``reference``'s backbone."""
-    from transformers import AutoModelForTokenClassification
-    from transformers.utils import logging
-
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # the new head's "newly initialised" report is expected
-    try:
-        return AutoModelForTokenClassification.from_pretrained(reference, num_labels=1)
-    finally:
-        logging.set_verbosity(verbosity)
 
 
 def _value_model_like(policy):
