@@ -213,7 +213,8 @@ class ExpertIterationTrainer:
             for (row, c), total in zip(flat, totals, strict=True)
         ]
 
-    def _kept_for_round(self, samples: list[dict], round_dir: Path) -> list[dict]:
+    def training_rows(self, samples: list[dict]) -> list[dict]:
+        """The rows fine-tuned on this round: new correct solutions, deduplicated (subclasses keep others)."""
         kept = select_solutions(samples, self.seen, self.args.max_solutions_per_question)
         if self.args.include_reference_solutions:
             references = [
@@ -221,6 +222,10 @@ class ExpertIterationTrainer:
                 for row in self.train_dataset
             ]
             kept += select_solutions(references, self.seen, None)
+        return kept
+
+    def _kept_for_round(self, samples: list[dict], round_dir: Path) -> list[dict]:
+        kept = self.training_rows(samples)
         if self.state.is_main_process:
             write_jsonl_atomic(round_dir / "kept.jsonl", kept)
         self.kept_union.extend(kept)

@@ -55,9 +55,8 @@ class ReturnConditionedTrainer(ExpertIterationTrainer):
 
     # ------------------------------------------------------------------ tagging
 
-    def _kept_for_round(self, samples, round_dir):
-        from ..reporting import write_jsonl_atomic
-
+    def training_rows(self, samples: list[dict]) -> list[dict]:
+        """Every distinct non-empty sample of the round, right or wrong (dense mode: with step tags)."""
         tagged, seen = [], set()
         for sample in samples:
             key = (sample["id"], normalise_solution(sample["completion"]))
@@ -67,10 +66,6 @@ class ReturnConditionedTrainer(ExpertIterationTrainer):
             tagged.append(dict(sample))
         if self.args.tag_mode == "dense":
             self._add_step_tags(tagged)
-        if self.state.is_main_process:
-            write_jsonl_atomic(round_dir / "kept.jsonl", tagged)
-        self.kept_union.extend(tagged)
-        self.solved.update(s["id"] for s in samples if s["correct"])
         return tagged
 
     def _add_step_tags(self, rows: list[dict]) -> None:
