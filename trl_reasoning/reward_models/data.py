@@ -29,8 +29,8 @@ class LabelSettings(EvalSettings):
 def sample_and_label(model, tokenizer, dataset, settings: LabelSettings) -> list[dict]:
     """One row per sampled completion: ``id``, ``prompt``, ``completion``, ``answer``, ``solution``,
     ``label`` (verifier) and, with Monte-Carlo rollouts, ``step_labels``."""
+    from ..evaluation import score_samples
     from ..sampling import answer_pattern_for, sample_completions
-    from ..verifiers import extract_answer, is_correct
     from .process import monte_carlo_step_labels
 
     if settings.mc_rollouts and any(not isinstance(p, str) for p in dataset["prompt"]):
@@ -41,16 +41,13 @@ def sample_and_label(model, tokenizer, dataset, settings: LabelSettings) -> list
         "answer_pattern": answer_pattern_for(settings.task), "show_progress": settings.show_progress,
     }
     result = sample_completions(model, tokenizer, dataset["prompt"], settings.num_samples, **sampling)
-    rows = []
-    for question, group in zip(dataset, result.completions, strict=True):
-        for index, completion in enumerate(group):
-            rows.append({
-                "id": question["id"], "sample_index": index, "prompt": question["prompt"],
-                "completion": completion.text, "answer": question["answer"],
-                "solution": question.get("solution", ""),
-                "extracted_answer": extract_answer(completion.text, settings.task, settings.extraction),
-                "label": is_correct(completion.text, question["answer"], settings.task, settings.extraction),
-            })
+    records = score_samples(dataset, result, settings.task, settings.extraction, "sample")
+    solutions = [q.get("solution", "") for q, group in zip(dataset, result.completions, strict=True) for _ in group]
+    rows = [
+        {"id": r["id"], "sample_index": r["sample_index"], "prompt": r["prompt"], "completion": r["completion"],
+         "answer": r["reference"], "solution": solution, "extracted_answer": r["extracted_answer"], "label": r["correct"]}
+        for r, solution in zip(records, solutions, strict=True)
+    ]
     if settings.mc_rollouts:
         step_labels = monte_carlo_step_labels(
             model, tokenizer, rows, settings.task, settings.mc_rollouts, settings.mc_estimate,
