@@ -13,12 +13,11 @@ rerank@K next to the policy's maj@1 / maj@K / pass@1 on those samples, and an ex
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from collections import defaultdict
 from pathlib import Path
 
-from trl_reasoning.metrics import auroc, rerank_at_k
+from trl_reasoning.evaluation import compute_metrics
+from trl_reasoning.metrics import auroc
 from trl_reasoning.recipes import load_recipe, stage_config
 from trl_reasoning.reporting import markdown_table, read_jsonl, write_json_atomic
 from trl_reasoning.verifiers import equations_hold
@@ -41,14 +40,9 @@ def train_orm(recipe, run: Path, overrides: dict, rows: list[dict]):
     return trainer.reward_model
 
 
-def rerank(samples: list[dict], scores: list[float], k: int) -> float:
-    """Mean rerank@k over questions: the answer of each question's best-scored sample."""
-    groups = defaultdict(list)
-    for row, score in zip(samples, scores, strict=True):
-        groups[row["id"]].append((row, score))
-    hits = [rerank_at_k([r["extracted_answer"] for r, _ in g], [r["correct"] for r, _ in g], [s for _, s in g], k)
-            for g in groups.values()]
-    return sum(hits) / len(hits)
+def eval_report(greedy: list[dict], samples: list[dict], scores: list[float], k: int, seed: int) -> dict:
+    """The eval stage's metrics of the policy's samples, reranked by ``scores``."""
+    return compute_metrics(greedy, [{**r, "score": s} for r, s in zip(samples, scores, strict=True)], k, seed)
 
 
 def main() -> None:
@@ -59,8 +53,8 @@ def main() -> None:
     recipe = load_recipe(cli.recipe)
     run = Path(cli.run or recipe.output_dir)
     train, held_out = read_jsonl(run / "orm/train_samples.jsonl"), read_jsonl(run / "orm/heldout_samples.jsonl")
-    samples = [r for r in read_jsonl(run / "eval/sft/samples.jsonl") if r["kind"] == "sample"]
-    policy = json.loads((run / "eval/sft/metrics.json").read_text())["metrics"]
+    records = read_jsonl(run / "eval/sft/samples.jsonl")
+    greedy, samples = ([r for r in records if r["kind"] == kind] for kind in ("greedy", "sample"))
     k = recipe.eval["num_samples"]
     labels = [bool(r["label"]) for r in held_out]
     rows = []
@@ -70,14 +64,16 @@ def main() -> None:
         seconds = time.perf_counter() - start
         held_scores = [s.final for s in model.score([r["prompt"] for r in held_out], [r["completion"] for r in held_out])]
         scores = [s.final for s in model.score([r["prompt"] for r in samples], [r["completion"] for r in samples])]
+        report = eval_report(greedy, samples, scores, k, recipe.seed)
         rows.append({"scorer": name, "heldout_auroc": round(auroc(held_scores, labels), 3),
-                     "eval_auroc": round(auroc(scores, [r["correct"] for r in samples]), 3),
-                     f"rerank@{k}": round(rerank(samples, scores, k), 3), "train_s": round(seconds)})
+                     "eval_auroc": round(report["reward_model"]["auroc"], 3),
+                     f"rerank@{k}": round(report["metrics"][f"rerank@{k}"], 3), "train_s": round(seconds)})
     checks = [float(equations_hold(r["completion"])) for r in samples]
+    report = eval_report(greedy, samples, checks, k, recipe.seed)
     rows.append({"scorer": "exact equation check (no model)", "heldout_auroc": None,
-                 "eval_auroc": round(auroc(checks, [r["correct"] for r in samples]), 3),
-                 f"rerank@{k}": round(rerank(samples, checks, k), 3), "train_s": None})
-    baseline = {key: round(policy[key], 3) for key in ("maj@1", f"maj@{k}", "pass@1")}
+                 "eval_auroc": round(report["reward_model"]["auroc"], 3),
+                 f"rerank@{k}": round(report["metrics"][f"rerank@{k}"], 3), "train_s": None})
+    baseline = {key: round(report["metrics"][key], 3) for key in ("maj@1", f"maj@{k}", "pass@1")}
     write_json_atomic(run / "reward_model_heads.json", {"policy": baseline, "scorers": rows})
     print(f"SFT policy on the same samples: {baseline} (maj@1 is greedy)")
     headers = list(rows[0])
