@@ -1,5 +1,5 @@
-"""The paper's comparison at small scale: EI, PPO (sparse), PPO (dense, ORM), RCRL (sparse) and TRL's
-GRPOTrainer, all from the same SFT tiny checkpoint on the arithmetic task with the same sample budget.
+"""The paper's comparison at small scale: EI, PPO (sparse), PPO (dense, ORM), RCRL (sparse and dense,
+heuristic step tags) and TRL's GRPOTrainer, all from the same SFT tiny checkpoint on the arithmetic task with the same sample budget.
 
 Prints (and writes to ``OUTPUT/comparison.md`` / ``.json``) one table: maj@1 (greedy), maj@K,
 rerank@K (with the ORM trained on SFT samples), pass@1, pass@K, training samples used and wall time;
@@ -83,23 +83,50 @@ def main() -> None:
     write_json_atomic(times_path, seconds)
     models["rcrl"] = models["rcrl unconditioned"] = timed("rcrl", seconds, pipeline.run_rcrl_stage, recipe, sft, rl_train,
                                                          held_out, reward_models, state)
+    dense_rcrl = dataclasses.replace(recipe, output_dir=str(out / "dense_rcrl"),
+                                     rcrl={**recipe.rcrl, "tag_mode": "dense", "step_reward": "heuristic"})
+    models["rcrl_dense_heuristic"] = timed("rcrl_dense_heuristic", seconds, pipeline.run_rcrl_stage, dense_rcrl, sft,
+                                           rl_train, held_out, reward_models, state)
+    write_json_atomic(times_path, seconds)
     models["grpo"] = timed("grpo", seconds, run_grpo, recipe, sft, rl_train, state)
     write_json_atomic(times_path, seconds)
-    good = json.loads((out / "rcrl" / pipeline.DONE).read_text())["good_token"]
-    results = pipeline.run_eval_stage(recipe, models, held_out, state, orm, {"rcrl": good})
+    conditioning = {"rcrl": pipeline.rcrl_conditioning(out / "rcrl"),
+                    "rcrl_dense_heuristic": pipeline.rcrl_conditioning(out / "dense_rcrl" / "rcrl")}
+    results = pipeline.run_eval_stage(recipe, models, held_out, state, orm, conditioning)
 
     samples = {"sft": 0}
     for name, folder in (("ei", out / "ei"), ("ppo_sparse", out / "sparse" / "ppo"), ("ppo_dense_orm", out / "dense" / "ppo"),
-                         ("rcrl", out / "rcrl"), ("rcrl unconditioned", out / "rcrl"), ("grpo", out / "grpo")):
+                         ("rcrl", out / "rcrl"), ("rcrl unconditioned", out / "rcrl"),
+                         ("rcrl_dense_heuristic", out / "dense_rcrl" / "rcrl"), ("grpo", out / "grpo")):
         samples[name] = json.loads((folder / pipeline.DONE).read_text())["cumulative_samples"]
     table = pipeline.comparison_table(results, samples)
+    gains = markdown_table(["model", "maj@1 gain over sft", "paired 95% interval"], paired_gains(out, results))
     wall = markdown_table(["stage", "wall seconds"], [[k, round(v, 1)] for k, v in seconds.items()])
-    text = f"# Algorithm comparison ({recipe.task}, same SFT start)\n\n{table}\n\n{wall}\n"
+    text = f"# Algorithm comparison ({recipe.task}, same SFT start)\n\n{table}\n\n{gains}\n\n{wall}\n"
     if state.is_main_process:
         write_text_atomic(out / "comparison.md", text)
         write_json_atomic(out / "comparison.json", {"results": results, "samples": samples, "wall_seconds": seconds})
         _plot(out, results, samples)
         print(text)
+
+
+def paired_gains(out: Path, results: dict) -> list[list]:
+    """Greedy maj@1 gain of each model over the SFT policy on the same held-out questions, with a
+    paired bootstrap interval (from each model's eval ``samples.jsonl``)."""
+    from trl_reasoning.metrics import paired_difference
+    from trl_reasoning.reporting import read_jsonl
+
+    def greedy(name: str) -> dict[str, float]:
+        records = read_jsonl(out / "eval" / name.replace(" ", "_") / "samples.jsonl")
+        return {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}
+
+    base, rows = greedy("sft"), []
+    for name in results:
+        if name != "sft":
+            mine = greedy(name)
+            gain = paired_difference([mine[i] for i in base], list(base.values()))
+            rows.append([name, f"{gain.mean:+.3f}", f"[{gain.ci_low:+.3f}, {gain.ci_high:+.3f}]"])
+    return rows
 
 
 def _plot(out: Path, results: dict, samples: dict) -> None:

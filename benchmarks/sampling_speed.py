@@ -25,7 +25,7 @@ def plain_loop(model, tokenizer, prompts, k, temperature, max_new_tokens) -> tup
     """One prompt at a time, K return sequences: the baseline a user would write first."""
     start, samples = time.perf_counter(), 0
     for prompt in prompts:
-        encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        encoded = tokenizer(prompt, return_tensors="pt")  # special tokens as in training (encode_prompts)
         with torch.inference_mode():
             out = model.generate(
                 **encoded,

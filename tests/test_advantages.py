@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from trl_reasoning.advantages import (
-    clipped_policy_loss,
     clipped_value_loss,
     explained_variance,
     gae,
@@ -64,15 +63,12 @@ def test_value_loss_clipping():
     assert math.isclose(loss.item(), 0.5 * (0.64 + 1.0) / 2, rel_tol=1e-6) and clipfrac.item() == 0.5
 
 
-def test_policy_loss_clipping():
-    old = torch.zeros(1, 2)
-    new = torch.log(torch.tensor([[1.5, 1.1]]))
-    loss, clipfrac = clipped_policy_loss(new, old, torch.ones(1, 2), torch.ones(1, 2), clip=0.2)
-    assert math.isclose(loss.item(), -(1.2 + 1.1) / 2, rel_tol=1e-6) and clipfrac.item() == 0.5
-
-
 def test_whiten_and_explained_variance():
     x, mask = torch.tensor([[1.0, 2.0, 3.0, 100.0]]), torch.tensor([[1, 1, 1, 0]])
     white = whiten(x, mask)
     assert abs(white[0, :3].mean().item()) < 1e-6 and white[0, 3] == 0
+    assert abs(white[0, :3].var(unbiased=False).item() - 1.0) < 1e-5  # unit variance over real tokens
+    shifted = whiten(x, mask, shift_mean=False)  # variance normalised, mean kept
+    assert abs(shifted[0, :3].mean().item() - 2.0) < 1e-5
+    assert abs(shifted[0, :3].var(unbiased=False).item() - 1.0) < 1e-5
     assert explained_variance(x, x, mask) == 1.0

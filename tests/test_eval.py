@@ -122,3 +122,37 @@ def test_smollm2_gguf_on_gsm8k(gsm8k_test, tmp_path):
     assert all(s["completion"].strip() for s in samples)
     # SmolLM2 states answers in prose ('the answer is', '####', boxed): most must be extracted.
     assert sum(s["extracted_answer"] is not None for s in samples) >= len(samples) // 2
+
+
+def test_reranking_scores_the_prompt_text_the_reward_model_trains_on(tiny_model, tiny_tokenizer):
+    """A chat prompt with a system message: rerank passes the same text the reward model's training
+    rows use (``prompt_as_text``: every message), not only the last message."""
+    from datasets import Dataset
+
+    from trl_reasoning.evaluation import EvalSettings, evaluate
+    from trl_reasoning.verifiers import prompt_as_text
+
+    prompt = [{"role": "system", "content": "Solve it."}, {"role": "user", "content": "1 + 2?"}]
+    seen = []
+
+    def scorer(prompts, completions):
+        seen.extend(prompts)
+        return [0.5] * len(completions)
+
+    dataset = Dataset.from_list([{"id": "q1", "prompt": prompt, "answer": "3"}])
+    evaluate(tiny_model, tiny_tokenizer, dataset, "arithmetic", EvalSettings(num_samples=2, max_new_tokens=4,
+             show_progress=False), reward_scorer=scorer)
+    assert seen == [prompt_as_text(prompt)] * 2 and "Solve it." in seen[0]
+
+
+def test_math_majority_vote_counts_equivalent_answers_as_one():
+    from trl_reasoning.evaluation import compute_metrics, score_samples
+    from trl_reasoning.sampling import Completion, SamplingResult
+
+    texts = [r"\boxed{0.3}", r"\boxed{\frac12}", r"\boxed{\dfrac{1}{2}}"]
+    result = SamplingResult(completions=[[Completion(t, 3) for t in texts]], seconds=1.0)
+    rows = [{"id": "q1", "prompt": "p", "answer": r"\frac{1}{2}"}]
+    sampled = score_samples(rows, result, "math", "strict", "sample")
+    greedy = score_samples(rows, SamplingResult([[Completion(texts[0], 3)]], 1.0), "math", "strict", "greedy")
+    assert [r["correct"] for r in sampled] == [False, True, True]
+    assert compute_metrics(greedy, sampled, num_samples=3)["metrics"]["maj@3"] == 1.0  # two votes for 1/2

@@ -1,9 +1,7 @@
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -104,20 +102,19 @@ def _env():
 
 
 def test_killed_run_resumes_at_the_round_it_was_in(tmp_path):
+    """The run dies right after round 2's samples are written (a test-only fault point, no timing);
+    the rerun resumes inside round 2 without sampling rounds 1 or 2 again."""
+    from trl_reasoning.trainers.expert_iteration_trainer import FAULT_ENV
+
     out = tmp_path / "run"
     recipe = tmp_path / "short.yaml"
     recipe.write_text(SHORT_RECIPE.format(out=out))
     command = [sys.executable, "-m", "trl_reasoning", "train", str(recipe)]
-    process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    round2 = out / "ei" / "round_002" / "samples.jsonl"
-    deadline = time.time() + 240
-    while not round2.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert round2.exists(), "the run never reached round 2"
-    assert not (out / "ei" / "round_002" / "metrics.json").exists(), "killed too late: round 2 had finished"
+    crashed = subprocess.run(command, env={**_env(), FAULT_ENV: "samples_written:2"}, capture_output=True, text=True,
+                             timeout=600)
+    assert crashed.returncode == 75, crashed.stderr[-2000:]
+    assert (out / "ei" / "round_002" / "samples.jsonl").exists()
+    assert not (out / "ei" / "round_002" / "metrics.json").exists()
     before = {p: p.stat().st_mtime_ns for p in (out / "ei").rglob("*.jsonl")}
     done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -148,3 +145,41 @@ def test_two_process_training_samples_every_question_once(tmp_path):
     assert set(ids) == train_ids
     assert all(ids.count(i) == 2 for i in train_ids)  # each question once, with its K=2 samples
     assert (Path(out) / "ei" / "final_model" / "config.json").exists()
+
+
+def always_right(completions, **kwargs):
+    return [1.0] * len(completions)
+
+
+def _small_ei_args(tmp_path, **overrides):
+    values = dict(
+        output_dir=str(tmp_path / "ei"), num_rounds=2, num_generations=4, temperature=1.0, max_new_tokens=8,
+        generation_batch_size=128, learning_rate=1e-3, num_train_epochs=1, per_device_train_batch_size=32,
+        use_cpu=True, bf16=False, report_to="none", gradient_checkpointing=False, stop_when_no_new_solutions=False,
+        logging_steps=100, max_length=128, disable_tqdm=True, eval_num_samples=2,
+    )
+    return ExpertIterationConfig(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("reinit", [False, True])
+def test_rounds_train_on_the_union_capped_per_question_and_evaluate_each_round(tiny_model_dir, tmp_path, reinit):
+    train = add_prompts(load_task("arithmetic", split="train", num_examples=12))
+    trainer = ExpertIterationTrainer(model=str(tiny_model_dir), train_dataset=train, eval_dataset=train.select(range(4)),
+                                     reward_funcs=[always_right],
+                                     args=_small_ei_args(tmp_path, max_solutions_per_question=5, reinit_each_round=reinit))
+    fine_tuned, reloaded = [], []
+    fine_tune, reload = trainer._fine_tune, trainer._reload
+    trainer._fine_tune = lambda rows, folder: (fine_tuned.append([dict(r) for r in rows]), fine_tune(rows, folder))
+    trainer._reload = lambda folder: (reloaded.append(str(folder)), reload(folder))[1]
+    history = trainer.train()
+    first, second = fine_tuned
+    kept = [r["train"]["kept"] for r in history[1:]]
+    assert len(first) == kept[0] and len(second) == kept[0] + kept[1]  # round 2 trains on rounds 1 + 2
+    assert [r["completion"] for r in second[:len(first)]] == [r["completion"] for r in first]
+    per_question = {}
+    for row in second:
+        per_question[row["id"]] = per_question.get(row["id"], 0) + 1
+    assert max(per_question.values()) == 5 and kept[1] > 0  # the cap holds over the union
+    assert reloaded == ([str(tiny_model_dir)] * 2 if reinit else [])  # each round restarts from the initial model
+    assert [r["round"] for r in history] == [0, 1, 2]
+    assert all({"maj@1", "maj@2", "pass@1", "pass@2"} <= set(r["eval"]) for r in history)  # evaluated every round

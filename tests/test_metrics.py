@@ -83,3 +83,15 @@ def test_powers_of_two():
     assert powers_of_two_up_to(1) == [1]
     assert powers_of_two_up_to(8) == [1, 2, 4, 8]
     assert powers_of_two_up_to(96) == [1, 2, 4, 8, 16, 32, 64, 96]
+
+
+def test_paired_difference_cancels_shared_difficulty():
+    from trl_reasoning.metrics import paired_difference
+
+    baseline = [0.0, 1.0] * 50
+    better = [1.0, 1.0] * 50  # right on every question the baseline got, plus half the rest
+    gain = paired_difference(better, baseline)
+    assert gain.mean == 0.5 and 0.35 < gain.ci_low < 0.5 < gain.ci_high < 0.65
+    assert paired_difference(baseline, baseline).ci_low == paired_difference(baseline, baseline).ci_high == 0.0
+    with pytest.raises(ValueError, match="same questions"):
+        paired_difference([1.0], [1.0, 0.0])

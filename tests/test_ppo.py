@@ -109,3 +109,144 @@ def test_resume_restores_the_value_model(tiny_model_dir, tmp_path):
     second.train(resume_from_checkpoint=True)
     assert all(torch.equal(at_start.values[k], saved[k]) for k in saved)  # restored before training went on
     assert second.state.global_step >= 3 and second.samples_seen > first.samples_seen
+
+
+def _rollout(trainer, texts: list[str], prompts: list[str] | None = None):
+    """A fixed rollout batch in the shape TRL's GRPO hands to ``after_rollout``."""
+    import torch
+
+    tokenizer = trainer.processing_class
+    prompts = prompts or ["Question: 1 + 2?\nAnswer:"] * len(texts)
+    prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
+    completion_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width_p, width_c = max(map(len, prompt_ids)), max(map(len, completion_ids))
+    pad = tokenizer.pad_token_id
+    output = {
+        "prompt_ids": torch.tensor([[pad] * (width_p - len(p)) + p for p in prompt_ids]),
+        "prompt_mask": torch.tensor([[0] * (width_p - len(p)) + [1] * len(p) for p in prompt_ids]),
+        "completion_ids": torch.tensor([c + [pad] * (width_c - len(c)) for c in completion_ids]),
+        "completion_mask": torch.tensor([[1] * len(c) + [0] * (width_c - len(c)) for c in completion_ids]),
+    }
+    inputs = [{"prompt": p, "answer": "3", "solution": " 1 + 2 = 3\n#### 3"} for p in prompts]
+    return inputs, output, torch.zeros(len(texts), 1)
+
+
+@pytest.mark.parametrize("from_object", [True, False])
+def test_rollout_values_are_dropout_free_and_advantages_are_gae_of_them(tiny_model_dir, tmp_path, from_object):
+    """Both value-model paths (built from the policy object, loaded from its folder) give the same
+    values on every call, and the advantages are ``gae`` of the trainer's own rewards and values."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trl_reasoning.advantages import gae, whiten
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir) if from_object else str(tiny_model_dir)
+    trainer = PPOTrainer(model=model, reward_funcs=[apples_reward], args=_args(tmp_path), train_dataset=_train(8))
+    trainer.model.train()
+    inputs, output, rewards = _rollout(trainer, [" 1 + 2 = 3\n#### 3", " apples", " 7\n#### 7 and more"])
+    first = trainer.after_rollout(inputs, dict(output), rewards.clone())
+    second = trainer.after_rollout(inputs, dict(output), rewards.clone())
+    assert torch.equal(first["old_values"], second["old_values"])
+    mask = output["completion_mask"].float()
+    advantages, returns = gae(first["token_rewards"], first["old_values"], mask, trainer.args.gamma, trainer.args.lam)
+    assert torch.allclose(first["advantages"], whiten(advantages, mask), atol=1e-6)
+    assert torch.allclose(first["returns"], returns, atol=1e-6)
+
+
+def test_default_ppo_clips_and_one_epoch_does_not(tiny_model_dir, tmp_path):
+    """Several PPO epochs per rollout batch by default: the ratio leaves [1 - eps, 1 + eps] and the clip
+    binds. With GRPO's num_iterations=1 the ratio is exactly 1 and it never does."""
+    assert PPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False).num_iterations == 4
+
+    def clip_fractions(num_iterations: int) -> list[float]:
+        trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(32),
+                             args=_args(tmp_path / str(num_iterations), num_iterations=num_iterations,
+                                        learning_rate=2e-2, max_steps=8))
+        trainer.train()
+        return [r["clip_ratio/region_mean"] for r in trainer.state.log_history if "clip_ratio/region_mean" in r]
+
+    assert max(clip_fractions(4)) > 0.0
+    assert max(clip_fractions(1)) == 0.0
+
+
+class FirstWordDigit:
+    """Dense reward on the first step only (steps are words): 1 when it holds a digit."""
+
+    __name__ = "first_word_digit"
+
+    def step_rewards(self, prompts, completions, **kwargs):
+        from trl_reasoning.steps import split_steps
+
+        rewards = []
+        for text in completions:
+            steps = split_steps(text, " ")
+            rewards.append([float(any(ch.isdigit() for ch in steps[0].text))] + [0.0] * (len(steps) - 1) if steps else [])
+        return rewards
+
+
+def test_ppo_learns_from_a_per_token_reward_on_an_early_token(tiny_model_dir, tmp_path):
+    """The sparse reward is always 0, so only the dense reward on the first word carries signal: the
+    policy learns it through per-token rewards, values and GAE, with several PPO epochs per batch."""
+    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
+                         train_dataset=_train(160), dense_reward_funcs=[FirstWordDigit()],
+                         args=_args(tmp_path, num_train_epochs=2, step_delimiter=" ", learning_rate=5e-3))
+    assert trainer.args.num_iterations > 1
+    trainer.train()
+    rates = [r["ppo/reward/dense/first_word_digit"] for r in trainer.state.log_history if "ppo/reward/dense/first_word_digit" in r]
+    assert sum(rates[-3:]) / 3 > rates[0] + 0.2, [round(r, 3) for r in rates]
+
+
+def test_shaped_reward_model_rewards_do_not_pay_for_length(tiny_model_dir, tmp_path):
+    """Padding a solution with harmless extra steps does not raise its dense return (delta shaping);
+    with raw scores it would (0.6 per step)."""
+    from trl_reasoning.reward_models import OutcomeRewardModel
+
+    class Constant(OutcomeRewardModel):  # 0.5 at the prompt's end, 0.6 at every completion token
+        def token_probabilities(self, encoded, batch_size=32):
+            return [[0.5] * e.completion_start + [0.6] * (len(e.input_ids) - e.completion_start) for e in encoded]
+
+    orm = Constant.from_causal_lm(str(tiny_model_dir))
+    solution, padded = " 1 + 2 = 3\n#### 3", " 1 + 2 = 3\nok\nok then\n1 + 2 = 3\n#### 3"
+    returns = {}
+    for shaping in ("delta", "raw"):
+        trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(8),
+                             args=_args(tmp_path / shaping, dense_reward_shaping=shaping, kl_coef=0.0),
+                             dense_reward_funcs=[orm])
+        assert PPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False).dense_reward_shaping == "delta"
+        inputs, output, rewards = _rollout(trainer, [solution, padded])
+        token_rewards = trainer._token_rewards(inputs, output["completion_ids"], output["completion_mask"].float(), rewards)
+        returns[shaping] = token_rewards.sum(dim=1).tolist()
+    assert returns["delta"][1] <= returns["delta"][0] + 1e-6 and returns["delta"][0] == pytest.approx(0.1, abs=1e-5)
+    assert returns["raw"][1] > returns["raw"][0]  # what the shaping prevents
+
+
+def test_adaptive_kl_moves_on_training_rollouts_only(tiny_model_dir, tmp_path):
+    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(8),
+                         args=_args(tmp_path, target_kl=1e-6, kl_coef=0.1))
+    inputs, output, rewards = _rollout(trainer, [" 1 + 2 = 3\n#### 3", " apples"])
+    trainer.model.eval()
+    trainer.after_rollout(inputs, dict(output), rewards)
+    assert trainer.kl_controller.value == 0.1  # an evaluation rollout leaves the controller alone
+    trainer.model.train()
+    trainer.after_rollout(inputs, dict(output), rewards)
+    assert trainer.kl_controller.value != 0.1
+
+
+def test_shared_value_loss_weight_does_not_grow_with_gradient_accumulation(tiny_model_dir, tmp_path, monkeypatch):
+    """GRPO's loss is already divided for accumulation and the Trainer does not divide again, so the
+    shared value loss must be divided once: over one optimizer step its total weight is vf_coef."""
+    import torch
+    from trl import GRPOTrainer
+
+    assert PPOTrainer.loss_is_scaled_for_ga is True
+    totals = {}
+    for steps in (1, 4):
+        trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(8),
+                             args=_args(tmp_path / str(steps), value_model_mode="shared", gradient_accumulation_steps=steps,
+                                        per_device_train_batch_size=8))
+        trainer.current_gradient_accumulation_steps = steps
+        monkeypatch.setattr(GRPOTrainer, "compute_loss", lambda self, *a, **k: torch.zeros(()))
+        monkeypatch.setattr(trainer, "_value_loss", lambda inputs: torch.ones((), requires_grad=True))
+        trainer.model.train()
+        totals[steps] = sum(trainer.compute_loss(trainer.model, {}).item() for _ in range(steps))
+    assert totals[1] == pytest.approx(trainer.args.vf_coef) and totals[4] == pytest.approx(totals[1])

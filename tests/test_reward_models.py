@@ -59,7 +59,10 @@ def test_score_shapes_empty_completion_and_trl_signature(orm, prm):
     assert len(chat) == 1 and 0 < chat[0] < 1
     process = prm.score([PROMPT], [COMPLETION])[0]
     assert process.final == min(process.steps)
-    assert prm.step_rewards([PROMPT], [COMPLETION]) == [process.steps]
+    assert prm.step_scores([PROMPT], [COMPLETION]) == [process.steps]
+    assert prm.step_rewards([PROMPT], [COMPLETION], shaping="raw") == [process.steps]
+    shaped = prm.step_rewards([PROMPT], [COMPLETION])[0]  # delta: the return telescopes to last - start
+    assert sum(shaped) == pytest.approx(process.steps[-1] - process.start, abs=1e-6)
 
 
 def test_save_and_load_round_trip(orm, tmp_path):
@@ -230,3 +233,136 @@ def test_implicit_head_with_a_lora_adapter(tiny_model_dir, tmp_path):
     first = trainer.reward_model.score([PROMPT], [COMPLETION])[0].final
     assert first != 0.5 and loaded.score([PROMPT], [COMPLETION])[0].final == pytest.approx(first, rel=1e-5)
     assert resumed.reward_model.score([PROMPT], [COMPLETION])[0].final == pytest.approx(first, rel=1e-4)
+
+
+def _addition_samples(split: str, num: int, seed: int) -> list[list[dict]]:
+    """Per one-step addition question, 4 samples: the right sum and three wrong ones, each written
+    consistently ('7 + 5 = 13\\n#### 13'), so only the arithmetic fact separates them (no surface rule)."""
+    import random
+
+    from trl_reasoning.tasks import build_prompt, load_task
+    from trl_reasoning.tasks.arithmetic import ArithmeticConfig
+
+    config = ArithmeticConfig(min_steps=1, max_steps=1, max_operand=9, operators=("+",))
+    rng, groups = random.Random(seed), []
+    for row in load_task("arithmetic", split=split, num_examples=num, seed=seed, arithmetic_config=config):
+        a, b = (int(x) for x in row["solution"].split("=")[0].split("+"))
+        wrong = rng.sample([v for v in range(2, 19) if v != a + b], 3)
+        results = [a + b, *wrong]
+        rng.shuffle(results)
+        groups.append([{"id": row["id"], "prompt": build_prompt(row["question"]), "label": r == a + b,
+                        "completion": f" {a} + {b} = {r}\n#### {r}"} for r in results])
+    return groups
+
+
+def test_orm_ranks_samples_within_a_question(tiny_model_dir, tmp_path):
+    """Held-out questions, one right sample among four: reranking by the trained ORM picks the right
+    one far more often than a random sample (pass@1 = 0.25)."""
+    from datasets import Dataset
+
+    from trl_reasoning import RewardModelConfig, RewardModelTrainer
+    from trl_reasoning.metrics import rerank_at_k
+
+    train = [s for group in _addition_samples("train", 1200, 0) for s in group]
+    held_out = _addition_samples("test", 400, 1)[:100]
+    args = RewardModelConfig(
+        output_dir=str(tmp_path / "orm"), kind="outcome", head="implicit", implicit_beta=1.0, label_positions="final",
+        num_train_epochs=2, learning_rate=2e-3, per_device_train_batch_size=16, use_cpu=True, report_to="none",
+        save_strategy="no", disable_tqdm=True, logging_steps=1000, seed=0,
+    )
+    trainer = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train))
+    trainer.train()
+    picks = []
+    for group in held_out:
+        scores = trainer.reward_model.rerank_scorer([s["prompt"] for s in group], [s["completion"] for s in group])
+        answers = [s["completion"].rsplit("#### ", 1)[1] for s in group]
+        picks.append(rerank_at_k(answers, [s["label"] for s in group], scores))
+    pass_at_1 = sum(s["label"] for g in held_out for s in g) / sum(len(g) for g in held_out)
+    assert pass_at_1 == 0.25 and sum(picks) / len(picks) > 0.6, sum(picks) / len(picks)
+
+
+class CarryForwardPolicy:
+    """A scripted policy for Monte-Carlo rollouts: it finishes a two-step addition solution correctly
+    from whatever its prefix last wrote, so a wrong step makes every rollout after it wrong."""
+
+    def __init__(self, tokenizer):
+        import torch
+        from transformers import GenerationConfig
+
+        self.tokenizer, self.device = tokenizer, torch.device("cpu")
+        self.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, **kwargs):
+        import re
+
+        import torch
+
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask, strict=True):
+            text = self.tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
+            question, written = text.split("Answer:", 1)
+            operands = [int(x) for x in re.findall(r"gets (\d+) more", question)]
+            lines = [line for line in written.split("\n") if "=" in line]
+            value = int(lines[-1].rsplit("=", 1)[1]) if lines else int(re.search(r"has (\d+)", question).group(1))
+            steps = []
+            for b in operands[len(lines):]:
+                steps.append(f"{value} + {b} = {value + b}")
+                value += b
+            continuation = "".join(f"{s}\n" for s in steps) + f"#### {value}"
+            rows.append(self.tokenizer(continuation, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id])
+        width = max(map(len, rows))
+        new = torch.tensor([r + [self.tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        return torch.cat([input_ids, new], dim=1)
+
+
+def _two_step_rows(split: str, num: int, seed: int) -> list[dict]:
+    """Two-step additions: the reference, one with a wrong first step (carried forward) and one with
+    a wrong second step; ``true_steps[i]``: steps 1..i are all right (what a Monte-Carlo label estimates:
+    after a wrong step no continuation reaches the answer)."""
+    import random
+
+    from trl_reasoning.tasks import build_prompt, load_task
+    from trl_reasoning.tasks.arithmetic import ArithmeticConfig
+
+    config = ArithmeticConfig(min_steps=2, max_steps=2, max_operand=9, operators=("+",))
+    rng, rows = random.Random(seed), []
+    for row in load_task("arithmetic", split=split, num_examples=num, seed=seed, arithmetic_config=config):
+        (a, b), (_, d) = [tuple(int(x) for x in line.split("=")[0].split("+")) for line in row["solution"].split("\n")[:2]]
+        c_wrong = rng.choice([v for v in range(2, 19) if v != a + b])
+        e_wrong = rng.choice([v for v in range(3, 28) if v != a + b + d])
+        variants = [(a + b, a + b + d, [True, True]), (c_wrong, c_wrong + d, [False, False]), (a + b, e_wrong, [True, False])]
+        for c, e, truth in variants:
+            rows.append({"id": row["id"], "prompt": build_prompt(row["question"]), "answer": row["answer"],
+                         "completion": f" {a} + {b} = {c}\n{c} + {d} = {e}\n#### {e}", "true_steps": truth,
+                         "label": truth == [True, True]})
+    return rows
+
+
+def test_prm_learns_from_monte_carlo_step_labels(tiny_model_dir, tmp_path):
+    """Step labels from rollouts (a wrong first step makes every continuation wrong) train a PRM whose
+    step scores separate right from wrong steps on held-out questions."""
+    from datasets import Dataset
+
+    from trl_reasoning import RewardModelConfig, RewardModelTrainer
+    from trl_reasoning.loading import load_tokenizer
+    from trl_reasoning.metrics import auroc
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    train = _two_step_rows("train", 1500, 0)
+    labels = monte_carlo_step_labels(CarryForwardPolicy(tokenizer), tokenizer, train, "arithmetic", num_rollouts=1,
+                                     temperature=1.0, max_new_tokens=32, show_progress=False)
+    assert [lab for lab in labels[:3]] == [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+    for row, step_labels in zip(train, labels, strict=True):
+        row["step_labels"] = step_labels
+    args = RewardModelConfig(
+        output_dir=str(tmp_path / "prm"), kind="process", head="implicit", implicit_beta=1.0, num_train_epochs=3,
+        learning_rate=2e-3, per_device_train_batch_size=16, use_cpu=True, report_to="none", save_strategy="no",
+        disable_tqdm=True, logging_steps=1000, seed=0,
+    )
+    trainer = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train))
+    trainer.train()
+    held_out = _two_step_rows("test", 300, 1)[:150]
+    scores = trainer.reward_model.score([r["prompt"] for r in held_out], [r["completion"] for r in held_out])
+    pairs = [(p, t) for r, s in zip(held_out, scores, strict=True) for p, t in zip(s.steps[:2], r["true_steps"], strict=True)]
+    step_auroc = auroc([p for p, _ in pairs], [t for _, t in pairs])
+    assert step_auroc > 0.7, step_auroc  # 0.79 measured; an untrained PRM scores every step 0.5

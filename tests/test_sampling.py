@@ -83,3 +83,54 @@ def test_generation_stops_after_the_answer_line(tiny_model, tiny_tokenizer):
     assert stopper(ids[:, :-1], None).tolist() == [False]
     both = torch.nn.utils.rnn.pad_sequence([ids[0], ids[0, :-1]], batch_first=True, padding_value=0)
     assert stopper(both[:, : ids.shape[1]], None).tolist() == [True, False]
+
+
+def _bos_tokenizer(tiny_model_dir):
+    """The tiny tokenizer, made to add a BOS like Llama-family tokenizers do."""
+    from tokenizers.processors import TemplateProcessing
+
+    from trl_reasoning.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    tokenizer.add_special_tokens({"bos_token": "<|im_start|>"})
+    bos = tokenizer.bos_token_id
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single="<|im_start|> $A", pair="<|im_start|> $A $B", special_tokens=[("<|im_start|>", bos)]
+    )
+    assert tokenizer("Question: 1?")["input_ids"][0] == bos
+    return tokenizer
+
+
+def test_sampled_prompt_ids_equal_the_sft_training_prompt_ids(tiny_model_dir, tiny_model, tmp_path):
+    """A BOS-adding tokenizer: the ids generation starts from are the prompt ids TRL's SFT trains on."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from trl_reasoning.sampling import encode_prompts
+
+    tokenizer = _bos_tokenizer(tiny_model_dir)
+    prompt = build_prompt("Ann has 3 cups and gets 4 more. How many cups?")
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", max_length=128)
+    sft = SFTTrainer(model=tiny_model, args=args, processing_class=tokenizer,
+                     train_dataset=Dataset.from_list([{"prompt": prompt, "completion": " 3 + 4 = 7\n#### 7"}]))
+    row = sft.train_dataset[0]
+    trained_prompt = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label == -100]
+
+    seen = []
+    original = tiny_model.generate
+
+    def recording_generate(**kwargs):
+        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+        seen.extend(r[m.bool()].tolist() for r, m in zip(ids, mask, strict=True))
+        return original(**kwargs)
+
+    tiny_model.generate = recording_generate
+    try:
+        sample_completions(tiny_model, tokenizer, [prompt], num_samples=1, temperature=0.0, max_new_tokens=2,
+                           show_progress=False)
+    finally:
+        del tiny_model.generate
+    assert seen == [trained_prompt] and trained_prompt[0] == tokenizer.bos_token_id
+    chat = [{"role": "user", "content": "1 + 1?"}]
+    templated = tokenizer.apply_chat_template(chat, tokenize=True, add_generation_prompt=True, return_dict=True)
+    assert encode_prompts(tokenizer, [chat]) == [list(templated["input_ids"])]  # no second BOS on chat text

@@ -9,6 +9,7 @@ import pytest
 from trl_reasoning.reward_models.heuristic import (
     HeuristicStepReward,
     heuristic_step_rewards,
+    heuristic_step_scores,
     reference_intermediates,
     step_result,
 )
@@ -88,12 +89,32 @@ def test_step_result():
 
 def test_heuristic_on_arithmetic_steps():
     reference = "7 + 5 = 12\n12 - 3 = 9\n#### 9"
-    assert heuristic_step_rewards("7 + 5 = 12\n12 - 3 = 9\n#### 9", reference) == [1.0, 1.0, 1.0]
+    assert heuristic_step_rewards("7 + 5 = 12\n12 - 3 = 9\n#### 9", reference) == [0.5, 0.5, 0.0]
     assert heuristic_step_rewards("7 + 5 = 13\n13 - 3 = 10\n#### 10", reference) == [0.0, 0.0, 0.0]
-    assert heuristic_step_rewards("I think\n7 + 5 = 12", reference) == [0.0, 1.0]
+    assert heuristic_step_rewards("I think\n7 + 5 = 12", reference) == [0.0, 0.5]
+    assert heuristic_step_scores("7 + 5 = 12\n12 - 3 = 9\n#### 9", reference) == [1.0, 1.0, 1.0]
+    assert heuristic_step_scores("7 + 5 = 12\n#### 10", reference) == [1.0, 0.0]
     reward = HeuristicStepReward()
     assert reward(["q"], ["7 + 5 = 12\n#### 1"], solution=[reference]) == [0.5]
     assert reward(["q"], [""], solution=[reference]) == [0.0]
+
+
+@pytest.mark.parametrize(
+    "farmed",
+    [
+        "7 + 5 = 12\n7 + 5 = 12\n7 + 5 = 12\n12 - 3 = 9\n12 - 3 = 9\n#### 9",  # repeated correct steps
+        "= 12\n= 9\n= 12\n= 9\n#### 9\n#### 9",  # every reference number, no reasoning, twice
+        "x = 12\ny = 9\nz = 9\n12 = 12\n9 = 9\n#### 9",
+    ],
+)
+def test_heuristic_cannot_be_farmed(farmed):
+    """Repeating correct steps or listing the reference's numbers earns no more than the reference
+    solution itself; the whole dense return is at most 1 and the answer line earns nothing."""
+    reference = "7 + 5 = 12\n12 - 3 = 9\n#### 9"
+    honest = sum(heuristic_step_rewards(reference, reference))
+    assert honest == pytest.approx(1.0)
+    assert sum(heuristic_step_rewards(farmed, reference)) <= honest + 1e-9
+    assert heuristic_step_rewards("#### 9", reference) == [0.0]
 
 
 def test_heuristic_on_real_gsm8k_references(gsm8k_test):
@@ -107,12 +128,13 @@ def test_heuristic_on_real_gsm8k_references(gsm8k_test):
         raw = row["answer"]
         plain = strip_annotations(raw)
         assert reference_intermediates(raw)  # annotations give the intermediate results
-        rewards = heuristic_step_rewards(plain, raw)
+        rewards = heuristic_step_scores(plain, raw)
+        assert sum(heuristic_step_rewards(plain, raw)) <= 1.0 + 1e-9
         for step, reward in zip(split_steps(plain), rewards, strict=True):
             if step_result(step.text) is not None:
                 computing += 1
                 rewarded += reward
         wrong = plain.rsplit("####", 1)[0] + "#### 123456789"
-        final_lost += heuristic_step_rewards(wrong, raw)[-1] == 0.0
+        final_lost += heuristic_step_scores(wrong, raw)[-1] == 0.0
     assert rewarded / computing > 0.95, rewarded / computing
     assert final_lost == len(rows)

@@ -103,16 +103,6 @@ def clipped_value_loss(
     return loss, masked_mean((clipped_loss > unclipped_loss).float(), mask)
 
 
-def clipped_policy_loss(
-    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO's clipped surrogate ``-min(rho A, clip(rho, 1 +- c) A)`` and the clipped share of tokens."""
-    ratio = torch.exp(logprobs - old_logprobs)
-    unclipped, clipped = -advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
-    return loss, masked_mean((clipped > unclipped).float(), mask)
-
-
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
     """``1 - Var(R - V) / Var(R)`` over real tokens: 1 is a perfect value model, <= 0 a useless one."""
     var_returns = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)

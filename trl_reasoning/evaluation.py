@@ -24,7 +24,7 @@ from .metrics import (
 )
 from .reporting import markdown_table, plot_curves, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .sampling import SamplingResult, answer_pattern_for, check_sampling_args, sample_completions
-from .verifiers import extract_answer, is_correct
+from .verifiers import answer_key, extract_answer, is_correct, prompt_as_text
 
 # (prompts, completions) -> one score per completion, higher = more likely correct
 RewardScorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
@@ -47,15 +47,12 @@ class EvalSettings:
         check_sampling_args(self.num_samples, self.temperature)
 
 
-def _prompt_text(prompt: Any) -> str:
-    return prompt if isinstance(prompt, str) else prompt[-1]["content"]
-
-
 def score_samples(dataset, result: SamplingResult, task: str, extraction: str, kind: str) -> list[dict]:
-    """One record per completion: extracted answer, correctness and token count."""
+    """One record per completion: extracted answer (and its vote key), correctness and token count."""
     records = []
     for row, group in zip(dataset, result.completions, strict=True):
         for index, completion in enumerate(group):
+            extracted = extract_answer(completion.text, task, extraction)
             records.append(
                 {
                     "id": row["id"],
@@ -63,7 +60,8 @@ def score_samples(dataset, result: SamplingResult, task: str, extraction: str, k
                     "sample_index": index,
                     "prompt": row["prompt"],
                     "completion": completion.text,
-                    "extracted_answer": extract_answer(completion.text, task, extraction),
+                    "extracted_answer": extracted,
+                    "answer_key": answer_key(extracted, task),
                     "reference": row["answer"],
                     "correct": is_correct(completion.text, row["answer"], task, extraction),
                     "num_tokens": completion.num_tokens,
@@ -86,7 +84,7 @@ def compute_metrics(greedy: list[dict], sampled: list[dict], num_samples: int, s
     has_scores = bool(sampled) and all("score" in r for r in sampled)
     exploration: dict[str, list[float]] = {}
     for group in _per_question(sampled).values():
-        answers = [r["extracted_answer"] for r in group]
+        answers = [r.get("answer_key", r["extracted_answer"]) for r in group]
         correct = [bool(r["correct"]) for r in group]
         for k in ks:
             if k > 1:  # maj@1 is the greedy accuracy; one sample's accuracy is pass@1
@@ -115,11 +113,13 @@ def evaluate(
     task: str,
     settings: EvalSettings | None = None,
     reward_scorer: RewardScorer | None = None,
+    logits_processors: Sequence = (),
 ) -> dict:
     """Sample and score ``dataset`` (schema rows with a ``prompt`` column); returns the report dict.
 
     The report holds ``metrics`` (maj@1 greedy, maj@k, pass@k, rerank@k), ``confidence_intervals``,
     ``exploration``, ``throughput`` and the per-completion ``records`` (greedy and sampled).
+    ``logits_processors`` go to the sampler (e.g. return tags forced after every step).
     """
     settings = settings or EvalSettings()
     prompts = dataset["prompt"]
@@ -129,6 +129,7 @@ def evaluate(
         "seed": settings.seed,
         "answer_pattern": answer_pattern_for(task),
         "show_progress": settings.show_progress,
+        "logits_processors": logits_processors,
     }
     greedy_run = sample_completions(model, tokenizer, prompts, num_samples=1, temperature=0.0, **common)
     greedy = score_samples(dataset, greedy_run, task, settings.extraction, "greedy")
@@ -139,7 +140,7 @@ def evaluate(
         )
         sampled = score_samples(dataset, sampled_run, task, settings.extraction, "sample")
         if reward_scorer is not None:
-            scores = reward_scorer([_prompt_text(r["prompt"]) for r in sampled], [r["completion"] for r in sampled])
+            scores = reward_scorer([prompt_as_text(r["prompt"]) for r in sampled], [r["completion"] for r in sampled])
             for record, score in zip(sampled, scores, strict=True):
                 record["score"] = float(score)
     report = compute_metrics(greedy, sampled, settings.num_samples, settings.seed)

@@ -147,6 +147,16 @@ def aggregate(
     return Estimate(mean=mean, ci_low=low, ci_high=high, n=n)
 
 
+def paired_difference(
+    values: Sequence[float], baseline: Sequence[float], n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> Estimate:
+    """Mean of ``values[i] - baseline[i]`` (the same questions scored for two models) with a paired
+    percentile-bootstrap interval: questions are resampled together, so shared difficulty cancels."""
+    if len(values) != len(baseline):
+        raise ValueError("paired_difference: both models must be scored on the same questions")
+    return aggregate([a - b for a, b in zip(values, baseline, strict=True)], n_bootstrap, confidence, seed)
+
+
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     """Area under the ROC curve: the probability that a random positive outranks a random negative
     (ties count half). NaN when one class is missing."""

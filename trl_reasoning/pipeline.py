@@ -221,14 +221,22 @@ def run_rcrl_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_mode
         history = trainer.train()
         trainer.save_model(str(final))
         _mark_done(folder, {"rounds": len(history) - 1, "cumulative_samples": history[-1]["cumulative_samples"],
-                            "good_token": args.good_token}, state)
+                            "good_token": args.good_token, "tag_mode": args.tag_mode}, state)
     return str(final)
 
 
+def rcrl_conditioning(folder: str | Path) -> dict:
+    """How to evaluate a finished RCRL stage conditioned on its good tag: the prompt suffix and, for
+    dense tags, the token forced after every step (``run_eval_stage``'s ``conditioning`` entry)."""
+    done = json.loads((Path(folder) / DONE).read_text())
+    return {"suffix": done["good_token"], "force_after_steps": done["good_token"] if done.get("tag_mode") == "dense" else None}
+
+
 def run_eval_stage(recipe: Recipe, models: dict[str, str], held_out, state, reward_model: str | None = None,
-                   prompt_suffixes: dict[str, str] | None = None) -> dict:
-    """Evaluate each model (``name -> folder``); ``prompt_suffixes[name]`` is appended to its prompts
-    (the return-conditioned policy's good tag)."""
+                   conditioning: dict[str, dict] | None = None) -> dict:
+    """Evaluate each model (``name -> folder``); ``conditioning[name]`` (``rcrl_conditioning``) appends
+    its ``suffix`` to the prompts and forces ``force_after_steps`` after every step (a return-conditioned
+    policy's good tag)."""
     from .evaluation import EvalSettings, evaluate, write_report
     from .loading import load_model, load_tokenizer
 
@@ -241,20 +249,32 @@ def run_eval_stage(recipe: Recipe, models: dict[str, str], held_out, state, rewa
     results = {}
     for name, reference in models.items():
         folder = Path(recipe.output_dir) / "eval" / name.replace(" ", "_")
-        suffix = (prompt_suffixes or {}).get(name, "")
+        condition = (conditioning or {}).get(name, {})
+        suffix, forced = condition.get("suffix", ""), condition.get("force_after_steps")
         config = {"model": reference, "reward_model": reward_model, "prompt_suffix": suffix, **dataclasses.asdict(settings)}
+        if forced:
+            config["force_after_steps"] = forced
         previous = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
         if previous.get("config") == config:  # finished before a crash, with the same settings
             results[name] = previous
             continue
-        model = load_model(reference, device=str(state.device))
+        model, tokenizer = load_model(reference, device=str(state.device)), load_tokenizer(reference)
         questions = held_out.map(lambda row, s=suffix: {"prompt": row["prompt"] + s}) if suffix else held_out
-        report = evaluate(model, load_tokenizer(reference), questions, recipe.task, settings, reward_scorer=scorer)
+        report = evaluate(model, tokenizer, questions, recipe.task, settings, reward_scorer=scorer,
+                          logits_processors=_forced_tag(tokenizer, forced))
         if state.is_main_process:
             write_report(report, folder, config, title=f"{name} on {recipe.task}")
         state.wait_for_everyone()
         results[name] = {key: value for key, value in report.items() if key != "records"}
     return results
+
+
+def _forced_tag(tokenizer, token: str | None) -> list:
+    if not token:
+        return []
+    from .trainers.return_conditioned_trainer import ForceTokenAfterDelimiter
+
+    return [ForceTokenAfterDelimiter(tokenizer, tokenizer.convert_tokens_to_ids(token))]
 
 
 def comparison_table(results: dict[str, dict], samples_used: dict[str, int]) -> str:
@@ -294,15 +314,15 @@ def run_recipe(recipe: Recipe) -> dict:
         models["ei"] = run_ei_stage(recipe, current, ei_train, held_out, state)
     if "ppo" in recipe.stages:
         models["ppo"] = run_ppo_stage(recipe, current, ei_train, held_out, reward_models, state)
-    suffixes = {}
+    conditioning = {}
     if "rcrl" in recipe.stages:
         models["rcrl"] = models["rcrl unconditioned"] = run_rcrl_stage(recipe, current, ei_train, held_out, reward_models, state)
-        suffixes["rcrl"] = json.loads((Path(recipe.output_dir) / "rcrl" / DONE).read_text())["good_token"]
+        conditioning["rcrl"] = rcrl_conditioning(Path(recipe.output_dir) / "rcrl")
     if "eval" not in recipe.stages:
         return {}
     models = models or {"initial": model_ref}
     reranker = recipe.reward_model or reward_models.get("orm") or reward_models.get("prm")
-    results = run_eval_stage(recipe, models, held_out, state, reranker, suffixes)
+    results = run_eval_stage(recipe, models, held_out, state, reranker, conditioning)
     samples_used = {}
     for stage in ("ei", "ppo", "rcrl"):
         done = Path(recipe.output_dir) / stage / DONE

@@ -10,6 +10,10 @@ Two backends with one interface and one output schema (``SamplingResult``):
 * ``vllm``: used on GPUs when vLLM is installed; same stops (answer lines are cut after generation,
   since vLLM stops only on fixed strings).
 
+Prompts are tokenised exactly as TRL tokenises them for training (``encode_prompts``): plain text
+with the tokenizer's special tokens (a Llama-family BOS), chat prompts through the chat template
+without a second BOS. Sampling then starts from the token ids the model was trained on.
+
 Under ``accelerate launch`` the batches are dealt round-robin to the processes and the results are
 gathered on every process, so each prompt is sampled exactly once.
 """
@@ -93,6 +97,31 @@ def render_prompts(tokenizer, prompts: Sequence[str | list[dict]]) -> list[str]:
             )
         texts.append(tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
     return texts
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str | list[dict]]) -> list[list[int]]:
+    """Token ids of each prompt, as TRL's SFT and GRPO tokenise them (``trl.data_utils._tokenize``):
+    ``tokenizer(text)`` with its special tokens for plain text, ``apply_chat_template(...,
+    add_generation_prompt=True)`` for chat messages (the template already holds any BOS)."""
+    ids = []
+    for prompt, text in zip(prompts, render_prompts(tokenizer, prompts), strict=True):
+        if isinstance(prompt, str):
+            ids.append(list(tokenizer(prompt)["input_ids"]))
+        else:
+            ids.append(list(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    return ids
+
+
+def _left_pad(rows: Sequence[Sequence[int]], pad_id: int):
+    import torch
+
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):], mask[i, width - len(row):] = torch.tensor(list(row)), 1
+    return ids, mask
 
 
 def cut_point(text: str, answer_pattern: str | None, stop_strings: Sequence[str]) -> int | None:
@@ -190,13 +219,14 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def _generate_batch(model, tokenizer, texts, units, settings, seed):
+def _generate_batch(model, tokenizer, prompt_ids, units, settings, seed):
     """Sample one planned batch; returns ``(prompt index, Completion)`` pairs in unit order."""
     import torch
 
-    prompts = [texts[index] for index, n in units for _ in range(n)]
-    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    prompt_length = encoded["input_ids"].shape[1]
+    input_ids, attention_mask = _left_pad([prompt_ids[index] for index, n in units for _ in range(n)],
+                                          tokenizer.pad_token_id)
+    encoded = {"input_ids": input_ids.to(model.device), "attention_mask": attention_mask.to(model.device)}
+    prompt_length = input_ids.shape[1]
     stopper = _StopCriteria(tokenizer, prompt_length, settings["answer_pattern"], settings["stop_strings"])
     torch.manual_seed(seed)
     sampling = settings["temperature"] > 0
@@ -208,6 +238,7 @@ def _generate_batch(model, tokenizer, texts, units, settings, seed):
             max_new_tokens=settings["max_new_tokens"],
             pad_token_id=tokenizer.pad_token_id,
             stopping_criteria=[stopper],
+            logits_processor=list(settings["logits_processors"]) or None,
             use_cache=True,
             **extra,
         )
@@ -236,6 +267,7 @@ def sample_completions(
     answer_pattern: str | None = GSM8K_ANSWER_LINE,
     stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
     show_progress: bool = True,
+    logits_processors: Sequence = (),
 ) -> SamplingResult:
     """Sample ``num_samples`` completions for every prompt with transformers ``generate``.
 
@@ -246,6 +278,7 @@ def sample_completions(
         answer_pattern: regex whose match ends the completion (the GSM8K answer line); ``None`` to
             stop only at EOS / stop strings.
         stop_strings: texts that end a completion (cut before them), e.g. the next few-shot question.
+        logits_processors: transformers ``LogitsProcessor``s applied at every step (e.g. forced tags).
     """
     from accelerate import PartialState
     from accelerate.utils import gather_object
@@ -254,10 +287,10 @@ def sample_completions(
     check_sampling_args(num_samples, temperature)
     if batch_size < 1:
         raise SamplingError(f"batch_size: need >= 1, got {batch_size}")
-    texts = render_prompts(tokenizer, prompts)
-    tokenizer.padding_side = "left"  # decoder-only generation needs left padding
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    batches = plan_batches(lengths, num_samples, batch_size)
+    if tokenizer.pad_token_id is None:
+        raise SamplingError("tokenizer: it has no pad token; set tokenizer.pad_token (e.g. to its eos_token)")
+    prompt_ids = encode_prompts(tokenizer, prompts)
+    batches = plan_batches([len(ids) for ids in prompt_ids], num_samples, batch_size)
     state = PartialState()
     mine = list(range(state.process_index, len(batches), state.num_processes))
     settings = {
@@ -266,6 +299,7 @@ def sample_completions(
         "max_new_tokens": max_new_tokens,
         "answer_pattern": answer_pattern,
         "stop_strings": tuple(stop_strings),
+        "logits_processors": tuple(logits_processors),
     }
     progress = tqdm(
         total=sum(n for b in mine for _, n in batches[b]),
@@ -275,28 +309,18 @@ def sample_completions(
     )
     start, local = time.perf_counter(), []
     for batch_index in mine:
-        results = _generate_batch(model, tokenizer, texts, batches[batch_index], settings, seed * 100_003 + batch_index)
+        results = _generate_batch(model, tokenizer, prompt_ids, batches[batch_index], settings,
+                                  seed * 100_003 + batch_index)
         local.extend((batch_index, position, owner, c) for position, (owner, c) in enumerate(results))
         progress.update(len(results))
         progress.set_postfix(samples_per_s=f"{progress.n / (time.perf_counter() - start):.1f}")
     progress.close()
     gathered = gather_object(local) if state.num_processes > 1 else local
     seconds = time.perf_counter() - start
-    grouped: list[list[Completion]] = [[] for _ in texts]
+    grouped: list[list[Completion]] = [[] for _ in prompt_ids]
     for _, _, owner, completion in sorted(gathered, key=lambda item: (item[0], item[1])):
         grouped[owner].append(completion)
     return SamplingResult(completions=grouped, seconds=seconds)
-
-
-def vllm_available() -> bool:
-    """True when vLLM is installed and a CUDA device is present."""
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def sample_completions_vllm(
@@ -317,7 +341,7 @@ def sample_completions_vllm(
     from vllm import SamplingParams
 
     check_sampling_args(num_samples, temperature)
-    texts = render_prompts(tokenizer, prompts)
+    requests = [{"prompt_token_ids": ids} for ids in encode_prompts(tokenizer, prompts)]
     params = SamplingParams(
         n=num_samples,
         temperature=temperature,
@@ -327,7 +351,7 @@ def sample_completions_vllm(
         stop=list(stop_strings),
     )
     start = time.perf_counter()
-    outputs = llm.generate(texts, params)
+    outputs = llm.generate(requests, params)
     grouped = [
         [Completion(truncate(o.text, answer_pattern, ()), len(o.token_ids)) for o in request.outputs]
         for request in outputs

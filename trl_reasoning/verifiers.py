@@ -155,21 +155,56 @@ def last_boxed(text: str) -> str | None:
 # --------------------------------------------------------------------------- extraction
 
 
-def _numeric_statements(text: str) -> list[Fraction | None]:
+# An answer phrase ends at its line's end or at a sentence end ("The answer is 7. Because ...").
+_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
+_HEDGE = object()  # a statement naming two or more different values
+# A final line that only lists numbers ("7, 8", "7 or 8", "either 7 or 8", "7 and/or 8").
+_LIST_SEPARATORS_RE = re.compile(r"^(?:\s|,|;|/|\bor\b|\band\b|\beither\b|\bmaybe\b)*$", re.IGNORECASE)
+
+
+def _stated_value(statement: str):
+    """The one value a statement states, ``None`` when it states none, ``_HEDGE`` when it states two or
+    more different ones ("7, 8", "7 or 8", "7 and 8", "7 8"). An equation states its right-hand side."""
+    statement = _SENTENCE_END_RE.split(statement, maxsplit=1)[0]
+    rhs = _LATEX_FRAC_RE.sub(r"\1/\2", statement).rsplit("=", 1)[-1]
+    values = {_fraction_from_match(m) for m in _NUMBER_RE.finditer(rhs)} - {None}
+    if len(values) > 1:
+        return _HEDGE
+    return values.pop() if values else None
+
+
+def _numeric_statements(text: str) -> list:
     statements = [m.group(1) for m in _HASH_RE.finditer(text)]
     statements += [m.group(1) for m in _ANSWER_IS_RE.finditer(text)]
     statements += find_boxed(text)
-    # "answer is 15 * 8 = 120": a statement that is an equation states its right-hand side.
-    return [parse_number(_LATEX_FRAC_RE.sub(r"\1/\2", s).rsplit("=", 1)[-1]) for s in statements]
+    return [_stated_value(s) for s in statements]
+
+
+def _lists_candidates(line: str) -> bool:
+    """Whether ``line`` (after its last ``=``) is a bare list of two or more different numbers."""
+    tail = line.rsplit("=", 1)[-1]
+    matches = list(_NUMBER_RE.finditer(tail))
+    if len({_fraction_from_match(m) for m in matches}) < 2:
+        return False
+    gaps = [tail[a.end():b.start()] for a, b in zip(matches, matches[1:], strict=False)]
+    return all(_LIST_SEPARATORS_RE.match(g) for g in gaps)
 
 
 def _extract_numeric(text: str, mode: Mode) -> str | None:
-    stated = {v for v in _numeric_statements(text) if v is not None}
+    """One final value, or ``None``: a hedge (any answer statement naming several values, or several
+    statements disagreeing) states nothing, in both modes."""
+    statements = _numeric_statements(text)
+    if any(v is _HEDGE for v in statements):
+        return None
+    stated = {v for v in statements if v is not None}
     if len(stated) > 1:
         return None  # hedging: two different final answers
     if stated:
         return canonical_number(stated.pop())
     if mode == "flexible":
+        lines = [line for line in text.split("\n") if _NUMBER_RE.search(line)]
+        if lines and _lists_candidates(lines[-1]):
+            return None  # a final line listing candidates ("7 or 8") is a hedge, not "the last number"
         value = _last_number(text)
         return canonical_number(value) if value is not None else None
     return None
@@ -186,9 +221,39 @@ def normalize_latex(answer: str) -> str:
     return s.rstrip(".")
 
 
+_BARE_FRAC_RE = re.compile(r"\\frac(\d)(\d)")  # \frac12 -> \frac{1}{2}
+_SIMPLE_FRAC_RE = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(\d+)\}$")
+
+
+def answer_key(answer: str | None, task: str = "gsm8k") -> str | None:
+    """The vote key of an extracted answer (maj@k, rerank's answer groups): equivalent answers share
+    one key. Numeric tasks: the canonical number already is one. MATH: the normalised LaTeX, with
+    plain numbers and simple fractions written as canonical rationals (``\\dfrac{1}{2}``,
+    ``\\frac12`` and ``0.5`` all give ``1/2``); other expressions vote by normalised text only
+    (math-verify equivalence is too slow to run pairwise inside a vote)."""
+    if answer is None or _check_task(task) in NUMERIC_TASKS:
+        return answer
+    text = _BARE_FRAC_RE.sub(r"\\frac{\1}{\2}", normalize_latex(answer))
+    fraction = _SIMPLE_FRAC_RE.match(text)
+    if fraction:
+        sign, num, den = fraction.groups()
+        if int(den) != 0:
+            value = Fraction(int(num), int(den))
+            return canonical_number(-value if sign else value)
+    if _is_plain_number(text):
+        value = parse_number(text)
+        return canonical_number(value) if value is not None else text
+    return text
+
+
+_LATEX_OR_RE = re.compile(r"\bor\b|\\lor\b|\\vee\b", re.IGNORECASE)
+
+
 def _extract_latex(text: str) -> str | None:
+    """The boxed answer; ``None`` for boxes that disagree or a box offering alternatives ("7 or 8").
+    Commas stay allowed inside a box: MATH answers can be tuples, intervals or sets."""
     boxed = find_boxed(text)
-    if not boxed or len({normalize_latex(b) for b in boxed}) > 1:
+    if not boxed or len({normalize_latex(b) for b in boxed}) > 1 or _LATEX_OR_RE.search(boxed[-1]):
         return None
     return boxed[-1]
 
@@ -387,6 +452,14 @@ def equations_hold(text: str) -> bool:
 
 
 # --------------------------------------------------------------------------- TRL reward functions
+
+
+def prompt_as_text(prompt) -> str:
+    """A prompt as text, the one form reward models see in training and in reranking: strings as
+    they are; chat prompts as their messages' contents joined by newlines."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(str(m.get("content", "")) for m in prompt)
 
 
 def completion_text(completion: str | Sequence[dict]) -> str:

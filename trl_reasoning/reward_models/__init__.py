@@ -5,7 +5,7 @@ reward provider (``step_rewards``) and, for the learned ones, a reranker (``rera
 """
 
 from .base import RewardModelError, RewardScore, TokenRewardModel, load_reward_model
-from .heuristic import HeuristicStepReward, heuristic_step_rewards
+from .heuristic import HeuristicStepReward, heuristic_step_rewards, heuristic_step_scores
 from .outcome import OutcomeRewardModel
 from .process import ProcessRewardModel, monte_carlo_step_labels
 
@@ -17,6 +17,7 @@ __all__ = [
     "RewardScore",
     "TokenRewardModel",
     "heuristic_step_rewards",
+    "heuristic_step_scores",
     "load_reward_model",
     "monte_carlo_step_labels",
 ]

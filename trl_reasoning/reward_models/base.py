@@ -26,7 +26,7 @@ from ..steps import (
     token_ends_by_decoding,
     token_ends_from_offsets,
 )
-from ..verifiers import completion_text
+from ..verifiers import completion_text, prompt_as_text
 from .implicit import REFERENCE_FOLDER, ImplicitRewardNetwork
 
 CONFIG_KEY = "trl_reasoning_reward_model"
@@ -42,10 +42,12 @@ class RewardModelError(ValueError):
 @dataclass
 class RewardScore:
     """A completion's score: ``final`` (probability that the answer is right, or the aggregated step
-    score for a PRM) and one probability per step."""
+    score for a PRM), one probability per step, and ``start``: the score on the prompt's last token,
+    before any step (the baseline of shaped dense rewards)."""
 
     final: float
     steps: list[float]
+    start: float = 0.5
 
 
 @dataclass
@@ -67,7 +69,7 @@ def encode_with_steps(tokenizer, prompt: str, completion: str, delimiter: str, m
         encoded = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
         ids, ends = encoded["input_ids"], token_ends_from_offsets(encoded["offset_mapping"])
     else:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
         ends = token_ends_by_decoding(tokenizer, ids)
     start = next((i for i, end in enumerate(ends) if end > len(prompt)), len(ids))
     step_ends = step_end_tokens(ends, split_steps(completion, delimiter), shift=len(prompt)) if completion.strip() else []
@@ -221,9 +223,10 @@ class TokenRewardModel:
         for text, probs in zip(encoded, self.token_probabilities(encoded, batch_size), strict=True):
             steps = [probs[i] for i in text.step_ends]
             final = self.aggregate(steps) if steps else EMPTY_SCORE
-            if not math.isfinite(final) or any(not math.isfinite(s) for s in steps):
+            start = probs[text.completion_start - 1] if 0 < text.completion_start <= len(probs) else 0.5
+            if not all(math.isfinite(s) for s in (final, start, *steps)):
                 raise RewardModelError("reward model: produced a non-finite score (diverged weights?)")
-            scores.append(RewardScore(final, steps))
+            scores.append(RewardScore(final, steps, start))
         return scores
 
     def aggregate(self, step_scores: list[float]) -> float:
@@ -236,20 +239,25 @@ class TokenRewardModel:
         """TRL ``reward_funcs`` signature: the final score of each completion (a sparse reward)."""
         return [s.final for s in self.score(prompts, completions)]
 
-    def step_rewards(self, prompts: Sequence, completions: Sequence, **kwargs) -> list[list[float]]:
-        """Dense rewards for PPO / RCRL: one probability per step (``steps.split_steps`` order)."""
+    def step_scores(self, prompts: Sequence, completions: Sequence, **kwargs) -> list[list[float]]:
+        """One probability per step (``steps.split_steps`` order): RCRL's dense tags threshold these."""
         return [s.steps for s in self.score(prompts, completions)]
+
+    def step_rewards(self, prompts: Sequence, completions: Sequence, shaping: str = "delta", **kwargs) -> list[list[float]]:
+        """Dense rewards for PPO, one per step. ``delta`` (potential-based shaping): step i earns
+        ``score_i - score_(i-1)``, with the prompt-end score before step 1, so a solution's dense return
+        is its last step's score minus that baseline, however many steps it has. ``raw``: each step's
+        score (the return then grows with the number of steps)."""
+        if shaping not in ("delta", "raw"):
+            raise RewardModelError(f"reward model: shaping must be 'delta' or 'raw', got {shaping!r}")
+        scores = self.score(prompts, completions)
+        if shaping == "raw":
+            return [s.steps for s in scores]
+        return [[b - a for a, b in zip([s.start, *s.steps[:-1]], s.steps, strict=True)] for s in scores]
 
     def rerank_scorer(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
         """``evaluation.evaluate(reward_scorer=...)`` signature."""
         return [s.final for s in self.score(prompts, completions)]
-
-
-def prompt_as_text(prompt) -> str:
-    """A prompt as text: strings as they are; chat prompts as their messages' contents."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n".join(str(m.get("content", "")) for m in prompt)
 
 
 def load_reward_model(reference: str) -> TokenRewardModel:

@@ -1,10 +1,15 @@
 """Dense step rewards without a learned model (Havrilla et al., 2024, section 3.2's heuristic).
 
-A step earns reward 1 when the number it computes (what follows its last ``=``, or the ``#### N``
-answer) equals one of the reference solution's intermediate results: GSM8K's calculator annotations
-(``<<48/2=24>>``) when the reference still has them, else each reference step's own result (the
-arithmetic task's ``7 + 5 = 12`` lines, GSM8K solutions with annotations stripped). Steps that
-compute nothing, or something the reference never computes, earn 0.
+A step "matches" when the number it computes (what follows its last ``=``) equals one of the reference
+solution's intermediate results: GSM8K's calculator annotations (``<<48/2=24>>``) when the reference
+still has them, else each reference step's own result (the arithmetic task's ``7 + 5 = 12`` lines,
+GSM8K solutions with annotations stripped).
+
+As a PPO reward it must not be farmable: each reference intermediate is credited once, on the first
+step that computes it, with ``1 / (number of reference intermediates)``, so the whole dense return is
+at most 1; repeated lines, extra steps and the ``#### N`` answer line earn nothing (the answer is the
+sparse reward's job). ``heuristic_step_scores`` keeps the plain per-step match (0 or 1, the answer
+line matching the reference answer) for return-conditioned RL's step tags.
 """
 
 from __future__ import annotations
@@ -25,28 +30,54 @@ def step_result(step_text: str) -> Fraction | None:
     return parse_number(step_text.rsplit(marker, 1)[-1])
 
 
+def _is_answer_line(step_text: str) -> bool:
+    return "####" in step_text
+
+
 def reference_intermediates(solution: str, delimiter: str = DEFAULT_DELIMITER) -> set[Fraction]:
-    """Every intermediate result of a reference solution, and its final answer."""
+    """Every intermediate result of a reference solution (its ``#### N`` line left out)."""
     results = {parse_number(r) for r in calculator_results(solution)}
-    results |= {step_result(step.text) for step in split_steps(solution, delimiter)}
-    final = reference_answer(solution, "gsm8k") if "####" in solution else None
-    if final is not None:
-        results.add(parse_number(final))
+    results |= {step_result(s.text) for s in split_steps(solution, delimiter) if not _is_answer_line(s.text)}
     results.discard(None)
     return results
 
 
+def _reference_final(solution: str) -> Fraction | None:
+    final = reference_answer(solution, "gsm8k") if "####" in solution else None
+    return parse_number(final) if final is not None else None
+
+
+def heuristic_step_scores(completion: str, solution: str, delimiter: str = DEFAULT_DELIMITER) -> list[float]:
+    """1.0 for each step whose result is a reference intermediate (the answer line: the reference's
+    final answer), else 0.0: the per-step quality that RCRL's dense tags threshold."""
+    wanted, final = reference_intermediates(solution, delimiter), _reference_final(solution)
+    scores = []
+    for step in split_steps(completion, delimiter):
+        result = step_result(step.text)
+        hit = result == final if _is_answer_line(step.text) else result in wanted
+        scores.append(float(result is not None and hit))
+    return scores
+
+
 def heuristic_step_rewards(completion: str, solution: str, delimiter: str = DEFAULT_DELIMITER) -> list[float]:
-    """1.0 for each step of ``completion`` whose result appears in ``solution``, else 0.0."""
+    """Credit-once dense rewards: ``1 / len(intermediates)`` on the first step computing each reference
+    intermediate, 0 elsewhere (answer line included); they sum to at most 1."""
     wanted = reference_intermediates(solution, delimiter)
-    return [float(step_result(step.text) in wanted) for step in split_steps(completion, delimiter)]
+    rewards, claimed = [], set()
+    for step in split_steps(completion, delimiter):
+        result = None if _is_answer_line(step.text) else step_result(step.text)
+        earned = result in wanted and result not in claimed
+        if earned:
+            claimed.add(result)
+        rewards.append(1.0 / len(wanted) if earned else 0.0)
+    return rewards
 
 
 class HeuristicStepReward:
     """The heuristic as a TRL reward function and as a dense per-step reward provider.
 
     Reads the reference from the dataset's ``solution`` column. As a TRL ``reward_funcs`` entry it
-    returns the share of steps that earned reward (0.0 for an empty completion).
+    returns the completion's dense return (the sum of its credit-once step rewards, in [0, 1]).
     """
 
     __name__ = "heuristic_step_reward"
@@ -55,12 +86,18 @@ class HeuristicStepReward:
         self.step_delimiter = step_delimiter
 
     def step_rewards(self, prompts: Sequence, completions: Sequence, solution: Sequence[str], **_) -> list[list[float]]:
-        """One list per completion, one reward per step (``steps.split_steps`` order)."""
+        """PPO's dense rewards: one credit-once reward per step (``steps.split_steps`` order)."""
         return [
             heuristic_step_rewards(completion_text(c), s, self.step_delimiter)
             for c, s in zip(completions, solution, strict=True)
         ]
 
+    def step_scores(self, prompts: Sequence, completions: Sequence, solution: Sequence[str], **_) -> list[list[float]]:
+        """Per-step match (0 or 1) for RCRL's dense tags."""
+        return [
+            heuristic_step_scores(completion_text(c), s, self.step_delimiter)
+            for c, s in zip(completions, solution, strict=True)
+        ]
+
     def __call__(self, prompts: Sequence, completions: Sequence, solution: Sequence[str], **kwargs) -> list[float]:
-        per_step = self.step_rewards(prompts, completions, solution)
-        return [sum(r) / len(r) if r else 0.0 for r in per_step]
+        return [sum(r) for r in self.step_rewards(prompts, completions, solution)]

@@ -24,9 +24,12 @@ class ExpertIterationConfig(SFTConfig):
             sampled solutions above this budget.
         stop_when_no_new_solutions (`bool`, defaults to `True`): Stop when a round adds no new correct
             solution to the kept set.
-        reinit_each_round (`bool`, defaults to `False`): Fine-tune from the initial checkpoint on the union
-            of everything kept so far (the paper) instead of continuing from the last policy on the
-            round's kept solutions.
+        reinit_each_round (`bool`, defaults to `False`): Start each round's fine-tune from the initial
+            checkpoint instead of continuing from the last policy. Both modes train on the union of every
+            solution kept so far (deduplicated across rounds, capped per question). The paper's text resets
+            the policy to its starting model before each round's fine-tune; it does not spell out how the
+            rounds' data are combined (union or latest round, duplicates across rounds, caps), so neither
+            mode here is "the paper's".
 
         > Sampling
 
@@ -45,7 +48,7 @@ class ExpertIterationConfig(SFTConfig):
         check_equations (`bool`, defaults to `False`): Also require every written equation `a op b = c` to
             be true, which drops lucky guesses (right answer, wrong steps); made for plain-equation
             formats such as the arithmetic task (96.7% of GSM8K reference solutions pass it).
-        max_solutions_per_question (`int` or `None`): Cap on kept solutions per question and round.
+        max_solutions_per_question (`int` or `None`): Cap on kept solutions per question over all rounds.
         include_reference_solutions (`bool`, defaults to `False`): Add the dataset's reference solutions.
 
         > Evaluation
@@ -63,8 +66,9 @@ class ExpertIterationConfig(SFTConfig):
     )
     reinit_each_round: bool = field(
         default=False,
-        metadata={"help": "Fine-tune from the initial checkpoint on the union of all kept solutions (the paper), "
-                  "instead of continuing from the last policy on the round's kept solutions."},
+        metadata={"help": "Start each round's fine-tune from the initial checkpoint instead of the last policy; "
+                  "both modes train on the union of all kept solutions. The paper resets to its start model; "
+                  "how it combines the rounds' data is not stated."},
     )
     num_generations: int = field(default=4, metadata={"help": "K: solutions sampled per training question per round."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rounds' samples."})
@@ -83,7 +87,7 @@ class ExpertIterationConfig(SFTConfig):
         metadata={"help": "Also require every written equation 'a op b = c' to be true (drops lucky guesses)."},
     )
     max_solutions_per_question: int | None = field(
-        default=None, metadata={"help": "Cap on kept solutions per question and round (None: no cap)."}
+        default=None, metadata={"help": "Cap on kept solutions per question, over all rounds (None: no cap)."}
     )
     include_reference_solutions: bool = field(
         default=False, metadata={"help": "Also train on the dataset's reference solutions."}

@@ -7,23 +7,25 @@ Each round:
    written equation to hold, ``check_equations``) and keep the correct ones,
    deduplicated (exact, then whitespace-normalised), optionally capped per question and joined by the
    reference solutions;
-3. fine-tune with TRL's ``SFTTrainer`` (loss on the solution only), either continuing from the last
-   policy on the round's kept set, or - as in the paper - restarting from the initial checkpoint on
-   the union of everything kept so far (``reinit_each_round``);
+3. fine-tune with TRL's ``SFTTrainer`` (loss on the solution only) on the union of everything kept
+   so far (deduplicated across rounds, the per-question cap applying to that union), either
+   continuing from the last policy or restarting from the initial checkpoint (``reinit_each_round``);
 4. evaluate on ``eval_dataset`` (maj@1 greedy, maj@k, pass@k) and record cumulative sample counts.
 
 Round 0 evaluates the initial policy. Every round writes ``round_NNN/{samples,kept}.jsonl``, a
 ``checkpoint/`` and ``metrics.json`` (written last: it marks the round complete) atomically, so a
 rerun of the same command resumes after the last complete round and reuses a crashed round's samples.
 
-Deviations from the paper: K defaults to 4 (paper: 96) so CPU runs stay short; the continue-training
-mode is the default because it is cheaper; with PEFT, each round's adapter is merged into the policy.
+Deviations from the paper: K defaults to 4 (paper: 96) so CPU runs stay short; which model each
+round starts from is a documented option (``reinit_each_round``, see its help), not a claim about the
+paper; with PEFT, each round's adapter is merged into the policy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -44,21 +46,27 @@ def normalise_solution(text: str) -> str:
 
 
 def select_solutions(
-    samples: Sequence[dict], seen: set[tuple[str, str]], max_per_question: int | None
+    samples: Sequence[dict],
+    seen: set[tuple[str, str]],
+    max_per_question: int | None,
+    counts: dict[str, int] | None = None,
+    only_correct: bool = True,
 ) -> list[dict]:
-    """Correct samples not seen before (per question, by normalised text), capped per question.
+    """Samples not seen before (per question, by normalised text; correct ones only unless
+    ``only_correct=False``; empty ones never), capped at ``max_per_question`` per question.
 
-    ``seen`` is updated in place with what is kept.
+    ``seen`` and ``counts`` (rows already kept per question, e.g. in earlier rounds) are updated in
+    place, so the cap applies to everything kept over all rounds.
     """
-    kept, per_question = [], {}
+    kept, counts = [], {} if counts is None else counts
     for sample in samples:
         key = (sample["id"], normalise_solution(sample["completion"]))
-        if not sample["correct"] or key in seen:
+        if (only_correct and not sample["correct"]) or not key[1] or key in seen:
             continue
-        if max_per_question is not None and per_question.get(sample["id"], 0) >= max_per_question:
+        if max_per_question is not None and counts.get(sample["id"], 0) >= max_per_question:
             continue
         seen.add(key)
-        per_question[sample["id"]] = per_question.get(sample["id"], 0) + 1
+        counts[sample["id"]] = counts.get(sample["id"], 0) + 1
         kept.append(sample)
     return kept
 
@@ -136,11 +144,10 @@ class ExpertIterationTrainer:
         samples = self._samples_for_round(round_index, round_dir)
         t1 = time.perf_counter()
         kept = self._kept_for_round(samples, round_dir)
-        train_rows = self.kept_union if self.args.reinit_each_round else kept
         if self.args.reinit_each_round:
             self.model = self._reload(initial)
-        if train_rows:
-            self._fine_tune(train_rows, round_dir)
+        if self.kept_union and (kept or self.args.reinit_each_round):
+            self._fine_tune(self.kept_union, round_dir)
         t2 = time.perf_counter()
         metrics = self._evaluate()
         stats = self._train_stats(samples, kept)
@@ -154,6 +161,10 @@ class ExpertIterationTrainer:
         """Prompts sampled in ``round_index`` (subclasses condition them)."""
         return self.train_dataset["prompt"]
 
+    def sampling_logits_processors(self, round_index: int) -> list:
+        """transformers ``LogitsProcessor``s for the round's sampling (subclasses force tokens)."""
+        return []
+
     def training_pair(self, prompt, row: dict) -> dict:
         """The SFT example for a kept sample (subclasses tag it)."""
         return _sft_pair(prompt, row["completion"])
@@ -164,6 +175,7 @@ class ExpertIterationTrainer:
         if path.exists():
             return read_jsonl(path)
         prompts = self.sampling_prompts(round_index)
+        processors = self.sampling_logits_processors(round_index)
         settings = {
             "num_samples": self.args.num_generations,
             "temperature": self.args.temperature,
@@ -176,12 +188,14 @@ class ExpertIterationTrainer:
             result = self._sample_with_vllm(prompts, settings)
         else:
             result = sample_completions(
-                self.model, self.processing_class, prompts, batch_size=self.args.generation_batch_size, **settings
+                self.model, self.processing_class, prompts, batch_size=self.args.generation_batch_size,
+                logits_processors=processors, **settings,
             )
         samples = self._score(result.completions)
         if self.state.is_main_process:
             write_jsonl_atomic(path, samples)
         self.state.wait_for_everyone()
+        _fault_point(f"samples_written:{round_index}")
         return samples
 
     def _sample_with_vllm(self, prompts, settings):
@@ -214,11 +228,19 @@ class ExpertIterationTrainer:
         ]
 
     def training_rows(self, samples: list[dict]) -> list[dict]:
-        """The rows fine-tuned on this round: new correct solutions, deduplicated (subclasses keep others)."""
-        kept = select_solutions(samples, self.seen, self.args.max_solutions_per_question)
+        """The rows this round adds to the training set: new correct solutions, deduplicated against
+        every earlier round, within the per-question cap (subclasses keep others)."""
+        return self._select(samples, only_correct=True)
+
+    def _select(self, samples: list[dict], only_correct: bool) -> list[dict]:
+        counts: dict[str, int] = {}
+        for row in self.kept_union:
+            if not row.get("reference"):
+                counts[row["id"]] = counts.get(row["id"], 0) + 1
+        kept = select_solutions(samples, self.seen, self.args.max_solutions_per_question, counts, only_correct)
         if self.args.include_reference_solutions:
             references = [
-                {"id": row["id"], "completion": completion_target(row["solution"]), "correct": True}
+                {"id": row["id"], "completion": completion_target(row["solution"]), "correct": True, "reference": True}
                 for row in self.train_dataset
             ]
             kept += select_solutions(references, self.seen, None)
@@ -294,7 +316,7 @@ class ExpertIterationTrainer:
 
     # ------------------------------------------------------------------ evaluation and records
 
-    def _evaluate(self, dataset=None, greedy_only: bool = False) -> dict:
+    def _evaluate(self, dataset=None, greedy_only: bool = False, logits_processors=()) -> dict:
         dataset = dataset if dataset is not None else self.eval_dataset
         if dataset is None:
             return {}
@@ -306,7 +328,8 @@ class ExpertIterationTrainer:
             seed=self.args.seed,
             extraction=self.args.extraction,
         )
-        report = evaluate(self.model, self.processing_class, dataset, self.args.task, settings)
+        report = evaluate(self.model, self.processing_class, dataset, self.args.task, settings,
+                          logits_processors=logits_processors)
         return {**report["metrics"], **{f"exploration/{k}": v for k, v in report["exploration"].items()}}
 
     def _train_stats(self, samples: list[dict], kept: list[dict]) -> dict[str, Any]:
@@ -425,6 +448,16 @@ class ExpertIterationTrainer:
             create_repo(repo_id, exist_ok=True, private=self.args.hub_private_repo)
             upload_folder(repo_id=repo_id, folder_path=str(folder), **kwargs)
         return repo_id
+
+
+FAULT_ENV = "TRL_REASONING_FAULT"  # test-only: "samples_written:N" exits right after round N's samples
+
+
+def _fault_point(name: str) -> None:
+    """Crash on purpose at a named point when ``TRL_REASONING_FAULT`` names it (resume tests kill
+    a run at a known point instead of racing it)."""
+    if os.environ.get(FAULT_ENV) == name:
+        os._exit(75)
 
 
 def _own_fields() -> set[str]:

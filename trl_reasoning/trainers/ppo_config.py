@@ -10,10 +10,16 @@ from trl import GRPOConfig
 @dataclass
 class PPOConfig(GRPOConfig):
     r"""Configuration for [`PPOTrainer`]. Extends TRL's `GRPOConfig`, so generation (`num_generations`,
-    `max_completion_length`, `temperature`, `use_vllm`, ...), the clipped surrogate (`epsilon`), PPO epochs
-    per batch (`num_iterations`) and everything from `TrainingArguments` keep their TRL meaning.
+    `max_completion_length`, `temperature`, `use_vllm`, ...), the clipped surrogate (`epsilon`) and
+    everything from `TrainingArguments` keep their TRL meaning.
 
     Parameters:
+        > PPO epochs
+
+        num_iterations (`int`, defaults to `4`): PPO epochs per rollout batch (TRL's name; GRPO's default is
+            1). With 1 the old log-probabilities are the current ones, the ratio is 1 and the clipped surrogate
+            never binds (an advantage actor-critic); trlx used 4.
+
         > Value model
 
         value_model_mode (`str`, defaults to `"separate"`): `separate`: a value model of its own (a copy of
@@ -44,12 +50,19 @@ class PPOConfig(GRPOConfig):
         reward_weights (from `GRPOConfig`): weights of the sparse `reward_funcs`, placed on the last token.
         dense_reward_weights (`list[float]` or `None`): Weights of the dense per-step reward providers
             (`dense_reward_funcs`), each step's reward placed on its last token. Default: all 1.
+        dense_reward_shaping (`str`, defaults to `"delta"`): How a reward model's step scores become rewards:
+            `delta`: step i earns `score_i - score_(i-1)` (potential-based shaping, the score before the first
+            step being the model's score at the prompt's end), so the return is the last score minus that
+            baseline whatever the number of steps; `raw`: every step earns its score (the return grows with
+            the number of steps). The heuristic reward is credit-once by construction and ignores this.
         step_delimiter (`str`, defaults to `"\n"`): What separates steps for dense rewards.
         dense_rewards (`list[str]`, defaults to `[]`): Recipes only: the dense providers the pipeline
             builds: `orm` / `prm` (the run's reward models, or the recipe's `reward_model`), `heuristic`,
             or a reward-model folder / Hub id. Python users pass `dense_reward_funcs` instead.
     """
 
+    num_iterations: int = field(default=4, metadata={"help": "PPO epochs per rollout batch (GRPO's default is 1, "
+                                "which never clips)."})
     value_model_mode: str = field(default="separate", metadata={"help": "separate (a value model of its own) or shared (a head on the policy's backbone)."})
     value_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the value model."})
     vf_coef: float = field(default=0.5, metadata={"help": "Weight of the value loss."})
@@ -64,6 +77,8 @@ class PPOConfig(GRPOConfig):
     target_kl: float | None = field(default=None, metadata={"help": "Adaptive KL: target KL per completion (kl_penalty='reward' only)."})
     kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL controller horizon, in completions."})
     dense_reward_weights: list[float] | None = field(default=None, metadata={"help": "Weights of the dense step-reward providers (default: 1 each)."})
+    dense_reward_shaping: str = field(default="delta", metadata={"help": "Reward-model step rewards: delta "
+                                      "(score change per step; length-neutral) or raw (each step's score)."})
     step_delimiter: str = field(default="\n", metadata={"help": "What separates steps for dense rewards."})
     dense_rewards: list[str] = field(default_factory=list, metadata={"help": "Recipes: dense reward providers to build: orm, prm, heuristic, or a reward-model path."})
 
@@ -72,6 +87,7 @@ class PPOConfig(GRPOConfig):
             "value_model_mode": (self.value_model_mode, ("separate", "shared")),
             "kl_penalty": (self.kl_penalty, ("reward", "loss")),
             "kl_estimator": (self.kl_estimator, ("k1", "k3")),
+            "dense_reward_shaping": (self.dense_reward_shaping, ("delta", "raw")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:

@@ -7,13 +7,16 @@ per-token GAE from a learned value model:
 
 1. rewards per token: the weighted sparse reward (``reward_funcs``, e.g. final-answer correctness)
    on the last completion token; each dense provider's step rewards (ORM, PRM or the heuristic,
-   ``dense_reward_funcs``) on each step's last token; minus ``kl_coef * KL_t`` on every token when
+   ``dense_reward_funcs``) on each step's last token (a reward model's step scores shaped as score
+   differences by default, ``dense_reward_shaping``); minus ``kl_coef * KL_t`` on every token when
    the KL penalty lives in the reward;
 2. values ``V_t`` from the value model (``separate``: a copy of the policy backbone with a scalar token
-   head; ``shared``: a scalar head on the policy's own backbone);
+   head; ``shared``: a scalar head on the policy's own backbone), computed in eval mode (no dropout),
+   so the GAE baseline and the value loss's old values are the same on every path;
 3. GAE advantages and returns (``advantages.gae``), advantages whitened;
-4. loss: TRL's clipped policy loss on the per-token advantages, plus ``vf_coef`` x the clipped value
-   loss, whose gradient steps the value model's own optimizer.
+4. loss: TRL's clipped policy loss on the per-token advantages for ``num_iterations`` PPO epochs per
+   rollout batch (default 4, so the clip binds), plus ``vf_coef`` x the clipped value loss, whose
+   gradient steps the value model's own optimizer.
 
 Deviations: GRPO needs >= 2 generations per prompt (``num_generations``); the value model is
 optimised per micro-batch with its own AdamW and is not sharded by DeepSpeed/FSDP. The ``shared``
@@ -23,6 +26,7 @@ backbone pass per batch, is single-process tested only and does not support PEFT
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +44,7 @@ from ..advantages import (
     place_rewards,
     whiten,
 )
+from ..reward_models.base import TokenRewardModel
 from ..steps import split_steps, step_end_tokens, token_ends_by_decoding
 from .ppo_config import PPOConfig
 
@@ -137,6 +142,7 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
                 f"value_model: its vocabulary ({value_model.config.vocab_size}) is smaller than the policy "
                 f"tokenizer's ({len(self.processing_class)}); it must read the policy's token ids"
             )
+        value_model.train()  # same mode on every path: dropout in the value loss, eval mode at rollout time
         return self.accelerator.prepare_model(value_model.float() if self.accelerator.device.type == "cpu" else value_model)
 
     def _check_value_tokenizer(self, reference: str) -> None:
@@ -165,6 +171,12 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
     def _value_head(self):
         return getattr(self.accelerator.unwrap_model(self.model), VALUE_HEAD, None)
 
+    def rollout_values(self, input_ids, attention_mask, logits_to_keep: int) -> torch.Tensor:
+        """``V_t`` at rollout time: the value model (or the shared backbone) in eval mode, no dropout."""
+        module = self.value_model if self.value_model is not None else self.model
+        with torch.no_grad(), _eval_mode(module):
+            return self._values(input_ids, attention_mask, logits_to_keep)
+
     def _values(self, input_ids, attention_mask, logits_to_keep: int) -> torch.Tensor:
         """``V_t`` for each completion token t: the value head on the token before it."""
         if self.value_model is not None:
@@ -179,23 +191,23 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
     # ------------------------------------------------------------------ rollout: rewards, values, GAE
 
     def after_rollout(self, inputs, output, rewards_per_func):
-        if self.model.training:
+        """Per-token rewards, rollout values and GAE for one rollout batch; ``output`` gains
+        ``advantages``, ``returns``, ``old_values`` and ``token_rewards`` (all (batch, T))."""
+        training = self.model.training
+        if training:
             self.samples_seen += len(inputs) * self.accelerator.num_processes
         prompt_ids, completion_ids = output["prompt_ids"], output["completion_ids"]
         mask = output["completion_mask"].float()
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
         attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
         width = completion_ids.shape[1]
+        values = self.rollout_values(input_ids, attention_mask, width) * mask
         with torch.no_grad():
-            values = self._values(input_ids, attention_mask, width) * mask
             rewards = self._token_rewards(inputs, completion_ids, mask, rewards_per_func)
             if self.kl_controller.value > 0 and self.args.kl_penalty == "reward":
                 kl = self._kl(input_ids, attention_mask, width, output) * mask
                 rewards = rewards - self.kl_controller.value * kl
-                kl_per_completion = (kl.sum(dim=1)).mean().item()
-                self.record_metric("ppo/kl", kl_per_completion)
-                self.record_metric("ppo/kl_coef", self.kl_controller.value)
-                self.kl_controller.update(kl_per_completion, len(inputs))
+                self._record_kl(kl.sum(dim=1), training)
             if self.args.whiten_rewards:
                 rewards = whiten(rewards, mask, shift_mean=False)
             advantages, returns = gae(rewards, values, mask, self.args.gamma, self.args.lam)
@@ -203,8 +215,18 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
                 advantages = whiten(advantages, mask)
         self.record_metric("ppo/values_mean", masked_mean(values, mask).item())
         self.record_metric("ppo/explained_variance", explained_variance(values, returns, mask))
-        output.update(advantages=advantages, returns=returns, old_values=values)
+        output.update(advantages=advantages, returns=returns, old_values=values, token_rewards=rewards)
         return output
+
+    def _record_kl(self, kl_per_completion: torch.Tensor, training: bool) -> None:
+        """Log the KL per completion averaged over every process; only training rollouts move the
+        adaptive coefficient (evaluation rollouts must not change training)."""
+        gathered = self.accelerator.gather(kl_per_completion.detach())
+        mean = gathered.float().mean().item()
+        self.record_metric("ppo/kl", mean)
+        self.record_metric("ppo/kl_coef", self.kl_controller.value)
+        if training:
+            self.kl_controller.update(mean, gathered.numel())
 
     def _token_rewards(self, inputs, completion_ids, mask, rewards_per_func) -> torch.Tensor:
         weights = self.reward_weights.to(rewards_per_func.device)
@@ -226,6 +248,8 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
     def _dense_rewards(self, provider, inputs: list[dict], texts: list[str]) -> list[list[float]]:
         """A provider's step rewards, checked: one finite reward per step of every completion."""
         columns = {key: [row[key] for row in inputs] for key in inputs[0] if key not in ("prompt", "completion")}
+        if isinstance(provider, TokenRewardModel):
+            columns["shaping"] = self.args.dense_reward_shaping
         rewards = provider.step_rewards([row["prompt"] for row in inputs], texts, **columns)
         if len(rewards) != len(texts):
             raise PPOError(f"dense reward {_name(provider)}: returned {len(rewards)} rows for {len(texts)} completions")
@@ -298,11 +322,18 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         if torch.is_grad_enabled() and self.model.training:
             value_loss = self.args.vf_coef * self._value_loss(inputs)
             if self.value_model is None:
-                return loss + value_loss
+                return loss + value_loss * self.shared_value_loss_scale()
             self.value_optimizer.zero_grad()
             value_loss.backward()
             self.value_optimizer.step()
         return loss
+
+    def shared_value_loss_scale(self) -> float:
+        """Weight of one micro-batch's value loss in the shared mode: GRPO returns a loss already
+        divided for gradient accumulation (``loss_is_scaled_for_ga``) and the Trainer does not divide
+        again, so the value loss is divided here once, keeping ``vf_coef`` independent of
+        ``gradient_accumulation_steps``."""
+        return 1.0 / getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
 
     def _value_loss(self, inputs) -> torch.Tensor:
         input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
@@ -313,6 +344,17 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         self.record_metric("ppo/value_loss", value_loss.item())
         self.record_metric("ppo/value_clipfrac", clipfrac.item())
         return value_loss
+
+
+@contextlib.contextmanager
+def _eval_mode(module):
+    """Run ``module`` in eval mode (dropout off), restoring its mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def _value_model_like(policy):
