@@ -1,7 +1,9 @@
 .PHONY: install test test-all lint format bench clean
 
+TORCH_INDEX ?=
+
 install:  ## CPU set-up (GPU users: skip the torch line and keep their own build)
-	pip install torch==2.13.0
+	pip install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	pip install -e ".[dev]"
 
 test:  ## the fast suite CI runs (slow end-to-end runs excluded)

@@ -156,3 +156,32 @@ def test_math_majority_vote_counts_equivalent_answers_as_one():
     greedy = score_samples(rows, SamplingResult([[Completion(texts[0], 3)]], 1.0), "math", "strict", "greedy")
     assert [r["correct"] for r in sampled] == [False, True, True]
     assert compute_metrics(greedy, sampled, num_samples=3)["metrics"]["maj@3"] == 1.0  # two votes for 1/2
+
+
+def test_eval_of_a_run_model_uses_its_task_card_and_matches_the_runs_eval(tmp_path, capsys):
+    """No task flags: eval reads the recipe's task, difficulty and eval settings saved beside the model
+    and reproduces the run's own eval figures; a contradicting flag draws a warning."""
+    from trl_reasoning.task_card import TASK_CARD
+
+    out = tmp_path / "run"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"model: tiny\ntask: arithmetic\noutput_dir: {out}\nstages: [sft, eval]\nnum_train_examples: 64\n"
+        "num_eval_examples: 12\narithmetic: {max_operand: 9, operators: ['+', '-']}\n"
+        "tiny: {hidden_size: 32, num_layers: 1, num_heads: 2}\n"
+        "sft: {num_train_epochs: 2, per_device_train_batch_size: 16, gradient_checkpointing: false, max_length: 128}\n"
+        "eval: {num_samples: 2, max_new_tokens: 24, batch_size: 16}\n"
+    )
+    main(["train", str(recipe)])
+    card = json.loads((out / "sft" / TASK_CARD).read_text())
+    assert card["arithmetic"] == {"max_operand": 9, "operators": ["+", "-"]} and card["num_eval_examples"] == 12
+    capsys.readouterr()
+    main(["eval", "--model", str(out / "sft"), "--output", str(tmp_path / "again")])
+    err = capsys.readouterr().err
+    assert "task settings from trl_reasoning_task.json" in err and "arithmetic=" in err
+    run_metrics = json.loads((out / "results.json").read_text())["sft"]["metrics"]
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["metrics"] == run_metrics and again["num_questions"] == 12
+    with pytest.raises(SystemExit):  # --limit 0 stops the run right after the settings are read
+        main(["eval", "--model", str(out / "sft"), "--num_samples", "4", "--seed", "3", "--limit", "0"])
+    assert "warning: --seed 3 differs from the model's training setting 0" in capsys.readouterr().err

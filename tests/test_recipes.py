@@ -113,3 +113,43 @@ def test_help_renders(capsys):
     HfArgumentParser(ReturnConditionedConfig).format_help()
     main(["train", "--help"])
     assert "usage: trl-reasoning train" in capsys.readouterr().out
+
+
+def test_remote_code_stays_off_unless_asked(tmp_path):
+    from trl_reasoning.loading import allow_remote_code, resolve
+    from trl_reasoning.recipes import Recipe
+
+    assert Recipe(model="tiny").trust_remote_code is False
+    assert "trust_remote_code" not in resolve("some-org/some-model")[1]
+    allow_remote_code(True)
+    try:
+        assert resolve("some-org/some-model")[1] == {"trust_remote_code": True}
+    finally:
+        allow_remote_code(False)
+    assert "trust_remote_code" not in resolve("some-org/some-model")[1]
+
+
+def test_help_describes_commands_and_recipe_sections_without_heavy_imports():
+    """Help is built before torch, transformers or TRL load (that is what made it take 5-7 s)."""
+    code = (
+        "import sys, io, contextlib\n"
+        "from trl_reasoning.cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['eval', '--help'], ['sample', '--help']):\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        main(argv)\n"
+        "    print('=====', ' '.join(argv)); print(out.getvalue())\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "HEAVY []" in out
+    overview = out.split("===== --help")[1].split("=====")[0]
+    assert all(f"  {name}" in overview for name in ("train", "eval", "sample"))
+    train = out.split("===== train --help")[1].split("=====")[0]
+    assert "recipe keys:" in train and "stage sections" in train and "README.md, section 'Recipes'" in train
+    assert all(f"  {stage}" in train for stage in ("sft", "ei", "ppo", "rcrl", "orm", "prm", "eval"))
+    evaluation = out.split("===== eval --help")[1].split("=====")[0]
+    assert "--num_samples" in evaluation and "(default: 8)" in evaluation
+    assert all(line.count("(default:") <= 1 for line in evaluation.split("  --")), evaluation

@@ -173,3 +173,12 @@ def test_bad_set_ups_fail_clearly(tiny_model_dir, tmp_path):
         ReturnConditionedTrainer(model=str(tiny_model_dir), args=_args(tmp_path, tag_mode="dense"), train_dataset=train)
     with pytest.raises(ValueError, match="tag_mode"):
         _args(tmp_path, tag_mode="sometimes")
+
+
+def test_model_card_names_the_algorithm(tiny_model_dir, tmp_path):
+    train = add_prompts(load_task("arithmetic", split="train", num_examples=4))
+    trainer = ReturnConditionedTrainer(model=str(tiny_model_dir), args=_args(tmp_path), train_dataset=train)
+    trainer.history = [{"round": 0, "cumulative_samples": 0, "eval": {"maj@1": 0.5, "ci95/maj@1": [0.4, 0.6]}}]
+    card = trainer.model_card()
+    assert "# Return-Conditioned RL policy" in card and "return-conditioned-rl" in card
+    assert "Expert Iteration" not in card and "ci95" not in card

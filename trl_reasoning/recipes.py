@@ -38,6 +38,7 @@ class Recipe:
     stages: list[str] = field(default_factory=lambda: ["sft", "ei", "eval"], metadata={"help": "Stages to run (in the order sft, orm, prm, ei, ppo, rcrl, eval); ei, ppo and rcrl all start from the sft policy."})
     output_dir: str = field(default="runs/experiment", metadata={"help": "Run folder; rerunning resumes in it."})
     seed: int = field(default=0, metadata={"help": "Seed for data generation, sampling and training."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped in a model's Hub repository (transformers' trust_remote_code). Off unless set."})
     train_data: str | None = field(default=None, metadata={"help": "Train questions: file or Hub id (default: the task's)."})
     eval_data: str | None = field(default=None, metadata={"help": "Held-out questions: file or Hub id (default: the task's test split)."})
     train_limit: int | None = field(default=None, metadata={"help": "Use only the first N train questions."})

@@ -14,17 +14,37 @@ from pathlib import Path
 from typing import Any
 
 
+class ArtifactWriteError(OSError):
+    """A run artefact could not be written (disk full, read-only or missing folder); nothing half-written
+    is left behind, so fixing the cause and rerunning resumes."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file + rename)."""
+    """Write ``text`` to ``path`` atomically (temporary file + rename), readable like any other file
+    (mkstemp's 0600 is widened to the umask's default)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise ArtifactWriteError(err.errno, f"cannot write {path} ({err.strerror or err}); fix that and rerun the "
+                                 "same command: it resumes after the last complete step") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -59,21 +79,32 @@ def plot_curves(
     ylabel: str,
     title: str,
     log_x: bool = False,
+    bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    integer_x: bool = False,
 ) -> Path:
-    """Save a PNG line plot of ``{label: (xs, ys)}`` (matplotlib's non-interactive backend)."""
+    """Save a PNG line plot of ``{label: (xs, ys)}`` (matplotlib's non-interactive backend).
+
+    ``bands[label] = (lows, highs)`` shades an uncertainty interval around that curve; the legend
+    sits outside the axes so it never hides a point; ``integer_x`` keeps ticks on whole numbers
+    (rounds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=120)
     for label, (xs, ys) in curves.items():
-        ax.plot(xs, ys, marker="o", label=label)
+        (line,) = ax.plot(xs, ys, marker="o", label=label)
+        if bands and label in bands:
+            ax.fill_between(xs, *bands[label], color=line.get_color(), alpha=0.15, linewidth=0)
     if log_x:
         ax.set_xscale("log", base=2)
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,7 @@ def load_task(
         if limit < 1:
             raise DataError(f"limit: need at least 1, got {limit}")
         records = records[:limit]
-    return Dataset.from_list(to_schema(spec, records))
+    return Dataset.from_list(to_schema(spec, records, source))
 
 
 def add_prompts(

@@ -20,6 +20,7 @@ from typing import Any
 SCHEMA = ("id", "question", "solution", "answer", "task")
 PROMPT_STYLES = ("zero_shot", "few_shot", "chat")
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+MAX_FIELD_CHARS = 100_000  # GSM8K's longest question is under 1,000 characters, MATH's solutions ~10,000
 
 
 class DataError(ValueError):
@@ -52,8 +53,12 @@ def read_records(path: str) -> list[dict]:
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except UnicodeDecodeError as err:
+        raise DataError(f"data: {path!r} is not UTF-8 text (byte {err.start} is {err.object[err.start:err.start + 1]!r}); "
+                        "re-encode it as UTF-8") from None
     try:
         records = json.loads(text) if path.endswith(".json") and text.lstrip().startswith("[") else None
         if records is None:
@@ -96,6 +101,20 @@ def validate_records(spec: TaskSpec, records: Sequence[dict], source: str) -> No
                 f"data: record {index} of {source} lacks field(s) {missing} needed by task {spec.name!r} "
                 f"(expected fields {list(spec.required_fields)}, found {sorted(record)})"
             )
+        long = next((k for k, v in record.items() if isinstance(v, str) and len(v) > MAX_FIELD_CHARS), None)
+        if long is not None:
+            raise DataError(f"data: record {index} of {source} has a {len(record[long]):,}-character {long!r}; the "
+                            f"limit is {MAX_FIELD_CHARS:,} characters (a corrupted or concatenated record?)")
+
+
+def check_unique_ids(rows: Sequence[dict], source: str) -> None:
+    """Ids key samples, dedup and resume: two records with one id would silently merge."""
+    first: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        if row["id"] in first:
+            raise DataError(f"data: records {first[row['id']]} and {index} of {source} share the id {row['id']!r}; "
+                            "ids must be unique")
+        first[row["id"]] = index
 
 
 # --------------------------------------------------------------------------- prompts
@@ -134,8 +153,9 @@ def completion_target(solution: str) -> str:
     return " " + solution.strip()
 
 
-def to_schema(spec: TaskSpec, records: Sequence[dict[str, Any]]) -> list[dict]:
+def to_schema(spec: TaskSpec, records: Sequence[dict[str, Any]], source: str = "the data") -> list[dict]:
     rows = [spec.to_row(record, index) for index, record in enumerate(records)]
     for row in rows:
         row["task"] = spec.name
+    check_unique_ids(rows, source)
     return rows

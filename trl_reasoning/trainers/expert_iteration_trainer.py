@@ -87,6 +87,10 @@ class ExpertIterationTrainer:
         callbacks: ``transformers.TrainerCallback``s passed to every round's ``SFTTrainer``.
     """
 
+    algorithm_name = "Expert Iteration"  # model card and plot titles name the subclass's algorithm
+    algorithm_tag = "expert-iteration"
+    algorithm_summary = "sample, keep verified-correct solutions, fine-tune, repeat"
+
     def __init__(
         self,
         model,
@@ -139,6 +143,10 @@ class ExpertIterationTrainer:
         return self.history
 
     def _run_round(self, round_index: int, initial: Path | str) -> int:
+        from ..progress import round_header
+
+        round_header(self.algorithm_name, round_index, self.args.num_rounds, len(self.train_dataset),
+                     self.args.num_generations, self.state)
         round_dir = self._round_dir(round_index)
         t0 = time.perf_counter()
         samples = self._samples_for_round(round_index, round_dir)
@@ -330,7 +338,8 @@ class ExpertIterationTrainer:
         )
         report = evaluate(self.model, self.processing_class, dataset, self.args.task, settings,
                           logits_processors=logits_processors)
-        return {**report["metrics"], **{f"exploration/{k}": v for k, v in report["exploration"].items()}}
+        return {**report["metrics"], **{f"exploration/{k}": v for k, v in report["exploration"].items()},
+                **{f"{INTERVAL_PREFIX}{k}": v for k, v in report["confidence_intervals"].items()}}
 
     def _train_stats(self, samples: list[dict], kept: list[dict]) -> dict[str, Any]:
         questions = len(self.train_dataset)
@@ -359,6 +368,9 @@ class ExpertIterationTrainer:
         if self.state.is_main_process:
             write_json_atomic(self._round_dir(round_index) / "metrics.json", record)
         self.state.wait_for_everyone()
+        from ..progress import round_summary
+
+        round_summary(record, self.state)
 
     def _resume(self) -> int:
         """Load completed rounds from the run folder; returns the first round still to run."""
@@ -393,35 +405,38 @@ class ExpertIterationTrainer:
             return
         write_json_atomic(self.run_dir / "metrics.json", {"rounds": self.history})
         xs = [r["cumulative_samples"] for r in self.history]
-        names = [n for n in self.history[0]["eval"] if not n.startswith("exploration/")]
+        names = _metric_names(self.history[0]["eval"])
         if names:
             curves = {n: (xs, [r["eval"].get(n, float("nan")) for r in self.history]) for n in names}
+            bands = {n: tuple(zip(*(r["eval"].get(INTERVAL_PREFIX + n, [float("nan")] * 2) for r in self.history),
+                                  strict=True)) for n in names}
             plot_curves(self.run_dir / "accuracy_vs_samples.png", curves, "cumulative sampled solutions",
-                        "accuracy on eval set", "Expert Iteration: accuracy vs samples")
+                        "accuracy on eval set (95% bootstrap band)", f"{self.algorithm_name}: accuracy vs samples",
+                        bands=bands)
         trained = [r for r in self.history if r["train"]]
         if trained:
             keys = ("sample_accuracy", "questions_solved", "questions_solved_cumulative")
             curves = {k: ([r["round"] for r in trained], [r["train"][k] for r in trained]) for k in keys}
-            plot_curves(self.run_dir / "exploration.png", curves, "round", "share", "Expert Iteration: exploration")
+            plot_curves(self.run_dir / "exploration.png", curves, "round", "share",
+                        f"{self.algorithm_name}: exploration", integer_x=True)
         write_text_atomic(self.run_dir / "README.md", self.model_card())
 
     def model_card(self) -> str:
         """A Hub model card: the method, the configuration and the per-round metrics table."""
         from ..reporting import markdown_table
 
-        names = [n for n in (self.history[0]["eval"] if self.history else {}) if not n.startswith("exploration/")]
+        names = _metric_names(self.history[0]["eval"] if self.history else {})
         rows = [[r["round"], r["cumulative_samples"], *(r["eval"].get(n, float("nan")) for n in names)]
                 for r in self.history]
         config = {f.name: getattr(self.args, f.name) for f in dataclasses.fields(ExpertIterationConfig)
                   if f.name in _EI_FIELDS}
         return "\n".join([
-            "---", "library_name: transformers", "tags: [trl, trl-reasoning, expert-iteration]", "---", "",
-            "# Expert Iteration policy", "",
-            "Trained with trl-reasoning's Expert Iteration "
-            "(Havrilla et al., 2024): sample, keep verified-correct solutions, fine-tune, repeat.", "",
+            "---", "library_name: transformers", f"tags: [trl, trl-reasoning, {self.algorithm_tag}]", "---", "",
+            f"# {self.algorithm_name} policy", "",
+            f"Trained with trl-reasoning's {self.algorithm_name} (Havrilla et al., 2024): {self.algorithm_summary}.", "",
             "## Metrics per round", "",
             markdown_table(["round", "cumulative samples", *names], rows), "",
-            "## Expert Iteration configuration", "",
+            f"## {self.algorithm_name} configuration", "",
             markdown_table(["field", "value"], [[k, v] for k, v in config.items()]), "",
         ])
 
@@ -448,6 +463,14 @@ class ExpertIterationTrainer:
             create_repo(repo_id, exist_ok=True, private=self.args.hub_private_repo)
             upload_folder(repo_id=repo_id, folder_path=str(folder), **kwargs)
         return repo_id
+
+
+INTERVAL_PREFIX = "ci95/"  # eval entries holding a metric's bootstrap interval [low, high]
+
+
+def _metric_names(metrics: dict) -> list[str]:
+    """The accuracy metrics of an eval record (not exploration statistics or intervals)."""
+    return [n for n in metrics if not n.startswith(("exploration/", INTERVAL_PREFIX))]
 
 
 FAULT_ENV = "TRL_REASONING_FAULT"  # test-only: "samples_written:N" exits right after round N's samples

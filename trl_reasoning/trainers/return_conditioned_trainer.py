@@ -65,6 +65,11 @@ class ReturnConditionedTrainer(ExpertIterationTrainer):
             ``HeuristicStepReward``).
     """
 
+    algorithm_name = "Return-Conditioned RL"
+    algorithm_tag = "return-conditioned-rl"
+    algorithm_summary = ("sample, tag every solution (or step) with its return, [GOOD] or [BAD], fine-tune on all "
+                         "of them, generate conditioned on [GOOD]")
+
     def __init__(self, model, args: ReturnConditionedConfig | None = None, train_dataset=None, eval_dataset=None,
                  processing_class=None, reward_funcs=None, peft_config=None, callbacks=None, step_reward_func=None):
         args = args or ReturnConditionedConfig(output_dir="runs/return_conditioned")

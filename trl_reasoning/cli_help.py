@@ -1,0 +1,65 @@
+"""``--help`` texts of the command line, built from the argument and recipe dataclasses without
+importing torch, transformers or TRL, so help answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+DESCRIPTIONS = {
+    "train": "run a YAML recipe's stages (sft, orm, prm, ei, ppo, rcrl, eval); rerunning resumes",
+    "eval": "sample a model on a task's questions, verify, report maj@1, maj@k, pass@k (and rerank@k)",
+    "sample": "draw K labelled samples per question (reward-model data; Monte-Carlo step labels)",
+}
+RECIPE_REFERENCE = "README.md, section 'Recipes'"
+
+
+def overview() -> str:
+    """``trl-reasoning --help``: the commands and where to read more."""
+    width = max(map(len, DESCRIPTIONS))
+    lines = ["usage: trl-reasoning {train,eval,sample} [--help] [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in DESCRIPTIONS.items()]
+    lines += ["", "Run 'trl-reasoning COMMAND --help' for a command's options.",
+              "Also: python -m trl_reasoning ..., accelerate launch [args] -m trl_reasoning train RECIPE.yaml"]
+    return "\n".join(lines)
+
+
+def _parser(name: str, arguments) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"trl-reasoning {name}", description=DESCRIPTIONS[name],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(arguments):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        text = f.metadata.get("help", "")
+        suffix = " (required)" if required else "" if "(default" in text else f" (default: {default!r})"
+        parser.add_argument(f"--{f.name}", metavar=f.name.upper(), help=text + suffix)
+    return parser
+
+
+def train_help() -> str:
+    """``train --help``: usage, the recipe's top-level keys and its stage sections."""
+    from .recipes import STAGES, Recipe
+
+    lines = [
+        "usage: trl-reasoning train RECIPE.yaml [--key value ...]", "", DESCRIPTIONS["train"], "",
+        "Any recipe key can be overridden: --task gsm8k, --ei.num_rounds 2, --stages '[sft, eval]'.", "",
+        "recipe keys:",
+    ]
+    for f in dataclasses.fields(Recipe):
+        if f.name not in STAGES:
+            lines.append(f"  {f.name:<20} {f.metadata.get('help', '')}")
+    lines += ["", "stage sections (each key is a field of that stage's config class):"]
+    for f in dataclasses.fields(Recipe):
+        if f.name in STAGES:
+            lines.append(f"  {f.name:<20} {f.metadata.get('help', '')}")
+    lines += ["", f"Full reference and example recipes: {RECIPE_REFERENCE}; recipes/*.yaml."]
+    return "\n".join(lines)
+
+
+def command_help(name: str) -> str:
+    """The help text of one command."""
+    if name == "train":
+        return train_help()
+    from .cli import EvalArguments, SampleArguments
+
+    return _parser(name, {"eval": EvalArguments, "sample": SampleArguments}[name]).format_help()
