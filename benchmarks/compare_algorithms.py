@@ -100,7 +100,7 @@ def main() -> None:
                          ("rcrl_dense_heuristic", out / "dense_rcrl" / "rcrl"), ("grpo", out / "grpo")):
         samples[name] = json.loads((folder / pipeline.DONE).read_text())["cumulative_samples"]
     table = pipeline.comparison_table(results, samples)
-    gains = markdown_table(["model", "maj@1 gain over sft", "paired 95% interval"], paired_gains(out, results))
+    gains = pipeline.gains_table(out, results, baseline="sft")
     wall = markdown_table(["stage", "wall seconds"], [[k, round(v, 1)] for k, v in seconds.items()])
     text = f"# Algorithm comparison ({recipe.task}, same SFT start)\n\n{table}\n\n{gains}\n\n{wall}\n"
     if state.is_main_process:
@@ -108,25 +108,6 @@ def main() -> None:
         write_json_atomic(out / "comparison.json", {"results": results, "samples": samples, "wall_seconds": seconds})
         _plot(out, results, samples)
         print(text)
-
-
-def paired_gains(out: Path, results: dict) -> list[list]:
-    """Greedy maj@1 gain of each model over the SFT policy on the same held-out questions, with a
-    paired bootstrap interval (from each model's eval ``samples.jsonl``)."""
-    from trl_reasoning.metrics import paired_difference
-    from trl_reasoning.reporting import read_jsonl
-
-    def greedy(name: str) -> dict[str, float]:
-        records = read_jsonl(out / "eval" / name.replace(" ", "_") / "samples.jsonl")
-        return {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}
-
-    base, rows = greedy("sft"), []
-    for name in results:
-        if name != "sft":
-            mine = greedy(name)
-            gain = paired_difference([mine[i] for i in base], list(base.values()))
-            rows.append([name, f"{gain.mean:+.3f}", f"[{gain.ci_low:+.3f}, {gain.ci_high:+.3f}]"])
-    return rows
 
 
 def _plot(out: Path, results: dict, samples: dict) -> None:

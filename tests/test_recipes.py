@@ -153,3 +153,11 @@ def test_help_describes_commands_and_recipe_sections_without_heavy_imports():
     evaluation = out.split("===== eval --help")[1].split("=====")[0]
     assert "--num_samples" in evaluation and "(default: 8)" in evaluation
     assert all(line.count("(default:") <= 1 for line in evaluation.split("  --")), evaluation
+
+
+def test_missing_model_names_the_recipe_that_makes_it(tmp_path):
+    (tmp_path / "first.yaml").write_text(f"model: tiny\noutput_dir: {tmp_path}/runs/first\n")
+    second = tmp_path / "second.yaml"
+    second.write_text(f"model: {tmp_path}/runs/first/sft\ntask: gsm8k\n")
+    with pytest.raises(RecipeError, match=r"does not exist; .*first.yaml makes it: run 'trl-reasoning train"):
+        load_recipe(second)

@@ -114,3 +114,17 @@ def test_file_without_expected_fields_and_empty_file(tmp_path):
         load_task("gsm8k", data=str(broken))
     with pytest.raises(DataError, match="prompt_style: few_shot needs"):
         add_prompts(load_task("arithmetic", num_examples=2), "few_shot")
+
+
+def test_unreachable_hub_dataset_is_one_line(monkeypatch):
+    import datasets
+
+    from trl_reasoning.tasks import DataError, load_task
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)\nmore lines")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match=r"cannot load the Hub dataset 'openai/gsm8k' .* pass a local file") as caught:
+        load_task("gsm8k", split="test")
+    assert "\n" not in str(caught.value)

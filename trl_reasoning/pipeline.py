@@ -358,8 +358,38 @@ def run_recipe(recipe: Recipe) -> dict:
     if "rcrl" in samples_used:
         samples_used["rcrl unconditioned"] = samples_used["rcrl"]
     table = comparison_table(results, samples_used)
+    gains = gains_table(Path(recipe.output_dir), results, baseline=next(iter(results)))
     if state.is_main_process:
         write_json_atomic(Path(recipe.output_dir) / "results.json", results)
-        write_text_atomic(Path(recipe.output_dir) / "results.md", f"# {recipe.task}: held-out results\n\n{table}\n")
-        print(table)
+        text = f"# {recipe.task}: held-out results\n\n{table}\n\n{gains}\n" if gains else f"# {recipe.task}: held-out results\n\n{table}\n"
+        write_text_atomic(Path(recipe.output_dir) / "results.md", text)
+        print(table + (f"\n\n{gains}" if gains else ""))
     return results
+
+
+def paired_gains(output_dir: Path, results: dict, baseline: str = "sft") -> dict[str, dict]:
+    """Greedy maj@1 gain of each evaluated model over ``baseline`` on the same held-out questions, with
+    a paired bootstrap 95% interval (from the eval stage's ``samples.jsonl``)."""
+    from .metrics import paired_difference
+    from .reporting import read_jsonl
+
+    def greedy(name: str) -> dict[str, float]:
+        records = read_jsonl(output_dir / "eval" / name.replace(" ", "_") / "samples.jsonl")
+        return {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}
+
+    base, gains = greedy(baseline), {}
+    for name in results:
+        if name != baseline:
+            mine = greedy(name)
+            gain = paired_difference([mine[i] for i in base], list(base.values()))
+            gains[name] = {"gain": gain.mean, "ci95": [gain.ci_low, gain.ci_high]}
+    return gains
+
+
+def gains_table(output_dir: Path, results: dict, baseline: str) -> str:
+    """``paired_gains`` as a markdown table ('' with a single model)."""
+    if len(results) < 2:
+        return ""
+    rows = [[name, f"{g['gain']:+.3f}", f"[{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"]
+            for name, g in paired_gains(output_dir, results, baseline).items()]
+    return markdown_table(["model", f"maj@1 (greedy) gain over {baseline}", "paired bootstrap 95% interval"], rows)

@@ -191,9 +191,27 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Reci
     bad_tiny = sorted(set(recipe.tiny) - set(TINY_KEYS))
     if bad_tiny:
         raise RecipeError(f"recipe: unknown key 'tiny.{bad_tiny[0]}'; valid keys: {', '.join(TINY_KEYS)}")
-    _check_references(recipe)
+    try:
+        _check_references(recipe)
+    except RecipeError as err:
+        raise RecipeError(str(err) + _made_by(recipe.model, path)) from None
     _check_dense_sources(recipe)
     return recipe
+
+
+def _made_by(missing: str, recipe_path: Path) -> str:
+    """``"; recipes/x.yaml makes it: run that first"`` when a sibling recipe's output holds ``missing``."""
+    target = Path(missing).expanduser()
+    for other in sorted(recipe_path.parent.glob("*.yaml")):
+        if other.resolve() == recipe_path.resolve():
+            continue
+        try:
+            output_dir = (yaml.safe_load(other.read_text()) or {}).get("output_dir")
+        except (yaml.YAMLError, AttributeError, OSError):
+            continue
+        if output_dir and (target == Path(output_dir) or Path(output_dir) in target.parents):
+            return f"; {other} makes it: run 'trl-reasoning train {other}' first"
+    return ""
 
 
 def _check_dense_sources(recipe: Recipe) -> None:
@@ -236,6 +254,17 @@ def _check_references(recipe: Recipe) -> None:
             raise RecipeError(f"recipe: '{key}' file {value!r} does not exist")
 
 
+def _rename_checkpointing(config_cls, values: dict) -> None:
+    """transformers >= 5.2x renamed ``gradient_checkpointing`` to ``activation_checkpointing`` and warns on
+    every config that sets the old name (TRL's configs default it to True): pass the value, recipe or
+    TRL default, under the new name, so runs stay quiet and behave the same."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    if "activation_checkpointing" not in fields or values.get("activation_checkpointing") is not None:
+        return
+    default = fields["gradient_checkpointing"].default if "gradient_checkpointing" in fields else None
+    values["activation_checkpointing"] = values.pop("gradient_checkpointing", default)
+
+
 def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defaults):
     """Build a stage's TRL config; CPU-safe defaults when no GPU is present; one-line errors."""
     import torch
@@ -244,6 +273,7 @@ def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defau
     if not torch.cuda.is_available():
         values.setdefault("use_cpu", True)
         values.setdefault("bf16", False)
+    _rename_checkpointing(config_cls, values)
     try:
         return config_cls(**values)
     except (ValueError, TypeError) as err:

@@ -87,7 +87,12 @@ def fetch_records(spec: TaskSpec, data: str | None, split: str) -> list[dict]:
     from datasets import load_dataset
 
     config = spec.hub_config if data is None or data == spec.hub_id else None
-    return load_dataset(hub_id, config, split=spec.hub_splits[split]).to_list()
+    try:
+        return load_dataset(hub_id, config, split=spec.hub_splits[split]).to_list()
+    except Exception as err:  # datasets/huggingface_hub raise many types (ConnectionError, DatasetNotFoundError, ...)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"data: cannot load the Hub dataset {hub_id!r} ({reason[:200]}); offline or no access? pass a "
+                        "local file instead (recipes: 'train_data: FILE' / 'eval_data: FILE'; eval: --data FILE)") from None
 
 
 def validate_records(spec: TaskSpec, records: Sequence[dict], source: str) -> None:
