@@ -1,26 +1,42 @@
-.PHONY: install test test-all lint format bench clean
+.PHONY: setup quickstart test test-all lint format bench clean
 
+# A fresh clone needs two commands: `make quickstart` (set up, then run the quickstart recipe) and
+# `make test` (set up, then lint and run the fast suite: what .ci/run calls). Both create .venv once.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# PyTorch's CPU wheel index, for machines whose pip would otherwise pull the CUDA build; empty here,
+# where pip already serves the CPU wheel. GPU users: `make setup TORCH=` keeps their own torch.
 TORCH_INDEX ?=
+TORCH ?= torch==2.13.0
 
-install:  ## CPU set-up (GPU users: skip the torch line and keep their own build)
-	pip install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	pip install -e ".[dev]"
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(if $(TORCH),$(PY) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)))
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
 
-test:  ## the fast suite CI runs (slow end-to-end runs excluded)
-	python -m pytest
+setup: $(VENV)/.installed  ## virtual environment with CPU torch and the package (once)
 
-test-all:  ## everything, slow end-to-end runs included
-	python -m pytest -m ""
+quickstart: setup  ## set up, then SFT -> Expert Iteration -> eval on CPU (runs/quickstart/results.md)
+	$(PY) -m trl_reasoning train recipes/quickstart.yaml
 
-lint:
-	ruff check trl_reasoning tests benchmarks
+test: setup  ## set up, then lint and the fast suite (slow end-to-end runs excluded)
+	$(VENV)/bin/ruff check trl_reasoning tests benchmarks
+	$(PY) -m pytest
 
-format:
-	ruff format trl_reasoning tests benchmarks
-	ruff check --fix trl_reasoning tests benchmarks
+test-all: setup  ## everything, slow end-to-end runs included
+	$(PY) -m pytest -m ""
 
-bench:
-	python benchmarks/verifier_speed.py
+lint: setup
+	$(VENV)/bin/ruff check trl_reasoning tests benchmarks
+
+format: setup
+	$(VENV)/bin/ruff format trl_reasoning tests benchmarks
+	$(VENV)/bin/ruff check --fix trl_reasoning tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/verifier_speed.py
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache build dist *.egg-info
+	rm -rf runs .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
