@@ -124,7 +124,36 @@ def test_unreachable_hub_dataset_is_one_line(monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)\nmore lines")
 
+    from trl_reasoning.tasks import base
+
+    monkeypatch.setattr(base, "_hub_unreachable", lambda repo_id: None)  # the Hub "answers"; loading fails
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError, match=r"cannot load the Hub dataset 'openai/gsm8k' .* pass a local file") as caught:
         load_task("gsm8k", split="test")
     assert "\n" not in str(caught.value)
+
+
+def test_no_network_fails_after_one_retry_without_datasets_retries(monkeypatch):
+    """No network and HF_HUB_OFFLINE unset: two quick probes, then one line (datasets would retry ~30 s)."""
+    import datasets
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from trl_reasoning.tasks import DataError, load_task
+
+    class ConnectError(Exception):  # httpx's name, as the Hub client raises it
+        pass
+
+    calls = []
+
+    def unreachable(self, repo_id, **kwargs):
+        calls.append(repo_id)
+        raise ConnectError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be asked"))
+    with pytest.raises(DataError, match=r"cannot reach the Hub for dataset 'openai/gsm8k' .*HF_HUB_OFFLINE=1"):
+        load_task("gsm8k", split="train")
+    assert calls == ["openai/gsm8k", "openai/gsm8k"]

@@ -87,12 +87,49 @@ def fetch_records(spec: TaskSpec, data: str | None, split: str) -> list[dict]:
     from datasets import load_dataset
 
     config = spec.hub_config if data is None or data == spec.hub_id else None
+    unreachable = _hub_unreachable(hub_id)
+    if unreachable:
+        raise DataError(f"data: cannot reach the Hub for dataset {hub_id!r} ({unreachable}); pass a local file instead "
+                        "(recipes: 'train_data: FILE' / 'eval_data: FILE'; eval: --data FILE), or set HF_HUB_OFFLINE=1 "
+                        "to use a cached copy")
     try:
         return load_dataset(hub_id, config, split=spec.hub_splits[split]).to_list()
     except Exception as err:  # datasets/huggingface_hub raise many types (ConnectionError, DatasetNotFoundError, ...)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"data: cannot load the Hub dataset {hub_id!r} ({reason[:200]}); offline or no access? pass a "
                         "local file instead (recipes: 'train_data: FILE' / 'eval_data: FILE'; eval: --data FILE)") from None
+
+
+def _hub_unreachable(repo_id: str, tries: int = 2) -> str | None:
+    """Why the Hub cannot be reached (no network, DNS), after one retry; ``None`` when it answers or in
+    offline mode (then ``datasets`` reads its cache). ``datasets`` itself would retry for ~30 s first."""
+    import time
+
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    reason = None
+    for attempt in range(tries):
+        try:
+            HfApi().dataset_info(repo_id, timeout=10)
+            return None
+        except Exception as err:  # noqa: BLE001 - only connection failures count, see below
+            if not _is_connection_error(err):
+                return None  # the Hub answered (404, 401, ...): let datasets report it
+            reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        if attempt + 1 < tries:
+            time.sleep(1.0)
+    return reason
+
+
+_CONNECTION_ERRORS = {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NameResolutionError",
+                      "MaxRetryError", "gaierror"}  # httpx / requests / socket names, without importing them
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    chain = [e for e in (err, err.__cause__, err.__context__) if e is not None]
+    return any(isinstance(e, (ConnectionError, TimeoutError)) or type(e).__name__ in _CONNECTION_ERRORS for e in chain)
 
 
 def validate_records(spec: TaskSpec, records: Sequence[dict], source: str) -> None:
