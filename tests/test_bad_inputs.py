@@ -1,4 +1,4 @@
-"""A sweep of bad inputs: each ends in one clear line (exit status 2), and a fixed rerun resumes."""
+"""A sweep of bad inputs: each ends in one clear line (a non-zero exit), and a fixed rerun resumes."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@
 * ``trl-reasoning sample --model PATH_OR_ID --task TASK [--mc_rollouts N] ...``: K labelled samples per
   question (reward-model data: ``label`` from the verifier, ``step_labels`` from Monte-Carlo rollouts).
 
-Every failure the user can fix (bad path, bad argument, bad data) ends with one line on stderr and
-exit status 2, not a traceback.
+Every failure the user can fix (bad path, bad argument, bad data, a full disk, a busy output folder) ends
+with one line on stderr and exit status 1, not a traceback.
 """
 
 from __future__ import annotations
