@@ -62,9 +62,9 @@ def main() -> None:
     overrides = [("output_dir", args.output)] if args.output else []
     recipe = load_recipe(args.recipe, parse_overrides([]) + overrides)
 
-    from accelerate import PartialState
+    from trl_reasoning.loading import process_state
 
-    state = PartialState()
+    state = process_state()
     out = Path(recipe.output_dir)
     times_path = out / "wall_seconds.json"
     seconds = json.loads(times_path.read_text()) if times_path.exists() else {}

@@ -95,9 +95,12 @@ def test_two_processes_match_one(tiny_model_dir, tmp_path):
     args = _eval_args(tiny_model_dir, tmp_path / "one", "--limit", "10", "--batch_size", "4")
     subprocess.run([sys.executable, "-m", "trl_reasoning", *args], check=True, env=env, timeout=300)
     args = _eval_args(tiny_model_dir, tmp_path / "two", "--limit", "10", "--batch_size", "4")
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+    # --multi_gpu, not --cpu: on a machine without GPUs it starts two CPU processes over gloo (--cpu starts one)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "trl_reasoning"]
     subprocess.run([*launch, *args], check=True, env=env, timeout=300)
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["num_processes"] == 2
+    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["num_processes"] == 1
     one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     assert len(one[2]) == 10
     assert one == two

@@ -78,10 +78,8 @@ def _prepare_dataset(args: SamplingArguments, task_extras: dict | None = None):
 def run_eval(args: EvalArguments, task_extras: dict | None = None) -> dict:
     """Load, sample, score and write the report; returns the metrics (main process writes files).
     ``task_extras`` go to ``load_task`` (the arithmetic difficulty a model was trained on)."""
-    from accelerate import PartialState
-
     from .evaluation import EvalSettings, evaluate, write_report
-    from .loading import allow_remote_code, load_model, load_tokenizer
+    from .loading import allow_remote_code, load_model, load_tokenizer, process_state
 
     allow_remote_code(args.trust_remote_code)
     settings = EvalSettings(
@@ -100,7 +98,7 @@ def run_eval(args: EvalArguments, task_extras: dict | None = None) -> dict:
 
         scorer = load_reward_model(args.reward_model).rerank_scorer
     dataset = _prepare_dataset(args, task_extras)
-    state = PartialState()
+    state = process_state()
     model = load_model(args.model, dtype=args.dtype, device=str(state.device))
     report = evaluate(model, tokenizer, dataset, args.task, settings, reward_scorer=scorer)
     if state.is_main_process:
@@ -113,9 +111,7 @@ def run_sample(args: SampleArguments, task_extras: dict | None = None) -> list[d
     """Sample K completions per question, label them, write ``output/samples.jsonl``."""
     from pathlib import Path
 
-    from accelerate import PartialState
-
-    from .loading import allow_remote_code, load_model, load_tokenizer
+    from .loading import allow_remote_code, load_model, load_tokenizer, process_state
     from .reporting import write_jsonl_atomic
     from .reward_models.data import LabelSettings, sample_and_label
 
@@ -128,7 +124,7 @@ def run_sample(args: SampleArguments, task_extras: dict | None = None) -> list[d
     )
     tokenizer = load_tokenizer(args.model)
     dataset = _prepare_dataset(args, task_extras)
-    state = PartialState()
+    state = process_state()
     model = load_model(args.model, dtype=args.dtype, device=str(state.device))
     rows = sample_and_label(model, tokenizer, dataset, settings)
     if state.is_main_process:
@@ -165,14 +161,13 @@ def run_train(argv: list[str]) -> dict:
     the output folder's lock (one run per folder; the main process holds it)."""
     import contextlib
 
-    from accelerate import PartialState
-
+    from .loading import process_state
     from .pipeline import run_recipe
     from .recipes import load_recipe, parse_overrides
     from .run_lock import RunLock
 
     recipe = load_recipe(argv[0], parse_overrides(argv[1:]))
-    lock = RunLock(recipe.output_dir) if PartialState().is_main_process else contextlib.nullcontext()
+    lock = RunLock(recipe.output_dir) if process_state().is_main_process else contextlib.nullcontext()
     with lock:
         return run_recipe(recipe)
 

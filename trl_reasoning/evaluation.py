@@ -144,8 +144,11 @@ def evaluate(
             for record, score in zip(sampled, scores, strict=True):
                 record["score"] = float(score)
     report = compute_metrics(greedy, sampled, settings.num_samples, settings.seed)
+    from .loading import process_state
+
     report["throughput"] = _throughput(greedy_run, sampled_run)
     report["num_questions"] = len(dataset)
+    report["num_processes"] = process_state().num_processes  # the sampling was shared by this many processes
     report["records"] = greedy + sampled
     return report
 

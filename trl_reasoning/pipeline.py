@@ -305,13 +305,11 @@ def comparison_table(results: dict[str, dict], samples_used: dict[str, int]) -> 
 
 def run_recipe(recipe: Recipe) -> dict:
     """Run every stage of ``recipe``; returns the eval stage's results (empty without one)."""
-    from accelerate import PartialState
-
-    from .loading import allow_remote_code
+    from .loading import allow_remote_code, process_state
     from .progress import announce_plan, stage_banner
     from .recipes import STAGES
 
-    state = PartialState()
+    state = process_state()
     allow_remote_code(recipe.trust_remote_code)
     stages = [s for s in STAGES if s in recipe.stages]
     announce_plan(recipe, stages, state)

@@ -280,9 +280,10 @@ def sample_completions(
         stop_strings: texts that end a completion (cut before them), e.g. the next few-shot question.
         logits_processors: transformers ``LogitsProcessor``s applied at every step (e.g. forced tags).
     """
-    from accelerate import PartialState
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
+
+    from .loading import process_state
 
     check_sampling_args(num_samples, temperature)
     if batch_size < 1:
@@ -291,7 +292,7 @@ def sample_completions(
         raise SamplingError("tokenizer: it has no pad token; set tokenizer.pad_token (e.g. to its eos_token)")
     prompt_ids = encode_prompts(tokenizer, prompts)
     batches = plan_batches([len(ids) for ids in prompt_ids], num_samples, batch_size)
-    state = PartialState()
+    state = process_state()
     mine = list(range(state.process_index, len(batches), state.num_processes))
     settings = {
         "temperature": temperature,

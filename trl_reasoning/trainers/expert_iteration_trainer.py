@@ -102,14 +102,12 @@ class ExpertIterationTrainer:
         peft_config=None,
         callbacks=None,
     ):
-        from accelerate import PartialState
-
-        from ..loading import load_model, load_tokenizer
+        from ..loading import load_model, load_tokenizer, process_state
 
         self.args = args or ExpertIterationConfig(output_dir="runs/expert_iteration")
         _check_dataset(train_dataset, "train_dataset", required=True)
         _check_dataset(eval_dataset, "eval_dataset", required=False)
-        self.state = PartialState()
+        self.state = process_state()
         self.model = load_model(model, device=str(self.state.device)) if isinstance(model, str) else model
         self.model_reference = model if isinstance(model, str) else None
         self.processing_class = processing_class or load_tokenizer(model)
@@ -363,6 +361,7 @@ class ExpertIterationTrainer:
             "eval": metrics,
             "train": train_stats,
             "seconds": seconds,
+            "num_processes": self.state.num_processes,
         }
         self.history.append(record)
         if self.state.is_main_process:
