@@ -253,6 +253,7 @@ HEDGES = [
 LEGITIMATE = [
     "#### 7", "#### $7.00", "#### 7 apples", "#### 7.", "The answer is 7.", "The answer is 7. Because 3 + 4 = 7.",
     "3 + 4 = 7\n#### 7", "The answer is 3 + 4 = 7", "\\boxed{7}", "#### 7 dollars per hour", "#### 7\n",
+    "The answer is 7 because she had 3 and got 4.", "The answer is 7, since 3 + 4 = 7",
 ]
 
 

@@ -155,8 +155,9 @@ def last_boxed(text: str) -> str | None:
 # --------------------------------------------------------------------------- extraction
 
 
-# An answer phrase ends at its line's end or at a sentence end ("The answer is 7. Because ...").
-_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
+# An answer phrase ends at its line's end, at a sentence end ("The answer is 7. Because ...") or where
+# an explanation starts ("The answer is 7 because she had 3 and got 4").
+_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)|\b(?:because|since|as|so|which|given|from|after|using)\b", re.IGNORECASE)
 _HEDGE = object()  # a statement naming two or more different values
 # A final line that only lists numbers ("7, 8", "7 or 8", "either 7 or 8", "7 and/or 8").
 _LIST_SEPARATORS_RE = re.compile(r"^(?:\s|,|;|/|\bor\b|\band\b|\beither\b|\bmaybe\b)*$", re.IGNORECASE)
