@@ -357,11 +357,11 @@ def run_recipe(recipe: Recipe) -> dict:
         samples_used["rcrl unconditioned"] = samples_used["rcrl"]
     table = comparison_table(results, samples_used)
     gains = gains_table(Path(recipe.output_dir), results, baseline=next(iter(results)))
+    body = table + (f"\n\n{gains}" if gains else "")
     if state.is_main_process:
         write_json_atomic(Path(recipe.output_dir) / "results.json", results)
-        text = f"# {recipe.task}: held-out results\n\n{table}\n\n{gains}\n" if gains else f"# {recipe.task}: held-out results\n\n{table}\n"
-        write_text_atomic(Path(recipe.output_dir) / "results.md", text)
-        print(table + (f"\n\n{gains}" if gains else ""))
+        write_text_atomic(Path(recipe.output_dir) / "results.md", f"# {recipe.task}: held-out results\n\n{body}\n")
+        print(body)
     return results
 
 

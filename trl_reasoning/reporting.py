@@ -37,14 +37,12 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
             out.write(text)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise ArtifactWriteError(err.errno, f"cannot write {path} ({err.strerror or err}); fix that and rerun the "
-                                 "same command: it resumes after the last complete step") from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise ArtifactWriteError(err.errno, f"cannot write {path} ({err.strerror or err}); fix that and rerun "
+                                     "the same command: it resumes after the last complete step") from None
         raise
     return path
 

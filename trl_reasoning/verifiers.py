@@ -163,12 +163,16 @@ _HEDGE = object()  # a statement naming two or more different values
 _LIST_SEPARATORS_RE = re.compile(r"^(?:\s|,|;|/|\bor\b|\band\b|\beither\b|\bmaybe\b)*$", re.IGNORECASE)
 
 
+def _distinct_values(text: str) -> set[Fraction]:
+    """The different numbers written in ``text``."""
+    return {_fraction_from_match(m) for m in _NUMBER_RE.finditer(text)} - {None}
+
+
 def _stated_value(statement: str):
     """The one value a statement states, ``None`` when it states none, ``_HEDGE`` when it states two or
     more different ones ("7, 8", "7 or 8", "7 and 8", "7 8"). An equation states its right-hand side."""
     statement = _SENTENCE_END_RE.split(statement, maxsplit=1)[0]
-    rhs = _LATEX_FRAC_RE.sub(r"\1/\2", statement).rsplit("=", 1)[-1]
-    values = {_fraction_from_match(m) for m in _NUMBER_RE.finditer(rhs)} - {None}
+    values = _distinct_values(_LATEX_FRAC_RE.sub(r"\1/\2", statement).rsplit("=", 1)[-1])
     if len(values) > 1:
         return _HEDGE
     return values.pop() if values else None
@@ -184,9 +188,9 @@ def _numeric_statements(text: str) -> list:
 def _lists_candidates(line: str) -> bool:
     """Whether ``line`` (after its last ``=``) is a bare list of two or more different numbers."""
     tail = line.rsplit("=", 1)[-1]
-    matches = list(_NUMBER_RE.finditer(tail))
-    if len({_fraction_from_match(m) for m in matches}) < 2:
+    if len(_distinct_values(tail)) < 2:
         return False
+    matches = list(_NUMBER_RE.finditer(tail))
     gaps = [tail[a.end():b.start()] for a, b in zip(matches, matches[1:], strict=False)]
     return all(_LIST_SEPARATORS_RE.match(g) for g in gaps)
 
