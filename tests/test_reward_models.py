@@ -9,6 +9,7 @@ import pytest
 from trl_reasoning.reward_models.base import IGNORE_LABEL, RewardModelError, load_reward_model
 from trl_reasoning.reward_models.outcome import OutcomeRewardModel
 from trl_reasoning.reward_models.process import ProcessRewardModel, monte_carlo_step_labels
+from trl_reasoning.sampling import Sampler, SamplingSettings
 
 PROMPT = "Question: Ann has 3 cups. Ann gets 4 more cups. How many cups does Ann have now?\nAnswer:"
 COMPLETION = " 3 + 4 = 7\n#### 7"
@@ -95,13 +96,13 @@ def test_monte_carlo_labels_shape(tiny_model, tiny_tokenizer):
     rows = [{"prompt": PROMPT, "completion": COMPLETION, "answer": "7"},
             {"prompt": PROMPT, "completion": " 3 + 4 = 8\n8 - 1 = 7\n#### 7", "answer": "7"},
             {"prompt": PROMPT, "completion": "", "answer": "7"}]
-    labels = monte_carlo_step_labels(tiny_model, tiny_tokenizer, rows, "arithmetic", num_rollouts=2,
-                                     estimate="soft", max_new_tokens=8, show_progress=False)
+    sampler = Sampler(tiny_model, tiny_tokenizer, SamplingSettings(max_new_tokens=8, show_progress=False))
+    labels = monte_carlo_step_labels(sampler, rows, "arithmetic", num_rollouts=2, estimate="soft")
     assert [len(x) for x in labels] == [2, 3, 0]
     assert labels[0][-1] == 1.0 and labels[1][-1] == 1.0  # the last step's label is the final verdict
     assert all(x in (0.0, 0.5, 1.0) for x in labels[1])
     with pytest.raises(RewardModelError, match="hard' or 'soft"):
-        monte_carlo_step_labels(tiny_model, tiny_tokenizer, rows, "arithmetic", estimate="maybe")
+        monte_carlo_step_labels(sampler, rows, "arithmetic", estimate="maybe")
 
 
 def _orm_rows(num: int, seed: int) -> list[dict]:
@@ -349,8 +350,9 @@ def test_prm_learns_from_monte_carlo_step_labels(tiny_model_dir, tmp_path):
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     train = _two_step_rows("train", 1500, 0)
-    labels = monte_carlo_step_labels(CarryForwardPolicy(tokenizer), tokenizer, train, "arithmetic", num_rollouts=1,
-                                     temperature=1.0, max_new_tokens=32, show_progress=False)
+    settings = SamplingSettings(temperature=1.0, max_new_tokens=32, show_progress=False, backend="hf")
+    labels = monte_carlo_step_labels(Sampler(CarryForwardPolicy(tokenizer), tokenizer, settings), train,
+                                     "arithmetic", num_rollouts=1)
     assert [lab for lab in labels[:3]] == [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
     for row, step_labels in zip(train, labels, strict=True):
         row["step_labels"] = step_labels

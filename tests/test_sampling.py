@@ -75,7 +75,7 @@ def test_generation_stops_after_the_answer_line(tiny_model, tiny_tokenizer):
     """Force the answer line through the prompt-less path: the stop criterion must end the row."""
     import torch
 
-    from trl_reasoning.sampling import _StopCriteria
+    from trl_reasoning.sampling.hf_backend import _StopCriteria
 
     ids = tiny_tokenizer("Q\nAnswer: 3 + 4 = 7\n#### 7\n", return_tensors="pt")["input_ids"]
     stopper = _StopCriteria(tiny_tokenizer, prompt_length=3, answer_pattern=GSM8K_ANSWER_LINE, stop_strings=())

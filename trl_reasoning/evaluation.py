@@ -9,7 +9,7 @@ and ``pass_at_k.png`` into the output folder.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from .metrics import (
     rerank_at_k,
 )
 from .reporting import markdown_table, plot_curves, write_json_atomic, write_jsonl_atomic, write_text_atomic
-from .sampling import SamplingResult, answer_pattern_for, check_sampling_args, sample_completions
+from .sampling import Sampler, SamplingResult, SamplingSettings, answer_pattern_for
 from .verifiers import answer_key, extract_answer, is_correct, prompt_as_text
 
 # (prompts, completions) -> one score per completion, higher = more likely correct
@@ -31,20 +31,12 @@ RewardScorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 
 
 @dataclass
-class EvalSettings:
-    """How to sample for an evaluation."""
+class EvalSettings(SamplingSettings):
+    """How to sample for an evaluation (``SamplingSettings``) and how to read the answers."""
 
-    num_samples: int = 8
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    batch_size: int = 32
-    seed: int = 0
-    extraction: str = "strict"
-    show_progress: bool = True
-
-    def __post_init__(self):
-        check_sampling_args(self.num_samples, self.temperature)
+    extraction: str = field(
+        default="strict", metadata={"help": "Answer extraction: strict (#### N / 'The answer is') or flexible."}
+    )
 
 
 def score_samples(dataset, result: SamplingResult, task: str, extraction: str, kind: str) -> list[dict]:
@@ -114,35 +106,36 @@ def evaluate(
     settings: EvalSettings | None = None,
     reward_scorer: RewardScorer | None = None,
     logits_processors: Sequence = (),
+    sampler: Sampler | None = None,
 ) -> dict:
     """Sample and score ``dataset`` (schema rows with a ``prompt`` column); returns the report dict.
 
     The report holds ``metrics`` (maj@1 greedy, maj@k, pass@k, rerank@k), ``confidence_intervals``,
     ``exploration``, ``throughput`` and the per-completion ``records`` (greedy and sampled).
-    ``logits_processors`` go to the sampler (e.g. return tags forced after every step).
+    ``logits_processors`` go to the sampler (e.g. return tags forced after every step). ``sampler``:
+    a running ``Sampler`` to reuse (a trainer's engine); else one is built from ``settings``, and its
+    K, temperature and seed are those of ``settings`` either way.
     """
     settings = settings or EvalSettings()
     prompts = dataset["prompt"]
-    common = {
-        "max_new_tokens": settings.max_new_tokens,
-        "batch_size": settings.batch_size,
-        "seed": settings.seed,
-        "answer_pattern": answer_pattern_for(task),
-        "show_progress": settings.show_progress,
-        "logits_processors": logits_processors,
-    }
-    greedy_run = sample_completions(model, tokenizer, prompts, num_samples=1, temperature=0.0, **common)
-    greedy = score_samples(dataset, greedy_run, task, settings.extraction, "greedy")
-    sampled, sampled_run = [], None
-    if settings.temperature > 0:
-        sampled_run = sample_completions(
-            model, tokenizer, prompts, settings.num_samples, settings.temperature, settings.top_p, **common
-        )
-        sampled = score_samples(dataset, sampled_run, task, settings.extraction, "sample")
-        if reward_scorer is not None:
-            scores = reward_scorer([prompt_as_text(r["prompt"]) for r in sampled], [r["completion"] for r in sampled])
-            for record, score in zip(sampled, scores, strict=True):
-                record["score"] = float(score)
+    own = sampler is None
+    sampler = sampler or Sampler(model, tokenizer, settings, answer_pattern_for(task))
+    try:
+        greedy_run = sampler.sample(prompts, num_samples=1, temperature=0.0, seed=settings.seed,
+                                    logits_processors=logits_processors)
+        greedy = score_samples(dataset, greedy_run, task, settings.extraction, "greedy")
+        sampled, sampled_run = [], None
+        if settings.temperature > 0:
+            sampled_run = sampler.sample(prompts, settings.num_samples, settings.temperature, settings.seed,
+                                         logits_processors=logits_processors)
+            sampled = score_samples(dataset, sampled_run, task, settings.extraction, "sample")
+    finally:
+        if own:
+            sampler.close()
+    if reward_scorer is not None and sampled:
+        scores = reward_scorer([prompt_as_text(r["prompt"]) for r in sampled], [r["completion"] for r in sampled])
+        for record, score in zip(sampled, scores, strict=True):
+            record["score"] = float(score)
     report = compute_metrics(greedy, sampled, settings.num_samples, settings.seed)
     from .loading import process_state
 
@@ -158,6 +151,7 @@ def _throughput(greedy: SamplingResult, sampled: SamplingResult | None) -> dict[
     seconds = sum(r.seconds for r in runs)
     samples, tokens = sum(r.num_samples for r in runs), sum(r.num_tokens for r in runs)
     return {
+        "backend": runs[0].backend,
         "seconds": seconds,
         "samples": samples,
         "tokens": tokens,

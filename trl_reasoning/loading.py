@@ -1,14 +1,16 @@
 """Load a causal LM and its tokenizer from a local folder, a Hub id, or a ``.gguf`` file.
 
 Paths are checked before transformers sees them, so a typo gives one line naming the path instead
-of a Hub lookup traceback. GGUF weights are dequantised by transformers (``gguf_file=``); such a
-model cannot be ``save_pretrained`` directly (transformers refuses), so trainers copy it first.
+of a Hub lookup traceback. A ``.gguf`` file is dequantised once into a plain safetensors folder
+(``dequantized_gguf``, cached by file identity) that training, saving and vLLM all load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 
@@ -73,7 +75,7 @@ def resolve(reference: str) -> tuple[str, dict]:
     if reference.endswith(".gguf"):
         if not path.is_file():
             raise ModelLoadError(f"model: GGUF file {reference!r} does not exist")
-        return str(path.parent), {"gguf_file": path.name, **remote_code_kwargs()}
+        return str(dequantized_gguf(path)), remote_code_kwargs()
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"model: folder {reference!r} has no config.json (not a saved model)")
@@ -84,6 +86,69 @@ def resolve(reference: str) -> tuple[str, dict]:
     if _looks_like_path(reference):
         raise ModelLoadError(f"model: path {reference!r} does not exist")
     return reference, remote_code_kwargs()  # a Hub id
+
+
+GGUF_CACHE_ENV = "TRL_REASONING_CACHE"  # where dequantised GGUF folders go (default ~/.cache/trl_reasoning)
+
+
+def dequantized_gguf(path: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """A safetensors (bf16) folder with the model and tokenizer of the GGUF file ``path``, made once.
+
+    transformers can read a GGUF but not save it, and vLLM refuses the ``quantization_config`` it
+    writes, so the weights are copied into a plain model of the same config. The tokenizer's EOS is
+    set to the model's (SmolLM2's GGUF says ``<|im_start|>``, which TRL would append to every
+    training completion). The folder is keyed by the file's path, size and modification time.
+    """
+    path = Path(path).expanduser().resolve()
+    stat = path.stat()
+    key = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    root = Path(cache_dir or os.environ.get(GGUF_CACHE_ENV) or Path.home() / ".cache" / "trl_reasoning")
+    folder = root / "gguf" / f"{path.stem}-{key}"
+    if (folder / "config.json").is_file() and _has_weights(folder):
+        return folder
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_dequantized(path, tmp)
+    except (ImportError, OSError, ValueError, KeyError, RuntimeError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        hint = "; pip install gguf" if isinstance(err, ImportError) or "gguf" in str(err).lower() else ""
+        raise ModelLoadError(f"model: cannot dequantise GGUF file {str(path)!r} ({_first_line(err)}){hint}") from None
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def _write_dequantized(path: Path, folder: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet = _quiet_transformers()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.bfloat16)
+    finally:
+        quiet()
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    plain.load_state_dict(loaded.state_dict())
+    plain.generation_config = loaded.generation_config
+    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
+    if eos is not None and tokenizer.eos_token_id != eos:
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
+    folder.mkdir(parents=True)
+    plain.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _quiet_transformers():
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    return lambda: logging.set_verbosity(verbosity)
 
 
 def load_tokenizer(reference: str, padding_side: str = "left"):

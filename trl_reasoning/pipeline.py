@@ -112,6 +112,7 @@ def run_reward_model_stage(recipe: Recipe, kind: str, policy_ref: str, train, he
 
     from .loading import load_model, load_tokenizer
     from .reward_models.data import LabelSettings, sample_and_label
+    from .sampling import Sampler, answer_pattern_for
     from .trainers.reward_model_config import RewardModelConfig
     from .trainers.reward_model_trainer import RewardModelTrainer, reward_model_quality
 
@@ -124,15 +125,18 @@ def run_reward_model_stage(recipe: Recipe, kind: str, policy_ref: str, train, he
     settings = LabelSettings(
         task=recipe.task, num_samples=args.num_generations, temperature=args.temperature,
         max_new_tokens=args.max_new_tokens, batch_size=args.generation_batch_size, seed=recipe.seed,
-        extraction=args.extraction, mc_rollouts=args.mc_rollouts if kind == "process" else 0,
-        mc_estimate=args.mc_estimate, step_delimiter=args.step_delimiter,
+        backend=args.sampling_backend, extraction=args.extraction,
+        mc_rollouts=args.mc_rollouts if kind == "process" else 0, mc_estimate=args.mc_estimate,
+        step_delimiter=args.step_delimiter,
     )
     policy, tokenizer = load_model(policy_ref, device=str(state.device)), load_tokenizer(policy_ref)
     train = _first(train, recipe.rm_train_limit)
-    rows = _cached_rows(folder / "train_samples.jsonl", lambda: sample_and_label(policy, tokenizer, train, settings), state)
     held_settings = dataclasses.replace(settings, seed=recipe.seed + 1)
-    held_rows = _cached_rows(folder / "heldout_samples.jsonl",
-                             lambda: sample_and_label(policy, tokenizer, held_out, held_settings), state)
+    with Sampler(policy, tokenizer, settings, answer_pattern_for(recipe.task), model_path=policy_ref) as sampler:
+        rows = _cached_rows(folder / "train_samples.jsonl",
+                            lambda: sample_and_label(policy, tokenizer, train, settings, sampler), state)
+        held_rows = _cached_rows(folder / "heldout_samples.jsonl",
+                                 lambda: sample_and_label(policy, tokenizer, held_out, held_settings, sampler), state)
     trainer = RewardModelTrainer(policy_ref, args, train_dataset=Dataset.from_list(rows))
     trainer.train()
     trainer.save_model(str(folder / "model"))
@@ -198,7 +202,8 @@ def run_ppo_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_model
         return str(final)
     from .loading import remote_code_kwargs
 
-    args = stage_config(PPOConfig, recipe.ppo, folder, recipe.seed, save_strategy="steps", save_steps=50, save_total_limit=1)
+    section = {**recipe.ppo, "use_vllm": _use_vllm(recipe.ppo.get("use_vllm", False), policy_ref)}
+    args = stage_config(PPOConfig, section, folder, recipe.seed, save_strategy="steps", save_steps=50, save_total_limit=1)
     args.model_init_kwargs = {**remote_code_kwargs(), **(args.model_init_kwargs or {})}
     dense = [step_reward_provider(source, reward_models, recipe) for source in args.dense_rewards]
     trainer = PPOTrainer(
@@ -213,6 +218,20 @@ def run_ppo_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_model
     _mark_done(folder, {"cumulative_samples": trainer.samples_seen, "steps": trainer.state.global_step}, state,
                final, recipe)
     return str(final)
+
+
+def _use_vllm(value, policy_ref: str) -> bool:
+    """A PPO section's ``use_vllm``: true, false, or ``auto`` (TRL's colocated vLLM engine when vLLM is
+    installed and can serve the policy)."""
+    if value != "auto":
+        return value
+    from transformers import AutoConfig
+
+    from .loading import remote_code_kwargs
+    from .sampling import vllm_installed
+    from .sampling.vllm_backend import unservable_reason
+
+    return vllm_installed() and unservable_reason(AutoConfig.from_pretrained(policy_ref, **remote_code_kwargs())) is None
 
 
 def run_rcrl_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_models: dict, state) -> str:

@@ -103,6 +103,10 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
+# recipe values that are not of the config field's type: the pipeline resolves them before the config is built
+_AUTO_FIELDS = {("ppo.", "use_vllm")}  # auto: TRL's colocated vLLM when vLLM is installed and able
+
+
 def check_section(values: dict, config_cls, prefix: str) -> None:
     """Keys of ``values`` must be fields of ``config_cls`` with values of the field's type."""
     if not isinstance(values, dict):
@@ -115,6 +119,8 @@ def check_section(values: dict, config_cls, prefix: str) -> None:
                 f"recipe: unknown key '{prefix}{key}'; valid keys: {', '.join(sorted(fields))}"
             )
         value = values[key] = _coerce_float(value, hints.get(key, Any))
+        if value == "auto" and (prefix, key) in _AUTO_FIELDS:
+            continue
         if not _type_ok(value, hints.get(key, Any)):
             raise RecipeError(
                 f"recipe: '{prefix}{key}' must be {_type_name(hints[key])}, got {value!r}"

@@ -26,35 +26,38 @@ class LabelSettings(EvalSettings):
     step_delimiter: str = DEFAULT_DELIMITER
 
 
-def sample_and_label(model, tokenizer, dataset, settings: LabelSettings) -> list[dict]:
+def sample_and_label(model, tokenizer, dataset, settings: LabelSettings, sampler=None) -> list[dict]:
     """One row per sampled completion: ``id``, ``prompt``, ``completion``, ``answer``, ``solution``,
-    ``label`` (verifier) and, with Monte-Carlo rollouts, ``step_labels``."""
+    ``label`` (verifier) and, with Monte-Carlo rollouts, ``step_labels``. ``sampler``: a running
+    ``Sampler`` to reuse (else one is built from ``settings`` and closed afterwards)."""
     from ..evaluation import score_samples
-    from ..sampling import answer_pattern_for, sample_completions
+    from ..sampling import Sampler, answer_pattern_for
     from .process import monte_carlo_step_labels
 
     if settings.mc_rollouts and any(not isinstance(p, str) for p in dataset["prompt"]):
         raise RewardModelError("reward data: Monte-Carlo step labels need plain-text prompts, not chat messages")
-    sampling = {
-        "temperature": settings.temperature, "top_p": settings.top_p, "max_new_tokens": settings.max_new_tokens,
-        "batch_size": settings.batch_size, "seed": settings.seed,
-        "answer_pattern": answer_pattern_for(settings.task), "show_progress": settings.show_progress,
-    }
-    result = sample_completions(model, tokenizer, dataset["prompt"], settings.num_samples, **sampling)
-    records = score_samples(dataset, result, settings.task, settings.extraction, "sample")
-    solutions = [q.get("solution", "") for q, group in zip(dataset, result.completions, strict=True) for _ in group]
-    rows = [
-        {"id": r["id"], "sample_index": r["sample_index"], "prompt": r["prompt"], "completion": r["completion"],
-         "answer": r["reference"], "solution": solution, "extracted_answer": r["extracted_answer"], "label": r["correct"]}
-        for r, solution in zip(records, solutions, strict=True)
-    ]
-    if settings.mc_rollouts:
-        step_labels = monte_carlo_step_labels(
-            model, tokenizer, rows, settings.task, settings.mc_rollouts, settings.mc_estimate,
-            settings.step_delimiter, settings.extraction, **{**sampling, "seed": settings.seed + 1},
-        )
-        for row, labels in zip(rows, step_labels, strict=True):
-            row["step_labels"] = labels
+    own = sampler is None
+    sampler = sampler or Sampler(model, tokenizer, settings, answer_pattern_for(settings.task))
+    try:
+        result = sampler.sample(dataset["prompt"], settings.num_samples, settings.temperature, settings.seed)
+        records = score_samples(dataset, result, settings.task, settings.extraction, "sample")
+        solutions = [q.get("solution", "") for q, group in zip(dataset, result.completions, strict=True) for _ in group]
+        rows = [
+            {"id": r["id"], "sample_index": r["sample_index"], "prompt": r["prompt"], "completion": r["completion"],
+             "answer": r["reference"], "solution": solution, "extracted_answer": r["extracted_answer"],
+             "label": r["correct"]}
+            for r, solution in zip(records, solutions, strict=True)
+        ]
+        if settings.mc_rollouts:
+            step_labels = monte_carlo_step_labels(
+                sampler, rows, settings.task, settings.mc_rollouts, settings.mc_estimate,
+                settings.step_delimiter, settings.extraction, seed=settings.seed + 1,
+            )
+            for row, labels in zip(rows, step_labels, strict=True):
+                row["step_labels"] = labels
+    finally:
+        if own:
+            sampler.close()
     return rows
 
 

@@ -46,19 +46,18 @@ class ProcessRewardModel(TokenRewardModel):
 
 
 def monte_carlo_step_labels(
-    model,
-    tokenizer,
+    sampler,
     rows: Sequence[dict],
     task: str,
     num_rollouts: int = 4,
     estimate: str = "hard",
     delimiter: str = "\n",
     extraction: str = "strict",
-    **sampling,
+    seed: int | None = None,
 ) -> list[list[float]]:
     """Step labels for ``rows`` (``prompt``, ``completion``, ``answer``) from ``num_rollouts``
-    continuations sampled after each step but the last; ``sampling`` goes to ``sample_completions``."""
-    from ..sampling import sample_completions
+    continuations that ``sampler`` (a ``Sampler``, at its settings' temperature) draws after each step
+    but the last."""
     from ..verifiers import is_correct
 
     if estimate not in ("hard", "soft"):
@@ -70,7 +69,7 @@ def monte_carlo_step_labels(
             prefixes.append(row["completion"][:step.end] + delimiter)
             owners.append(index)
     prompts = [rows[i]["prompt"] + prefix for i, prefix in zip(owners, prefixes, strict=True)]
-    result = sample_completions(model, tokenizer, prompts, num_samples=num_rollouts, **sampling) if prompts else None
+    result = sampler.sample(prompts, num_samples=num_rollouts, seed=seed) if prompts else None
     labels: list[list[float]] = [[] for _ in rows]
     for n, (index, prefix) in enumerate(zip(owners, prefixes, strict=True)):
         answer = rows[index]["answer"]

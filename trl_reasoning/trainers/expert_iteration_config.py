@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
-from ..sampling import check_sampling_args
+from ..sampling import SamplerBackendArguments, check_sampling_args
 from ..verifiers import TASKS
 
 
 @dataclass
-class ExpertIterationConfig(SFTConfig):
+class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
     r"""Configuration for [`ExpertIterationTrainer`]. Extends TRL's `SFTConfig`: every SFT/Trainer field
     (learning rate, epochs per round, batch size, `output_dir`, `push_to_hub`, ...) applies to the
     fine-tuning step of each round.
@@ -37,8 +37,11 @@ class ExpertIterationConfig(SFTConfig):
             (the paper uses 96).
         temperature (`float`, defaults to `1.0`), top_p (`float`, defaults to `1.0`),
         max_new_tokens (`int`, defaults to `256`), generation_batch_size (`int`, defaults to `64`).
-        use_vllm (`bool`, defaults to `False`): Sample with vLLM (GPU) from each round's checkpoint.
-        vllm_gpu_memory_utilization (`float`, defaults to `0.3`): Share of GPU memory vLLM may take.
+        sampling_backend (`str`, defaults to `"auto"`): `hf`, `vllm` or `auto` (vLLM when installed and
+            able). One vLLM engine serves the whole run: each round's fine-tuned weights are loaded into it.
+        vllm_kv_cache_gib (`float`, defaults to `2.0`): vLLM on CPU: GiB for its KV cache.
+        vllm_gpu_memory_utilization (`float`, defaults to `0.3`): vLLM on GPU: share of GPU memory it may take.
+        vllm_enforce_eager (`bool`, defaults to `True`): vLLM: no graph compilation (faster start).
 
         > Filtering
 
@@ -75,10 +78,6 @@ class ExpertIterationConfig(SFTConfig):
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest sampled solution, in tokens."})
     generation_batch_size: int = field(default=64, metadata={"help": "Sequences generated at once when sampling."})
-    use_vllm: bool = field(default=False, metadata={"help": "Sample with vLLM (GPU) from each round's checkpoint."})
-    vllm_gpu_memory_utilization: float = field(
-        default=0.3, metadata={"help": "Share of GPU memory vLLM may take while the policy is also loaded."}
-    )
     task: str = field(default="gsm8k", metadata={"help": "Verifier used when no reward_funcs are given."})
     extraction: str = field(default="strict", metadata={"help": "Answer extraction mode: strict or flexible."})
     reward_threshold: float = field(default=1.0, metadata={"help": "Keep a sample when its summed reward reaches this."})
@@ -109,3 +108,4 @@ class ExpertIterationConfig(SFTConfig):
             raise ValueError("sample_budget: need >= 1 or None")
         check_sampling_args(self.num_generations, self.temperature)
         check_sampling_args(self.eval_num_samples, self.eval_temperature)
+        self.backend_settings()  # checks sampling_backend

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..evaluation import EvalSettings, evaluate
 from ..reporting import plot_curves, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
-from ..sampling import answer_pattern_for, sample_completions, sample_completions_vllm
+from ..sampling import Sampler, SamplingSettings, answer_pattern_for
 from ..tasks import completion_target
 from ..verifiers import completion_text, equations_hold, make_correctness_reward
 from .expert_iteration_config import ExpertIterationConfig
@@ -121,6 +121,7 @@ class ExpertIterationTrainer:
         self.seen: set[tuple[str, str]] = set()
         self.kept_union: list[dict] = []
         self.solved: set[str] = set()
+        self._sampler: Sampler | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -128,15 +129,18 @@ class ExpertIterationTrainer:
         """Run (or resume) all rounds; returns the per-round metrics."""
         initial = self._initial_model_path()
         start = self._resume()
-        if start == 0:
-            self._finish_round(0, self._evaluate(), train_stats={}, seconds={})
-            start = 1
-        for round_index in range(start, self.args.num_rounds + 1):
-            if self._over_budget():
-                break
-            added = self._run_round(round_index, initial)
-            if added == 0 and self.args.stop_when_no_new_solutions:
-                break
+        try:
+            if start == 0:
+                self._finish_round(0, self._evaluate(), train_stats={}, seconds={})
+                start = 1
+            for round_index in range(start, self.args.num_rounds + 1):
+                if self._over_budget():
+                    break
+                added = self._run_round(round_index, initial)
+                if added == 0 and self.args.stop_when_no_new_solutions:
+                    break
+        finally:
+            self.close_sampler()
         self._write_run_report()
         return self.history
 
@@ -151,7 +155,7 @@ class ExpertIterationTrainer:
         t1 = time.perf_counter()
         kept = self._kept_for_round(samples, round_dir)
         if self.args.reinit_each_round:
-            self.model = self._reload(initial)
+            self._set_policy(self._reload(initial))
         if self.kept_union and (kept or self.args.reinit_each_round):
             self._fine_tune(self.kept_union, round_dir)
         t2 = time.perf_counter()
@@ -180,23 +184,8 @@ class ExpertIterationTrainer:
         path = round_dir / "samples.jsonl"
         if path.exists():
             return read_jsonl(path)
-        prompts = self.sampling_prompts(round_index)
-        processors = self.sampling_logits_processors(round_index)
-        settings = {
-            "num_samples": self.args.num_generations,
-            "temperature": self.args.temperature,
-            "top_p": self.args.top_p,
-            "max_new_tokens": self.args.max_new_tokens,
-            "seed": self.args.seed * 1000 + round_index,
-            "answer_pattern": answer_pattern_for(self.args.task),
-        }
-        if self.args.use_vllm:
-            result = self._sample_with_vllm(prompts, settings)
-        else:
-            result = sample_completions(
-                self.model, self.processing_class, prompts, batch_size=self.args.generation_batch_size,
-                logits_processors=processors, **settings,
-            )
+        result = self.sampler().sample(self.sampling_prompts(round_index), seed=self.args.seed * 1000 + round_index,
+                                       logits_processors=self.sampling_logits_processors(round_index))
         samples = self._score(result.completions)
         if self.state.is_main_process:
             write_jsonl_atomic(path, samples)
@@ -204,18 +193,37 @@ class ExpertIterationTrainer:
         _fault_point(f"samples_written:{round_index}")
         return samples
 
-    def _sample_with_vllm(self, prompts, settings):
-        import torch
-        from vllm import LLM
+    def sampler(self) -> Sampler:
+        """The run's one ``Sampler`` (one vLLM engine for all rounds), started at first use."""
+        if self._sampler is None:
+            a = self.args
+            settings = SamplingSettings(
+                num_samples=a.num_generations, temperature=a.temperature, top_p=a.top_p,
+                max_new_tokens=a.max_new_tokens, batch_size=a.generation_batch_size, seed=a.seed,
+                **a.backend_settings(),
+            )
+            self._sampler = Sampler(self.model, self.processing_class, settings, answer_pattern_for(a.task),
+                                    model_path=self.sampler_start_path())
+        return self._sampler
 
-        checkpoint = self._current_checkpoint()
-        llm = LLM(model=str(checkpoint), seed=settings["seed"],
-                  gpu_memory_utilization=self.args.vllm_gpu_memory_utilization)
-        try:
-            return sample_completions_vllm(llm, self.processing_class, prompts, **settings)
-        finally:
-            del llm
-            torch.cuda.empty_cache()
+    def sampler_start_path(self) -> str | None:
+        """A folder or Hub id holding the current policy's architecture and vocabulary, from which a
+        vLLM engine may start (its weights are then replaced by the policy's); None: save one."""
+        if self._latest_checkpoint() is not None:
+            return str(self._latest_checkpoint())
+        reference = self.model_reference
+        return reference if isinstance(reference, str) and not reference.endswith(".gguf") else None
+
+    def _set_policy(self, model) -> None:
+        self.model = model
+        if self._sampler is not None:
+            self._sampler.load_weights(model)
+
+    def close_sampler(self) -> None:
+        """Stop the run's sampling engine (``train`` does this when it ends)."""
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None
 
     def _score(self, completions: list[list]) -> list[dict]:
         rows = self.train_dataset.to_list()
@@ -284,7 +292,7 @@ class ExpertIterationTrainer:
         model = trainer.model
         if self.peft_config is not None:
             model = model.merge_and_unload()
-        self.model = model.eval()
+        self._set_policy(model.eval())
         self._save_checkpoint(round_dir / "checkpoint")
 
     def _save_checkpoint(self, folder: Path) -> None:
@@ -303,8 +311,7 @@ class ExpertIterationTrainer:
         if self.model_reference is not None:
             return self.model_reference
         folder = self.run_dir / "initial_model"
-        needed = self.args.reinit_each_round or self.args.use_vllm
-        if needed and not (folder / "config.json").exists():
+        if self.args.reinit_each_round and not (folder / "config.json").exists():
             self._save_checkpoint(folder)
         return folder
 
@@ -313,12 +320,15 @@ class ExpertIterationTrainer:
 
         return load_model(str(folder), device=str(self.state.device))
 
-    def _current_checkpoint(self) -> Path | str:
+    def _latest_checkpoint(self) -> Path | None:
         for record in reversed(self.history):
             folder = self._round_dir(record["round"]) / "checkpoint"
             if folder.exists():
                 return folder
-        return self._initial_model_path()
+        return None
+
+    def _current_checkpoint(self) -> Path | str:
+        return self._latest_checkpoint() or self._initial_model_path()
 
     # ------------------------------------------------------------------ evaluation and records
 
@@ -333,9 +343,10 @@ class ExpertIterationTrainer:
             batch_size=self.args.generation_batch_size,
             seed=self.args.seed,
             extraction=self.args.extraction,
+            **self.args.backend_settings(),
         )
         report = evaluate(self.model, self.processing_class, dataset, self.args.task, settings,
-                          logits_processors=logits_processors)
+                          logits_processors=logits_processors, sampler=self.sampler())
         return {**report["metrics"], **{f"exploration/{k}": v for k, v in report["exploration"].items()},
                 **{f"{INTERVAL_PREFIX}{k}": v for k, v in report["confidence_intervals"].items()}}
 
@@ -385,7 +396,7 @@ class ExpertIterationTrainer:
                 self.solved.update(s["id"] for s in read_jsonl(round_dir / "samples.jsonl") if s["correct"])
             next_round += 1
         if next_round > 1:
-            self.model = self._reload(self._current_checkpoint())
+            self._set_policy(self._reload(self._current_checkpoint()))
         return next_round
 
     def _over_budget(self) -> bool:

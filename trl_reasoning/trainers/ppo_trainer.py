@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer
 
-from .._compat import GRPORolloutHooks
+from .._compat import GRPORolloutHooks, enable_vllm_colocate_on_cpu
 from ..advantages import (
     clipped_value_loss,
     explained_variance,
@@ -109,6 +109,8 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
             if not callable(getattr(provider, "step_rewards", None)):
                 raise PPOError(f"dense_reward_funcs: {provider!r} has no step_rewards(prompts, completions, **columns)")
         self.dense_reward_weights = weights
+        if args.use_vllm:
+            enable_vllm_colocate_on_cpu()
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
                          peft_config=peft_config, **kwargs)

@@ -19,7 +19,8 @@ rows are also trained (PEFT's ``trainable_token_indices``); with tied input/outp
 SFT computes the loss from the LM head's weight directly, which PEFT's token wrapper breaks) they stay
 frozen at those two distinct vectors and the adapters learn to read them.
 
-Deviations: dense conditioning needs the HF sampler (``use_vllm`` is refused); a tokenizer that merges
+Deviations: dense conditioning needs the HF sampler (``sampling_backend: vllm`` is refused; ``auto``
+samples the tag-forced rounds with HF); a tokenizer that merges
 the delimiter with the next step's first characters into one token cannot have a tag forced there.
 """
 
@@ -77,9 +78,9 @@ class ReturnConditionedTrainer(ExpertIterationTrainer):
             raise ValueError(f"args: expected a ReturnConditionedConfig, got {type(args).__name__}")
         if args.tag_mode == "dense" and step_reward_func is None:
             raise ValueError("step_reward_func: dense tags need a step reward provider (ORM, PRM or HeuristicStepReward)")
-        if args.tag_mode == "dense" and args.use_vllm:
-            raise ValueError("use_vllm: dense return tags are forced by a transformers logits processor; "
-                             "use the HF sampler (use_vllm: false) or tag_mode: sparse")
+        if args.tag_mode == "dense" and args.sampling_backend == "vllm":
+            raise ValueError("sampling_backend: dense return tags are forced by a transformers logits processor, "
+                             "which vLLM does not run; use sampling_backend: auto or hf, or tag_mode: sparse")
         super().__init__(model, args, train_dataset, eval_dataset, processing_class, reward_funcs, peft_config, callbacks)
         for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
             if dataset is not None and not all(isinstance(p, str) for p in dataset["prompt"]):
@@ -106,6 +107,11 @@ class ReturnConditionedTrainer(ExpertIterationTrainer):
 
     def _reload(self, folder):
         return self._fit_embeddings(super()._reload(folder))
+
+    def sampler_start_path(self) -> str | None:
+        """Only a round checkpoint has the tag tokens; before one exists the engine starts from a copy."""
+        latest = self._latest_checkpoint()
+        return str(latest) if latest is not None else None
 
     # ------------------------------------------------------------------ conditioning at generation time
 

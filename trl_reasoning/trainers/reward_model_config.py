@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..reward_models.base import HEADS
-from ..sampling import check_sampling_args
+from ..sampling import SamplerBackendArguments, check_sampling_args
 from ..verifiers import TASKS
 
 
 @dataclass
-class RewardModelConfig(TrainingArguments):
+class RewardModelConfig(TrainingArguments, SamplerBackendArguments):
     r"""Configuration for [`RewardModelTrainer`]. Extends transformers' `TrainingArguments` (learning
     rate, epochs, batch size, `output_dir`, `push_to_hub`, ...).
 
@@ -41,6 +41,8 @@ class RewardModelConfig(TrainingArguments):
         num_generations (`int`, defaults to `4`): Samples per training question.
         temperature (`float`, defaults to `0.7`), max_new_tokens (`int`, defaults to `256`),
         generation_batch_size (`int`, defaults to `64`): Sampling settings.
+        sampling_backend (`str`, defaults to `"auto"`), vllm_kv_cache_gib, vllm_gpu_memory_utilization,
+        vllm_enforce_eager: the sampling backend (see `SamplingSettings`).
         mc_rollouts (`int`, defaults to `4`): PRM only: continuations sampled after each step to label it.
         mc_estimate (`str`, defaults to `"hard"`): PRM only: `hard` (any continuation correct) or `soft`
             (share of correct continuations).
@@ -84,3 +86,4 @@ class RewardModelConfig(TrainingArguments):
         if self.mc_rollouts < 0:
             raise ValueError(f"mc_rollouts: need >= 0, got {self.mc_rollouts}")
         check_sampling_args(self.num_generations, self.temperature)
+        self.backend_settings()  # checks sampling_backend

@@ -1,115 +1,20 @@
-"""Sample K completions per prompt, fast: the work every algorithm in the paper spends its time on.
+"""The transformers ``generate`` backend: K completions per prompt with a KV cache.
 
-Two backends with one interface and one output schema (``SamplingResult``):
-
-* ``hf``: transformers ``generate`` with a KV cache. Prompts are sorted by length and packed into
-  batches of at most ``batch_size`` sequences (each prompt repeated for its samples), left-padded.
-  A row stops at EOS or as soon as its answer line is complete (``#### N\\n``), so no tokens are
-  spent after the answer. Each batch is seeded from ``(seed, batch index)``: results do not depend
-  on how many processes share the work.
-* ``vllm``: used on GPUs when vLLM is installed; same stops (answer lines are cut after generation,
-  since vLLM stops only on fixed strings).
-
-Prompts are tokenised exactly as TRL tokenises them for training (``encode_prompts``): plain text
-with the tokenizer's special tokens (a Llama-family BOS), chat prompts through the chat template
-without a second BOS. Sampling then starts from the token ids the model was trained on.
-
-Under ``accelerate launch`` the batches are dealt round-robin to the processes and the results are
-gathered on every process, so each prompt is sampled exactly once.
+Prompts are sorted by length and packed into batches of at most ``batch_size`` sequences (each prompt
+repeated for its samples), left-padded. A row stops at EOS or as soon as its answer line is complete
+(``#### N\\n``), so no tokens are spent after the answer. Each batch is seeded from ``(seed, batch
+index)``: results do not depend on how many processes share the work. Under ``accelerate launch`` the
+batches are dealt round-robin to the processes and the results are gathered on every process, so each
+prompt is sampled exactly once.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-GSM8K_ANSWER_LINE = r"####[^\n]*\d[^\n]*\n"
-DEFAULT_STOP_STRINGS = ("\nQuestion:",)
-
-
-def answer_pattern_for(task: str) -> str | None:
-    """The regex that ends a completion of ``task``: the ``#### N`` line, or none for MATH (EOS only)."""
-    return None if task == "math" else GSM8K_ANSWER_LINE
-
-
-class SamplingError(ValueError):
-    """Bad sampling arguments (K < 1, greedy with K > 1, a chat prompt without a chat template)."""
-
-
-@dataclass
-class Completion:
-    """One sampled completion: its text (cut at the end of the answer) and generated-token count."""
-
-    text: str
-    num_tokens: int
-
-
-@dataclass
-class SamplingResult:
-    """``completions[i][j]`` is sample ``j`` of prompt ``i``, in the caller's prompt order."""
-
-    completions: list[list[Completion]]
-    seconds: float
-    num_tokens: int = field(init=False)
-
-    def __post_init__(self):
-        self.num_tokens = sum(c.num_tokens for group in self.completions for c in group)
-
-    @property
-    def num_samples(self) -> int:
-        return sum(len(group) for group in self.completions)
-
-    @property
-    def samples_per_second(self) -> float:
-        return self.num_samples / self.seconds if self.seconds else 0.0
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.num_tokens / self.seconds if self.seconds else 0.0
-
-
-def check_sampling_args(num_samples: int, temperature: float) -> None:
-    """One-line errors for arguments that would waste a run."""
-    if num_samples < 1:
-        raise SamplingError(f"num_samples: need K >= 1, got {num_samples}")
-    if temperature < 0:
-        raise SamplingError(f"temperature: must be >= 0, got {temperature}")
-    if temperature == 0 and num_samples > 1:
-        raise SamplingError(
-            f"temperature: 0 means greedy decoding, which gives {num_samples} identical samples; "
-            "use temperature > 0 for K > 1 (maj@1 is already computed greedily)"
-        )
-
-
-def render_prompts(tokenizer, prompts: Sequence[str | list[dict]]) -> list[str]:
-    """Prompt texts; chat-format prompts go through the tokenizer's chat template."""
-    texts = []
-    for prompt in prompts:
-        if isinstance(prompt, str):
-            texts.append(prompt)
-            continue
-        if not getattr(tokenizer, "chat_template", None):
-            raise SamplingError(
-                "prompt_style: chat prompts need a tokenizer with a chat template; this one has none "
-                "(use prompt_style zero_shot or few_shot)"
-            )
-        texts.append(tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
-    return texts
-
-
-def encode_prompts(tokenizer, prompts: Sequence[str | list[dict]]) -> list[list[int]]:
-    """Token ids of each prompt, as TRL's SFT and GRPO tokenise them (``trl.data_utils._tokenize``):
-    ``tokenizer(text)`` with its special tokens for plain text, ``apply_chat_template(...,
-    add_generation_prompt=True)`` for chat messages (the template already holds any BOS)."""
-    ids = []
-    for prompt, text in zip(prompts, render_prompts(tokenizer, prompts), strict=True):
-        if isinstance(prompt, str):
-            ids.append(list(tokenizer(prompt)["input_ids"]))
-        else:
-            ids.append(list(tokenizer(text, add_special_tokens=False)["input_ids"]))
-    return ids
+from .results import Completion, SamplingError, SamplingResult, check_sampling_args
+from .text import DEFAULT_STOP_STRINGS, GSM8K_ANSWER_LINE, cut_point, encode_prompts, truncate
 
 
 def _left_pad(rows: Sequence[Sequence[int]], pad_id: int):
@@ -122,21 +27,6 @@ def _left_pad(rows: Sequence[Sequence[int]], pad_id: int):
         if row:
             ids[i, width - len(row):], mask[i, width - len(row):] = torch.tensor(list(row)), 1
     return ids, mask
-
-
-def cut_point(text: str, answer_pattern: str | None, stop_strings: Sequence[str]) -> int | None:
-    """Index where the completion ends: after the answer line, or before a stop string."""
-    ends = [text.find(s) for s in stop_strings if s in text]
-    if answer_pattern:
-        match = re.search(answer_pattern, text)
-        if match:
-            ends.append(match.end() - 1)  # keep the answer line, drop its newline
-    return min(ends) if ends else None
-
-
-def truncate(text: str, answer_pattern: str | None, stop_strings: Sequence[str]) -> str:
-    end = cut_point(text, answer_pattern, stop_strings)
-    return text if end is None else text[:end]
 
 
 def plan_batches(lengths: Sequence[int], num_samples: int, batch_size: int) -> list[list[tuple[int, int]]]:
@@ -283,7 +173,7 @@ def sample_completions(
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
-    from .loading import process_state
+    from ..loading import process_state
 
     check_sampling_args(num_samples, temperature)
     if batch_size < 1:
@@ -322,39 +212,3 @@ def sample_completions(
     for _, _, owner, completion in sorted(gathered, key=lambda item: (item[0], item[1])):
         grouped[owner].append(completion)
     return SamplingResult(completions=grouped, seconds=seconds)
-
-
-def sample_completions_vllm(
-    llm,
-    tokenizer,
-    prompts: Sequence[str | list[dict]],
-    num_samples: int = 1,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 256,
-    seed: int = 0,
-    answer_pattern: str | None = GSM8K_ANSWER_LINE,
-    stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
-    **_: object,
-) -> SamplingResult:
-    """Same contract as ``sample_completions`` with a ``vllm.LLM`` (GPU). Answer lines are cut after
-    generation; stop strings stop generation itself."""
-    from vllm import SamplingParams
-
-    check_sampling_args(num_samples, temperature)
-    requests = [{"prompt_token_ids": ids} for ids in encode_prompts(tokenizer, prompts)]
-    params = SamplingParams(
-        n=num_samples,
-        temperature=temperature,
-        top_p=top_p,
-        max_tokens=max_new_tokens,
-        seed=seed,
-        stop=list(stop_strings),
-    )
-    start = time.perf_counter()
-    outputs = llm.generate(requests, params)
-    grouped = [
-        [Completion(truncate(o.text, answer_pattern, ()), len(o.token_ids)) for o in request.outputs]
-        for request in outputs
-    ]
-    return SamplingResult(completions=grouped, seconds=time.perf_counter() - start)

