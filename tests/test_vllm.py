@@ -221,8 +221,9 @@ def test_killed_vllm_run_resumes_with_the_same_samples(tmp_path):
     for round_index in (1, 2):
         path = f"ei/round_{round_index:03d}/samples.jsonl"
         assert (runs["crashed"] / path).read_bytes() == (runs["straight"] / path).read_bytes(), path
-    metrics = json.loads((runs["crashed"] / "eval" / "metrics.json").read_text())
-    assert metrics["throughput"]["backend"] == "vllm"
+    for name in ("sft", "ei"):
+        metrics = json.loads((runs["crashed"] / "eval" / name / "metrics.json").read_text())
+        assert metrics["throughput"]["backend"] == "vllm"
 
 
 def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):

@@ -77,11 +77,11 @@ class VLLMEngine:
     def __init__(self, model_path: str, dtype: str, seed: int, max_model_len: int,
                  kv_cache_gib: float = 2.0, gpu_memory_utilization: float = 0.3, enforce_eager: bool = True):
         vllm = require_vllm()
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
         from ..loading import remote_code_kwargs
 
-        with _threads_kept():
+        env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+               "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))}
+        with _threads_kept(), _environment(env):
             try:
                 self.llm = vllm.LLM(
                     model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
@@ -116,6 +116,25 @@ class VLLMEngine:
 
         self.llm = None
         gc.collect()
+
+
+class _environment:
+    """Set environment variables while the engine starts (vLLM reads them then), restore them after."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values = values
+
+    def __enter__(self):
+        self.saved = {key: os.environ.get(key) for key in self.values}
+        os.environ.update(self.values)
+
+    def __exit__(self, *exc):
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        return False
 
 
 class _threads_kept:
