@@ -26,6 +26,7 @@ def run_grpo(recipe, policy_ref: str, train, state) -> str:
     """TRL's GRPOTrainer with our correctness reward, settings from the recipe's ``ppo`` section."""
     from trl import GRPOConfig, GRPOTrainer
 
+    from trl_reasoning._compat import enable_vllm_colocate_on_cpu
     from trl_reasoning.loading import load_tokenizer
     from trl_reasoning.verifiers import make_correctness_reward
 
@@ -35,6 +36,9 @@ def run_grpo(recipe, policy_ref: str, train, state) -> str:
         return str(final)
     grpo_fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     section = {k: v for k, v in recipe.ppo.items() if k in grpo_fields and k not in ("beta",)}
+    section["use_vllm"] = pipeline.resolve_use_vllm(section.get("use_vllm", False), policy_ref)
+    if section["use_vllm"]:
+        enable_vllm_colocate_on_cpu()  # TRL's colocated engine on CPU (a no-op on GPU)
     args = stage_config(GRPOConfig, section, folder, recipe.seed, save_strategy="no")
     trainer = GRPOTrainer(model=policy_ref, reward_funcs=[make_correctness_reward(recipe.task)], args=args,
                           train_dataset=pipeline._rl_dataset(train),

@@ -116,7 +116,7 @@ def test_same_seed_same_samples_and_weights_follow_the_policy(servable):
     assert torch.get_num_threads() >= 1 and torch.set_num_threads.__module__.startswith("torch")
 
 
-def _perturbed(model):
+def _perturbed(model, scale: float = 0.05):
     import copy
 
     import torch
@@ -125,8 +125,25 @@ def _perturbed(model):
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in changed.parameters():
-            param.add_(torch.randn(param.shape, generator=generator) * 0.05)
+            param.add_(torch.randn(param.shape, generator=generator) * scale)
     return changed
+
+
+def test_weight_reload_follows_a_llama_policy(tmp_path):
+    """SmolLM2 is a Llama (tied head, rotary embeddings): an in-place reload must hold for it too."""
+    from trl_reasoning.loading import load_model, load_tokenizer
+    from trl_reasoning.tiny import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "llama", arch="llama", hidden_size=64, num_layers=2, num_heads=2)
+    model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder))
+    changed = _perturbed(model, scale=0.5)  # large enough that greedy completions move
+    greedy = {"num_samples": 1, "temperature": 0.0}
+    with Sampler(model, tokenizer, _settings(backend="vllm"), model_path=str(folder)) as sampler:
+        before = _texts(sampler.sample(_prompts(), **greedy))
+        sampler.load_weights(changed)
+        after = _texts(sampler.sample(_prompts(), **greedy))
+    with Sampler(changed, tokenizer, _settings(backend="hf")) as hf:
+        assert after == _texts(hf.sample(_prompts(), **greedy)) and after != before
 
 
 def test_models_vllm_cannot_serve_fail_in_one_line(tiny_model, tiny_tokenizer):

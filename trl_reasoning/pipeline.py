@@ -202,7 +202,7 @@ def run_ppo_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_model
         return str(final)
     from .loading import remote_code_kwargs
 
-    section = {**recipe.ppo, "use_vllm": _use_vllm(recipe.ppo.get("use_vllm", False), policy_ref)}
+    section = {**recipe.ppo, "use_vllm": resolve_use_vllm(recipe.ppo.get("use_vllm", False), policy_ref)}
     args = stage_config(PPOConfig, section, folder, recipe.seed, save_strategy="steps", save_steps=50, save_total_limit=1)
     args.model_init_kwargs = {**remote_code_kwargs(), **(args.model_init_kwargs or {})}
     dense = [step_reward_provider(source, reward_models, recipe) for source in args.dense_rewards]
@@ -220,9 +220,9 @@ def run_ppo_stage(recipe: Recipe, policy_ref: str, train, held_out, reward_model
     return str(final)
 
 
-def _use_vllm(value, policy_ref: str) -> bool:
-    """A PPO section's ``use_vllm``: true, false, or ``auto`` (TRL's colocated vLLM engine when vLLM is
-    installed and can serve the policy)."""
+def resolve_use_vllm(value, policy_ref: str) -> bool:
+    """A PPO (or GRPO) section's ``use_vllm``: true, false, or ``auto`` (TRL's colocated vLLM engine when
+    vLLM is installed and can serve the policy)."""
     if value != "auto":
         return value
     from transformers import AutoConfig
