@@ -62,5 +62,8 @@ def cut_point(text: str, answer_pattern: str | None, stop_strings: Sequence[str]
 
 
 def truncate(text: str, answer_pattern: str | None, stop_strings: Sequence[str]) -> str:
+    """The completion as kept: cut at ``cut_point``; a partial character left by the token limit
+    (U+FFFD at the end) is dropped, as vLLM's detokenizer does."""
+    text = text.rstrip("\ufffd")
     end = cut_point(text, answer_pattern, stop_strings)
     return text if end is None else text[:end]
