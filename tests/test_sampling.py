@@ -134,3 +134,17 @@ def test_sampled_prompt_ids_equal_the_sft_training_prompt_ids(tiny_model_dir, ti
     chat = [{"role": "user", "content": "1 + 1?"}]
     templated = tokenizer.apply_chat_template(chat, tokenize=True, add_generation_prompt=True, return_dict=True)
     assert encode_prompts(tokenizer, [chat]) == [list(templated["input_ids"])]  # no second BOS on chat text
+
+
+def test_backend_vllm_without_vllm_is_one_line(tiny_model_dir, tmp_path):
+    from trl_reasoning.cli import main
+    from trl_reasoning.sampling import vllm_installed
+
+    if vllm_installed():
+        pytest.skip("vLLM is installed here: tests/test_vllm.py covers that backend")
+    base = ["eval", "--model", str(tiny_model_dir), "--task", "arithmetic", "--limit", "2", "--output", str(tmp_path)]
+    for backend, message in (("vllm", "backend: vllm is not installed here"), ("vlm", "backend: expected one of")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, "--backend", backend])
+        text = str(exit_info.value.code)
+        assert message in text and "\n" not in text, text

@@ -61,6 +61,8 @@ class Sampler:
             return "vLLM is not installed"
         if logits_processors:
             return "this sampling forces tokens with transformers logits processors, which vLLM does not run"
+        if getattr(self.model, "peft_config", None):
+            return "the model has unmerged PEFT adapters (merge them first: model.merge_and_unload())"
         return unservable_reason(self.model.config)
 
     def _check_vllm(self, logits_processors: Sequence) -> None:

@@ -4,7 +4,7 @@ data, Monte-Carlo step labels, benchmarks), and the choice of backend."""
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .results import SamplingError, check_sampling_args
 from .text import DEFAULT_STOP_STRINGS
@@ -13,7 +13,22 @@ BACKENDS = ("auto", "hf", "vllm")
 
 
 @dataclass
-class SamplingSettings:
+class VLLMOptions:
+    """How the vLLM backend's engine is started (shared by ``SamplingSettings`` and trainer configs)."""
+
+    vllm_kv_cache_gib: float = field(
+        default=2.0, metadata={"help": "vLLM on CPU: GiB of memory for its KV cache (VLLM_CPU_KVCACHE_SPACE)."}
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3, metadata={"help": "vLLM on GPU: share of GPU memory the engine may take."}
+    )
+    vllm_enforce_eager: bool = field(
+        default=True, metadata={"help": "vLLM: skip graph compilation (starts in seconds instead of about a minute)."}
+    )
+
+
+@dataclass
+class SamplingSettings(VLLMOptions):
     """How to sample: K, temperature, length, stops, seed, batch size and backend.
 
     ``backend``: ``hf`` (transformers ``generate``), ``vllm`` (one vLLM engine per run, on GPU or on
@@ -31,15 +46,6 @@ class SamplingSettings:
         default=DEFAULT_STOP_STRINGS, metadata={"help": "Texts that end a completion (cut before them)."}
     )
     backend: str = field(default="auto", metadata={"help": "auto (vLLM when installed and able), hf or vllm."})
-    vllm_kv_cache_gib: float = field(
-        default=2.0, metadata={"help": "vLLM on CPU: GiB of memory for its KV cache (VLLM_CPU_KVCACHE_SPACE)."}
-    )
-    vllm_gpu_memory_utilization: float = field(
-        default=0.3, metadata={"help": "vLLM on GPU: share of GPU memory the engine may take."}
-    )
-    vllm_enforce_eager: bool = field(
-        default=True, metadata={"help": "vLLM: skip graph compilation (starts in seconds instead of about a minute)."}
-    )
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar while sampling."})
 
     def __post_init__(self):
@@ -61,27 +67,16 @@ def vllm_installed() -> bool:
 
 
 @dataclass
-class SamplerBackendArguments:
+class SamplerBackendArguments(VLLMOptions):
     """The backend fields of a trainer config that samples (EI, RCRL, reward-model data); mixed into
     TRL config classes beside their own fields."""
 
     sampling_backend: str = field(
         default="auto", metadata={"help": "Sampling backend: auto (vLLM when installed and able), hf or vllm."}
     )
-    vllm_kv_cache_gib: float = field(
-        default=2.0, metadata={"help": "vLLM on CPU: GiB of memory for its KV cache (VLLM_CPU_KVCACHE_SPACE)."}
-    )
-    vllm_gpu_memory_utilization: float = field(
-        default=0.3, metadata={"help": "vLLM on GPU: share of GPU memory the engine may take beside the trainer."}
-    )
-    vllm_enforce_eager: bool = field(
-        default=True, metadata={"help": "vLLM: skip graph compilation (starts in seconds instead of about a minute)."}
-    )
 
     def backend_settings(self) -> dict:
         """These fields under ``SamplingSettings``' names."""
         if self.sampling_backend not in BACKENDS:
             raise SamplingError(f"sampling_backend: expected one of {', '.join(BACKENDS)}, got {self.sampling_backend!r}")
-        return {"backend": self.sampling_backend, "vllm_kv_cache_gib": self.vllm_kv_cache_gib,
-                "vllm_gpu_memory_utilization": self.vllm_gpu_memory_utilization,
-                "vllm_enforce_eager": self.vllm_enforce_eager}
+        return {"backend": self.sampling_backend, **{f.name: getattr(self, f.name) for f in fields(VLLMOptions)}}

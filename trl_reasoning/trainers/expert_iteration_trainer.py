@@ -209,10 +209,11 @@ class ExpertIterationTrainer:
     def sampler_start_path(self) -> str | None:
         """A folder or Hub id holding the current policy's architecture and vocabulary, from which a
         vLLM engine may start (its weights are then replaced by the policy's); None: save one."""
+        from ..loading import resolve
+
         if self._latest_checkpoint() is not None:
             return str(self._latest_checkpoint())
-        reference = self.model_reference
-        return reference if isinstance(reference, str) and not reference.endswith(".gguf") else None
+        return resolve(self.model_reference)[0] if self.model_reference is not None else None  # .gguf: its folder
 
     def _set_policy(self, model) -> None:
         self.model = model
