@@ -83,7 +83,7 @@ def test_shipped_recipes_are_valid():
 
 
 @pytest.mark.parametrize("config_cls", [ExpertIterationConfig, RewardModelConfig, PPOConfig, ReturnConditionedConfig,
-                                        Recipe, EvalArguments, SampleArguments])
+                                        Recipe, EvalArguments, SampleArguments, EvalSettings])
 def test_every_field_has_help(config_cls):
     from transformers import TrainingArguments
     from trl import SFTConfig
@@ -98,6 +98,21 @@ def test_every_field_has_help(config_cls):
         own = [f for f in own if f.name not in inherited]
     missing = [f.name for f in own if not f.metadata.get("help")]
     assert not missing
+
+
+def test_use_vllm_auto_is_a_ppo_value_only(tmp_path, tiny_model_dir):
+    from trl_reasoning.pipeline import resolve_use_vllm
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: tiny\ntask: arithmetic\nstages: [ppo]\nppo: {use_vllm: auto}\n")
+    assert load_recipe(str(recipe)).ppo["use_vllm"] == "auto"
+    recipe.write_text("model: tiny\ntask: arithmetic\nstages: [ppo]\nppo: {use_vllm: maybe}\n")
+    with pytest.raises(RecipeError, match="'ppo.use_vllm' must be bool"):
+        load_recipe(str(recipe))
+    # auto: TRL's colocated engine only where vLLM is installed and serves the model (head size 16 here: never)
+    assert resolve_use_vllm("auto", str(tiny_model_dir)) is False
+    assert resolve_use_vllm(True, str(tiny_model_dir)) is True
+    assert resolve_use_vllm(False, str(tiny_model_dir)) is False
 
 
 def test_eval_settings_fields_are_recipe_keys():
