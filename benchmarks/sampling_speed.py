@@ -64,11 +64,11 @@ def ours(model, tokenizer, prompts, args, backend: str, model_path: str) -> dict
     return {**_figures(run.num_samples, run.num_tokens, run.seconds), "startup_s": round(started, 1)}
 
 
-def plain_vllm(prompt_ids, args, model_path: str, dtype: str) -> dict:
+def plain_vllm(prompt_ids, args, model_path: str, dtype: str, max_model_len: int) -> dict:
     from vllm import LLM, SamplingParams
 
     start = time.perf_counter()
-    llm = LLM(model=model_path, dtype=dtype, seed=0, enforce_eager=args.eager, max_model_len=4096)
+    llm = LLM(model=model_path, dtype=dtype, seed=0, enforce_eager=args.eager, max_model_len=max_model_len)
     started = time.perf_counter() - start
     params = SamplingParams(n=args.k, temperature=args.temperature, max_tokens=args.max_new_tokens,
                             stop=["\nQuestion:"])
@@ -116,7 +116,8 @@ def main() -> None:
         if backend == "naive":
             results[backend] = naive_loop(model, tokenizer, prompt_ids, args)
         elif backend == "plain_vllm":
-            results[backend] = plain_vllm(prompt_ids, args, model_path, dtype)
+            length = min(getattr(model.config, "max_position_embeddings", None) or 4096, 4096)  # as Sampler
+            results[backend] = plain_vllm(prompt_ids, args, model_path, dtype, length)
         else:
             results[backend] = ours(model, tokenizer, prompts, args, backend, model_path)
         print(f"{backend:11s} {json.dumps(results[backend])}", flush=True)
