@@ -28,6 +28,7 @@ import torch
 
 from trl_reasoning.loading import load_model, load_tokenizer, resolve
 from trl_reasoning.sampling import Sampler, SamplingSettings, answer_pattern_for, encode_prompts
+from trl_reasoning.sampling.vllm_backend import engine_length
 from trl_reasoning.tasks import add_prompts, load_task
 from trl_reasoning.tiny import make_tiny_model
 
@@ -116,8 +117,7 @@ def main() -> None:
         if backend == "naive":
             results[backend] = naive_loop(model, tokenizer, prompt_ids, args)
         elif backend == "plain_vllm":
-            length = min(getattr(model.config, "max_position_embeddings", None) or 4096, 4096)  # as Sampler
-            results[backend] = plain_vllm(prompt_ids, args, model_path, dtype, length)
+            results[backend] = plain_vllm(prompt_ids, args, model_path, dtype, engine_length(model.config))
         else:
             results[backend] = ours(model, tokenizer, prompts, args, backend, model_path)
         print(f"{backend:11s} {json.dumps(results[backend])}", flush=True)

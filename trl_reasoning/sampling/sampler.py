@@ -18,8 +18,6 @@ from .results import Completion, SamplingError, SamplingResult, check_sampling_a
 from .settings import SamplingSettings, vllm_installed
 from .text import GSM8K_ANSWER_LINE, encode_prompts, truncate
 
-_MAX_ENGINE_LENGTH = 4096  # KV cache is sized for this many tokens per sequence at most
-
 
 class Sampler:
     """K completions per prompt from the backend ``settings.backend`` picks.
@@ -119,15 +117,13 @@ class Sampler:
     # ------------------------------------------------------------------ engine
 
     def _start_engine(self):
-        from .vllm_backend import VLLMEngine
+        from .vllm_backend import VLLMEngine, engine_length
 
         if self._engine is None:
             path = self.model_path or self._save_model()
-            config = self.model.config
-            length = min(getattr(config, "max_position_embeddings", None) or _MAX_ENGINE_LENGTH, _MAX_ENGINE_LENGTH)
             self._engine = VLLMEngine(
                 path, dtype=str(self.model.dtype).removeprefix("torch."), seed=self.settings.seed,
-                max_model_len=length, kv_cache_gib=self.settings.vllm_kv_cache_gib,
+                max_model_len=engine_length(self.model.config), kv_cache_gib=self.settings.vllm_kv_cache_gib,
                 gpu_memory_utilization=self.settings.vllm_gpu_memory_utilization,
                 enforce_eager=self.settings.vllm_enforce_eager,
             )

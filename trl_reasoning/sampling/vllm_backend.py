@@ -62,6 +62,14 @@ def head_size(config) -> int | None:
     return hidden // heads if hidden and heads else None
 
 
+MAX_ENGINE_LENGTH = 4096  # the KV cache is sized for this many tokens per sequence at most
+
+
+def engine_length(config) -> int:
+    """``max_model_len`` for an engine serving ``config``: its positions, at most ``MAX_ENGINE_LENGTH``."""
+    return min(getattr(config, "max_position_embeddings", None) or MAX_ENGINE_LENGTH, MAX_ENGINE_LENGTH)
+
+
 def unservable_reason(config) -> str | None:
     """Why vLLM on this machine cannot serve a model with ``config``, or None."""
     size = head_size(config)

@@ -211,8 +211,9 @@ class ExpertIterationTrainer:
         vLLM engine may start (its weights are then replaced by the policy's); None: save one."""
         from ..loading import resolve
 
-        if self._latest_checkpoint() is not None:
-            return str(self._latest_checkpoint())
+        latest = self._latest_checkpoint()
+        if latest is not None:
+            return str(latest)
         return resolve(self.model_reference)[0] if self.model_reference is not None else None  # .gguf: its folder
 
     def _set_policy(self, model) -> None:
