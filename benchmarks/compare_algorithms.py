@@ -1,5 +1,6 @@
 """The paper's comparison at small scale: EI, PPO (sparse), PPO (dense, ORM), RCRL (sparse and dense,
-heuristic step tags) and TRL's GRPOTrainer, all from the same SFT tiny checkpoint on the arithmetic task with the same sample budget.
+heuristic step tags) and TRL's GRPOTrainer (a stage this benchmark registers), all from the same SFT
+tiny checkpoint on the arithmetic task with the same sample budget.
 
 Prints (and writes to ``OUTPUT/comparison.md`` / ``.json``) one table: maj@1 (greedy), maj@K,
 rerank@K (with the ORM trained on SFT samples), pass@1, pass@K, training samples used and wall time;
@@ -18,37 +19,53 @@ import time
 from pathlib import Path
 
 from trl_reasoning import pipeline
-from trl_reasoning.recipes import load_recipe, parse_overrides, stage_config
+from trl_reasoning.recipes import load_recipe, parse_overrides
 from trl_reasoning.reporting import markdown_table, plot_curves, write_json_atomic, write_text_atomic
+from trl_reasoning.stages import (
+    Stage,
+    comparison_table,
+    evaluate_models,
+    gains_table,
+    register_stage,
+    resolve_use_vllm,
+    rl_dataset,
+    run_stage,
+    stage_config,
+)
 
 
-def run_grpo(recipe, policy_ref: str, train, state) -> str:
+def _grpo_config():
+    from trl import GRPOConfig
+
+    return GRPOConfig
+
+
+def run_grpo(ctx, folder: Path) -> dict:
     """TRL's GRPOTrainer with our correctness reward, settings from the recipe's ``ppo`` section."""
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from trl_reasoning._compat import enable_vllm_colocate_on_cpu
     from trl_reasoning.loading import load_tokenizer
-    from trl_reasoning.verifiers import make_correctness_reward
+    from trl_reasoning.rewards import CorrectnessReward
 
-    folder = Path(recipe.output_dir) / "grpo"
-    final = folder / "final_model"
-    if (folder / pipeline.DONE).exists():
-        return str(final)
-    grpo_fields = {f.name for f in dataclasses.fields(GRPOConfig)}
-    section = {k: v for k, v in recipe.ppo.items() if k in grpo_fields and k not in ("beta",)}
-    section["use_vllm"] = pipeline.resolve_use_vllm(section.get("use_vllm", False), policy_ref)
+    recipe, grpo_fields = ctx.recipe, {f.name for f in dataclasses.fields(_grpo_config())}
+    section = {k: v for k, v in recipe.section("ppo").items() if k in grpo_fields and k not in ("beta",)}
+    section["use_vllm"] = resolve_use_vllm(section.get("use_vllm", False), ctx.policy)
     if section["use_vllm"]:
         enable_vllm_colocate_on_cpu()  # TRL's colocated engine on CPU (a no-op on GPU)
-    args = stage_config(GRPOConfig, section, folder, recipe.seed, save_strategy="no")
-    trainer = GRPOTrainer(model=policy_ref, reward_funcs=[make_correctness_reward(recipe.task)], args=args,
-                          train_dataset=pipeline._rl_dataset(train),
-                          processing_class=load_tokenizer(policy_ref, padding_side="left"))
+    args = stage_config(_grpo_config(), section, folder, recipe.seed, save_strategy="no")
+    trainer = GRPOTrainer(model=ctx.policy, reward_funcs=[CorrectnessReward(recipe.task)], args=args,
+                          train_dataset=rl_dataset(ctx.rl_train),
+                          processing_class=load_tokenizer(ctx.policy, padding_side="left"))
     trainer.train()
-    trainer.save_model(str(final))
+    trainer.save_model(str(folder / "final_model"))
     samples = trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
-    samples = samples * state.num_processes // max(args.num_iterations, 1)
-    pipeline._mark_done(folder, {"cumulative_samples": samples}, state)
-    return str(final)
+    return {"cumulative_samples": samples * ctx.state.num_processes // max(args.num_iterations, 1)}
+
+
+# A stage of this benchmark only: recipes that import this module may list it too.
+register_stage(Stage("grpo", _grpo_config, run_grpo, order=33, role="rl",
+                     help="GRPO (benchmarks/compare_algorithms.py): the ppo section's GRPOConfig fields."))
 
 
 def timed(name: str, seconds: dict, func, *args):
@@ -58,6 +75,29 @@ def timed(name: str, seconds: dict, func, *args):
     return result
 
 
+def variant(ctx, folder: Path, **sections):
+    """The run context with other stage sections, writing into ``folder``, sharing the SFT policy and ORM."""
+    recipe = ctx.recipe
+    for name, values in sections.items():
+        recipe = recipe.with_section(name, values)
+    recipe = dataclasses.replace(recipe, output_dir=str(folder))
+    return dataclasses.replace(ctx, recipe=recipe, models={}, conditioning={}, samples_used={})
+
+
+def run_variant(ctx, name: str, stage: str, seconds: dict, into, **sections) -> None:
+    """Run ``stage`` in a variant context and collect its eval entries under ``name``."""
+    run = variant(ctx, Path(ctx.recipe.output_dir) / name, **sections) if sections or name != stage else ctx
+    timed(name, seconds, run_stage, run, stage)
+    for entry, model in run.models.items():
+        if not entry.startswith(stage):
+            continue
+        renamed = entry.replace(stage, name, 1)
+        into["models"][renamed] = model
+        into["samples"][renamed] = run.samples_used.get(entry, 0)
+        if entry in run.conditioning:
+            into["conditioning"][renamed] = run.conditioning[entry]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/compare_quickstart.yaml")
@@ -65,51 +105,33 @@ def main() -> None:
     args = parser.parse_args()
     overrides = [("output_dir", args.output)] if args.output else []
     recipe = load_recipe(args.recipe, parse_overrides([]) + overrides)
-
-    from trl_reasoning.loading import process_state
-
-    state = process_state()
     out = Path(recipe.output_dir)
     times_path = out / "wall_seconds.json"
     seconds = json.loads(times_path.read_text()) if times_path.exists() else {}
-    model_ref = pipeline.initial_model(recipe, state)
-    sft_train, rl_train, held_out = pipeline.load_datasets(recipe)
-    sft = timed("sft", seconds, pipeline.run_sft_stage, recipe, model_ref, sft_train, state)
-    orm = timed("orm", seconds, pipeline.run_reward_model_stage, recipe, "outcome", sft, sft_train, held_out, state)
-    reward_models = {"orm": orm}
-    models = {"sft": sft}
-    models["ei"] = timed("ei", seconds, pipeline.run_ei_stage, recipe, sft, rl_train, held_out, state)
-    write_json_atomic(times_path, seconds)
-    models["ppo_sparse"] = timed("ppo_sparse", seconds, pipeline.run_ppo_stage,
-                                 dataclasses.replace(recipe, output_dir=str(out / "sparse")), sft, rl_train, held_out, reward_models, state)
-    dense = dataclasses.replace(recipe, output_dir=str(out / "dense"), ppo={**recipe.ppo, "dense_rewards": ["orm"]})
-    models["ppo_dense_orm"] = timed("ppo_dense_orm", seconds, pipeline.run_ppo_stage, dense, sft, rl_train, held_out, reward_models, state)
-    write_json_atomic(times_path, seconds)
-    models["rcrl"] = models["rcrl unconditioned"] = timed("rcrl", seconds, pipeline.run_rcrl_stage, recipe, sft, rl_train,
-                                                         held_out, reward_models, state)
-    dense_rcrl = dataclasses.replace(recipe, output_dir=str(out / "dense_rcrl"),
-                                     rcrl={**recipe.rcrl, "tag_mode": "dense", "step_reward": "heuristic"})
-    models["rcrl_dense_heuristic"] = timed("rcrl_dense_heuristic", seconds, pipeline.run_rcrl_stage, dense_rcrl, sft,
-                                           rl_train, held_out, reward_models, state)
-    write_json_atomic(times_path, seconds)
-    models["grpo"] = timed("grpo", seconds, run_grpo, recipe, sft, rl_train, state)
-    write_json_atomic(times_path, seconds)
-    conditioning = {"rcrl": pipeline.rcrl_conditioning(out / "rcrl"),
-                    "rcrl_dense_heuristic": pipeline.rcrl_conditioning(out / "dense_rcrl" / "rcrl")}
-    results = pipeline.run_eval_stage(recipe, models, held_out, state, orm, conditioning)
-
-    samples = {"sft": 0}
-    for name, folder in (("ei", out / "ei"), ("ppo_sparse", out / "sparse" / "ppo"), ("ppo_dense_orm", out / "dense" / "ppo"),
-                         ("rcrl", out / "rcrl"), ("rcrl unconditioned", out / "rcrl"),
-                         ("rcrl_dense_heuristic", out / "dense_rcrl" / "rcrl"), ("grpo", out / "grpo")):
-        samples[name] = json.loads((folder / pipeline.DONE).read_text())["cumulative_samples"]
-    table = pipeline.comparison_table(results, samples)
-    gains = pipeline.gains_table(out, results, baseline="sft")
+    ctx = pipeline.run_context(recipe)
+    timed("sft", seconds, run_stage, ctx, "sft")
+    timed("orm", seconds, run_stage, ctx, "orm")
+    found = {"models": {"sft": ctx.policy}, "samples": {"sft": 0}, "conditioning": {}}
+    ppo, rcrl = recipe.section("ppo"), recipe.section("rcrl")
+    for name, stage, sections in (
+        ("ei", "ei", {}), ("ppo_sparse", "ppo", {"ppo": ppo}),
+        ("ppo_dense_orm", "ppo", {"ppo": {**ppo, "dense_rewards": ["orm"]}}), ("rcrl", "rcrl", {}),
+        ("rcrl_dense_heuristic", "rcrl", {"rcrl": {**rcrl, "tag_mode": "dense", "step_reward": "heuristic"}}),
+        ("grpo", "grpo", {}),
+    ):
+        run_variant(ctx, name, stage, seconds, found, **sections)
+        write_json_atomic(times_path, seconds)
+    results = evaluate_models(ctx, found["models"], ctx.reward_models["orm"], found["conditioning"])
+    samples = found["samples"]
+    table = comparison_table(results, samples)
+    gains = gains_table(out, results, baseline="sft")
     wall = markdown_table(["stage", "wall seconds"], [[k, round(v, 1)] for k, v in seconds.items()])
     text = f"# Algorithm comparison ({recipe.task}, same SFT start)\n\n{table}\n\n{gains}\n\n{wall}\n"
-    if state.is_main_process:
+    if ctx.state.is_main_process:
         write_text_atomic(out / "comparison.md", text)
-        write_json_atomic(out / "comparison.json", {"results": results, "samples": samples, "wall_seconds": seconds})
+        write_json_atomic(
+            out / "comparison.json", {"results": results, "samples": samples, "wall_seconds": seconds}
+        )
         _plot(out, results, samples)
         print(text)
 

@@ -19,14 +19,24 @@ from pathlib import Path
 def run_seed(recipe: str, seed: int, folder: Path) -> float:
     """Run (or resume) the recipe for one seed in its own process; returns the wall seconds."""
     start = time.perf_counter()
-    command = [sys.executable, "-m", "trl_reasoning", "train", recipe, "--seed", str(seed), "--output_dir", str(folder)]
+    command = [
+        sys.executable,
+        "-m",
+        "trl_reasoning",
+        "train",
+        recipe,
+        "--seed",
+        str(seed),
+        "--output_dir",
+        str(folder),
+    ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
 def seed_figures(folder: Path) -> dict:
     """SFT and EI maj@1 and the paired gain, from the run's results and eval samples."""
-    from trl_reasoning.pipeline import paired_gains
+    from trl_reasoning.stages import paired_gains
 
     results = json.loads((folder / "results.json").read_text())
     gain = paired_gains(folder, results, baseline="sft")["ei"]
@@ -38,7 +48,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
-    parser.add_argument("--output", default="runs", help="parent folder; seed N runs in OUTPUT/quickstart_seedN")
+    parser.add_argument("--output", default="runs", help="parent folder; seed N runs in "
+                                                         "OUTPUT/quickstart_seedN")
     args = parser.parse_args()
     rows = {}
     for seed in args.seeds:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from trl_reasoning.evaluation import compute_metrics
 from trl_reasoning.metrics import auroc
-from trl_reasoning.recipes import load_recipe, stage_config
+from trl_reasoning.recipes import load_recipe
 from trl_reasoning.reporting import markdown_table, read_jsonl, write_json_atomic
+from trl_reasoning.stages import stage_config
 from trl_reasoning.verifiers import equations_hold
 
 VALUE_HEAD = {"head": "value", "label_positions": "step_end", "num_train_epochs": 8, "learning_rate": 1e-3}
@@ -33,8 +34,14 @@ def train_orm(recipe, run: Path, overrides: dict, rows: list[dict]):
     from trl_reasoning.trainers.reward_model_trainer import RewardModelTrainer
 
     section = {**recipe.orm, **overrides, "kind": "outcome"}
-    args = stage_config(RewardModelConfig, section, run / "heads" / overrides.get("head", "implicit"), recipe.seed,
-                        task=recipe.task, save_strategy="no")
+    args = stage_config(
+        RewardModelConfig,
+        section,
+        run / "heads" / overrides.get("head", "implicit"),
+        recipe.seed,
+        task=recipe.task,
+        save_strategy="no",
+    )
     trainer = RewardModelTrainer(str(run / "sft"), args, train_dataset=Dataset.from_list(rows))
     trainer.train()
     return trainer.reward_model
@@ -52,18 +59,25 @@ def main() -> None:
     cli = parser.parse_args()
     recipe = load_recipe(cli.recipe)
     run = Path(cli.run or recipe.output_dir)
-    train, held_out = read_jsonl(run / "orm/train_samples.jsonl"), read_jsonl(run / "orm/heldout_samples.jsonl")
+    train, held_out = (
+        read_jsonl(run / "orm/train_samples.jsonl"),
+        read_jsonl(run / "orm/heldout_samples.jsonl"),
+    )
     records = read_jsonl(run / "eval/sft/samples.jsonl")
     greedy, samples = ([r for r in records if r["kind"] == kind] for kind in ("greedy", "sample"))
-    k = recipe.eval["num_samples"]
+    k = recipe.eval["num_generations"]
     labels = [bool(r["label"]) for r in held_out]
     rows = []
     for name, overrides in (("value head", VALUE_HEAD), ("implicit head", {})):
         start = time.perf_counter()
         model = train_orm(recipe, run, overrides, train)
         seconds = time.perf_counter() - start
-        held_scores = [s.final for s in model.score([r["prompt"] for r in held_out], [r["completion"] for r in held_out])]
-        scores = [s.final for s in model.score([r["prompt"] for r in samples], [r["completion"] for r in samples])]
+        held_scores = [
+            s.final for s in model.score([r["prompt"] for r in held_out], [r["completion"] for r in held_out])
+        ]
+        scores = [
+            s.final for s in model.score([r["prompt"] for r in samples], [r["completion"] for r in samples])
+        ]
         report = eval_report(greedy, samples, scores, k, recipe.seed)
         rows.append({"scorer": name, "heldout_auroc": round(auroc(held_scores, labels), 3),
                      "eval_auroc": round(report["reward_model"]["auroc"], 3),

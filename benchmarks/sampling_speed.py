@@ -53,13 +53,19 @@ def naive_loop(model, tokenizer, prompt_ids, args) -> dict:
 
 
 def ours(model, tokenizer, prompts, args, backend: str, model_path: str) -> dict:
-    settings = SamplingSettings(num_samples=args.k, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                                batch_size=args.batch_size, backend=backend, show_progress=False,
-                                vllm_enforce_eager=args.eager)
+    settings = SamplingSettings(
+        num_generations=args.k,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        backend=backend,
+        show_progress=False,
+        vllm_enforce_eager=args.eager,
+    )
     start = time.perf_counter()
     with Sampler(model, tokenizer, settings, answer_pattern_for(args.task), model_path=model_path) as sampler:
         if backend == "vllm":
-            sampler.sample(prompts[:1], num_samples=1, temperature=0.0)  # engine start, timed apart
+            sampler.sample(prompts[:1], num_generations=1, temperature=0.0)  # engine start, timed apart
         started = time.perf_counter() - start
         run = sampler.sample(prompts, seed=0)
     return {**_figures(run.num_samples, run.num_tokens, run.seconds), "startup_s": round(started, 1)}
@@ -98,7 +104,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--batch-size", type=int, default=64, help="hf backend: sequences per batch")
-    parser.add_argument("--dtype", default="auto", help="model dtype for every backend (auto: float32 on CPU)")
+    parser.add_argument("--dtype", default="auto", help="model dtype for every backend (auto: float32 on "
+                                                        "CPU)")
     parser.add_argument("--eager", action=argparse.BooleanOptionalAction, default=True,
                         help="vLLM without graph compilation (both vLLM rows)")
     parser.add_argument("--skip", nargs="*", default=[], choices=BACKENDS)
@@ -124,10 +131,19 @@ def main() -> None:
     if "hf" in results and "vllm" in results:
         results["vllm_over_hf"] = round(results["vllm"]["samples_per_s"] / results["hf"]["samples_per_s"], 2)
     if "plain_vllm" in results and "vllm" in results:
-        results["vllm_over_plain_vllm"] = round(results["vllm"]["samples_per_s"] / results["plain_vllm"]["samples_per_s"], 3)
-    results["config"] = {"model": folder, "dtype": dtype, "prompts": len(prompts), "k": args.k,
-                         "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "eager": args.eager,
-                         "threads": torch.get_num_threads()}
+        results["vllm_over_plain_vllm"] = round(
+            results["vllm"]["samples_per_s"] / results["plain_vllm"]["samples_per_s"], 3
+        )
+    results["config"] = {
+        "model": folder,
+        "dtype": dtype,
+        "prompts": len(prompts),
+        "k": args.k,
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "eager": args.eager,
+        "threads": torch.get_num_threads(),
+    }
     print(json.dumps(results))
 
 

@@ -29,13 +29,17 @@ def test_gae_matches_hand_computation():
 
 
 def test_gae_discounting():
-    advantages, returns = gae(torch.tensor([[0.0, 2.0]]), torch.zeros(1, 2), torch.ones(1, 2), gamma=0.5, lam=1.0)
+    advantages, returns = gae(
+        torch.tensor([[0.0, 2.0]]), torch.zeros(1, 2), torch.ones(1, 2), gamma=0.5, lam=1.0
+    )
     assert torch.allclose(returns, torch.tensor([[1.0, 2.0]])) and torch.allclose(advantages, returns)
 
 
 def test_rewards_land_on_last_token_and_step_ends():
     mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
-    rewards = place_rewards(mask, torch.tensor([1.0, -1.0]), step_rewards=[[0.5, 0.25], [2.0]], step_end_tokens=[[1, 3], [1]])
+    rewards = place_rewards(
+        mask, torch.tensor([1.0, -1.0]), step_rewards=[[0.5, 0.25], [2.0]], step_end_tokens=[[1, 3], [1]]
+    )
     assert rewards.tolist() == [[0.0, 0.5, 0.0, 1.25, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0]]
     with pytest.raises(ValueError, match="2 step rewards for 1 steps"):
         place_rewards(mask, step_rewards=[[1.0, 1.0], []], step_end_tokens=[[1], []])

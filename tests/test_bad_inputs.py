@@ -51,15 +51,22 @@ def test_non_utf8_data_file_is_one_line(tiny_model_dir, tmp_path):
 
 
 def _recipe(tmp_path, **keys) -> str:
-    values = {"model": "tiny", "task": "arithmetic", "output_dir": str(tmp_path / "run"), "stages": "[sft, ei]",
-              "num_train_examples": 24, "num_eval_examples": 4,
-              "tiny": "{hidden_size: 32, num_layers: 1, num_heads: 2}",
-              "sft": "{num_train_epochs: 1, per_device_train_batch_size: 8, gradient_checkpointing: false, max_length: 128}",
-              "ei": "{num_rounds: 1, num_generations: 2, max_new_tokens: 12, generation_batch_size: 32, "
-                    "num_train_epochs: 1, per_device_train_batch_size: 8, gradient_checkpointing: false, "
-                    "max_length: 128, eval_num_samples: 2, stop_when_no_new_solutions: false, "
-                    "include_reference_solutions: true}",
-              **keys}
+    values = {
+        "model": "tiny",
+        "task": "arithmetic",
+        "output_dir": str(tmp_path / "run"),
+        "stages": "[sft, ei]",
+        "num_train_examples": 24,
+        "num_eval_examples": 4,
+        "tiny": "{hidden_size: 32, num_layers: 1, num_heads: 2}",
+        "sft": "{num_train_epochs: 1, per_device_train_batch_size: 8, gradient_checkpointing: false, "
+        "max_length: 128}",
+        "ei": "{num_rounds: 1, num_generations: 2, max_new_tokens: 12, generation_batch_size: 32, "
+        "num_train_epochs: 1, per_device_train_batch_size: 8, gradient_checkpointing: false, "
+        "max_length: 128, eval_num_generations: 2, stop_when_no_new_solutions: false, "
+        "include_reference_solutions: true}",
+        **keys,
+    }
     path = tmp_path / "recipe.yaml"
     path.write_text("".join(f"{k}: {v}\n" for k, v in values.items()))
     return str(path)

@@ -23,7 +23,7 @@ def test_eval_writes_complete_report(tiny_model_dir, tmp_path, capsys):
     assert set(report["metrics"]) == {"maj@1", "pass@1", "maj@2", "pass@2", "maj@4", "pass@4"}
     assert set(report["exploration"]) == {"distinct_solutions", "distinct_correct_solutions", "any_correct"}
     assert report["throughput"]["samples"] == 6 * (1 + 4) and report["throughput"]["tokens_per_second"] > 0
-    assert report["config"]["num_samples"] == 4 and report["num_questions"] == 6
+    assert report["config"]["num_generations"] == 4 and report["num_questions"] == 6
     samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 30
     assert {"prompt", "completion", "extracted_answer", "correct", "num_tokens"} <= set(samples[0])
@@ -33,7 +33,7 @@ def test_eval_writes_complete_report(tiny_model_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--num-samples", "0"], "num_samples: need K >= 1"),
+        (["--num-samples", "0"], "num_generations: need K >= 1"),
         (["--temperature", "0"], "temperature: 0 means greedy"),
         (["--task", "gsm9k"], "task: unknown task 'gsm9k'"),
         (["--prompt_style", "chat_ml"], "prompt_style: unknown style"),
@@ -125,9 +125,23 @@ def test_two_processes_match_one(tiny_model_dir, tmp_path):
     args = _eval_args(tiny_model_dir, tmp_path / "one", "--limit", "10", "--batch_size", "4")
     subprocess.run([sys.executable, "-m", "trl_reasoning", *args], check=True, env=env, timeout=300)
     args = _eval_args(tiny_model_dir, tmp_path / "two", "--limit", "10", "--batch_size", "4")
-    # --multi_gpu, not --cpu: on a machine without GPUs it starts two CPU processes over gloo (--cpu starts one)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "trl_reasoning"]
+    # --multi_gpu, not --cpu: without GPUs it starts two CPU processes over gloo (--cpu starts one)
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "trl_reasoning",
+    ]
     subprocess.run([*launch, *args], check=True, env=env, timeout=300)
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["num_processes"] == 2
     assert json.loads((tmp_path / "one" / "metrics.json").read_text())["num_processes"] == 1
@@ -163,7 +177,7 @@ def test_reranking_scores_the_prompt_text_the_reward_model_trains_on(tiny_model,
     from datasets import Dataset
 
     from trl_reasoning.evaluation import EvalSettings, evaluate
-    from trl_reasoning.verifiers import prompt_as_text
+    from trl_reasoning.rewards import prompt_as_text
 
     prompt = [{"role": "system", "content": "Solve it."}, {"role": "user", "content": "1 + 2?"}]
     seen = []
@@ -173,8 +187,14 @@ def test_reranking_scores_the_prompt_text_the_reward_model_trains_on(tiny_model,
         return [0.5] * len(completions)
 
     dataset = Dataset.from_list([{"id": "q1", "prompt": prompt, "answer": "3"}])
-    evaluate(tiny_model, tiny_tokenizer, dataset, "arithmetic", EvalSettings(num_samples=2, max_new_tokens=4,
-             show_progress=False), reward_scorer=scorer)
+    evaluate(
+        tiny_model,
+        tiny_tokenizer,
+        dataset,
+        "arithmetic",
+        EvalSettings(num_generations=2, max_new_tokens=4, show_progress=False),
+        reward_scorer=scorer,
+    )
     assert seen == [prompt_as_text(prompt)] * 2 and "Solve it." in seen[0]
 
 
@@ -188,7 +208,7 @@ def test_math_majority_vote_counts_equivalent_answers_as_one():
     sampled = score_samples(rows, result, "math", "strict", "sample")
     greedy = score_samples(rows, SamplingResult([[Completion(texts[0], 3)]], 1.0), "math", "strict", "greedy")
     assert [r["correct"] for r in sampled] == [False, True, True]
-    assert compute_metrics(greedy, sampled, num_samples=3)["metrics"]["maj@3"] == 1.0  # two votes for 1/2
+    assert compute_metrics(greedy, sampled, num_generations=3)["metrics"]["maj@3"] == 1.0  # two votes for 1/2
 
 
 def test_eval_of_a_run_model_uses_its_task_card_and_matches_the_runs_eval(tmp_path, capsys):
@@ -202,12 +222,15 @@ def test_eval_of_a_run_model_uses_its_task_card_and_matches_the_runs_eval(tmp_pa
         f"model: tiny\ntask: arithmetic\noutput_dir: {out}\nstages: [sft, eval]\nnum_train_examples: 64\n"
         "num_eval_examples: 12\narithmetic: {max_operand: 9, operators: ['+', '-']}\n"
         "tiny: {hidden_size: 32, num_layers: 1, num_heads: 2}\n"
-        "sft: {num_train_epochs: 2, per_device_train_batch_size: 16, gradient_checkpointing: false, max_length: 128}\n"
-        "eval: {num_samples: 2, max_new_tokens: 24, batch_size: 16}\n"
+        "sft: {num_train_epochs: 2, per_device_train_batch_size: 16, gradient_checkpointing: false, "
+        "max_length: 128}\n"
+        "eval: {num_generations: 2, max_new_tokens: 24, batch_size: 16}\n"
     )
     main(["train", str(recipe)])
     card = json.loads((out / "sft" / TASK_CARD).read_text())
-    assert card["arithmetic"] == {"max_operand": 9, "operators": ["+", "-"]} and card["num_eval_examples"] == 12
+    assert (
+        card["arithmetic"] == {"max_operand": 9, "operators": ["+", "-"]} and card["num_eval_examples"] == 12
+    )
     capsys.readouterr()
     main(["eval", "--model", str(out / "sft"), "--output", str(tmp_path / "again")])
     err = capsys.readouterr().err
@@ -216,5 +239,5 @@ def test_eval_of_a_run_model_uses_its_task_card_and_matches_the_runs_eval(tmp_pa
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["metrics"] == run_metrics and again["num_questions"] == 12
     with pytest.raises(SystemExit):  # --limit 0 stops the run right after the settings are read
-        main(["eval", "--model", str(out / "sft"), "--num_samples", "4", "--seed", "3", "--limit", "0"])
+        main(["eval", "--model", str(out / "sft"), "--num_generations", "4", "--seed", "3", "--limit", "0"])
     assert "warning: --seed 3 differs from the model's training setting 0" in capsys.readouterr().err

@@ -33,17 +33,31 @@ def apples_reward(completions, **kwargs):
 
 
 def test_expert_iteration_learns_from_a_trl_style_script(tiny_model_dir, tmp_path):
-    """Written as a TRL user would: config + trainer(model, args, datasets, processing_class, reward_funcs)."""
+    """Written as a TRL user would: config + trainer(model, args, datasets, processing_class,
+    reward_funcs)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     train = add_prompts(load_task("arithmetic", split="train", num_examples=64))
     args = ExpertIterationConfig(
-        output_dir=str(tmp_path / "ei"), num_rounds=3, num_generations=8, temperature=1.0, max_new_tokens=8,
-        generation_batch_size=128, learning_rate=1e-2, num_train_epochs=2, per_device_train_batch_size=32,
-        lr_scheduler_type="constant", use_cpu=True, bf16=False, report_to="none", gradient_checkpointing=False,
-        stop_when_no_new_solutions=False, logging_steps=100, max_length=128,
+        output_dir=str(tmp_path / "ei"),
+        num_rounds=3,
+        num_generations=8,
+        temperature=1.0,
+        max_new_tokens=8,
+        generation_batch_size=128,
+        learning_rate=1e-2,
+        num_train_epochs=2,
+        per_device_train_batch_size=32,
+        lr_scheduler_type="constant",
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        gradient_checkpointing=False,
+        stop_when_no_new_solutions=False,
+        logging_steps=100,
+        max_length=128,
     )
     trainer = ExpertIterationTrainer(
         model=model, args=args, train_dataset=train, processing_class=tokenizer, reward_funcs=[apples_reward]
@@ -57,7 +71,9 @@ def test_expert_iteration_learns_from_a_trl_style_script(tiny_model_dir, tmp_pat
     assert {"metrics.json", "exploration.png", "README.md"} <= {p.name for p in run.iterdir()}
     for round_index in (1, 2, 3):
         folder = run / f"round_{round_index:03d}"
-        assert {"samples.jsonl", "kept.jsonl", "metrics.json", "checkpoint"} <= {p.name for p in folder.iterdir()}
+        assert {"samples.jsonl", "kept.jsonl", "metrics.json", "checkpoint"} <= {
+            p.name for p in folder.iterdir()
+        }
     trainer.save_model(str(tmp_path / "final"))
     assert "Metrics per round" in (tmp_path / "final" / "README.md").read_text()
 
@@ -93,7 +109,7 @@ ei:
   per_device_train_batch_size: 16
   gradient_checkpointing: false
   max_length: 128
-  eval_num_samples: 2
+  eval_num_generations: 2
 """
 
 
@@ -110,8 +126,9 @@ def test_killed_run_resumes_at_the_round_it_was_in(tmp_path):
     recipe = tmp_path / "short.yaml"
     recipe.write_text(SHORT_RECIPE.format(out=out))
     command = [sys.executable, "-m", "trl_reasoning", "train", str(recipe)]
-    crashed = subprocess.run(command, env={**_env(), FAULT_ENV: "samples_written:2"}, capture_output=True, text=True,
-                             timeout=600)
+    crashed = subprocess.run(
+        command, env={**_env(), FAULT_ENV: "samples_written:2"}, capture_output=True, text=True, timeout=600
+    )
     assert crashed.returncode == 75, crashed.stderr[-2000:]
     assert (out / "ei" / "round_002" / "samples.jsonl").exists()
     assert not (out / "ei" / "round_002" / "metrics.json").exists()
@@ -134,14 +151,16 @@ def test_two_process_training_samples_every_question_once(tmp_path):
     out = tmp_path / "run"
     recipe = tmp_path / "short.yaml"
     recipe.write_text(SHORT_RECIPE.format(out=out).replace("num_rounds: 3", "num_rounds: 1"))
-    # --multi_gpu, not --cpu: on a machine without GPUs it starts two CPU processes over gloo (--cpu starts one)
+    # --multi_gpu, not --cpu: without GPUs it starts two CPU processes over gloo (--cpu starts one)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
               "-m", "trl_reasoning", "train", str(recipe)]
     done = subprocess.run(launch, env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "ei" / "round_001" / "metrics.json").read_text())["num_processes"] == 2
-    samples = [json.loads(line) for line in (out / "ei" / "round_001" / "samples.jsonl").read_text().splitlines()]
+    samples = [
+        json.loads(line) for line in (out / "ei" / "round_001" / "samples.jsonl").read_text().splitlines()
+    ]
     ids = [s["id"] for s in samples]
     train_ids = set(load_task("arithmetic", split="train", num_examples=48)["id"])
     assert set(ids) == train_ids
@@ -155,23 +174,46 @@ def always_right(completions, **kwargs):
 
 def _small_ei_args(tmp_path, **overrides):
     values = dict(
-        output_dir=str(tmp_path / "ei"), num_rounds=2, num_generations=4, temperature=1.0, max_new_tokens=8,
-        generation_batch_size=128, learning_rate=1e-3, num_train_epochs=1, per_device_train_batch_size=32,
-        use_cpu=True, bf16=False, report_to="none", gradient_checkpointing=False, stop_when_no_new_solutions=False,
-        logging_steps=100, max_length=128, disable_tqdm=True, eval_num_samples=2,
+        output_dir=str(tmp_path / "ei"),
+        num_rounds=2,
+        num_generations=4,
+        temperature=1.0,
+        max_new_tokens=8,
+        generation_batch_size=128,
+        learning_rate=1e-3,
+        num_train_epochs=1,
+        per_device_train_batch_size=32,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        gradient_checkpointing=False,
+        stop_when_no_new_solutions=False,
+        logging_steps=100,
+        max_length=128,
+        disable_tqdm=True,
+        eval_num_generations=2,
     )
     return ExpertIterationConfig(**{**values, **overrides})
 
 
 @pytest.mark.parametrize("reinit", [False, True])
-def test_rounds_train_on_the_union_capped_per_question_and_evaluate_each_round(tiny_model_dir, tmp_path, reinit):
+def test_rounds_train_on_the_union_capped_per_question_and_evaluate_each_round(
+    tiny_model_dir, tmp_path, reinit
+):
     train = add_prompts(load_task("arithmetic", split="train", num_examples=12))
-    trainer = ExpertIterationTrainer(model=str(tiny_model_dir), train_dataset=train, eval_dataset=train.select(range(4)),
-                                     reward_funcs=[always_right],
-                                     args=_small_ei_args(tmp_path, max_solutions_per_question=5, reinit_each_round=reinit))
+    trainer = ExpertIterationTrainer(
+        model=str(tiny_model_dir),
+        train_dataset=train,
+        eval_dataset=train.select(range(4)),
+        reward_funcs=[always_right],
+        args=_small_ei_args(tmp_path, max_solutions_per_question=5, reinit_each_round=reinit),
+    )
     fine_tuned, reloaded = [], []
     fine_tune, reload = trainer._fine_tune, trainer._reload
-    trainer._fine_tune = lambda rows, folder: (fine_tuned.append([dict(r) for r in rows]), fine_tune(rows, folder))
+    trainer._fine_tune = lambda rows, folder: (
+        fine_tuned.append([dict(r) for r in rows]),
+        fine_tune(rows, folder),
+    )
     trainer._reload = lambda folder: (reloaded.append(str(folder)), reload(folder))[1]
     history = trainer.train()
     first, second = fine_tuned
@@ -182,6 +224,10 @@ def test_rounds_train_on_the_union_capped_per_question_and_evaluate_each_round(t
     for row in second:
         per_question[row["id"]] = per_question.get(row["id"], 0) + 1
     assert max(per_question.values()) == 5 and kept[1] > 0  # the cap holds over the union
-    assert reloaded == ([str(tiny_model_dir)] * 2 if reinit else [])  # each round restarts from the initial model
+    assert reloaded == (
+        [str(tiny_model_dir)] * 2 if reinit else []
+    )  # each round restarts from the initial model
     assert [r["round"] for r in history] == [0, 1, 2]
-    assert all({"maj@1", "maj@2", "pass@1", "pass@2"} <= set(r["eval"]) for r in history)  # evaluated every round
+    assert all(
+        {"maj@1", "maj@2", "pass@1", "pass@2"} <= set(r["eval"]) for r in history
+    )  # evaluated every round

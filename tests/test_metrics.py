@@ -92,6 +92,8 @@ def test_paired_difference_cancels_shared_difficulty():
     better = [1.0, 1.0] * 50  # right on every question the baseline got, plus half the rest
     gain = paired_difference(better, baseline)
     assert gain.mean == 0.5 and 0.35 < gain.ci_low < 0.5 < gain.ci_high < 0.65
-    assert paired_difference(baseline, baseline).ci_low == paired_difference(baseline, baseline).ci_high == 0.0
+    assert (
+        paired_difference(baseline, baseline).ci_low == paired_difference(baseline, baseline).ci_high == 0.0
+    )
     with pytest.raises(ValueError, match="same questions"):
         paired_difference([1.0], [1.0, 0.0])

@@ -19,7 +19,8 @@ rm_train_limit: 8
 tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2}}
 sft: {{num_train_epochs: 1, per_device_train_batch_size: 16, gradient_checkpointing: false, max_length: 128}}
 orm: {{num_generations: 2, max_new_tokens: 16, num_train_epochs: 1, per_device_train_batch_size: 8}}
-prm: {{num_generations: 2, max_new_tokens: 16, mc_rollouts: 2, num_train_epochs: 1, per_device_train_batch_size: 8}}
+prm: {{num_generations: 2, max_new_tokens: 16, mc_rollouts: 2, num_train_epochs: 1,
+       per_device_train_batch_size: 8}}
 ppo:
   dense_rewards: [orm, heuristic]
   num_generations: 2
@@ -35,8 +36,8 @@ rcrl:
   per_device_train_batch_size: 16
   gradient_checkpointing: false
   max_length: 128
-  eval_num_samples: 2
-eval: {{num_samples: 2, max_new_tokens: 16}}
+  eval_num_generations: 2
+eval: {{num_generations: 2, max_new_tokens: 16}}
 """
 
 

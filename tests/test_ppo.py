@@ -16,16 +16,31 @@ def apples_reward(completions, **kwargs):
 
 def _args(tmp_path, **overrides):
     values = dict(
-        output_dir=str(tmp_path / "ppo"), learning_rate=5e-3, per_device_train_batch_size=32, num_generations=4,
-        max_completion_length=8, temperature=1.0, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-        logging_steps=1, num_train_epochs=1, gradient_checkpointing=False, disable_tqdm=True, kl_coef=0.01,
-        value_learning_rate=1e-3, seed=0,
+        output_dir=str(tmp_path / "ppo"),
+        learning_rate=5e-3,
+        per_device_train_batch_size=32,
+        num_generations=4,
+        max_completion_length=8,
+        temperature=1.0,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        num_train_epochs=1,
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+        kl_coef=0.01,
+        value_learning_rate=1e-3,
+        seed=0,
     )
     return PPOConfig(**{**values, **overrides})
 
 
 def _train(n: int):
-    return add_prompts(load_task("arithmetic", split="train", num_examples=n)).select_columns(["prompt", "answer", "solution"])
+    return add_prompts(load_task("arithmetic", split="train", num_examples=n)).select_columns(
+        ["prompt", "answer", "solution"]
+    )
 
 
 @pytest.mark.parametrize("mode", ["separate", "shared"])
@@ -34,8 +49,13 @@ def test_ppo_learns_from_a_trl_style_script(tiny_model_dir, tmp_path, mode):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    trainer = PPOTrainer(model=model, reward_funcs=[apples_reward], train_dataset=_train(160), processing_class=tokenizer,
-                         args=_args(tmp_path, num_train_epochs=3, value_model_mode=mode))
+    trainer = PPOTrainer(
+        model=model,
+        reward_funcs=[apples_reward],
+        train_dataset=_train(160),
+        processing_class=tokenizer,
+        args=_args(tmp_path, num_train_epochs=3, value_model_mode=mode),
+    )
     trainer.train()
     logs = [r for r in trainer.state.log_history if "ppo/reward/sparse" in r]
     first, last = logs[0]["ppo/reward/sparse"], sum(r["ppo/reward/sparse"] for r in logs[-3:]) / 3
@@ -58,10 +78,17 @@ class ShortSteps:
         return [[] for _ in completions]
 
 
-@pytest.mark.parametrize(("provider", "message"), [(NaNSteps(), "non-finite"), (ShortSteps(), "step rewards for a completion")])
+@pytest.mark.parametrize(
+    ("provider", "message"), [(NaNSteps(), "non-finite"), (ShortSteps(), "step rewards for a completion")]
+)
 def test_bad_dense_rewards_stop_training(tiny_model_dir, tmp_path, provider, message):
-    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], args=_args(tmp_path, max_steps=1),
-                         train_dataset=_train(8), dense_reward_funcs=[provider])
+    trainer = PPOTrainer(
+        model=str(tiny_model_dir),
+        reward_funcs=[apples_reward],
+        args=_args(tmp_path, max_steps=1),
+        train_dataset=_train(8),
+        dense_reward_funcs=[provider],
+    )
     with pytest.raises(PPOError, match=message):
         trainer.train()
 
@@ -69,8 +96,13 @@ def test_bad_dense_rewards_stop_training(tiny_model_dir, tmp_path, provider, mes
 def test_dense_heuristic_rewards_run(tiny_model_dir, tmp_path):
     from trl_reasoning.reward_models import HeuristicStepReward
 
-    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], args=_args(tmp_path, max_steps=2),
-                         train_dataset=_train(16), dense_reward_funcs=[HeuristicStepReward()])
+    trainer = PPOTrainer(
+        model=str(tiny_model_dir),
+        reward_funcs=[apples_reward],
+        args=_args(tmp_path, max_steps=2),
+        train_dataset=_train(16),
+        dense_reward_funcs=[HeuristicStepReward()],
+    )
     trainer.train()
     assert any("ppo/reward/dense/heuristic_step_reward" in r for r in trainer.state.log_history)
 
@@ -81,7 +113,9 @@ def test_bad_set_ups_fail_clearly(tiny_model_dir, tmp_path):
     with pytest.raises(PPOError, match="no step_rewards"):
         PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], args=_args(tmp_path),
                    train_dataset=_train(8), dense_reward_funcs=[apples_reward])
-    other = make_tiny_model(tmp_path / "other", task="arithmetic", vocab_size=300, hidden_size=32, num_layers=1)
+    other = make_tiny_model(
+        tmp_path / "other", task="arithmetic", vocab_size=300, hidden_size=32, num_layers=1
+    )
     with pytest.raises(PPOError, match="different tokenizer"):
         PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], args=_args(tmp_path),
                    train_dataset=_train(8), value_model=str(other))
@@ -132,7 +166,9 @@ def _rollout(trainer, texts: list[str], prompts: list[str] | None = None):
 
 
 @pytest.mark.parametrize("from_object", [True, False])
-def test_rollout_values_are_dropout_free_and_advantages_are_gae_of_them(tiny_model_dir, tmp_path, from_object):
+def test_rollout_values_are_dropout_free_and_advantages_are_gae_of_them(
+    tiny_model_dir, tmp_path, from_object
+):
     """Both value-model paths (built from the policy object, loaded from its folder) give the same
     values on every call, and the advantages are ``gae`` of the trainer's own rewards and values."""
     import torch
@@ -141,14 +177,18 @@ def test_rollout_values_are_dropout_free_and_advantages_are_gae_of_them(tiny_mod
     from trl_reasoning.advantages import gae, whiten
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir) if from_object else str(tiny_model_dir)
-    trainer = PPOTrainer(model=model, reward_funcs=[apples_reward], args=_args(tmp_path), train_dataset=_train(8))
+    trainer = PPOTrainer(
+        model=model, reward_funcs=[apples_reward], args=_args(tmp_path), train_dataset=_train(8)
+    )
     trainer.model.train()
     inputs, output, rewards = _rollout(trainer, [" 1 + 2 = 3\n#### 3", " apples", " 7\n#### 7 and more"])
     first = trainer.after_rollout(inputs, dict(output), rewards.clone())
     second = trainer.after_rollout(inputs, dict(output), rewards.clone())
     assert torch.equal(first["old_values"], second["old_values"])
     mask = output["completion_mask"].float()
-    advantages, returns = gae(first["token_rewards"], first["old_values"], mask, trainer.args.gamma, trainer.args.lam)
+    advantages, returns = gae(
+        first["token_rewards"], first["old_values"], mask, trainer.args.gamma, trainer.args.lam
+    )
     assert torch.allclose(first["advantages"], whiten(advantages, mask), atol=1e-6)
     assert torch.allclose(first["returns"], returns, atol=1e-6)
 
@@ -159,11 +199,18 @@ def test_default_ppo_clips_and_one_epoch_does_not(tiny_model_dir, tmp_path):
     assert PPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False).num_iterations == 4
 
     def clip_fractions(num_iterations: int) -> list[float]:
-        trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(32),
-                             args=_args(tmp_path / str(num_iterations), num_iterations=num_iterations,
-                                        learning_rate=2e-2, max_steps=8))
+        trainer = PPOTrainer(
+            model=str(tiny_model_dir),
+            reward_funcs=[apples_reward],
+            train_dataset=_train(32),
+            args=_args(
+                tmp_path / str(num_iterations), num_iterations=num_iterations, learning_rate=2e-2, max_steps=8
+            ),
+        )
         trainer.train()
-        return [r["clip_ratio/region_mean"] for r in trainer.state.log_history if "clip_ratio/region_mean" in r]
+        return [
+            r["clip_ratio/region_mean"] for r in trainer.state.log_history if "clip_ratio/region_mean" in r
+        ]
 
     assert max(clip_fractions(4)) > 0.0
     assert max(clip_fractions(1)) == 0.0
@@ -180,19 +227,29 @@ class FirstWordDigit:
         rewards = []
         for text in completions:
             steps = split_steps(text, " ")
-            rewards.append([float(any(ch.isdigit() for ch in steps[0].text))] + [0.0] * (len(steps) - 1) if steps else [])
+            rewards.append(
+                [float(any(ch.isdigit() for ch in steps[0].text))] + [0.0] * (len(steps) - 1) if steps else []
+            )
         return rewards
 
 
 def test_ppo_learns_from_a_per_token_reward_on_an_early_token(tiny_model_dir, tmp_path):
     """The sparse reward is always 0, so only the dense reward on the first word carries signal: the
     policy learns it through per-token rewards, values and GAE, with several PPO epochs per batch."""
-    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
-                         train_dataset=_train(160), dense_reward_funcs=[FirstWordDigit()],
-                         args=_args(tmp_path, num_train_epochs=2, step_delimiter=" ", learning_rate=5e-3))
+    trainer = PPOTrainer(
+        model=str(tiny_model_dir),
+        reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
+        train_dataset=_train(160),
+        dense_reward_funcs=[FirstWordDigit()],
+        args=_args(tmp_path, num_train_epochs=2, step_delimiter=" ", learning_rate=5e-3),
+    )
     assert trainer.args.num_iterations > 1
     trainer.train()
-    rates = [r["ppo/reward/dense/first_word_digit"] for r in trainer.state.log_history if "ppo/reward/dense/first_word_digit" in r]
+    rates = [
+        r["ppo/reward/dense/first_word_digit"]
+        for r in trainer.state.log_history
+        if "ppo/reward/dense/first_word_digit" in r
+    ]
     assert sum(rates[-3:]) / 3 > rates[0] + 0.2, [round(r, 3) for r in rates]
 
 
@@ -203,7 +260,9 @@ def test_shaped_reward_model_rewards_do_not_pay_for_length(tiny_model_dir, tmp_p
 
     class Constant(OutcomeRewardModel):  # 0.5 at the prompt's end, 0.6 at every completion token
         def token_probabilities(self, encoded, batch_size=32):
-            return [[0.5] * e.completion_start + [0.6] * (len(e.input_ids) - e.completion_start) for e in encoded]
+            return [
+                [0.5] * e.completion_start + [0.6] * (len(e.input_ids) - e.completion_start) for e in encoded
+            ]
 
     orm = Constant.from_causal_lm(str(tiny_model_dir))
     solution, padded = " 1 + 2 = 3\n#### 3", " 1 + 2 = 3\nok\nok then\n1 + 2 = 3\n#### 3"
@@ -214,9 +273,13 @@ def test_shaped_reward_model_rewards_do_not_pay_for_length(tiny_model_dir, tmp_p
                              dense_reward_funcs=[orm])
         assert PPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False).dense_reward_shaping == "delta"
         inputs, output, rewards = _rollout(trainer, [solution, padded])
-        token_rewards = trainer._token_rewards(inputs, output["completion_ids"], output["completion_mask"].float(), rewards)
+        token_rewards = trainer._token_rewards(
+            inputs, output["completion_ids"], output["completion_mask"].float(), rewards
+        )
         returns[shaping] = token_rewards.sum(dim=1).tolist()
-    assert returns["delta"][1] <= returns["delta"][0] + 1e-6 and returns["delta"][0] == pytest.approx(0.1, abs=1e-5)
+    assert returns["delta"][1] <= returns["delta"][0] + 1e-6 and returns["delta"][0] == pytest.approx(
+        0.1, abs=1e-5
+    )
     assert returns["raw"][1] > returns["raw"][0]  # what the shaping prevents
 
 
@@ -232,7 +295,9 @@ def test_adaptive_kl_moves_on_training_rollouts_only(tiny_model_dir, tmp_path):
     assert trainer.kl_controller.value != 0.1
 
 
-def test_shared_value_loss_weight_does_not_grow_with_gradient_accumulation(tiny_model_dir, tmp_path, monkeypatch):
+def test_shared_value_loss_weight_does_not_grow_with_gradient_accumulation(
+    tiny_model_dir, tmp_path, monkeypatch
+):
     """GRPO's loss is already divided for accumulation and the Trainer does not divide again, so the
     shared value loss must be divided once: over one optimizer step its total weight is vf_coef."""
     import torch
@@ -241,9 +306,17 @@ def test_shared_value_loss_weight_does_not_grow_with_gradient_accumulation(tiny_
     assert PPOTrainer.loss_is_scaled_for_ga is True
     totals = {}
     for steps in (1, 4):
-        trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(8),
-                             args=_args(tmp_path / str(steps), value_model_mode="shared", gradient_accumulation_steps=steps,
-                                        per_device_train_batch_size=8))
+        trainer = PPOTrainer(
+            model=str(tiny_model_dir),
+            reward_funcs=[apples_reward],
+            train_dataset=_train(8),
+            args=_args(
+                tmp_path / str(steps),
+                value_model_mode="shared",
+                gradient_accumulation_steps=steps,
+                per_device_train_batch_size=8,
+            ),
+        )
         trainer.current_gradient_accumulation_steps = steps
         monkeypatch.setattr(GRPOTrainer, "compute_loss", lambda self, *a, **k: torch.zeros(()))
         monkeypatch.setattr(trainer, "_value_loss", lambda inputs: torch.ones((), requires_grad=True))

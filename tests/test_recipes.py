@@ -36,14 +36,17 @@ def _write(tmp_path, text):
         ("model: ./no/such/model\n", "model: path './no/such/model' does not exist"),
         ("model: tiny\ntask: gsm9k\n", "'task' must be one of"),
         ("model: tiny\ntiny: {width: 3}\n", "unknown key 'tiny.width'"),
-        ("model: tiny\neval: {num_samples: 0}\n", None),  # validated when the stage config is built
+        ("model: tiny\neval: {num_generations: 0}\n", None),  # validated when the stage config is built
         ("model: [unclosed\n", "is not valid YAML"),
         ("model: tiny\norm: {label_positions: 3}\n", "'orm.label_positions' must be str, got 3"),
-        ("model: tiny\nreward_model: ./no/such/orm\n", "reward_model: model: path './no/such/orm' does not exist"),
+        ("model: tiny\nreward_model: ./no/such/orm\n", "reward_model: model: path './no/such/orm' does not "
+                                                       "exist"),
         ("model: tiny\nstages: [ppo, eval]\nppo: {dense_rewards: [orm]}\n",
          "'ppo.dense_rewards' uses 'orm' but the recipe has no orm stage and no 'reward_model'"),
-        ("model: tiny\nstages: [rcrl]\nrcrl: {tag_mode: dense}\n", "'rcrl.tag_mode: dense' needs 'rcrl.step_reward'"),
-        ("model: tiny\nppo: {dense_rewards: [./no/rm]}\n", "'ppo.dense_rewards': model: path './no/rm' does not exist"),
+        ("model: tiny\nstages: [rcrl]\nrcrl: {tag_mode: dense}\n", "'rcrl.tag_mode: dense' needs "
+                                                                   "'rcrl.step_reward'"),
+        ("model: tiny\nppo: {dense_rewards: [./no/rm]}\n", "'ppo.dense_rewards': model: path './no/rm' does "
+                                                           "not exist"),
     ],
 )
 def test_bad_recipes_fail_with_one_line(tmp_path, text, message):
@@ -58,15 +61,25 @@ def test_bad_recipes_fail_with_one_line(tmp_path, text, message):
 
 def test_bad_recipe_exits_nonzero_without_traceback(tmp_path):
     path = _write(tmp_path, "model: tiny\nei: {num_rounds: three}\n")
-    done = subprocess.run([sys.executable, "-m", "trl_reasoning", "train", str(path)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "trl_reasoning", "train", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "trl-reasoning: error: recipe: 'ei.num_rounds' must be int, got 'three'"
+    assert (
+        done.stderr.strip().splitlines()[-1]
+        == "trl-reasoning: error: recipe: 'ei.num_rounds' must be int, got 'three'"
+    )
 
 
 def test_overrides(tmp_path):
     path = _write(tmp_path, "model: tiny\nei: {num_rounds: 3}\n")
-    recipe = load_recipe(path, parse_overrides(["--ei.num_rounds", "2", "--task=svamp", "--stages", "[sft, eval]"]))
+    recipe = load_recipe(
+        path, parse_overrides(["--ei.num_rounds", "2", "--task=svamp", "--stages", "[sft, eval]"])
+    )
     assert recipe.ei == {"num_rounds": 2} and recipe.task == "svamp" and recipe.stages == ["sft", "eval"]
     with pytest.raises(RecipeError, match="has no value"):
         parse_overrides(["--task"])
@@ -82,8 +95,19 @@ def test_shipped_recipes_are_valid():
         assert recipe.stages
 
 
-@pytest.mark.parametrize("config_cls", [ExpertIterationConfig, RewardModelConfig, PPOConfig, ReturnConditionedConfig,
-                                        Recipe, EvalArguments, SampleArguments, EvalSettings])
+@pytest.mark.parametrize(
+    "config_cls",
+    [
+        ExpertIterationConfig,
+        RewardModelConfig,
+        PPOConfig,
+        ReturnConditionedConfig,
+        Recipe,
+        EvalArguments,
+        SampleArguments,
+        EvalSettings,
+    ],
+)
 def test_every_field_has_help(config_cls):
     from transformers import TrainingArguments
     from trl import SFTConfig
@@ -101,7 +125,7 @@ def test_every_field_has_help(config_cls):
 
 
 def test_use_vllm_auto_is_a_ppo_value_only(tmp_path, tiny_model_dir):
-    from trl_reasoning.pipeline import resolve_use_vllm
+    from trl_reasoning.stages import resolve_use_vllm
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: tiny\ntask: arithmetic\nstages: [ppo]\nppo: {use_vllm: auto}\n")
@@ -109,14 +133,18 @@ def test_use_vllm_auto_is_a_ppo_value_only(tmp_path, tiny_model_dir):
     recipe.write_text("model: tiny\ntask: arithmetic\nstages: [ppo]\nppo: {use_vllm: maybe}\n")
     with pytest.raises(RecipeError, match="'ppo.use_vllm' must be bool"):
         load_recipe(str(recipe))
-    # auto: TRL's colocated engine only where vLLM is installed and serves the model (head size 16 here: never)
+    # auto: TRL's colocated engine only where vLLM is installed and serves the model (head size 16: never)
     assert resolve_use_vllm("auto", str(tiny_model_dir)) is False
     assert resolve_use_vllm(True, str(tiny_model_dir)) is True
     assert resolve_use_vllm(False, str(tiny_model_dir)) is False
 
 
 def test_eval_settings_fields_are_recipe_keys():
-    assert {f.name for f in dataclasses.fields(EvalSettings)} >= {"num_samples", "temperature", "batch_size"}
+    assert {f.name for f in dataclasses.fields(EvalSettings)} >= {
+        "num_generations",
+        "temperature",
+        "batch_size",
+    }
 
 
 def test_help_renders(capsys):
@@ -154,7 +182,8 @@ def test_help_describes_commands_and_recipe_sections_without_heavy_imports():
         "    with contextlib.redirect_stdout(out):\n"
         "        main(argv)\n"
         "    print('=====', ' '.join(argv)); print(out.getvalue())\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules))\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'trl', 'datasets') if m in "
+        "sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -166,7 +195,7 @@ def test_help_describes_commands_and_recipe_sections_without_heavy_imports():
     assert "recipe keys:" in train and "stage sections" in train and "README.md, section 'Recipes'" in train
     assert all(f"  {stage}" in train for stage in ("sft", "ei", "ppo", "rcrl", "orm", "prm", "eval"))
     evaluation = out.split("===== eval --help")[1].split("=====")[0]
-    assert "--num_samples" in evaluation and "(default: 8)" in evaluation
+    assert "--num_generations" in evaluation and "(default: 8)" in evaluation
     assert all(line.count("(default:") <= 1 for line in evaluation.split("  --")), evaluation
 
 

@@ -17,10 +17,24 @@ def digit_reward(completions, **kwargs):
 
 def _args(tmp_path, **overrides):
     values = dict(
-        output_dir=str(tmp_path / "rcrl"), num_rounds=3, num_generations=8, temperature=1.0, max_new_tokens=8,
-        generation_batch_size=128, learning_rate=3e-3, num_train_epochs=6, per_device_train_batch_size=32,
-        lr_scheduler_type="constant", use_cpu=True, bf16=False, report_to="none", gradient_checkpointing=False,
-        stop_when_no_new_solutions=False, logging_steps=100, max_length=128, disable_tqdm=True,
+        output_dir=str(tmp_path / "rcrl"),
+        num_rounds=3,
+        num_generations=8,
+        temperature=1.0,
+        max_new_tokens=8,
+        generation_batch_size=128,
+        learning_rate=3e-3,
+        num_train_epochs=6,
+        per_device_train_batch_size=32,
+        lr_scheduler_type="constant",
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        gradient_checkpointing=False,
+        stop_when_no_new_solutions=False,
+        logging_steps=100,
+        max_length=128,
+        disable_tqdm=True,
     )
     return ReturnConditionedConfig(**{**values, **overrides})
 
@@ -28,8 +42,17 @@ def _args(tmp_path, **overrides):
 def _digit_rate(trainer, prompts) -> float:
     from trl_reasoning.sampling import sample_completions
 
-    result = sample_completions(trainer.model, trainer.processing_class, prompts, num_samples=8, temperature=1.0,
-                                max_new_tokens=8, batch_size=256, seed=1, show_progress=False)
+    result = sample_completions(
+        trainer.model,
+        trainer.processing_class,
+        prompts,
+        num_generations=8,
+        temperature=1.0,
+        max_new_tokens=8,
+        batch_size=256,
+        seed=1,
+        show_progress=False,
+    )
     texts = [c.text for group in result.completions for c in group]
     return sum(digit_reward(texts)) / len(texts)
 
@@ -47,7 +70,9 @@ def test_good_tag_beats_unconditioned_from_a_trl_style_script(tiny_model_dir, tm
     bad = _digit_rate(trainer, [p + "[BAD]" for p in prompts])
     assert conditioned > plain + 0.2 and conditioned > bad + 0.2, (conditioned, plain, bad)
     assert history[1]["train"]["kept"] > history[1]["train"]["samples"] * 0.5  # bad samples are kept too
-    assert len(trainer.processing_class("[GOOD]", add_special_tokens=False)["input_ids"]) == 1  # one new token
+    assert (
+        len(trainer.processing_class("[GOOD]", add_special_tokens=False)["input_ids"]) == 1
+    )  # one new token
 
 
 class DigitSteps:
@@ -97,8 +122,16 @@ def test_good_tag_is_forced_after_every_step_at_generation_time(tiny_model_dir, 
     newline = [i for i in range(len(tokenizer)) if tokenizer.decode([i]).endswith("\n")][0]
     prompts = [p + "[GOOD]" for p in train["prompt"]]
     forced = ForceTokenAfterDelimiter(tokenizer, good)
-    sample_completions(trainer.model, tokenizer, [p + tokenizer.decode([newline]) for p in prompts], num_samples=4,
-                       temperature=1.0, max_new_tokens=12, show_progress=False, logits_processors=[forced])
+    sample_completions(
+        trainer.model,
+        tokenizer,
+        [p + tokenizer.decode([newline]) for p in prompts],
+        num_generations=4,
+        temperature=1.0,
+        max_new_tokens=12,
+        show_progress=False,
+        logits_processors=[forced],
+    )
     del trainer.model.generate
     assert all(row[0] == good for row in seen)  # the prompt ends a step: the good tag comes first
     for row in seen:
@@ -114,16 +147,33 @@ def test_dense_good_tag_beats_unconditioned(tiny_model_dir, tmp_path):
     from trl_reasoning.trainers.return_conditioned_trainer import ForceTokenAfterDelimiter
 
     train = add_prompts(load_task("arithmetic", split="train", num_examples=64))
-    trainer = ReturnConditionedTrainer(model=str(tiny_model_dir), args=_args(tmp_path, tag_mode="dense", max_new_tokens=16),
-                                       train_dataset=train, reward_funcs=[digit_reward], step_reward_func=DigitSteps())
+    trainer = ReturnConditionedTrainer(
+        model=str(tiny_model_dir),
+        args=_args(tmp_path, tag_mode="dense", max_new_tokens=16),
+        train_dataset=train,
+        reward_funcs=[digit_reward],
+        step_reward_func=DigitSteps(),
+    )
     trainer.train()
     tokenizer = trainer.processing_class
 
     def digit_step_rate(tag: str | None) -> float:
-        processors = [ForceTokenAfterDelimiter(tokenizer, tokenizer.convert_tokens_to_ids(tag))] if tag else []
+        processors = (
+            [ForceTokenAfterDelimiter(tokenizer, tokenizer.convert_tokens_to_ids(tag))] if tag else []
+        )
         prompts = [p + (tag or "") for p in train["prompt"][:32]]
-        result = sample_completions(trainer.model, tokenizer, prompts, num_samples=8, temperature=1.0, max_new_tokens=16,
-                                    batch_size=256, seed=1, show_progress=False, logits_processors=processors)
+        result = sample_completions(
+            trainer.model,
+            tokenizer,
+            prompts,
+            num_generations=8,
+            temperature=1.0,
+            max_new_tokens=16,
+            batch_size=256,
+            seed=1,
+            show_progress=False,
+            logits_processors=processors,
+        )
         scores = DigitSteps().step_scores(None, [c.text for g in result.completions for c in g])
         steps = [s for row in scores for s in row]
         return sum(steps) / max(len(steps), 1)
@@ -134,10 +184,15 @@ def test_dense_good_tag_beats_unconditioned(tiny_model_dir, tmp_path):
 
 def test_cap_references_and_good_fraction(tiny_model_dir, tmp_path):
     train = add_prompts(load_task("arithmetic", split="train", num_examples=2))
-    trainer = ReturnConditionedTrainer(model=str(tiny_model_dir), train_dataset=train,
-                                       args=_args(tmp_path, max_solutions_per_question=2, include_reference_solutions=True))
+    trainer = ReturnConditionedTrainer(
+        model=str(tiny_model_dir),
+        train_dataset=train,
+        args=_args(tmp_path, max_solutions_per_question=2, include_reference_solutions=True),
+    )
     qid = train[0]["id"]
-    samples = [{"id": qid, "completion": f" {n}\n#### {n}", "correct": n == 1, "num_tokens": 3} for n in range(1, 5)]
+    samples = [
+        {"id": qid, "completion": f" {n}\n#### {n}", "correct": n == 1, "num_tokens": 3} for n in range(1, 5)
+    ]
     rows = trainer.training_rows(samples)
     own = [r for r in rows if not r.get("reference")]
     assert len(own) == 2 and [r["correct"] for r in own] == [True, False]  # capped, right and wrong kept
@@ -154,15 +209,22 @@ def test_lora_keeps_the_tags_distinguishable(tiny_model_dir, tmp_path):
 
     train = add_prompts(load_task("arithmetic", split="train", num_examples=4))
     lora = LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = ReturnConditionedTrainer(model=str(tiny_model_dir), args=_args(tmp_path), train_dataset=train, peft_config=lora)
+    trainer = ReturnConditionedTrainer(
+        model=str(tiny_model_dir), args=_args(tmp_path), train_dataset=train, peft_config=lora
+    )
     weight = trainer.model.get_input_embeddings().weight
     good, bad = weight[trainer.tag_ids].detach()
     typical = (weight[10] - weight[11]).norm()
     assert (good - bad).norm() > 0.2 * typical, ((good - bad).norm(), typical)
     assert trainer.peft_config.trainable_token_indices is None  # tied embeddings: kept frozen, distinct
     untied = AutoModelForCausalLM.from_pretrained(tiny_model_dir, tie_word_embeddings=False)
-    other = ReturnConditionedTrainer(model=untied, args=_args(tmp_path / "untied"), train_dataset=train, peft_config=lora,
-                                     processing_class=AutoTokenizer.from_pretrained(tiny_model_dir))
+    other = ReturnConditionedTrainer(
+        model=untied,
+        args=_args(tmp_path / "untied"),
+        train_dataset=train,
+        peft_config=lora,
+        processing_class=AutoTokenizer.from_pretrained(tiny_model_dir),
+    )
     assert other.peft_config.trainable_token_indices == sorted(other.tag_ids)
     assert torch.is_tensor(good)
 
@@ -170,7 +232,9 @@ def test_lora_keeps_the_tags_distinguishable(tiny_model_dir, tmp_path):
 def test_bad_set_ups_fail_clearly(tiny_model_dir, tmp_path):
     train = add_prompts(load_task("arithmetic", split="train", num_examples=4))
     with pytest.raises(ValueError, match="dense tags need a step reward provider"):
-        ReturnConditionedTrainer(model=str(tiny_model_dir), args=_args(tmp_path, tag_mode="dense"), train_dataset=train)
+        ReturnConditionedTrainer(
+            model=str(tiny_model_dir), args=_args(tmp_path, tag_mode="dense"), train_dataset=train
+        )
     with pytest.raises(ValueError, match="tag_mode"):
         _args(tmp_path, tag_mode="sometimes")
 
@@ -178,7 +242,9 @@ def test_bad_set_ups_fail_clearly(tiny_model_dir, tmp_path):
 def test_model_card_names_the_algorithm(tiny_model_dir, tmp_path):
     train = add_prompts(load_task("arithmetic", split="train", num_examples=4))
     trainer = ReturnConditionedTrainer(model=str(tiny_model_dir), args=_args(tmp_path), train_dataset=train)
-    trainer.history = [{"round": 0, "cumulative_samples": 0, "eval": {"maj@1": 0.5, "ci95/maj@1": [0.4, 0.6]}}]
+    trainer.history = [
+        {"round": 0, "cumulative_samples": 0, "eval": {"maj@1": 0.5, "ci95/maj@1": [0.4, 0.6]}}
+    ]
     card = trainer.model_card()
     assert "# Return-Conditioned RL policy" in card and "return-conditioned-rl" in card
     assert "Expert Iteration" not in card and "ci95" not in card

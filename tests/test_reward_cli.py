@@ -20,8 +20,25 @@ def arithmetic_file(tmp_path_factory):
 
 
 def test_sample_writes_labelled_rows(tiny_model_dir, arithmetic_file, tmp_path, capsys):
-    main(["sample", "--model", str(tiny_model_dir), "--task", "arithmetic", "--data", str(arithmetic_file),
-          "--num_samples", "2", "--max_new_tokens", "12", "--mc_rollouts", "2", "--output", str(tmp_path)])
+    main(
+        [
+            "sample",
+            "--model",
+            str(tiny_model_dir),
+            "--task",
+            "arithmetic",
+            "--data",
+            str(arithmetic_file),
+            "--num_generations",
+            "2",
+            "--max_new_tokens",
+            "12",
+            "--mc_rollouts",
+            "2",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and {"prompt", "completion", "label", "answer", "step_labels"} <= set(rows[0])
     assert all(isinstance(r["label"], bool) for r in rows)
@@ -33,16 +50,19 @@ def test_eval_reranks_with_a_reward_model(tiny_model_dir, arithmetic_file, tmp_p
 
     OutcomeRewardModel.from_causal_lm(str(tiny_model_dir)).save_pretrained(tmp_path / "orm")
     main(["eval", "--model", str(tiny_model_dir), "--task", "arithmetic", "--data", str(arithmetic_file),
-          "--num_samples", "4", "--max_new_tokens", "12", "--reward_model", str(tmp_path / "orm"),
+          "--num_generations", "4", "--max_new_tokens", "12", "--reward_model", str(tmp_path / "orm"),
           "--output", str(tmp_path / "eval")])
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert {"rerank@1", "rerank@4"} <= set(report["metrics"]) and "auroc" in report["reward_model"]
-    assert all("score" in r for r in map(json.loads, (tmp_path / "eval" / "samples.jsonl").read_text().splitlines())
-               if r["kind"] == "sample")
+    assert all(
+        "score" in r
+        for r in map(json.loads, (tmp_path / "eval" / "samples.jsonl").read_text().splitlines())
+        if r["kind"] == "sample"
+    )
 
 
 def test_eval_with_a_plain_model_as_reward_model_fails_in_one_line(tiny_model_dir, arithmetic_file, tmp_path):
     with pytest.raises(SystemExit, match="not a trl-reasoning reward model"):
         main(["eval", "--model", str(tiny_model_dir), "--task", "arithmetic", "--data", str(arithmetic_file),
-              "--num_samples", "2", "--max_new_tokens", "4", "--reward_model", str(tiny_model_dir),
+              "--num_generations", "2", "--max_new_tokens", "4", "--reward_model", str(tiny_model_dir),
               "--output", str(tmp_path)])

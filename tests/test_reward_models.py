@@ -55,8 +55,13 @@ def test_score_shapes_empty_completion_and_trl_signature(orm, prm):
     assert scores[0].final == scores[0].steps[-1]
     assert scores[1].final == 0.0 and scores[1].steps == []  # defined score for an empty completion
     # alone vs beside a shorter, padded row: the same score up to float noise
-    assert orm(prompts=[PROMPT], completions=[COMPLETION], answer=["7"]) == [pytest.approx(scores[0].final, rel=1e-5)]
-    chat = orm(prompts=[[{"role": "user", "content": PROMPT}]], completions=[[{"role": "assistant", "content": COMPLETION}]])
+    assert orm(prompts=[PROMPT], completions=[COMPLETION], answer=["7"]) == [
+        pytest.approx(scores[0].final, rel=1e-5)
+    ]
+    chat = orm(
+        prompts=[[{"role": "user", "content": PROMPT}]],
+        completions=[[{"role": "assistant", "content": COMPLETION}]],
+    )
     assert len(chat) == 1 and 0 < chat[0] < 1
     process = prm.score([PROMPT], [COMPLETION])[0]
     assert process.final == min(process.steps)
@@ -70,7 +75,11 @@ def test_save_and_load_round_trip(orm, tmp_path):
     orm.save_pretrained(tmp_path / "orm")
     loaded = load_reward_model(str(tmp_path / "orm"))
     assert isinstance(loaded, OutcomeRewardModel)
-    assert math.isclose(loaded.score([PROMPT], [COMPLETION])[0].final, orm.score([PROMPT], [COMPLETION])[0].final, rel_tol=1e-5)
+    assert math.isclose(
+        loaded.score([PROMPT], [COMPLETION])[0].final,
+        orm.score([PROMPT], [COMPLETION])[0].final,
+        rel_tol=1e-5,
+    )
     with pytest.raises(RewardModelError, match="outcome model, not process"):
         ProcessRewardModel.from_pretrained(str(tmp_path / "orm"))
 
@@ -97,7 +106,7 @@ def test_monte_carlo_labels_shape(tiny_model, tiny_tokenizer):
             {"prompt": PROMPT, "completion": " 3 + 4 = 8\n8 - 1 = 7\n#### 7", "answer": "7"},
             {"prompt": PROMPT, "completion": "", "answer": "7"}]
     sampler = Sampler(tiny_model, tiny_tokenizer, SamplingSettings(max_new_tokens=8, show_progress=False))
-    labels = monte_carlo_step_labels(sampler, rows, "arithmetic", num_rollouts=2, estimate="soft")
+    labels = monte_carlo_step_labels(sampler, rows, "arithmetic", mc_rollouts=2, estimate="soft")
     assert [len(x) for x in labels] == [2, 3, 0]
     assert labels[0][-1] == 1.0 and labels[1][-1] == 1.0  # the last step's label is the final verdict
     assert all(x in (0.0, 0.5, 1.0) for x in labels[1])
@@ -120,7 +129,9 @@ def _orm_rows(num: int, seed: int) -> list[dict]:
         if not good:
             wrong = -int(row["answer"]) - rng.randint(1, 9)
             text = text.rsplit("####", 1)[0] + f"#### {wrong}"
-        rows.append({"id": row["id"], "prompt": build_prompt(row["question"]), "completion": text, "label": good})
+        rows.append(
+            {"id": row["id"], "prompt": build_prompt(row["question"]), "completion": text, "label": good}
+        )
     return rows
 
 
@@ -143,7 +154,9 @@ def test_orm_trainer_learns(tiny_model_dir, tmp_path):
     after = reward_model_quality(trainer.reward_model, held_out)["final_auroc"]
     assert after > 0.85 and after > before + 0.2, (before, after)
     trainer.save_model(str(tmp_path / "saved"))
-    assert load_reward_model(str(tmp_path / "saved")).score([held_out[0]["prompt"]], [held_out[0]["completion"]])
+    assert load_reward_model(str(tmp_path / "saved")).score(
+        [held_out[0]["prompt"]], [held_out[0]["completion"]]
+    )
 
 
 def test_fresh_implicit_head_scores_one_half_and_round_trips(tiny_model_dir, tmp_path):
@@ -168,9 +181,20 @@ def test_implicit_orm_learns_and_resumes_from_a_checkpoint(tiny_model_dir, tmp_p
 
     train, held_out = _orm_rows(400, 0), _orm_rows(100, 1)
     args = RewardModelConfig(
-        output_dir=str(tmp_path / "orm"), kind="outcome", head="implicit", implicit_beta=0.5, label_positions="final",
-        num_train_epochs=2, learning_rate=1e-3, per_device_train_batch_size=8, use_cpu=True, report_to="none",
-        save_strategy="epoch", disable_tqdm=True, logging_steps=1000, seed=0,
+        output_dir=str(tmp_path / "orm"),
+        kind="outcome",
+        head="implicit",
+        implicit_beta=0.5,
+        label_positions="final",
+        num_train_epochs=2,
+        learning_rate=1e-3,
+        per_device_train_batch_size=8,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="epoch",
+        disable_tqdm=True,
+        logging_steps=1000,
+        seed=0,
     )
     trainer = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train))
     trainer.train()
@@ -198,13 +222,21 @@ def test_trainer_rejects_bad_datasets(tiny_model_dir, tmp_path):
         return RewardModelConfig(output_dir=str(tmp_path / kind), kind=kind, use_cpu=True, report_to="none")
 
     with pytest.raises(RewardModelError, match="missing column"):
-        RewardModelTrainer(str(tiny_model_dir), args("outcome"), Dataset.from_list([{"prompt": "q", "completion": "a"}]))
+        RewardModelTrainer(
+            str(tiny_model_dir), args("outcome"), Dataset.from_list([{"prompt": "q", "completion": "a"}])
+        )
     with pytest.raises(RewardModelError, match="2 steps but 1 step_labels"):
         RewardModelTrainer(str(tiny_model_dir), args("process"),
                            Dataset.from_list([{"prompt": "q", "completion": "a\nb", "step_labels": [1]}]))
     with pytest.raises(RewardModelError, match="no row has a labelled completion token"):
-        RewardModelTrainer(str(tiny_model_dir), args("outcome"), Dataset.from_list([{"prompt": "q", "completion": "", "label": True}]))
-    stepwise = Dataset.from_list([{"prompt": "q", "completions": ["1 + 1 = 2", "#### 2"], "labels": [True, True]}])
+        RewardModelTrainer(
+            str(tiny_model_dir),
+            args("outcome"),
+            Dataset.from_list([{"prompt": "q", "completion": "", "label": True}]),
+        )
+    stepwise = Dataset.from_list(
+        [{"prompt": "q", "completions": ["1 + 1 = 2", "#### 2"], "labels": [True, True]}]
+    )
     assert len(RewardModelTrainer(str(tiny_model_dir), args("process"), stepwise).train_dataset) == 1
 
 
@@ -217,9 +249,19 @@ def test_implicit_head_with_a_lora_adapter(tiny_model_dir, tmp_path):
     from trl_reasoning import RewardModelConfig, RewardModelTrainer
 
     args = RewardModelConfig(
-        output_dir=str(tmp_path / "orm"), kind="outcome", head="implicit", implicit_beta=0.5, label_positions="final",
-        num_train_epochs=1, learning_rate=1e-2, per_device_train_batch_size=8, use_cpu=True, report_to="none",
-        save_strategy="epoch", disable_tqdm=True, seed=0,
+        output_dir=str(tmp_path / "orm"),
+        kind="outcome",
+        head="implicit",
+        implicit_beta=0.5,
+        label_positions="final",
+        num_train_epochs=1,
+        learning_rate=1e-2,
+        per_device_train_batch_size=8,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="epoch",
+        disable_tqdm=True,
+        seed=0,
     )
     lora = LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     rows = Dataset.from_list(_orm_rows(40, 0))
@@ -267,15 +309,28 @@ def test_orm_ranks_samples_within_a_question(tiny_model_dir, tmp_path):
     train = [s for group in _addition_samples("train", 1200, 0) for s in group]
     held_out = _addition_samples("test", 400, 1)[:100]
     args = RewardModelConfig(
-        output_dir=str(tmp_path / "orm"), kind="outcome", head="implicit", implicit_beta=1.0, label_positions="final",
-        num_train_epochs=2, learning_rate=2e-3, per_device_train_batch_size=16, use_cpu=True, report_to="none",
-        save_strategy="no", disable_tqdm=True, logging_steps=1000, seed=0,
+        output_dir=str(tmp_path / "orm"),
+        kind="outcome",
+        head="implicit",
+        implicit_beta=1.0,
+        label_positions="final",
+        num_train_epochs=2,
+        learning_rate=2e-3,
+        per_device_train_batch_size=16,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_steps=1000,
+        seed=0,
     )
     trainer = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train))
     trainer.train()
     picks = []
     for group in held_out:
-        scores = trainer.reward_model.rerank_scorer([s["prompt"] for s in group], [s["completion"] for s in group])
+        scores = trainer.reward_model.rerank_scorer(
+            [s["prompt"] for s in group], [s["completion"] for s in group]
+        )
         answers = [s["completion"].rsplit("#### ", 1)[1] for s in group]
         picks.append(rerank_at_k(answers, [s["label"] for s in group], scores))
     pass_at_1 = sum(s["label"] for g in held_out for s in g) / sum(len(g) for g in held_out)
@@ -304,13 +359,18 @@ class CarryForwardPolicy:
             question, written = text.split("Answer:", 1)
             operands = [int(x) for x in re.findall(r"gets (\d+) more", question)]
             lines = [line for line in written.split("\n") if "=" in line]
-            value = int(lines[-1].rsplit("=", 1)[1]) if lines else int(re.search(r"has (\d+)", question).group(1))
+            value = (
+                int(lines[-1].rsplit("=", 1)[1]) if lines else int(re.search(r"has (\d+)", question).group(1))
+            )
             steps = []
             for b in operands[len(lines):]:
                 steps.append(f"{value} + {b} = {value + b}")
                 value += b
             continuation = "".join(f"{s}\n" for s in steps) + f"#### {value}"
-            rows.append(self.tokenizer(continuation, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id])
+            rows.append(
+                self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+                + [self.tokenizer.eos_token_id]
+            )
         width = max(map(len, rows))
         new = torch.tensor([r + [self.tokenizer.pad_token_id] * (width - len(r)) for r in rows])
         return torch.cat([input_ids, new], dim=1)
@@ -328,10 +388,16 @@ def _two_step_rows(split: str, num: int, seed: int) -> list[dict]:
     config = ArithmeticConfig(min_steps=2, max_steps=2, max_operand=9, operators=("+",))
     rng, rows = random.Random(seed), []
     for row in load_task("arithmetic", split=split, num_examples=num, seed=seed, arithmetic_config=config):
-        (a, b), (_, d) = [tuple(int(x) for x in line.split("=")[0].split("+")) for line in row["solution"].split("\n")[:2]]
+        (a, b), (_, d) = [
+            tuple(int(x) for x in line.split("=")[0].split("+")) for line in row["solution"].split("\n")[:2]
+        ]
         c_wrong = rng.choice([v for v in range(2, 19) if v != a + b])
         e_wrong = rng.choice([v for v in range(3, 28) if v != a + b + d])
-        variants = [(a + b, a + b + d, [True, True]), (c_wrong, c_wrong + d, [False, False]), (a + b, e_wrong, [True, False])]
+        variants = [
+            (a + b, a + b + d, [True, True]),
+            (c_wrong, c_wrong + d, [False, False]),
+            (a + b, e_wrong, [True, False]),
+        ]
         for c, e, truth in variants:
             rows.append({"id": row["id"], "prompt": build_prompt(row["question"]), "answer": row["answer"],
                          "completion": f" {a} + {b} = {c}\n{c} + {d} = {e}\n#### {e}", "true_steps": truth,
@@ -352,19 +418,33 @@ def test_prm_learns_from_monte_carlo_step_labels(tiny_model_dir, tmp_path):
     train = _two_step_rows("train", 1500, 0)
     settings = SamplingSettings(temperature=1.0, max_new_tokens=32, show_progress=False, backend="hf")
     labels = monte_carlo_step_labels(Sampler(CarryForwardPolicy(tokenizer), tokenizer, settings), train,
-                                     "arithmetic", num_rollouts=1)
+                                     "arithmetic", mc_rollouts=1)
     assert [lab for lab in labels[:3]] == [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
     for row, step_labels in zip(train, labels, strict=True):
         row["step_labels"] = step_labels
     args = RewardModelConfig(
-        output_dir=str(tmp_path / "prm"), kind="process", head="implicit", implicit_beta=1.0, num_train_epochs=3,
-        learning_rate=2e-3, per_device_train_batch_size=16, use_cpu=True, report_to="none", save_strategy="no",
-        disable_tqdm=True, logging_steps=1000, seed=0,
+        output_dir=str(tmp_path / "prm"),
+        kind="process",
+        head="implicit",
+        implicit_beta=1.0,
+        num_train_epochs=3,
+        learning_rate=2e-3,
+        per_device_train_batch_size=16,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_steps=1000,
+        seed=0,
     )
     trainer = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train))
     trainer.train()
     held_out = _two_step_rows("test", 300, 1)[:150]
     scores = trainer.reward_model.score([r["prompt"] for r in held_out], [r["completion"] for r in held_out])
-    pairs = [(p, t) for r, s in zip(held_out, scores, strict=True) for p, t in zip(s.steps[:2], r["true_steps"], strict=True)]
+    pairs = [
+        (p, t)
+        for r, s in zip(held_out, scores, strict=True)
+        for p, t in zip(s.steps[:2], r["true_steps"], strict=True)
+    ]
     step_auroc = auroc([p for p, _ in pairs], [t for _, t in pairs])
     assert step_auroc > 0.7, step_auroc  # 0.79 measured; an untrained PRM scores every step 0.5

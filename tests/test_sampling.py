@@ -16,14 +16,17 @@ from trl_reasoning.tasks import build_prompt
 def test_truncate_at_answer_line_and_stop_strings():
     text = " 3 + 4 = 7\n#### 7\n\nQuestion: next one"
     assert truncate(text, GSM8K_ANSWER_LINE, ("\nQuestion:",)) == " 3 + 4 = 7\n#### 7"
-    assert truncate("#### \nstill thinking\n#### 8\nmore", GSM8K_ANSWER_LINE, ()) == "#### \nstill thinking\n#### 8"
+    assert (
+        truncate("#### \nstill thinking\n#### 8\nmore", GSM8K_ANSWER_LINE, ())
+        == "#### \nstill thinking\n#### 8"
+    )
     assert cut_point("#### 7", GSM8K_ANSWER_LINE, ()) is None  # line not finished yet
     assert truncate("a\n\nQuestion: b", None, ("\nQuestion:",)) == "a\n"
 
 
 def test_plan_batches_covers_every_sample_once():
     lengths = [5, 9, 7, 3]
-    batches = plan_batches(lengths, num_samples=3, batch_size=4)
+    batches = plan_batches(lengths, num_generations=3, batch_size=4)
     assert all(sum(n for _, n in batch) <= 4 for batch in batches)
     totals = {}
     for batch in batches:
@@ -31,12 +34,16 @@ def test_plan_batches_covers_every_sample_once():
             totals[index] = totals.get(index, 0) + n
     assert totals == {0: 3, 1: 3, 2: 3, 3: 3}
     assert batches[0][0][0] == 1  # longest prompt first
-    assert plan_batches([4], num_samples=10, batch_size=4) == [[(0, 4)], [(0, 4)], [(0, 2)]]
+    assert plan_batches([4], num_generations=10, batch_size=4) == [[(0, 4)], [(0, 4)], [(0, 2)]]
 
 
 @pytest.mark.parametrize(
     ("k", "temperature", "message"),
-    [(0, 1.0, "num_samples: need K >= 1"), (4, 0.0, "temperature: 0 means greedy"), (1, -1.0, "must be >= 0")],
+    [
+        (0, 1.0, "num_generations: need K >= 1"),
+        (4, 0.0, "temperature: 0 means greedy"),
+        (1, -1.0, "must be >= 0"),
+    ],
 )
 def test_bad_sampling_arguments(k, temperature, message):
     with pytest.raises(SamplingError, match=message):
@@ -49,25 +56,45 @@ def test_chat_prompts_need_a_chat_template(tiny_tokenizer):
     template = tiny_tokenizer.chat_template
     tiny_tokenizer.chat_template = None
     try:
-        with pytest.raises(SamplingError, match="prompt_style: chat prompts need a tokenizer with a chat template"):
+        with pytest.raises(SamplingError, match="prompt_style: chat prompts need a tokenizer with a chat "
+                                                "template"):
             render_prompts(tiny_tokenizer, chat)
     finally:
         tiny_tokenizer.chat_template = template
 
 
 def test_sampling_schema_determinism_and_batch_independence(tiny_model, tiny_tokenizer):
-    prompts = [build_prompt(q) for q in ("Ann has 3 cups. How many?", "Tom has 12 pens. Tom gets 3 more pens.")]
-    run = sample_completions(tiny_model, tiny_tokenizer, prompts, 3, 1.0, max_new_tokens=12, batch_size=8, show_progress=False)
+    prompts = [build_prompt(q) for q in ("Ann has 3 cups. How many?", "Tom has 12 pens. Tom gets 3 more "
+                                                                      "pens.")]
+    run = sample_completions(
+        tiny_model, tiny_tokenizer, prompts, 3, 1.0, max_new_tokens=12, batch_size=8, show_progress=False
+    )
     assert [len(g) for g in run.completions] == [3, 3]
     assert all(0 < c.num_tokens <= 12 and isinstance(c.text, str) for g in run.completions for c in g)
     assert run.num_tokens == sum(c.num_tokens for g in run.completions for c in g)
     assert run.samples_per_second > 0 and run.tokens_per_second > 0
-    again = sample_completions(tiny_model, tiny_tokenizer, prompts, 3, 1.0, max_new_tokens=12, batch_size=8, show_progress=False)
+    again = sample_completions(
+        tiny_model, tiny_tokenizer, prompts, 3, 1.0, max_new_tokens=12, batch_size=8, show_progress=False
+    )
     assert again.completions == run.completions  # same seed, same samples
-    other = sample_completions(tiny_model, tiny_tokenizer, prompts, 3, 1.0, max_new_tokens=12, batch_size=8, seed=1, show_progress=False)
+    other = sample_completions(
+        tiny_model,
+        tiny_tokenizer,
+        prompts,
+        3,
+        1.0,
+        max_new_tokens=12,
+        batch_size=8,
+        seed=1,
+        show_progress=False,
+    )
     assert other.completions != run.completions
-    greedy = sample_completions(tiny_model, tiny_tokenizer, prompts, 1, 0.0, max_new_tokens=12, batch_size=1, show_progress=False)
-    greedy_batched = sample_completions(tiny_model, tiny_tokenizer, prompts, 1, 0.0, max_new_tokens=12, batch_size=8, show_progress=False)
+    greedy = sample_completions(
+        tiny_model, tiny_tokenizer, prompts, 1, 0.0, max_new_tokens=12, batch_size=1, show_progress=False
+    )
+    greedy_batched = sample_completions(
+        tiny_model, tiny_tokenizer, prompts, 1, 0.0, max_new_tokens=12, batch_size=8, show_progress=False
+    )
     assert [g[0].text for g in greedy.completions] == [g[0].text for g in greedy_batched.completions]
 
 
@@ -78,7 +105,9 @@ def test_generation_stops_after_the_answer_line(tiny_model, tiny_tokenizer):
     from trl_reasoning.sampling.hf_backend import _StopCriteria
 
     ids = tiny_tokenizer("Q\nAnswer: 3 + 4 = 7\n#### 7\n", return_tensors="pt")["input_ids"]
-    stopper = _StopCriteria(tiny_tokenizer, prompt_length=3, answer_pattern=GSM8K_ANSWER_LINE, stop_strings=())
+    stopper = _StopCriteria(
+        tiny_tokenizer, prompt_length=3, answer_pattern=GSM8K_ANSWER_LINE, stop_strings=()
+    )
     assert stopper(ids, None).tolist() == [True]
     assert stopper(ids[:, :-1], None).tolist() == [False]
     both = torch.nn.utils.rnn.pad_sequence([ids[0], ids[0, :-1]], batch_first=True, padding_value=0)
@@ -111,8 +140,12 @@ def test_sampled_prompt_ids_equal_the_sft_training_prompt_ids(tiny_model_dir, ti
     tokenizer = _bos_tokenizer(tiny_model_dir)
     prompt = build_prompt("Ann has 3 cups and gets 4 more. How many cups?")
     args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", max_length=128)
-    sft = SFTTrainer(model=tiny_model, args=args, processing_class=tokenizer,
-                     train_dataset=Dataset.from_list([{"prompt": prompt, "completion": " 3 + 4 = 7\n#### 7"}]))
+    sft = SFTTrainer(
+        model=tiny_model,
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list([{"prompt": prompt, "completion": " 3 + 4 = 7\n#### 7"}]),
+    )
     row = sft.train_dataset[0]
     trained_prompt = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label == -100]
 
@@ -126,13 +159,22 @@ def test_sampled_prompt_ids_equal_the_sft_training_prompt_ids(tiny_model_dir, ti
 
     tiny_model.generate = recording_generate
     try:
-        sample_completions(tiny_model, tokenizer, [prompt], num_samples=1, temperature=0.0, max_new_tokens=2,
-                           show_progress=False)
+        sample_completions(
+            tiny_model,
+            tokenizer,
+            [prompt],
+            num_generations=1,
+            temperature=0.0,
+            max_new_tokens=2,
+            show_progress=False,
+        )
     finally:
         del tiny_model.generate
     assert seen == [trained_prompt] and trained_prompt[0] == tokenizer.bos_token_id
     chat = [{"role": "user", "content": "1 + 1?"}]
-    templated = tokenizer.apply_chat_template(chat, tokenize=True, add_generation_prompt=True, return_dict=True)
+    templated = tokenizer.apply_chat_template(
+        chat, tokenize=True, add_generation_prompt=True, return_dict=True
+    )
     assert encode_prompts(tokenizer, [chat]) == [list(templated["input_ids"])]  # no second BOS on chat text
 
 
@@ -142,8 +184,19 @@ def test_backend_vllm_without_vllm_is_one_line(tiny_model_dir, tmp_path):
 
     if vllm_installed():
         pytest.skip("vLLM is installed here: tests/test_vllm.py covers that backend")
-    base = ["eval", "--model", str(tiny_model_dir), "--task", "arithmetic", "--limit", "2", "--output", str(tmp_path)]
-    for backend, message in (("vllm", "backend: vllm is not installed here"), ("vlm", "backend: expected one of")):
+    base = [
+        "eval",
+        "--model",
+        str(tiny_model_dir),
+        "--task",
+        "arithmetic",
+        "--limit",
+        "2",
+        "--output",
+        str(tmp_path),
+    ]
+    for backend, message in (("vllm", "backend: vllm is not installed here"), ("vlm", "backend: expected "
+                                                                                      "one of")):
         with pytest.raises(SystemExit) as exit_info:
             main([*base, "--backend", backend])
         text = str(exit_info.value.code)

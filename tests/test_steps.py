@@ -78,7 +78,9 @@ def test_alignment_with_a_tokenizer_that_merges_newlines():
 def test_decoding_offsets_match_tokenizer_offsets(tiny_tokenizer):
     text = " 12 + 30 = 42\n42 - 2 = 40\n#### 40"
     encoded = tiny_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    assert token_ends_by_decoding(tiny_tokenizer, encoded["input_ids"]) == token_ends_from_offsets(encoded["offset_mapping"])
+    assert token_ends_by_decoding(tiny_tokenizer, encoded["input_ids"]) == token_ends_from_offsets(
+        encoded["offset_mapping"]
+    )
 
 
 def test_step_result():

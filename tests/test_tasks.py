@@ -122,13 +122,16 @@ def test_unreachable_hub_dataset_is_one_line(monkeypatch):
     from trl_reasoning.tasks import DataError, load_task
 
     def offline(*args, **kwargs):
-        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)\nmore lines")
+        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)\nmore "
+                              "lines")
 
     from trl_reasoning.tasks import base
 
     monkeypatch.setattr(base, "_hub_unreachable", lambda repo_id: None)  # the Hub "answers"; loading fails
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(DataError, match=r"cannot load the Hub dataset 'openai/gsm8k' .* pass a local file") as caught:
+    with pytest.raises(
+        DataError, match=r"cannot load the Hub dataset 'openai/gsm8k' .* pass a local file"
+    ) as caught:
         load_task("gsm8k", split="test")
     assert "\n" not in str(caught.value)
 
@@ -154,6 +157,7 @@ def test_no_network_fails_after_one_retry_without_datasets_retries(monkeypatch):
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
     monkeypatch.setattr("time.sleep", lambda seconds: None)
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be asked"))
-    with pytest.raises(DataError, match=r"cannot reach the Hub for dataset 'openai/gsm8k' .*HF_HUB_OFFLINE=1"):
+    with pytest.raises(DataError, match=r"cannot reach the Hub for dataset 'openai/gsm8k' "
+                                        r".*HF_HUB_OFFLINE=1"):
         load_task("gsm8k", split="train")
     assert calls == ["openai/gsm8k", "openai/gsm8k"]

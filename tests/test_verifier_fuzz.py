@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trl_reasoning.reward_models.heuristic import HeuristicStepReward
-from trl_reasoning.verifiers import equations_hold, extract_answer, is_correct, make_correctness_reward
+from trl_reasoning.rewards import make_correctness_reward
+from trl_reasoning.verifiers import equations_hold, extract_answer, is_correct
 
 # generous per-example bound: a regex blow-up would take minutes, a loaded machine adds seconds at most
 FUZZ = settings(max_examples=300, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
@@ -16,8 +17,9 @@ NUMERIC = ("gsm8k", "svamp", "arithmetic")
 PIECES = ["#### ", "The answer is ", "\\boxed{", "}", " or ", " and ", ", ", "\n", " = ", " + ", " - ", " * ",
           "$", "%", ".", " apples", "either ", "-", "1,000", "3.5", "\\frac{1}{2}"]
 
-answer_like = st.lists(st.one_of(st.sampled_from(PIECES), st.integers(-1000, 10**6).map(str), st.text(max_size=5)),
-                       max_size=30).map("".join)
+answer_like = st.lists(
+    st.one_of(st.sampled_from(PIECES), st.integers(-1000, 10**6).map(str), st.text(max_size=5)), max_size=30
+).map("".join)
 
 
 def _mutations(text: str):
@@ -30,11 +32,16 @@ SOLUTION = "Ann has 3 + 4 = 7 apples.\nShe gives 2 away: 7 - 2 = 5\n#### 5"
 
 
 @FUZZ
-@given(text=st.one_of(st.text(max_size=300), answer_like, _mutations(SOLUTION)), reference=st.sampled_from(["5", "7", "1000"]))
+@given(
+    text=st.one_of(st.text(max_size=300), answer_like, _mutations(SOLUTION)),
+    reference=st.sampled_from(["5", "7", "1000"]),
+)
 def test_verifiers_and_rewards_never_raise(text, reference):
     for task in NUMERIC:
         for mode in ("strict", "flexible"):
-            assert extract_answer(text, task, mode) is None or isinstance(extract_answer(text, task, mode), str)
+            assert extract_answer(text, task, mode) is None or isinstance(
+                extract_answer(text, task, mode), str
+            )
             assert isinstance(is_correct(text, reference, task, mode), bool)
     assert isinstance(equations_hold(text), bool)
     assert make_correctness_reward("gsm8k", "flexible")([text], answer=[reference]) in ([0.0], [1.0])
@@ -42,8 +49,23 @@ def test_verifiers_and_rewards_never_raise(text, reference):
     assert 0.0 <= dense(["q"], [text], solution=[SOLUTION])[0] <= 1.0
 
 
-separators = st.sampled_from([" ", " or ", " and ", "\n", "#### ", "The answer is ", ". ", " = ", " + ", " apples ",
-                              "\\boxed{", "} ", "either "])
+separators = st.sampled_from(
+    [
+        " ",
+        " or ",
+        " and ",
+        "\n",
+        "#### ",
+        "The answer is ",
+        ". ",
+        " = ",
+        " + ",
+        " apples ",
+        "\\boxed{",
+        "} ",
+        "either ",
+    ]
+)
 
 
 @FUZZ

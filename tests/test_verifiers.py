@@ -5,14 +5,8 @@ import time
 
 import pytest
 
-from trl_reasoning.verifiers import (
-    VerifierError,
-    correctness_reward,
-    extract_answer,
-    find_boxed,
-    is_correct,
-    make_correctness_reward,
-)
+from trl_reasoning.rewards import correctness_reward, make_correctness_reward
+from trl_reasoning.verifiers import VerifierError, extract_answer, find_boxed, is_correct
 
 
 @pytest.mark.parametrize(
@@ -141,7 +135,9 @@ def test_pathological_latex_returns_within_seconds(latex):
 
 def test_time_limit_works_off_the_main_thread():
     verdicts = []
-    worker = threading.Thread(target=lambda: verdicts.append(is_correct("\\boxed{9^{9^{9^{9}}}}", "7", task="math")))
+    worker = threading.Thread(
+        target=lambda: verdicts.append(is_correct("\\boxed{9^{9^{9^{9}}}}", "7", task="math"))
+    )
     start = time.perf_counter()
     worker.start()
     worker.join(30)
@@ -150,7 +146,9 @@ def test_time_limit_works_off_the_main_thread():
 
 
 def _verify_in_worker(_):
-    return is_correct("\\boxed{9^{9^{9^{9}}}}", "7", task="math"), is_correct("\\boxed{0.5}", "\\frac12", task="math")
+    return is_correct("\\boxed{9^{9^{9^{9}}}}", "7", task="math"), is_correct(
+        "\\boxed{0.5}", "\\frac12", task="math"
+    )
 
 
 def test_time_limit_works_in_dataloader_workers():
@@ -166,10 +164,16 @@ def test_time_limit_works_in_dataloader_workers():
 
 def test_correctness_reward_matches_trl_signature():
     completions = ["#### 5", "#### 6", "The answer is 5"]
-    assert correctness_reward(completions=completions, answer=["5", "5", "5"], prompts=["q"] * 3) == [1.0, 0.0, 1.0]
+    assert correctness_reward(completions=completions, answer=["5", "5", "5"], prompts=["q"] * 3) == [
+        1.0,
+        0.0,
+        1.0,
+    ]
     chat = [[{"role": "assistant", "content": "#### 5"}], [{"role": "assistant", "content": "no idea"}]]
     assert correctness_reward(chat, answer=["5", "5"]) == [1.0, 0.0]
-    mixed = correctness_reward(["#### 5", "\\boxed{\\frac{1}{2}}"], answer=["5", "0.5"], task=["gsm8k", "math"])
+    mixed = correctness_reward(
+        ["#### 5", "\\boxed{\\frac{1}{2}}"], answer=["5", "0.5"], task=["gsm8k", "math"]
+    )
     assert mixed == [1.0, 1.0]
     flexible = make_correctness_reward("svamp", mode="flexible")
     assert flexible(["so 2 + 3 = 5"], answer=["5"]) == [1.0]
@@ -240,7 +244,12 @@ def test_equations_hold_on_gsm8k_references(gsm8k_test):
 def test_math_answer_keys_group_equivalent_answers():
     from trl_reasoning.verifiers import answer_key
 
-    assert answer_key(r"\frac12", "math") == answer_key(r"\dfrac{1}{2}", "math") == answer_key("0.5", "math") == "1/2"
+    assert (
+        answer_key(r"\frac12", "math")
+        == answer_key(r"\dfrac{1}{2}", "math")
+        == answer_key("0.5", "math")
+        == "1/2"
+    )
     assert answer_key(r"-\frac{3}{4}", "math") == "-3/4" and answer_key(r"x^2 + 1", "math") == "x^2+1"
     assert answer_key("72", "gsm8k") == "72" and answer_key(None, "math") is None
 
@@ -251,7 +260,8 @@ HEDGES = [
     "\\boxed{7} or \\boxed{8}", "#### 7/8 apples or 7",
 ]
 LEGITIMATE = [
-    "#### 7", "#### $7.00", "#### 7 apples", "#### 7.", "The answer is 7.", "The answer is 7. Because 3 + 4 = 7.",
+    "#### 7", "#### $7.00", "#### 7 apples", "#### 7.", "The answer is 7.", "The answer is 7. Because 3 + 4 "
+                                                                            "= 7.",
     "3 + 4 = 7\n#### 7", "The answer is 3 + 4 = 7", "\\boxed{7}", "#### 7 dollars per hour", "#### 7\n",
     "The answer is 7 because she had 3 and got 4.", "The answer is 7, since 3 + 4 = 7",
 ]
@@ -269,7 +279,9 @@ def test_hedged_answers_earn_nothing_and_single_values_stay_correct(mode):
 def test_flexible_mode_rejects_a_final_line_listing_numbers():
     assert is_correct("She has 3 + 4 = 7 apples", "7", mode="flexible")
     assert is_correct("Ann had 3 apples and got 4 more, so she has 7", "7", mode="flexible")
-    assert not is_correct("It is 7 or 8", "7", mode="flexible") and not is_correct("so 7, 8", "8", mode="flexible")
+    assert not is_correct("It is 7 or 8", "7", mode="flexible") and not is_correct(
+        "so 7, 8", "8", mode="flexible"
+    )
 
 
 def test_math_box_offering_alternatives_is_wrong_but_tuples_are_fine():

@@ -39,7 +39,9 @@ def servable_dir(tmp_path_factory):
     folder = make_tiny_model(tmp_path_factory.mktemp("servable"), hidden_size=64, num_layers=2, num_heads=2)
     model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder), padding_side="right")
     rows = load_task("arithmetic", split="train", num_examples=512)
-    texts = [build_prompt(r["question"]) + completion_target(r["solution"]) + tokenizer.eos_token for r in rows]
+    texts = [
+        build_prompt(r["question"]) + completion_target(r["solution"]) + tokenizer.eos_token for r in rows
+    ]
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     torch.manual_seed(0)
@@ -69,8 +71,15 @@ def _prompts(n: int = 12) -> list[str]:
 
 
 def _settings(**overrides) -> SamplingSettings:
-    return SamplingSettings(**{"max_new_tokens": 24, "show_progress": False, "num_samples": 4, "temperature": 1.0,
-                               **overrides})
+    return SamplingSettings(
+        **{
+            "max_new_tokens": 24,
+            "show_progress": False,
+            "num_generations": 4,
+            "temperature": 1.0,
+            **overrides,
+        }
+    )
 
 
 def _texts(result) -> list[list[str]]:
@@ -84,16 +93,23 @@ def test_vllm_and_hf_cut_the_same_greedy_completions(servable, answer_pattern, s
     model, tokenizer = servable
     results = {}
     for backend in ("hf", "vllm"):
-        with Sampler(model, tokenizer, _settings(backend=backend, stop_strings=stops), answer_pattern) as sampler:
-            results[backend] = sampler.sample(_prompts(), num_samples=1, temperature=0.0)
+        with Sampler(
+            model, tokenizer, _settings(backend=backend, stop_strings=stops), answer_pattern
+        ) as sampler:
+            results[backend] = sampler.sample(_prompts(), num_generations=1, temperature=0.0)
     assert results["vllm"].backend == "vllm" and results["hf"].backend == "hf"
     assert _texts(results["vllm"]) == _texts(results["hf"])
-    verdicts = {b: [is_correct(g[0].text, row["answer"], "arithmetic") for g, row in zip(r.completions, _rows(), strict=True)]
-                for b, r in results.items()}
+    verdicts = {
+        b: [
+            is_correct(g[0].text, row["answer"], "arithmetic")
+            for g, row in zip(r.completions, _rows(), strict=True)
+        ]
+        for b, r in results.items()
+    }
     assert verdicts["vllm"] == verdicts["hf"]
     if answer_pattern or stops:  # the cut really happened: some texts are shorter than uncut ones
         with Sampler(model, tokenizer, _settings(backend="hf", stop_strings=()), None) as sampler:
-            uncut = _texts(sampler.sample(_prompts(), num_samples=1, temperature=0.0))
+            uncut = _texts(sampler.sample(_prompts(), num_generations=1, temperature=0.0))
         assert sum(len(a[0]) < len(b[0]) for a, b in zip(_texts(results["hf"]), uncut, strict=True)) > 0
 
 
@@ -106,12 +122,12 @@ def test_same_seed_same_samples_and_weights_follow_the_policy(servable):
         other = sampler.sample(_prompts(), seed=4)
         assert _texts(first) == _texts(again)
         assert _texts(first) != _texts(other)
-        before = _texts(sampler.sample(_prompts(), num_samples=1, temperature=0.0))
+        before = _texts(sampler.sample(_prompts(), num_generations=1, temperature=0.0))
         changed = _perturbed(model)
         sampler.load_weights(changed)
-        after = _texts(sampler.sample(_prompts(), num_samples=1, temperature=0.0))
+        after = _texts(sampler.sample(_prompts(), num_generations=1, temperature=0.0))
     with Sampler(changed, tokenizer, _settings(backend="hf")) as hf:
-        expected = _texts(hf.sample(_prompts(), num_samples=1, temperature=0.0))
+        expected = _texts(hf.sample(_prompts(), num_generations=1, temperature=0.0))
     assert after == expected and after != before
     assert torch.get_num_threads() >= 1 and torch.set_num_threads.__module__.startswith("torch")
 
@@ -137,7 +153,7 @@ def test_weight_reload_follows_a_llama_policy(tmp_path):
     folder = make_tiny_model(tmp_path / "llama", arch="llama", hidden_size=64, num_layers=2, num_heads=2)
     model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder))
     changed = _perturbed(model, scale=0.5)  # large enough that greedy completions move
-    greedy = {"num_samples": 1, "temperature": 0.0}
+    greedy = {"num_generations": 1, "temperature": 0.0}
     with Sampler(model, tokenizer, _settings(backend="vllm"), model_path=str(folder)) as sampler:
         before = _texts(sampler.sample(_prompts(), **greedy))
         sampler.load_weights(changed)
@@ -176,12 +192,17 @@ def test_expert_iteration_round_reloads_weights_into_one_engine(servable_dir, tm
         output_dir=str(tmp_path / "ei"), num_rounds=2, num_generations=4, temperature=1.0, max_new_tokens=16,
         learning_rate=1e-2, num_train_epochs=1, per_device_train_batch_size=16, use_cpu=True, bf16=False,
         report_to="none", gradient_checkpointing=False, stop_when_no_new_solutions=False, max_length=128,
-        include_reference_solutions=True, sampling_backend="vllm", eval_num_samples=2,
+        include_reference_solutions=True, sampling_backend="vllm", eval_num_generations=2,
     )
-    trainer = ExpertIterationTrainer(str(servable_dir), args=args, train_dataset=train, eval_dataset=train.select(range(8)))
+    trainer = ExpertIterationTrainer(
+        str(servable_dir), args=args, train_dataset=train, eval_dataset=train.select(range(8))
+    )
     trainer.train()
     assert len(starts) == 1
-    samples = [json.loads(line) for line in (tmp_path / "ei" / "round_002" / "samples.jsonl").read_text().splitlines()]
+    samples = [
+        json.loads(line)
+        for line in (tmp_path / "ei" / "round_002" / "samples.jsonl").read_text().splitlines()
+    ]
     assert len(samples) == 32 * 4
     with Sampler(trainer.model, trainer.processing_class, _settings(backend="vllm")) as engine, \
             Sampler(trainer.model, trainer.processing_class, _settings(backend="hf")) as hf:
@@ -208,8 +229,8 @@ ei:
   per_device_train_batch_size: 16
   gradient_checkpointing: false
   max_length: 128
-  eval_num_samples: 2
-eval: {{num_samples: 2, backend: vllm}}
+  eval_num_generations: 2
+eval: {{num_generations: 2, backend: vllm}}
 """
 
 
@@ -218,7 +239,12 @@ def test_killed_vllm_run_resumes_with_the_same_samples(tmp_path):
     the same seed writes byte-identical samples."""
     from trl_reasoning.trainers.expert_iteration_trainer import FAULT_ENV
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
     runs = {}
     for name, fault in (("crashed", "samples_written:1"), ("straight", None)):
         out = tmp_path / name
@@ -226,7 +252,9 @@ def test_killed_vllm_run_resumes_with_the_same_samples(tmp_path):
         recipe.write_text(VLLM_RECIPE.format(out=out))
         command = [sys.executable, "-m", "trl_reasoning", "train", str(recipe)]
         if fault:
-            crashed = subprocess.run(command, env={**env, FAULT_ENV: fault}, capture_output=True, text=True, timeout=900)
+            crashed = subprocess.run(
+                command, env={**env, FAULT_ENV: fault}, capture_output=True, text=True, timeout=900
+            )
             assert crashed.returncode == 75, crashed.stderr[-2000:]
             first = out / "ei" / "round_001" / "samples.jsonl"
             mtime = first.stat().st_mtime_ns
@@ -251,15 +279,36 @@ def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
     from trl_reasoning.trainers.ppo_config import PPOConfig
     from trl_reasoning.trainers.ppo_trainer import PPOTrainer
 
-    train = add_prompts(load_task("arithmetic", split="train", num_examples=16)).select_columns(["prompt", "answer"])
-    args = PPOConfig(
-        output_dir=str(tmp_path / "ppo"), learning_rate=5e-2, per_device_train_batch_size=16, num_generations=4,
-        max_completion_length=8, temperature=1.0, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-        logging_steps=1, max_steps=1, gradient_checkpointing=False, disable_tqdm=True, seed=0,
-        use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.1, vllm_enable_sleep_mode=False,
+    train = add_prompts(load_task("arithmetic", split="train", num_examples=16)).select_columns(
+        ["prompt", "answer"]
     )
-    trainer = PPOTrainer(model=str(servable_dir), reward_funcs=[lambda completions, **kw: [float("7" in c) for c in completions]],
-                         args=args, train_dataset=train)
+    args = PPOConfig(
+        output_dir=str(tmp_path / "ppo"),
+        learning_rate=5e-2,
+        per_device_train_batch_size=16,
+        num_generations=4,
+        max_completion_length=8,
+        temperature=1.0,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        max_steps=1,
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+        seed=0,
+        use_vllm=True,
+        vllm_mode="colocate",
+        vllm_gpu_memory_utilization=0.1,
+        vllm_enable_sleep_mode=False,
+    )
+    trainer = PPOTrainer(
+        model=str(servable_dir),
+        reward_funcs=[lambda completions, **kw: [float("7" in c) for c in completions]],
+        args=args,
+        train_dataset=train,
+    )
     initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     assert any(not torch.equal(initial[n], p) for n, p in trainer.model.named_parameters())
@@ -270,8 +319,9 @@ def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
     tokenizer = trainer.processing_class
     prompts = _prompts()
     ids = [tokenizer(p)["input_ids"] for p in prompts]
-    outputs = llm.generate([{"prompt_token_ids": i} for i in ids], SamplingParams(temperature=0, max_tokens=12),
-                           use_tqdm=False)
+    outputs = llm.generate(
+        [{"prompt_token_ids": i} for i in ids], SamplingParams(temperature=0, max_tokens=12), use_tqdm=False
+    )
     policy = trainer.accelerator.unwrap_model(trainer.model).eval()
     with Sampler(policy, tokenizer, _settings(backend="hf", max_new_tokens=12, stop_strings=()), None) as hf:
         expected = _texts(hf.sample(prompts, 1, 0.0))

@@ -15,8 +15,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "is_correct": "verifiers",
     "extract_answer": "verifiers",
-    "correctness_reward": "verifiers",
-    "make_correctness_reward": "verifiers",
+    "correctness_reward": "rewards",
+    "make_correctness_reward": "rewards",
+    "CorrectnessReward": "rewards",
+    "register_task": "tasks",
+    "TaskSpec": "tasks",
     "pass_at_k": "metrics",
     "maj_at_k": "metrics",
     "rerank_at_k": "metrics",

@@ -34,9 +34,13 @@ class GRPORolloutHooks:
     def after_rollout(self, inputs: list[dict], output: dict[str, Any], rewards_per_func) -> dict[str, Any]:
         return output
 
-    def per_token_logps(self, model, input_ids, attention_mask, logits_to_keep: int, batch_size: int | None = None):
+    def per_token_logps(
+        self, model, input_ids, attention_mask, logits_to_keep: int, batch_size: int | None = None
+    ):
         """Log-probabilities of ``input_ids``' last ``logits_to_keep`` tokens under ``model``."""
-        logps, _, _ = self._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size)
+        logps, _, _ = self._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, logits_to_keep, batch_size
+        )
         return logps
 
     def record_metric(self, name: str, value: float) -> None:

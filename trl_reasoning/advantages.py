@@ -36,13 +36,16 @@ def place_rewards(
         rewards[rows, lengths[rows] - 1] += final_rewards.to(rewards)[rows]
     if step_rewards is not None:
         if step_end_tokens is None or len(step_end_tokens) != len(step_rewards):
-            raise ValueError("place_rewards: step_end_tokens must give one token list per row of step_rewards")
+            raise ValueError("place_rewards: step_end_tokens must give one token list per row of "
+                             "step_rewards")
         for row, (values, tokens) in enumerate(zip(step_rewards, step_end_tokens, strict=True)):
             if len(values) != len(tokens):
-                raise ValueError(f"place_rewards: row {row} has {len(values)} step rewards for {len(tokens)} steps")
+                raise ValueError(f"place_rewards: row {row} has {len(values)} step rewards for "
+                                 f"{len(tokens)} steps")
             for value, token in zip(values, tokens, strict=True):
                 if not 0 <= token < int(lengths[row]):
-                    raise ValueError(f"place_rewards: row {row}: step end token {token} is outside the completion")
+                    raise ValueError(f"place_rewards: row {row}: step end token {token} is outside the "
+                                     "completion")
                 rewards[row, token] += float(value)
     return rewards * mask
 

@@ -14,55 +14,13 @@ from __future__ import annotations
 
 import errno
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
+from .cli_arguments import EvalArguments, SampleArguments, SamplingArguments
 from .tasks import DataError
 
 # what the file system can refuse a run (disk full, quota, read-only, permissions): one line, not a traceback
 _FS_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
-
-
-@dataclass
-class SamplingArguments:
-    """What ``eval`` and ``sample`` share: the model, the questions and how to sample them."""
-
-    model: str = field(metadata={"help": "Policy: a local folder, a .gguf file, or a Hub id."})
-    task: str = field(default="gsm8k", metadata={"help": "Task: gsm8k, svamp, math or arithmetic."})
-    output: str = field(default="runs/eval", metadata={"help": "Output folder."})
-    data: str | None = field(default=None, metadata={"help": "Local .jsonl/.json/.parquet file or Hub dataset id (default: the task's Hub dataset)."})
-    split: str = field(default="test", metadata={"help": "Split to evaluate: test or train."})
-    limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
-    num_samples: int = field(default=8, metadata={"help": "K: sampled completions per question (maj@k, pass@k)."})
-    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature for the K samples (maj@1 is always greedy)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
-    max_new_tokens: int = field(default=256, metadata={"help": "Longest completion, in tokens."})
-    batch_size: int = field(default=32, metadata={"help": "Sequences generated at once (prompts x samples)."})
-    seed: int = field(default=0, metadata={"help": "Sampling seed; with the hf backend results do not depend on the number of processes."})
-    backend: str = field(default="auto", metadata={"help": "Sampling backend: auto (vLLM when installed and able), hf or vllm."})
-    prompt_style: str = field(default="zero_shot", metadata={"help": "zero_shot, few_shot (pretrained models) or chat (chat template)."})
-    num_shots: int = field(default=4, metadata={"help": "Exemplars in a few_shot prompt (drawn from the train split)."})
-    exemplar_data: str | None = field(default=None, metadata={"help": "File or Hub id for few-shot exemplars (default: the task's train split)."})
-    extraction: str = field(default="strict", metadata={"help": "Answer extraction: strict (#### N / 'The answer is') or flexible (else last number)."})
-    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto (float32 on CPU), float32, bfloat16, float16."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped in the model's Hub repository (off unless set)."})
-
-
-@dataclass
-class EvalArguments(SamplingArguments):
-    """Arguments of ``trl-reasoning eval``."""
-
-    output: str = field(default="runs/eval", metadata={"help": "Folder for samples.jsonl, metrics.json, summary.md."})
-    reward_model: str | None = field(default=None, metadata={"help": "ORM/PRM folder or Hub id: rerank the K samples (rerank@k)."})
-
-
-@dataclass
-class SampleArguments(SamplingArguments):
-    """Arguments of ``trl-reasoning sample``."""
-
-    output: str = field(default="runs/samples", metadata={"help": "Folder for samples.jsonl (one labelled row per completion)."})
-    mc_rollouts: int = field(default=0, metadata={"help": "Label every step with this many Monte-Carlo continuations (PRM data); 0: final label only."})
-    mc_estimate: str = field(default="hard", metadata={"help": "Step label from rollouts: hard (any correct) or soft (share correct)."})
-    step_delimiter: str = field(default="\n", metadata={"help": "What separates steps."})
 
 
 def _prepare_dataset(args: SamplingArguments, task_extras: dict | None = None):
@@ -84,7 +42,7 @@ def run_eval(args: EvalArguments, task_extras: dict | None = None) -> dict:
 
     allow_remote_code(args.trust_remote_code)
     settings = EvalSettings(
-        num_samples=args.num_samples,
+        num_generations=args.num_generations,
         temperature=args.temperature,
         top_p=args.top_p,
         max_new_tokens=args.max_new_tokens,
@@ -103,7 +61,9 @@ def run_eval(args: EvalArguments, task_extras: dict | None = None) -> dict:
     state = process_state()
     model = load_model(args.model, dtype=args.dtype, device=str(state.device))
     with _sampler(model, tokenizer, settings, args) as sampler:
-        report = evaluate(model, tokenizer, dataset, args.task, settings, reward_scorer=scorer, sampler=sampler)
+        report = evaluate(
+            model, tokenizer, dataset, args.task, settings, reward_scorer=scorer, sampler=sampler
+        )
     if state.is_main_process:
         write_report(report, args.output, asdict(args), title=f"{args.model} on {args.task}")
         print(_console_summary(report, args.output))
@@ -120,7 +80,7 @@ def run_sample(args: SampleArguments, task_extras: dict | None = None) -> list[d
 
     allow_remote_code(args.trust_remote_code)
     settings = LabelSettings(
-        task=args.task, num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
+        task=args.task, num_generations=args.num_generations, temperature=args.temperature, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed, backend=args.backend,
         extraction=args.extraction, mc_rollouts=args.mc_rollouts, mc_estimate=args.mc_estimate,
         step_delimiter=args.step_delimiter,
@@ -134,7 +94,8 @@ def run_sample(args: SampleArguments, task_extras: dict | None = None) -> list[d
     if state.is_main_process:
         path = write_jsonl_atomic(Path(args.output) / "samples.jsonl", rows)
         correct = sum(r["label"] for r in rows)
-        print(f"{len(rows)} samples of {len(dataset)} questions, {correct} correct ({correct / max(len(rows), 1):.3f}): {path}")
+        print(f"{len(rows)} samples of {len(dataset)} questions, {correct} correct "
+              f"({correct / max(len(rows), 1):.3f}): {path}")
     return rows
 
 
@@ -143,7 +104,9 @@ def _sampler(model, tokenizer, settings, args: SamplingArguments):
     from .loading import resolve
     from .sampling import Sampler, answer_pattern_for
 
-    return Sampler(model, tokenizer, settings, answer_pattern_for(args.task), model_path=resolve(args.model)[0])
+    return Sampler(
+        model, tokenizer, settings, answer_pattern_for(args.task), model_path=resolve(args.model)[0]
+    )
 
 
 def _console_summary(report: dict, output: str) -> str:
@@ -249,5 +212,6 @@ def main(argv: list[str] | None = None) -> None:
         if err.errno not in _FS_ERRNOS:
             raise
         where = f" {err.filename}" if err.filename else ""
-        sys.exit(f"trl-reasoning: error: cannot write{where} ({err.strerror}); fix that and rerun the same command: "
+        sys.exit(f"trl-reasoning: error: cannot write{where} ({err.strerror}); fix that and rerun the same "
+                 "command: "
                  "it resumes after the last complete step")

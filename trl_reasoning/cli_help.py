@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 
 DESCRIPTIONS = {
-    "train": "run a YAML recipe's stages (sft, orm, prm, ei, ppo, rcrl, eval); rerunning resumes",
+    "train": "run a YAML recipe's stages (sft, orm, prm, ei, ppo, rcrl, eval, ...); rerunning resumes",
     "eval": "sample a model on a task's questions, verify, report maj@1, maj@k, pass@k (and rerank@k)",
     "sample": "draw K labelled samples per question (reward-model data; Monte-Carlo step labels)",
 }
@@ -20,7 +20,8 @@ def overview() -> str:
     lines = ["usage: trl-reasoning {train,eval,sample} [--help] [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, text in DESCRIPTIONS.items()]
     lines += ["", "Run 'trl-reasoning COMMAND --help' for a command's options.",
-              "Also: python -m trl_reasoning ..., accelerate launch [args] -m trl_reasoning train RECIPE.yaml"]
+              "Also: python -m trl_reasoning ..., accelerate launch [args] -m trl_reasoning train "
+              "RECIPE.yaml"]
     return "\n".join(lines)
 
 
@@ -38,7 +39,8 @@ def _parser(name: str, arguments) -> argparse.ArgumentParser:
 
 def train_help() -> str:
     """``train --help``: usage, the recipe's top-level keys and its stage sections."""
-    from .recipes import STAGES, Recipe
+    from .recipes import Recipe
+    from .stages import get_stage, stage_names
 
     lines = [
         "usage: trl-reasoning train RECIPE.yaml [--key value ...]", "", DESCRIPTIONS["train"], "",
@@ -46,12 +48,10 @@ def train_help() -> str:
         "recipe keys:",
     ]
     for f in dataclasses.fields(Recipe):
-        if f.name not in STAGES:
+        if f.name != "sections":
             lines.append(f"  {f.name:<20} {f.metadata.get('help', '')}")
-    lines += ["", "stage sections (each key is a field of that stage's config class):"]
-    for f in dataclasses.fields(Recipe):
-        if f.name in STAGES:
-            lines.append(f"  {f.name:<20} {f.metadata.get('help', '')}")
+    lines += ["", "stage sections (each key is a field of that stage's config class), in run order:"]
+    lines += [f"  {name:<20} {get_stage(name).help}" for name in stage_names()]
     lines += ["", f"Full reference and example recipes: {RECIPE_REFERENCE}; recipes/*.yaml."]
     return "\n".join(lines)
 
@@ -60,6 +60,6 @@ def command_help(name: str) -> str:
     """The help text of one command."""
     if name == "train":
         return train_help()
-    from .cli import EvalArguments, SampleArguments
+    from .cli_arguments import EvalArguments, SampleArguments
 
     return _parser(name, {"eval": EvalArguments, "sample": SampleArguments}[name]).format_help()

@@ -23,8 +23,9 @@ from .metrics import (
     rerank_at_k,
 )
 from .reporting import markdown_table, plot_curves, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from .rewards import prompt_as_text
 from .sampling import Sampler, SamplingResult, SamplingSettings, answer_pattern_for
-from .verifiers import answer_key, extract_answer, is_correct, prompt_as_text
+from .verifiers import answer_key, extract_answer, is_correct
 
 # (prompts, completions) -> one score per completion, higher = more likely correct
 RewardScorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
@@ -35,7 +36,8 @@ class EvalSettings(SamplingSettings):
     """How to sample for an evaluation (``SamplingSettings``) and how to read the answers."""
 
     extraction: str = field(
-        default="strict", metadata={"help": "Answer extraction: strict (#### N / 'The answer is') or flexible."}
+        default="strict", metadata={"help": "Answer extraction: strict (#### N / 'The answer is') or "
+                                            "flexible."}
     )
 
 
@@ -69,10 +71,10 @@ def _per_question(records: list[dict]) -> dict[str, list[dict]]:
     return grouped
 
 
-def compute_metrics(greedy: list[dict], sampled: list[dict], num_samples: int, seed: int = 0) -> dict:
+def compute_metrics(greedy: list[dict], sampled: list[dict], num_generations: int, seed: int = 0) -> dict:
     """Dataset metrics (means), their bootstrap intervals, and exploration statistics."""
     per_question: dict[str, list[float]] = {"maj@1": [float(r["correct"]) for r in greedy]}
-    ks = powers_of_two_up_to(num_samples) if sampled else []
+    ks = powers_of_two_up_to(num_generations) if sampled else []
     has_scores = bool(sampled) and all("score" in r for r in sampled)
     exploration: dict[str, list[float]] = {}
     for group in _per_question(sampled).values():
@@ -94,7 +96,9 @@ def compute_metrics(greedy: list[dict], sampled: list[dict], num_samples: int, s
         "exploration": {name: sum(v) / len(v) for name, v in exploration.items()},
     }
     if has_scores:  # how well the reward model separates right from wrong samples, over all questions
-        report["reward_model"] = {"auroc": auroc([r["score"] for r in sampled], [bool(r["correct"]) for r in sampled])}
+        report["reward_model"] = {
+            "auroc": auroc([r["score"] for r in sampled], [bool(r["correct"]) for r in sampled])
+        }
     return report
 
 
@@ -121,22 +125,29 @@ def evaluate(
     own = sampler is None
     sampler = sampler or Sampler(model, tokenizer, settings, answer_pattern_for(task))
     try:
-        greedy_run = sampler.sample(prompts, num_samples=1, temperature=0.0, seed=settings.seed,
+        greedy_run = sampler.sample(prompts, num_generations=1, temperature=0.0, seed=settings.seed,
                                     logits_processors=logits_processors)
         greedy = score_samples(dataset, greedy_run, task, settings.extraction, "greedy")
         sampled, sampled_run = [], None
         if settings.temperature > 0:
-            sampled_run = sampler.sample(prompts, settings.num_samples, settings.temperature, settings.seed,
-                                         logits_processors=logits_processors)
+            sampled_run = sampler.sample(
+                prompts,
+                settings.num_generations,
+                settings.temperature,
+                settings.seed,
+                logits_processors=logits_processors,
+            )
             sampled = score_samples(dataset, sampled_run, task, settings.extraction, "sample")
     finally:
         if own:
             sampler.close()
     if reward_scorer is not None and sampled:
-        scores = reward_scorer([prompt_as_text(r["prompt"]) for r in sampled], [r["completion"] for r in sampled])
+        scores = reward_scorer(
+            [prompt_as_text(r["prompt"]) for r in sampled], [r["completion"] for r in sampled]
+        )
         for record, score in zip(sampled, scores, strict=True):
             record["score"] = float(score)
-    report = compute_metrics(greedy, sampled, settings.num_samples, settings.seed)
+    report = compute_metrics(greedy, sampled, settings.num_generations, settings.seed)
     from .loading import process_state
 
     report["throughput"] = _throughput(greedy_run, sampled_run)
@@ -163,7 +174,10 @@ def _throughput(greedy: SamplingResult, sampled: SamplingResult | None) -> dict[
 def summary_markdown(report: dict, title: str) -> str:
     """The human-readable summary: metrics with 95% intervals, exploration and throughput."""
     metrics, intervals = report["metrics"], report["confidence_intervals"]
-    rows = [[name, value, f"[{intervals[name][0]:.3f}, {intervals[name][1]:.3f}]"] for name, value in metrics.items()]
+    rows = [
+        [name, value, f"[{intervals[name][0]:.3f}, {intervals[name][1]:.3f}]"]
+        for name, value in metrics.items()
+    ]
     parts = [f"# {title}", "", f"Questions: {report['num_questions']}", ""]
     parts += [markdown_table(["metric", "value", "95% CI"], rows), ""]
     if report["exploration"]:
@@ -186,7 +200,9 @@ def summary_markdown(report: dict, title: str) -> str:
     return "\n".join(parts)
 
 
-def write_report(report: dict, output_dir: str | Path, config: dict[str, Any], title: str = "Evaluation") -> Path:
+def write_report(
+    report: dict, output_dir: str | Path, config: dict[str, Any], title: str = "Evaluation"
+) -> Path:
     """Write ``samples.jsonl``, ``metrics.json``, ``summary.md`` and ``pass_at_k.png``."""
     output_dir = Path(output_dir)
     write_jsonl_atomic(output_dir / "samples.jsonl", report["records"])
@@ -195,9 +211,13 @@ def write_report(report: dict, output_dir: str | Path, config: dict[str, Any], t
     write_text_atomic(output_dir / "summary.md", summary_markdown(report, title))
     curves = {}
     for prefix in ("pass", "maj", "rerank"):
-        points = sorted((int(n.split("@")[1]), v) for n, v in report["metrics"].items() if n.startswith(prefix + "@"))
+        points = sorted(
+            (int(n.split("@")[1]), v) for n, v in report["metrics"].items() if n.startswith(prefix + "@")
+        )
         if len(points) > 1:
             curves[f"{prefix}@k"] = ([k for k, _ in points], [v for _, v in points])
     if curves:
-        plot_curves(output_dir / "pass_at_k.png", curves, "k (samples per question)", "accuracy", title, log_x=True)
+        plot_curves(
+            output_dir / "pass_at_k.png", curves, "k (samples per question)", "accuracy", title, log_x=True
+        )
     return output_dir

@@ -113,7 +113,9 @@ def dequantized_gguf(path: str | Path, cache_dir: str | Path | None = None) -> P
     except (ImportError, OSError, ValueError, KeyError, RuntimeError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         hint = "; pip install gguf" if isinstance(err, ImportError) or "gguf" in str(err).lower() else ""
-        raise ModelLoadError(f"model: cannot dequantise GGUF file {str(path)!r} ({_first_line(err)}){hint}") from None
+        raise ModelLoadError(
+            f"model: cannot dequantise GGUF file {str(path)!r} ({_first_line(err)}){hint}"
+        ) from None
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
@@ -126,7 +128,9 @@ def _write_dequantized(path: Path, folder: Path) -> None:
     quiet = _quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.bfloat16)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, dtype=torch.bfloat16
+        )
     finally:
         quiet()
     config = loaded.config
@@ -159,7 +163,9 @@ def load_tokenizer(reference: str, padding_side: str = "left"):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except OSError as err:
-        raise ModelLoadError(f"model: cannot load a tokenizer from {reference!r} ({_first_line(err)})") from None
+        raise ModelLoadError(
+            f"model: cannot load a tokenizer from {reference!r} ({_first_line(err)})"
+        ) from None
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -179,7 +185,8 @@ def load_model(reference: str, dtype: str = "auto", device: str | None = None):
     torch_dtype = torch.float32 if dtype == "auto" and device == "cpu" else dtype
     if isinstance(torch_dtype, str) and torch_dtype != "auto":
         if not isinstance(getattr(torch, torch_dtype, None), torch.dtype):
-            raise ModelLoadError(f"dtype: unknown dtype {dtype!r}; expected auto, float32, bfloat16 or float16")
+            raise ModelLoadError(f"dtype: unknown dtype {dtype!r}; expected auto, float32, bfloat16 or "
+                                 "float16")
         torch_dtype = getattr(torch, torch_dtype)
     try:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **kwargs)
@@ -190,7 +197,8 @@ def load_model(reference: str, dtype: str = "auto", device: str | None = None):
 
 def load_scalar_head_model(reference: str, **kwargs):
     """``reference``'s causal-LM backbone under a new one-logit token head
-    (``AutoModelForTokenClassification``, ``num_labels=1``): a fresh value model or value-head reward model."""
+    (``AutoModelForTokenClassification``, ``num_labels=1``): a fresh value model or value-head reward
+    model."""
     from transformers import AutoModelForTokenClassification
     from transformers.utils import logging
 

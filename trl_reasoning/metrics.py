@@ -148,7 +148,11 @@ def aggregate(
 
 
 def paired_difference(
-    values: Sequence[float], baseline: Sequence[float], n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0
+    values: Sequence[float],
+    baseline: Sequence[float],
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> Estimate:
     """Mean of ``values[i] - baseline[i]`` (the same questions scored for two models) with a paired
     percentile-bootstrap interval: questions are resampled together, so shared difficulty cancels."""

@@ -8,8 +8,6 @@ import json
 import time
 from pathlib import Path
 
-STAGE_TITLES = {"sft": "supervised fine-tuning", "orm": "outcome reward model", "prm": "process reward model",
-                "ei": "Expert Iteration", "ppo": "PPO", "rcrl": "return-conditioned RL", "eval": "evaluation"}
 DONE = "stage_complete.json"
 
 
@@ -28,13 +26,14 @@ def _status(output_dir: Path, stage: str) -> str:
     return "to run"
 
 
-def announce_plan(recipe, stages: list[str], state) -> None:
-    """The block printed at start: stages in order, which are skipped or resumed, and where results go."""
+def announce_plan(recipe, titles: dict[str, str], state) -> None:
+    """The block printed at start: stages (``name -> title``, in run order), which are skipped or
+    resumed, and where results go."""
     out = Path(recipe.output_dir)
-    lines = [f"trl-reasoning: {len(stages)} stage(s) of {recipe.task} with {recipe.model} -> {out}/"]
-    for index, stage in enumerate(stages, 1):
+    lines = [f"trl-reasoning: {len(titles)} stage(s) of {recipe.task} with {recipe.model} -> {out}/"]
+    for index, (stage, title) in enumerate(titles.items(), 1):
         status = "always reruns (cached per model)" if stage == "eval" else _status(out, stage)
-        lines.append(f"  {index}. {stage:<5} {STAGE_TITLES[stage]:<24} {status}")
+        lines.append(f"  {index}. {stage:<5} {title:<24} {status}")
     lines.append(f"  results: {out}/results.md (table), {out}/<stage>/ (samples, metrics, plots, models)")
     _say(state, "\n".join(lines))
 
@@ -49,13 +48,14 @@ def _figures(folder: Path) -> str:
 
 
 @contextlib.contextmanager
-def stage_banner(recipe, stage: str, index: int, total: int, state):
+def stage_banner(recipe, stage: str, title: str, index: int, total: int, state):
     """``== [i/n] stage: title ==`` before, ``== stage finished in N s: figures ==`` after."""
-    _say(state, f"\n== [{index}/{total}] {stage}: {STAGE_TITLES[stage]} ==")
+    _say(state, f"\n== [{index}/{total}] {stage}: {title} ==")
     start = time.perf_counter()
     yield
     figures = _figures(Path(recipe.output_dir) / stage)
-    _say(state, f"== {stage} finished in {time.perf_counter() - start:.0f} s{': ' + figures if figures else ''} ==")
+    _say(state, f"== {stage} finished in {time.perf_counter() - start:.0f} "
+                f"s{': ' + figures if figures else ''} ==")
 
 
 def round_header(algorithm: str, round_index: int, num_rounds: int, questions: int, k: int, state) -> None:
@@ -67,7 +67,8 @@ def round_summary(record: dict, state) -> None:
     train, evaluation = record.get("train", {}), record.get("eval", {})
     parts = [f"round {record['round']} done in {sum(record.get('seconds', {}).values()):.0f} s"]
     if train:
-        parts.append(f"sample accuracy {train['sample_accuracy']:.3f}, kept {train['kept']} (total {train['kept_total']})")
+        parts.append(f"sample accuracy {train['sample_accuracy']:.3f}, kept {train['kept']} (total "
+                     f"{train['kept_total']})")
     if "maj@1" in evaluation:
         parts.append(f"held-out maj@1 {evaluation['maj@1']:.3f}")
     _say(state, "-- " + "; ".join(parts) + " --")

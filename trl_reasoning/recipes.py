@@ -3,8 +3,9 @@
 A recipe names the model, the task, the stages to run and one section per stage whose keys are the
 fields of that stage's config class (``sft``: TRL's ``SFTConfig``; ``ei``: ``ExpertIterationConfig``;
 ``orm`` / ``prm``: ``RewardModelConfig``; ``ppo``: ``PPOConfig``; ``rcrl``: ``ReturnConditionedConfig``;
-``eval``: ``EvalSettings``). Any key can be overridden from the command line: ``--task gsm8k``,
-``--ei.num_rounds 2``, ``--stages "[sft, eval]"`` (values are read as YAML).
+``eval``: ``EvalSettings``; a registered stage: its ``Stage.config``, see ``stages``). Any key can be
+overridden from the command line: ``--task gsm8k``, ``--ei.num_rounds 2``, ``--stages "[sft, eval]"``
+(values are read as YAML).
 
 Every problem (unknown or mistyped key, wrong type, missing model, unknown stage) is reported as one
 line naming the key and what was expected.
@@ -21,46 +22,76 @@ from typing import Any
 
 import yaml
 
-STAGES = ("sft", "orm", "prm", "ei", "ppo", "rcrl", "eval")  # run in this order, whatever order the recipe lists
+from .errors import RecipeError
+from .stages import get_stage, stage_names
+from .tasks import task_names_help
+
 TINY_KEYS = ("arch", "vocab_size", "hidden_size", "num_layers", "num_heads", "max_positions")
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot run; the message names the key."""
+__all__ = ["Recipe", "RecipeError", "check_section", "load_recipe", "parse_overrides", "stage_names"]
 
 
 @dataclass
 class Recipe:
     """Top level of a recipe file."""
 
-    model: str = field(metadata={"help": "Initial model: local folder, .gguf file, Hub id, or 'tiny' (built offline)."})
-    task: str = field(default="gsm8k", metadata={"help": "gsm8k, svamp, math or arithmetic."})
-    stages: list[str] = field(default_factory=lambda: ["sft", "ei", "eval"], metadata={"help": "Stages to run (in the order sft, orm, prm, ei, ppo, rcrl, eval); ei, ppo and rcrl all start from the sft policy."})
-    output_dir: str = field(default="runs/experiment", metadata={"help": "Run folder; rerunning resumes in it."})
+    model: str = field(metadata={"help": "Initial model: local folder, .gguf file, Hub id, or 'tiny' (built "
+                                         "offline)."})
+    task: str = field(default="gsm8k", metadata={"help": f"A registered task: {task_names_help()}."})
+    stages: list[str] = field(default_factory=lambda: ["sft", "ei", "eval"], metadata={
+        "help": "Stages to run, in run order whatever the listed order (sft, orm, prm, ei, ppo, rcrl, eval "
+                "and any "
+                "registered stage); ei, ppo and rcrl all start from the sft policy."})
+    output_dir: str = field(default="runs/experiment", metadata={"help": "Run folder; rerunning resumes in "
+                                                                         "it."})
     seed: int = field(default=0, metadata={"help": "Seed for data generation, sampling and training."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped in a model's Hub repository (transformers' trust_remote_code). Off unless set."})
-    train_data: str | None = field(default=None, metadata={"help": "Train questions: file or Hub id (default: the task's)."})
-    eval_data: str | None = field(default=None, metadata={"help": "Held-out questions: file or Hub id (default: the task's test split)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code shipped in a model's Hub "
+                                                                     "repository (transformers' "
+                                                                     "trust_remote_code). Off unless set."})
+    train_data: str | None = field(default=None, metadata={"help": "Train questions: file or Hub id "
+                                                                   "(default: the task's)."})
+    eval_data: str | None = field(default=None, metadata={"help": "Held-out questions: file or Hub id "
+                                                                  "(default: the task's test split)."})
     train_limit: int | None = field(default=None, metadata={"help": "Use only the first N train questions."})
-    sft_train_limit: int | None = field(default=None, metadata={"help": "SFT on only the first N train questions' reference solutions."})
-    ei_train_limit: int | None = field(default=None, metadata={"help": "EI, PPO and RCRL train on only the first N train questions."})
-    rm_train_limit: int | None = field(default=None, metadata={"help": "Sample reward-model data on only the first N train questions."})
-    reward_model: str | None = field(default=None, metadata={"help": "Reward model folder/Hub id the eval stage reranks with (rerank@k); default: the ORM (else PRM) this run trains."})
-    eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on only the first N held-out questions."})
-    num_train_examples: int = field(default=2000, metadata={"help": "Arithmetic task only: train questions to generate."})
-    num_eval_examples: int = field(default=200, metadata={"help": "Arithmetic task only: held-out questions to generate."})
+    sft_train_limit: int | None = field(default=None, metadata={"help": "SFT on only the first N train "
+                                                                        "questions' reference solutions."})
+    ei_train_limit: int | None = field(default=None, metadata={"help": "EI, PPO and RCRL train on only the "
+                                                                       "first N train questions."})
+    rm_train_limit: int | None = field(default=None, metadata={"help": "Sample reward-model data on only "
+                                                                       "the first N train questions."})
+    reward_model: str | None = field(default=None, metadata={"help": "Reward model folder/Hub id the eval "
+                                                                     "stage reranks with (rerank@k); "
+                                                                     "default: the ORM (else PRM) this run "
+                                                                     "trains."})
+    eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on only the first N held-out "
+                                                                   "questions."})
+    num_train_examples: int = field(default=2000, metadata={"help": "Arithmetic task only: train questions "
+                                                                    "to generate."})
+    num_eval_examples: int = field(default=200, metadata={"help": "Arithmetic task only: held-out questions "
+                                                                  "to generate."})
     prompt_style: str = field(default="zero_shot", metadata={"help": "zero_shot, few_shot or chat."})
     num_shots: int = field(default=4, metadata={"help": "Exemplars in few_shot prompts."})
-    arithmetic: dict = field(default_factory=dict, metadata={"help": "Arithmetic task difficulty: ArithmeticConfig fields (min_steps, max_operand, operators, ...)."})
-    tiny: dict = field(default_factory=dict, metadata={"help": f"Tiny model size when model is 'tiny': {', '.join(TINY_KEYS)}."})
-    peft: dict | None = field(default=None, metadata={"help": "LoRA: peft.LoraConfig fields (r, lora_alpha, target_modules, ...)."})
-    sft: dict = field(default_factory=dict, metadata={"help": "trl.SFTConfig fields for the sft stage."})
-    ei: dict = field(default_factory=dict, metadata={"help": "ExpertIterationConfig fields for the ei stage."})
-    orm: dict = field(default_factory=dict, metadata={"help": "RewardModelConfig fields for the orm stage (outcome reward model)."})
-    prm: dict = field(default_factory=dict, metadata={"help": "RewardModelConfig fields for the prm stage (process reward model)."})
-    ppo: dict = field(default_factory=dict, metadata={"help": "PPOConfig fields for the ppo stage."})
-    rcrl: dict = field(default_factory=dict, metadata={"help": "ReturnConditionedConfig fields for the rcrl stage."})
-    eval: dict = field(default_factory=dict, metadata={"help": "EvalSettings fields for the eval stage."})
+    arithmetic: dict = field(default_factory=dict, metadata={"help": "Arithmetic task difficulty: "
+                                                                     "ArithmeticConfig fields (min_steps, "
+                                                                     "max_operand, operators, ...)."})
+    tiny: dict = field(default_factory=dict, metadata={"help": "Tiny model size when model is 'tiny': "
+                                                               f"{', '.join(TINY_KEYS)}."})
+    peft: dict | None = field(default=None, metadata={"help": "LoRA: peft.LoraConfig fields (r, lora_alpha, "
+                                                              "target_modules, ...)."})
+    sections: dict[str, dict] = field(default_factory=dict, metadata={
+        "help": "Stage sections by stage name (written in the recipe as top-level keys: 'ei: {...}')."})
+
+    def section(self, name: str) -> dict:
+        """The recipe's section for stage ``name`` (``{}`` when it has none)."""
+        return self.sections.get(name, {})
+
+    def with_section(self, name: str, values: dict, **changes) -> Recipe:
+        """A copy with stage ``name``'s section replaced by ``values`` (and other fields changed)."""
+        return dataclasses.replace(self, sections={**self.sections, name: values}, **changes)
+
+    def __getattr__(self, name: str):
+        if name != "sections" and name in stage_names():  # recipe.ei, recipe.ppo, ...
+            return self.section(name)
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -159,14 +190,7 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
 
 def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Recipe:
     """Read, override and validate a recipe; raises ``RecipeError`` with one line on any problem."""
-    from trl import SFTConfig
-
-    from .evaluation import EvalSettings
     from .tasks import ArithmeticConfig
-    from .trainers.expert_iteration_config import ExpertIterationConfig
-    from .trainers.ppo_config import PPOConfig
-    from .trainers.return_conditioned_config import ReturnConditionedConfig
-    from .trainers.reward_model_config import RewardModelConfig
 
     path = Path(path)
     if not path.is_file():
@@ -181,18 +205,7 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Reci
         _set_override(raw, key, value)
     if "model" not in raw or not raw["model"]:
         raise RecipeError("recipe: missing key 'model' (a local folder, .gguf file, Hub id, or 'tiny')")
-    check_section(raw, Recipe, "")
-    recipe = Recipe(**raw)
-    unknown = [s for s in recipe.stages if s not in STAGES]
-    if unknown or not recipe.stages:
-        raise RecipeError(f"recipe: 'stages' has unknown stage(s) {unknown}; expected a list of {', '.join(STAGES)}")
-    check_section(recipe.sft, SFTConfig, "sft.")
-    check_section(recipe.ei, ExpertIterationConfig, "ei.")
-    check_section(recipe.orm, RewardModelConfig, "orm.")
-    check_section(recipe.prm, RewardModelConfig, "prm.")
-    check_section(recipe.ppo, PPOConfig, "ppo.")
-    check_section(recipe.rcrl, ReturnConditionedConfig, "rcrl.")
-    check_section(recipe.eval, EvalSettings, "eval.")
+    recipe = _build(raw)
     check_section(recipe.arithmetic, ArithmeticConfig, "arithmetic.")
     bad_tiny = sorted(set(recipe.tiny) - set(TINY_KEYS))
     if bad_tiny:
@@ -202,6 +215,30 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Reci
     except RecipeError as err:
         raise RecipeError(str(err) + _made_by(recipe.model, path)) from None
     _check_dense_sources(recipe)
+    return recipe
+
+
+def _build(raw: dict) -> Recipe:
+    """A ``Recipe`` from the file's mapping: top-level keys checked against ``Recipe``'s fields, stage
+    sections (keys naming a registered stage) against their stage's config class."""
+    names = stage_names()
+    if "sections" in raw:
+        raise RecipeError("recipe: unknown key 'sections'; write each stage's section as a top-level key "
+                          "('ei: {...}')")
+    sections = {name: raw.pop(name) for name in list(raw) if name in names}
+    top = {f.name for f in dataclasses.fields(Recipe)} - {"sections"}
+    unknown = sorted(set(raw) - top)
+    if unknown:
+        raise RecipeError(f"recipe: unknown key '{unknown[0]}'; valid keys: {', '.join(sorted(top))}; "
+                          f"stage sections: {', '.join(names)}")
+    check_section(raw, Recipe, "")
+    recipe = Recipe(**raw, sections=sections)
+    bad = [s for s in recipe.stages if s not in names]
+    if bad or not recipe.stages:
+        raise RecipeError(f"recipe: 'stages' has unknown stage(s) {bad}; expected a list of "
+                          f"{', '.join(names)}")
+    for name, values in sections.items():
+        check_section(values, get_stage(name).config(), f"{name}.")
     return recipe
 
 
@@ -222,14 +259,17 @@ def _made_by(missing: str, recipe_path: Path) -> str:
 
 def _check_dense_sources(recipe: Recipe) -> None:
     """Dense rewards must name a provider this run will have."""
-    sources = [("ppo.dense_rewards", s) for s in recipe.ppo.get("dense_rewards") or []]
-    if recipe.rcrl.get("tag_mode") == "dense":
-        if not recipe.rcrl.get("step_reward"):
-            raise RecipeError("recipe: 'rcrl.tag_mode: dense' needs 'rcrl.step_reward' (orm, prm, heuristic or a reward-model path)")
-        sources.append(("rcrl.step_reward", recipe.rcrl["step_reward"]))
+    ppo, rcrl = recipe.section("ppo"), recipe.section("rcrl")
+    sources = [("ppo.dense_rewards", s) for s in ppo.get("dense_rewards") or []]
+    if rcrl.get("tag_mode") == "dense":
+        if not rcrl.get("step_reward"):
+            raise RecipeError("recipe: 'rcrl.tag_mode: dense' needs 'rcrl.step_reward' (orm, prm, heuristic "
+                              "or a reward-model path)")
+        sources.append(("rcrl.step_reward", rcrl["step_reward"]))
     for key, source in sources:
         if source in ("orm", "prm") and source not in recipe.stages and not recipe.reward_model:
-            raise RecipeError(f"recipe: '{key}' uses '{source}' but the recipe has no {source} stage and no 'reward_model'")
+            raise RecipeError(f"recipe: '{key}' uses '{source}' but the recipe has no {source} stage and no "
+                              "'reward_model'")
         if source not in ("orm", "prm", "heuristic"):
             _check_model_reference(source, f"recipe: '{key}': ")
 
@@ -256,31 +296,9 @@ def _check_references(recipe: Recipe) -> None:
         _check_model_reference(recipe.reward_model, "recipe: reward_model: ")
     for key in ("train_data", "eval_data"):
         value = getattr(recipe, key)
-        if value and value.endswith((".jsonl", ".json", ".parquet")) and not Path(value).expanduser().is_file():
+        if (
+            value
+            and value.endswith((".jsonl", ".json", ".parquet"))
+            and not Path(value).expanduser().is_file()
+        ):
             raise RecipeError(f"recipe: '{key}' file {value!r} does not exist")
-
-
-def _rename_checkpointing(config_cls, values: dict) -> None:
-    """transformers >= 5.2x renamed ``gradient_checkpointing`` to ``activation_checkpointing`` and warns on
-    every config that sets the old name (TRL's configs default it to True): pass the value, recipe or
-    TRL default, under the new name, so runs stay quiet and behave the same."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    if "activation_checkpointing" not in fields or values.get("activation_checkpointing") is not None:
-        return
-    default = fields["gradient_checkpointing"].default if "gradient_checkpointing" in fields else None
-    values["activation_checkpointing"] = values.pop("gradient_checkpointing", default)
-
-
-def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defaults):
-    """Build a stage's TRL config; CPU-safe defaults when no GPU is present; one-line errors."""
-    import torch
-
-    values = {"output_dir": str(output_dir), "seed": seed, "report_to": "none", **defaults, **section}
-    if not torch.cuda.is_available():
-        values.setdefault("use_cpu", True)
-        values.setdefault("bf16", False)
-    _rename_checkpointing(config_cls, values)
-    try:
-        return config_cls(**values)
-    except (ValueError, TypeError) as err:
-        raise RecipeError(f"recipe: {config_cls.__name__}: {str(err).strip().splitlines()[0]}") from None

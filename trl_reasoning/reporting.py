@@ -41,7 +41,8 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise ArtifactWriteError(err.errno, f"cannot write {path} ({err.strerror or err}); fix that and rerun "
+            raise ArtifactWriteError(err.errno, f"cannot write {path} ({err.strerror or err}); fix that and "
+                                                "rerun "
                                      "the same command: it resumes after the last complete step") from None
         raise
     return path

@@ -57,9 +57,12 @@ class RunLock:
             if not self.path.parent.is_dir():
                 raise NotADirectoryError(f"{self.path.parent} exists and is not a folder")
         except OSError as err:
-            raise RunLockError(f"output_dir: cannot use {self.path.parent} as the run folder ({err.strerror or err}); "
+            raise RunLockError(f"output_dir: cannot use {self.path.parent} as the run folder "
+                               f"({err.strerror or err}); "
                                "choose a writable folder") from None
-        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+        record = json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        )
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -67,13 +70,15 @@ class RunLock:
                 holder = self._holder()
                 if not self._stale(holder):
                     raise RunLockError(
-                        f"output_dir: {self.path.parent} is in use by another run (pid {holder.get('pid')} on "
+                        f"output_dir: {self.path.parent} is in use by another run (pid {holder.get('pid')} "
+                        "on "
                         f"{holder.get('host')}, started {holder.get('started')}); wait for it to finish or "
                         f"choose another output_dir") from None
                 self.path.unlink(missing_ok=True)  # stale: its holder is gone
                 continue
             except OSError as err:
-                raise RunLockError(f"output_dir: cannot write in {self.path.parent} ({err.strerror}); choose a "
+                raise RunLockError(f"output_dir: cannot write in {self.path.parent} ({err.strerror}); "
+                                   "choose a "
                                    "writable folder") from None
             with os.fdopen(fd, "w") as handle:
                 handle.write(record)

@@ -15,16 +15,24 @@ TASK_CARD = "trl_reasoning_task.json"
 # card key -> eval argument it fills (when the user did not pass that flag)
 ARGUMENTS = {"task": "task", "seed": "seed", "prompt_style": "prompt_style", "num_shots": "num_shots",
              "eval_data": "data", "eval_limit": "limit"}
-EVAL_SETTINGS = ("num_samples", "temperature", "top_p", "max_new_tokens", "batch_size", "extraction")
+EVAL_SETTINGS = ("num_generations", "temperature", "top_p", "max_new_tokens", "batch_size", "extraction")
 
 
 def write_task_card(model_folder: str | Path, recipe) -> None:
     """Record ``recipe``'s task settings in ``model_folder`` (atomically)."""
     from .reporting import write_json_atomic
 
-    card = {"task": recipe.task, "arithmetic": recipe.arithmetic, "num_eval_examples": recipe.num_eval_examples,
-            "eval_data": recipe.eval_data, "eval_limit": recipe.eval_limit, "seed": recipe.seed,
-            "prompt_style": recipe.prompt_style, "num_shots": recipe.num_shots, "eval": recipe.eval}
+    card = {
+        "task": recipe.task,
+        "arithmetic": recipe.arithmetic,
+        "num_eval_examples": recipe.num_eval_examples,
+        "eval_data": recipe.eval_data,
+        "eval_limit": recipe.eval_limit,
+        "seed": recipe.seed,
+        "prompt_style": recipe.prompt_style,
+        "num_shots": recipe.num_shots,
+        "eval": recipe.section("eval"),
+    }
     write_json_atomic(Path(model_folder) / TASK_CARD, card)
 
 
@@ -46,15 +54,18 @@ def apply_task_card(args, given: set[str]) -> tuple[dict, list[str]]:
     card = read_task_card(args.model)
     if card is None:
         return {}, []
-    values = {**{ARGUMENTS[k]: card.get(k) for k in ARGUMENTS}, **{k: v for k, v in (card.get("eval") or {}).items()
-                                                                    if k in EVAL_SETTINGS}}
+    values = {
+        **{ARGUMENTS[k]: card.get(k) for k in ARGUMENTS},
+        **{k: v for k, v in (card.get("eval") or {}).items() if k in EVAL_SETTINGS},
+    }
     lines, used = [], []
     for name, value in values.items():
         if value is None or not hasattr(args, name):
             continue
         if name in given:
             if getattr(args, name) != value:
-                lines.append(f"warning: --{name} {getattr(args, name)!r} differs from the model's training setting "
+                lines.append(f"warning: --{name} {getattr(args, name)!r} differs from the model's training "
+                             "setting "
                              f"{value!r} ({TASK_CARD})")
             continue
         setattr(args, name, value)
@@ -63,8 +74,14 @@ def apply_task_card(args, given: set[str]) -> tuple[dict, list[str]]:
     if args.task == card.get("task") and args.task == "arithmetic" and args.data is None:
         from .tasks import ArithmeticConfig
 
-        difficulty = {k: tuple(v) if isinstance(v, list) else v for k, v in (card.get("arithmetic") or {}).items()}
-        extras = {"arithmetic_config": ArithmeticConfig(**difficulty), "num_examples": card["num_eval_examples"]}
+        difficulty = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in (card.get("arithmetic") or {}).items()
+        }
+        extras = {
+            "arithmetic_config": ArithmeticConfig(**difficulty),
+            "num_examples": card["num_eval_examples"],
+        }
         used.append(f"arithmetic={card.get('arithmetic') or {}}")
-    lines.insert(0, f"eval: task settings from {TASK_CARD} beside the model: {', '.join(used)} (flags override)")
+    lines.insert(0, f"eval: task settings from {TASK_CARD} beside the model: {', '.join(used)} (flags "
+                    "override)")
     return extras, lines

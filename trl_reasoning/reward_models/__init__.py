@@ -4,7 +4,7 @@ Each can be a TRL ``reward_funcs`` callable (sparse: one score per completion), 
 reward provider (``step_rewards``) and, for the learned ones, a reranker (``rerank_scorer``).
 """
 
-from .base import RewardModelError, RewardScore, TokenRewardModel, load_reward_model
+from .base import RewardModelError, RewardScore, TokenRewardModel, load_reward_model, reward_model_class
 from .heuristic import HeuristicStepReward, heuristic_step_rewards, heuristic_step_scores
 from .outcome import OutcomeRewardModel
 from .process import ProcessRewardModel, monte_carlo_step_labels
@@ -20,4 +20,5 @@ __all__ = [
     "heuristic_step_scores",
     "load_reward_model",
     "monte_carlo_step_labels",
+    "reward_model_class",
 ]

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..rewards import completion_text, prompt_as_text
 from ..steps import (
     DEFAULT_DELIMITER,
     split_steps,
@@ -26,7 +27,6 @@ from ..steps import (
     token_ends_by_decoding,
     token_ends_from_offsets,
 )
-from ..verifiers import completion_text, prompt_as_text
 from .implicit import REFERENCE_FOLDER, ImplicitRewardNetwork
 
 CONFIG_KEY = "trl_reasoning_reward_model"
@@ -59,7 +59,9 @@ class EncodedText:
     step_ends: list[int]
 
 
-def encode_with_steps(tokenizer, prompt: str, completion: str, delimiter: str, max_length: int | None) -> EncodedText:
+def encode_with_steps(
+    tokenizer, prompt: str, completion: str, delimiter: str, max_length: int | None
+) -> EncodedText:
     """Tokenise ``prompt + completion`` and locate the completion's step-end tokens.
 
     Long texts keep their last ``max_length`` tokens (the completion matters more than the prompt).
@@ -72,7 +74,11 @@ def encode_with_steps(tokenizer, prompt: str, completion: str, delimiter: str, m
         ids = tokenizer(text, add_special_tokens=True)["input_ids"]
         ends = token_ends_by_decoding(tokenizer, ids)
     start = next((i for i, end in enumerate(ends) if end > len(prompt)), len(ids))
-    step_ends = step_end_tokens(ends, split_steps(completion, delimiter), shift=len(prompt)) if completion.strip() else []
+    step_ends = (
+        step_end_tokens(ends, split_steps(completion, delimiter), shift=len(prompt))
+        if completion.strip()
+        else []
+    )
     if max_length is not None and len(ids) > max_length:
         cut = len(ids) - max_length
         ids, start = ids[cut:], max(start - cut, 0)
@@ -93,10 +99,18 @@ class TokenRewardModel:
 
     kind = "base"
     aggregation = "last"
+    kinds: dict[str, type[TokenRewardModel]] = {}  # the registry: every subclass, by its ``kind``
 
-    def __init__(self, model, tokenizer, step_delimiter: str = DEFAULT_DELIMITER, max_length: int | None = 1024):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        TokenRewardModel.kinds[cls.kind] = cls
+
+    def __init__(
+        self, model, tokenizer, step_delimiter: str = DEFAULT_DELIMITER, max_length: int | None = 1024
+    ):
         if not isinstance(model, ImplicitRewardNetwork) and getattr(model.config, "num_labels", 1) != 1:
-            raise RewardModelError(f"reward model: expected a 1-label token-classification model, got {model.config.num_labels} labels")
+            raise RewardModelError("reward model: expected a 1-label token-classification model, got "
+                                   f"{model.config.num_labels} labels")
         self.model, self.tokenizer = model, tokenizer
         self.step_delimiter, self.max_length = step_delimiter, max_length
         if tokenizer.pad_token is None:
@@ -111,8 +125,15 @@ class TokenRewardModel:
     # ------------------------------------------------------------------ construction and saving
 
     @classmethod
-    def from_causal_lm(cls, reference: str, step_delimiter: str = DEFAULT_DELIMITER, max_length: int | None = 1024,
-                       head: str = "value", implicit_beta: float = 0.1, **kwargs):
+    def from_causal_lm(
+        cls,
+        reference: str,
+        step_delimiter: str = DEFAULT_DELIMITER,
+        max_length: int | None = 1024,
+        head: str = "value",
+        implicit_beta: float = 0.1,
+        **kwargs,
+    ):
         """A fresh reward model from a causal LM (folder or Hub id): its backbone under a new value
         head, or (``head="implicit"``) the LM itself, trained against a frozen copy of it."""
         from ..loading import load_scalar_head_model, load_tokenizer, resolve
@@ -136,15 +157,22 @@ class TokenRewardModel:
         name, load_kwargs = resolve(reference)
         settings = getattr(AutoConfig.from_pretrained(name, **load_kwargs), CONFIG_KEY, None)
         if not settings:
-            raise RewardModelError(f"reward model: {reference!r} is not a trl-reasoning reward model (no {CONFIG_KEY} in its config)")
+            raise RewardModelError(f"reward model: {reference!r} is not a trl-reasoning reward model (no "
+                                   f"{CONFIG_KEY} in its config)")
         if settings.get("kind") != cls.kind and cls.kind != "base":
-            raise RewardModelError(f"reward model: {reference!r} is a {settings.get('kind')} model, not {cls.kind}")
-        target = _class_of(settings["kind"]) if cls.kind == "base" else cls
+            raise RewardModelError(f"reward model: {reference!r} is a {settings.get('kind')} model, not "
+                                   f"{cls.kind}")
+        target = reward_model_class(settings["kind"]) if cls.kind == "base" else cls
         if settings.get("head", "value") == "implicit":
             model = _implicit_network(name, {**load_kwargs, **kwargs}, settings["implicit_beta"], saved=True)
         else:
             model = AutoModelForTokenClassification.from_pretrained(name, **load_kwargs, **kwargs)
-        loaded = target(model, load_tokenizer(reference, padding_side="right"), settings["step_delimiter"], settings.get("max_length"))
+        loaded = target(
+            model,
+            load_tokenizer(reference, padding_side="right"),
+            settings["step_delimiter"],
+            settings.get("max_length"),
+        )
         loaded.aggregation = settings.get("aggregation", target.aggregation)
         return loaded
 
@@ -166,7 +194,8 @@ class TokenRewardModel:
             self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
 
-    def push_to_hub(self, repo_id: str, private: bool | None = None, commit_message: str = "Upload reward model"):
+    def push_to_hub(self, repo_id: str, private: bool | None = None, commit_message: str = "Upload reward "
+                                                                                           "model"):
         """Upload everything ``save_pretrained`` writes to the Hub repository ``repo_id``."""
         import tempfile
 
@@ -194,13 +223,17 @@ class TokenRewardModel:
             for i in range(0, len(encoded), batch_size):
                 chunk = encoded[i:i + batch_size]
                 seqs = [e.input_ids or [self.tokenizer.pad_token_id] for e in chunk]
-                ids = torch.full((len(chunk), max(map(len, seqs))), self.tokenizer.pad_token_id, dtype=torch.long)
+                ids = torch.full(
+                    (len(chunk), max(map(len, seqs))), self.tokenizer.pad_token_id, dtype=torch.long
+                )
                 mask, completion = torch.zeros_like(ids), torch.zeros_like(ids)
                 for row, (e, seq) in enumerate(zip(chunk, seqs, strict=True)):
                     ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
                     completion[row, e.completion_start:len(e.input_ids)] = 1
                 with torch.no_grad():
-                    logits = self.network_logits(self.model, ids.to(device), mask.to(device), completion.to(device))
+                    logits = self.network_logits(
+                        self.model, ids.to(device), mask.to(device), completion.to(device)
+                    )
                 probs = torch.sigmoid(logits.float()).cpu()
                 out.extend(probs[row, :len(seq)].tolist() for row, seq in enumerate(seqs))
         finally:
@@ -243,7 +276,9 @@ class TokenRewardModel:
         """One probability per step (``steps.split_steps`` order): RCRL's dense tags threshold these."""
         return [s.steps for s in self.score(prompts, completions)]
 
-    def step_rewards(self, prompts: Sequence, completions: Sequence, shaping: str = "delta", **kwargs) -> list[list[float]]:
+    def step_rewards(
+        self, prompts: Sequence, completions: Sequence, shaping: str = "delta", **kwargs
+    ) -> list[list[float]]:
         """Dense rewards for PPO, one per step. ``delta`` (potential-based shaping): step i earns
         ``score_i - score_(i-1)``, with the prompt-end score before step 1, so a solution's dense return
         is its last step's score minus that baseline, however many steps it has. ``raw``: each step's
@@ -265,17 +300,17 @@ def load_reward_model(reference: str) -> TokenRewardModel:
     return TokenRewardModel.from_pretrained(reference)
 
 
-def _class_of(kind: str) -> type[TokenRewardModel]:
-    from .outcome import OutcomeRewardModel
-    from .process import ProcessRewardModel
-
-    classes = {"outcome": OutcomeRewardModel, "process": ProcessRewardModel}
-    if kind not in classes:
-        raise RewardModelError(f"reward model: unknown kind {kind!r}; expected outcome or process")
-    return classes[kind]
+def reward_model_class(kind: str) -> type[TokenRewardModel]:
+    """The reward-model class of ``kind`` (``outcome``, ``process``, or a registered subclass's kind)."""
+    if kind not in TokenRewardModel.kinds:
+        raise RewardModelError(f"reward model: unknown kind {kind!r}; expected one of "
+                               f"{', '.join(TokenRewardModel.kinds)}")
+    return TokenRewardModel.kinds[kind]
 
 
-def _implicit_network(name: str, load_kwargs: dict, beta: float, saved: bool = False) -> ImplicitRewardNetwork:
+def _implicit_network(
+    name: str, load_kwargs: dict, beta: float, saved: bool = False
+) -> ImplicitRewardNetwork:
     """Policy and frozen reference of an implicit reward model: both from ``name`` for a new one,
     the reference from its subfolder for a saved one."""
     from transformers import AutoModelForCausalLM

@@ -35,17 +35,29 @@ def sample_and_label(model, tokenizer, dataset, settings: LabelSettings, sampler
     from .process import monte_carlo_step_labels
 
     if settings.mc_rollouts and any(not isinstance(p, str) for p in dataset["prompt"]):
-        raise RewardModelError("reward data: Monte-Carlo step labels need plain-text prompts, not chat messages")
+        raise RewardModelError("reward data: Monte-Carlo step labels need plain-text prompts, not chat "
+                               "messages")
     own = sampler is None
     sampler = sampler or Sampler(model, tokenizer, settings, answer_pattern_for(settings.task))
     try:
-        result = sampler.sample(dataset["prompt"], settings.num_samples, settings.temperature, settings.seed)
+        result = sampler.sample(
+            dataset["prompt"], settings.num_generations, settings.temperature, settings.seed
+        )
         records = score_samples(dataset, result, settings.task, settings.extraction, "sample")
-        solutions = [q.get("solution", "") for q, group in zip(dataset, result.completions, strict=True) for _ in group]
+        solutions = [
+            q.get("solution", "") for q, group in zip(dataset, result.completions, strict=True) for _ in group
+        ]
         rows = [
-            {"id": r["id"], "sample_index": r["sample_index"], "prompt": r["prompt"], "completion": r["completion"],
-             "answer": r["reference"], "solution": solution, "extracted_answer": r["extracted_answer"],
-             "label": r["correct"]}
+            {
+                "id": r["id"],
+                "sample_index": r["sample_index"],
+                "prompt": r["prompt"],
+                "completion": r["completion"],
+                "answer": r["reference"],
+                "solution": solution,
+                "extracted_answer": r["extracted_answer"],
+                "label": r["correct"],
+            }
             for r, solution in zip(records, solutions, strict=True)
         ]
         if settings.mc_rollouts:
@@ -79,5 +91,10 @@ def check_reward_rows(columns: Sequence[str], kind: str) -> None:
     needed.append("label" if kind == "outcome" else "labels" if "completions" in columns else "step_labels")
     missing = [c for c in needed if c not in columns]
     if missing:
-        what = "a 'label' column (final-answer correctness)" if kind == "outcome" else "per-step labels ('step_labels')"
-        raise RewardModelError(f"{kind} reward data: missing column(s) {missing}; expected 'prompt', 'completion' and {what}")
+        what = (
+            "a 'label' column (final-answer correctness)"
+            if kind == "outcome"
+            else "per-step labels ('step_labels')"
+        )
+        raise RewardModelError(f"{kind} reward data: missing column(s) {missing}; expected 'prompt', "
+                               f"'completion' and {what}")

@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 
+from ..rewards import completion_text
 from ..steps import DEFAULT_DELIMITER, split_steps
 from ..tasks.gsm8k import calculator_results
-from ..verifiers import completion_text, parse_number, reference_answer
+from ..verifiers import parse_number, reference_answer
 
 
 def step_result(step_text: str) -> Fraction | None:
@@ -85,19 +86,25 @@ class HeuristicStepReward:
     def __init__(self, step_delimiter: str = DEFAULT_DELIMITER):
         self.step_delimiter = step_delimiter
 
-    def step_rewards(self, prompts: Sequence, completions: Sequence, solution: Sequence[str], **_) -> list[list[float]]:
+    def step_rewards(
+        self, prompts: Sequence, completions: Sequence, solution: Sequence[str], **_
+    ) -> list[list[float]]:
         """PPO's dense rewards: one credit-once reward per step (``steps.split_steps`` order)."""
         return [
             heuristic_step_rewards(completion_text(c), s, self.step_delimiter)
             for c, s in zip(completions, solution, strict=True)
         ]
 
-    def step_scores(self, prompts: Sequence, completions: Sequence, solution: Sequence[str], **_) -> list[list[float]]:
+    def step_scores(
+        self, prompts: Sequence, completions: Sequence, solution: Sequence[str], **_
+    ) -> list[list[float]]:
         """Per-step match (0 or 1) for RCRL's dense tags."""
         return [
             heuristic_step_scores(completion_text(c), s, self.step_delimiter)
             for c, s in zip(completions, solution, strict=True)
         ]
 
-    def __call__(self, prompts: Sequence, completions: Sequence, solution: Sequence[str], **kwargs) -> list[float]:
+    def __call__(
+        self, prompts: Sequence, completions: Sequence, solution: Sequence[str], **kwargs
+    ) -> list[float]:
         return [sum(r) for r in self.step_rewards(prompts, completions, solution)]

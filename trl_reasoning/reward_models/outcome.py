@@ -26,7 +26,8 @@ class OutcomeRewardModel(TokenRewardModel):
         if isinstance(label, bool) or isinstance(label, (int, float)) and 0 <= label <= 1:
             target = float(label)
         else:
-            raise RewardModelError(f"ORM data: 'label' must be a boolean or a number in [0, 1], got {label!r}")
+            raise RewardModelError("ORM data: 'label' must be a boolean or a number in [0, 1], got "
+                                   f"{label!r}")
         labels = [IGNORE_LABEL] * len(encoded.input_ids)
         positions = {
             "all": range(encoded.completion_start, len(labels)),

@@ -27,7 +27,9 @@ class ProcessRewardModel(TokenRewardModel):
     def aggregate(self, step_scores: list[float]) -> float:
         return math.prod(step_scores) if self.aggregation == "prod" else min(step_scores)
 
-    def training_labels(self, encoded: EncodedText, row: dict, label_positions: str = "step_end") -> list[float]:
+    def training_labels(
+        self, encoded: EncodedText, row: dict, label_positions: str = "step_end"
+    ) -> list[float]:
         """Token labels for one sample: ``row["step_labels"][i]`` on step i's last token."""
         step_labels = row.get("step_labels")
         if not isinstance(step_labels, Sequence) or isinstance(step_labels, str):
@@ -40,7 +42,8 @@ class ProcessRewardModel(TokenRewardModel):
         labels = [IGNORE_LABEL] * len(encoded.input_ids)
         for i, label in zip(encoded.step_ends, step_labels, strict=True):
             if not (isinstance(label, (bool, int, float)) and 0 <= float(label) <= 1):
-                raise RewardModelError(f"PRM data: step labels must be booleans or numbers in [0, 1], got {label!r}")
+                raise RewardModelError("PRM data: step labels must be booleans or numbers in [0, 1], got "
+                                       f"{label!r}")
             labels[i] = float(label)
         return labels
 
@@ -49,13 +52,13 @@ def monte_carlo_step_labels(
     sampler,
     rows: Sequence[dict],
     task: str,
-    num_rollouts: int = 4,
+    mc_rollouts: int = 4,
     estimate: str = "hard",
     delimiter: str = "\n",
     extraction: str = "strict",
     seed: int | None = None,
 ) -> list[list[float]]:
-    """Step labels for ``rows`` (``prompt``, ``completion``, ``answer``) from ``num_rollouts``
+    """Step labels for ``rows`` (``prompt``, ``completion``, ``answer``) from ``mc_rollouts``
     continuations that ``sampler`` (a ``Sampler``, at its settings' temperature) draws after each step
     but the last."""
     from ..verifiers import is_correct
@@ -69,7 +72,7 @@ def monte_carlo_step_labels(
             prefixes.append(row["completion"][:step.end] + delimiter)
             owners.append(index)
     prompts = [rows[i]["prompt"] + prefix for i, prefix in zip(owners, prefixes, strict=True)]
-    result = sampler.sample(prompts, num_samples=num_rollouts, seed=seed) if prompts else None
+    result = sampler.sample(prompts, num_generations=mc_rollouts, seed=seed) if prompts else None
     labels: list[list[float]] = [[] for _ in rows]
     for n, (index, prefix) in enumerate(zip(owners, prefixes, strict=True)):
         answer = rows[index]["answer"]

@@ -29,7 +29,9 @@ def _left_pad(rows: Sequence[Sequence[int]], pad_id: int):
     return ids, mask
 
 
-def plan_batches(lengths: Sequence[int], num_samples: int, batch_size: int) -> list[list[tuple[int, int]]]:
+def plan_batches(
+    lengths: Sequence[int], num_generations: int, batch_size: int
+) -> list[list[tuple[int, int]]]:
     """Pack ``(prompt index, samples)`` units into batches of at most ``batch_size`` sequences.
 
     Longest prompts first (least padding, and memory errors show in the first batch). A prompt whose
@@ -40,7 +42,7 @@ def plan_batches(lengths: Sequence[int], num_samples: int, batch_size: int) -> l
     current: list[tuple[int, int]] = []
     room = batch_size
     for index in order:
-        left = num_samples
+        left = num_generations
         while left:
             take = min(left, room)
             current.append((index, take))
@@ -62,7 +64,9 @@ class _StopCriteria:
     character of a stop string).
     """
 
-    def __init__(self, tokenizer, prompt_length: int, answer_pattern: str | None, stop_strings: Sequence[str]):
+    def __init__(
+        self, tokenizer, prompt_length: int, answer_pattern: str | None, stop_strings: Sequence[str]
+    ):
         import torch
 
         self.tokenizer, self.prompt_length = tokenizer, prompt_length
@@ -148,7 +152,7 @@ def sample_completions(
     model,
     tokenizer,
     prompts: Sequence[str | list[dict]],
-    num_samples: int = 1,
+    num_generations: int = 1,
     temperature: float = 1.0,
     top_p: float = 1.0,
     max_new_tokens: int = 256,
@@ -159,31 +163,26 @@ def sample_completions(
     show_progress: bool = True,
     logits_processors: Sequence = (),
 ) -> SamplingResult:
-    """Sample ``num_samples`` completions for every prompt with transformers ``generate``.
+    """Sample ``num_generations`` completions for every prompt with transformers ``generate``.
 
     Args:
         prompts: plain strings, or chat-format message lists (rendered with the chat template).
-        temperature: 0 for greedy decoding (then ``num_samples`` must be 1).
+        temperature: 0 for greedy decoding (then ``num_generations`` must be 1).
         batch_size: sequences generated at once (prompts x samples).
         answer_pattern: regex whose match ends the completion (the GSM8K answer line); ``None`` to
             stop only at EOS / stop strings.
         stop_strings: texts that end a completion (cut before them), e.g. the next few-shot question.
         logits_processors: transformers ``LogitsProcessor``s applied at every step (e.g. forced tags).
     """
-    from accelerate.utils import gather_object
-    from tqdm.auto import tqdm
-
     from ..loading import process_state
 
-    check_sampling_args(num_samples, temperature)
+    check_sampling_args(num_generations, temperature)
     if batch_size < 1:
         raise SamplingError(f"batch_size: need >= 1, got {batch_size}")
     if tokenizer.pad_token_id is None:
         raise SamplingError("tokenizer: it has no pad token; set tokenizer.pad_token (e.g. to its eos_token)")
     prompt_ids = encode_prompts(tokenizer, prompts)
-    batches = plan_batches([len(ids) for ids in prompt_ids], num_samples, batch_size)
-    state = process_state()
-    mine = list(range(state.process_index, len(batches), state.num_processes))
+    batches = plan_batches([len(ids) for ids in prompt_ids], num_generations, batch_size)
     settings = {
         "temperature": temperature,
         "top_p": top_p,
@@ -192,6 +191,25 @@ def sample_completions(
         "stop_strings": tuple(stop_strings),
         "logits_processors": tuple(logits_processors),
     }
+    start = time.perf_counter()
+    gathered = _run_batches(
+        model, tokenizer, prompt_ids, batches, settings, seed, show_progress, process_state()
+    )
+    grouped: list[list[Completion]] = [[] for _ in prompt_ids]
+    for _, _, owner, completion in sorted(gathered, key=lambda item: (item[0], item[1])):
+        grouped[owner].append(completion)
+    return SamplingResult(completions=grouped, seconds=time.perf_counter() - start)
+
+
+def _run_batches(
+    model, tokenizer, prompt_ids, batches, settings: dict, seed: int, show_progress: bool, state
+):
+    """This process's share of ``batches`` (round robin), with a progress bar; every process's results
+    (``(batch, position, prompt, completion)``) gathered."""
+    from accelerate.utils import gather_object
+    from tqdm.auto import tqdm
+
+    mine = list(range(state.process_index, len(batches), state.num_processes))
     progress = tqdm(
         total=sum(n for b in mine for _, n in batches[b]),
         desc="sampling",
@@ -206,9 +224,4 @@ def sample_completions(
         progress.update(len(results))
         progress.set_postfix(samples_per_s=f"{progress.n / (time.perf_counter() - start):.1f}")
     progress.close()
-    gathered = gather_object(local) if state.num_processes > 1 else local
-    seconds = time.perf_counter() - start
-    grouped: list[list[Completion]] = [[] for _ in prompt_ids]
-    for _, _, owner, completion in sorted(gathered, key=lambda item: (item[0], item[1])):
-        grouped[owner].append(completion)
-    return SamplingResult(completions=grouped, seconds=seconds)
+    return gather_object(local) if state.num_processes > 1 else local

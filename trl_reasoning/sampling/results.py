@@ -31,6 +31,7 @@ class SamplingResult:
 
     @property
     def num_samples(self) -> int:
+        """Completions drawn in all, over every prompt."""
         return sum(len(group) for group in self.completions)
 
     @property
@@ -42,14 +43,14 @@ class SamplingResult:
         return self.num_tokens / self.seconds if self.seconds else 0.0
 
 
-def check_sampling_args(num_samples: int, temperature: float) -> None:
+def check_sampling_args(num_generations: int, temperature: float) -> None:
     """One-line errors for arguments that would waste a run."""
-    if num_samples < 1:
-        raise SamplingError(f"num_samples: need K >= 1, got {num_samples}")
+    if num_generations < 1:
+        raise SamplingError(f"num_generations: need K >= 1, got {num_generations}")
     if temperature < 0:
         raise SamplingError(f"temperature: must be >= 0, got {temperature}")
-    if temperature == 0 and num_samples > 1:
+    if temperature == 0 and num_generations > 1:
         raise SamplingError(
-            f"temperature: 0 means greedy decoding, which gives {num_samples} identical samples; "
+            f"temperature: 0 means greedy decoding, which gives {num_generations} identical samples; "
             "use temperature > 0 for K > 1 (maj@1 is already computed greedily)"
         )

@@ -69,28 +69,31 @@ class Sampler:
         require_vllm()
         reason = self._vllm_refusal(logits_processors)
         if reason:
-            raise SamplingError(f"backend: vllm cannot sample this model: {reason}; use backend: hf (or auto)")
+            raise SamplingError(f"backend: vllm cannot sample this model: {reason}; use backend: hf (or "
+                                "auto)")
 
     # ------------------------------------------------------------------ sampling
 
-    def sample(self, prompts: Sequence[str | list[dict]], num_samples: int | None = None,
+    def sample(self, prompts: Sequence[str | list[dict]], num_generations: int | None = None,
                temperature: float | None = None, seed: int | None = None,
                logits_processors: Sequence = (), show_progress: bool | None = None) -> SamplingResult:
-        """``num_samples`` completions per prompt (defaults from the settings; temperature 0: greedy)."""
+        """``num_generations`` completions per prompt (defaults from the settings; temperature 0: greedy)."""
         s = self.settings
-        num_samples = s.num_samples if num_samples is None else num_samples
+        num_generations = s.num_generations if num_generations is None else num_generations
         temperature = s.temperature if temperature is None else temperature
         seed = s.seed if seed is None else seed
         show = s.show_progress if show_progress is None else show_progress
-        check_sampling_args(num_samples, temperature)
+        check_sampling_args(num_generations, temperature)
         if self.backend_for(logits_processors) == "hf":
             return sample_completions(
-                self.model, self.tokenizer, prompts, num_samples, temperature, s.top_p, s.max_new_tokens,
+                self.model, self.tokenizer, prompts, num_generations, temperature, s.top_p, s.max_new_tokens,
                 s.batch_size, seed, self.answer_pattern, s.stop_strings, show, logits_processors,
             )
-        return self._sample_vllm(prompts, num_samples, temperature, seed, show)
+        return self._sample_vllm(prompts, num_generations, temperature, seed, show)
 
-    def _sample_vllm(self, prompts, num_samples: int, temperature: float, seed: int, show: bool) -> SamplingResult:
+    def _sample_vllm(
+        self, prompts, num_generations: int, temperature: float, seed: int, show: bool
+    ) -> SamplingResult:
         from accelerate.utils import gather_object
 
         from ..loading import process_state
@@ -100,9 +103,16 @@ class Sampler:
         prompt_ids = encode_prompts(self.tokenizer, prompts)
         mine = list(range(state.process_index, len(prompt_ids), state.num_processes))
         start = time.perf_counter()
-        raw = engine.generate([prompt_ids[i] for i in mine], num_samples, temperature, self.settings.top_p,
-                              self.settings.max_new_tokens, self.settings.stop_strings,
-                              seed * 1000 + state.process_index, show and state.is_local_main_process)
+        raw = engine.generate(
+            [prompt_ids[i] for i in mine],
+            num_generations,
+            temperature,
+            self.settings.top_p,
+            self.settings.max_new_tokens,
+            self.settings.stop_strings,
+            seed * 1000 + state.process_index,
+            show and state.is_local_main_process,
+        )
         local = [(index, [self._cut(c) for c in group]) for index, group in zip(mine, raw, strict=True)]
         gathered = gather_object(local) if state.num_processes > 1 else local
         grouped: list[list[Completion]] = [[] for _ in prompt_ids]

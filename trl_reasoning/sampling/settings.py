@@ -17,13 +17,15 @@ class VLLMOptions:
     """How the vLLM backend's engine is started (shared by ``SamplingSettings`` and trainer configs)."""
 
     vllm_kv_cache_gib: float = field(
-        default=2.0, metadata={"help": "vLLM on CPU: GiB of memory for its KV cache (VLLM_CPU_KVCACHE_SPACE)."}
+        default=2.0, metadata={"help": "vLLM on CPU: GiB of memory for its KV cache "
+                                       "(VLLM_CPU_KVCACHE_SPACE)."}
     )
     vllm_gpu_memory_utilization: float = field(
         default=0.3, metadata={"help": "vLLM on GPU: share of GPU memory the engine may take."}
     )
     vllm_enforce_eager: bool = field(
-        default=True, metadata={"help": "vLLM: skip graph compilation (starts in seconds instead of about a minute)."}
+        default=True, metadata={"help": "vLLM: skip graph compilation (starts in seconds instead of about a "
+                                        "minute)."}
     )
 
 
@@ -36,20 +38,23 @@ class SamplingSettings(VLLMOptions):
     with these settings, else ``hf``).
     """
 
-    num_samples: int = field(default=8, metadata={"help": "K: sampled completions per question."})
-    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (0: greedy, K must be 1)."})
+    num_generations: int = field(default=8, metadata={"help": "K: sampled completions per question."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (0: greedy, K must be "
+                                                              "1)."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest completion, in tokens."})
-    batch_size: int = field(default=32, metadata={"help": "hf backend: sequences generated at once (prompts x samples)."})
+    batch_size: int = field(default=32, metadata={"help": "hf backend: sequences generated at once (prompts "
+                                                          "x samples)."})
     seed: int = field(default=0, metadata={"help": "Sampling seed: the same seed gives the same samples."})
     stop_strings: tuple[str, ...] = field(
         default=DEFAULT_STOP_STRINGS, metadata={"help": "Texts that end a completion (cut before them)."}
     )
-    backend: str = field(default="auto", metadata={"help": "auto (vLLM when installed and able), hf or vllm."})
+    backend: str = field(default="auto", metadata={"help": "auto (vLLM when installed and able), hf or "
+                                                           "vllm."})
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar while sampling."})
 
     def __post_init__(self):
-        check_sampling_args(self.num_samples, self.temperature)
+        check_sampling_args(self.num_generations, self.temperature)
         if self.backend not in BACKENDS:
             raise SamplingError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.batch_size < 1:
@@ -72,11 +77,16 @@ class SamplerBackendArguments(VLLMOptions):
     TRL config classes beside their own fields."""
 
     sampling_backend: str = field(
-        default="auto", metadata={"help": "Sampling backend: auto (vLLM when installed and able), hf or vllm."}
+        default="auto", metadata={"help": "Sampling backend: auto (vLLM when installed and able), hf or "
+                                          "vllm."}
     )
 
     def backend_settings(self) -> dict:
         """These fields under ``SamplingSettings``' names."""
         if self.sampling_backend not in BACKENDS:
-            raise SamplingError(f"sampling_backend: expected one of {', '.join(BACKENDS)}, got {self.sampling_backend!r}")
-        return {"backend": self.sampling_backend, **{f.name: getattr(self, f.name) for f in fields(VLLMOptions)}}
+            raise SamplingError(f"sampling_backend: expected one of {', '.join(BACKENDS)}, got "
+                                f"{self.sampling_backend!r}")
+        return {
+            "backend": self.sampling_backend,
+            **{f.name: getattr(self, f.name) for f in fields(VLLMOptions)},
+        }

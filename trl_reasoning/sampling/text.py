@@ -11,15 +11,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ..answers.numeric import ANSWER_LINE
+from ..tasks import get_task
 from .results import SamplingError
 
-GSM8K_ANSWER_LINE = r"####[^\n]*\d[^\n]*\n"
+GSM8K_ANSWER_LINE = ANSWER_LINE  # the numeric tasks' stop pattern: a finished "#### N" line
 DEFAULT_STOP_STRINGS = ("\nQuestion:",)
 
 
 def answer_pattern_for(task: str) -> str | None:
-    """The regex that ends a completion of ``task``: the ``#### N`` line, or none for MATH (EOS only)."""
-    return None if task == "math" else GSM8K_ANSWER_LINE
+    """The regex that ends a completion of ``task``: its answer kind's stop pattern (the ``#### N``
+    line for numeric answers, none for LaTeX answers, which end at EOS)."""
+    return get_task(task).answer.stop_pattern
 
 
 def render_prompts(tokenizer, prompts: Sequence[str | list[dict]]) -> list[str]:

@@ -87,8 +87,12 @@ class VLLMEngine:
         vllm = require_vllm()
         from ..loading import remote_code_kwargs
 
-        env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-               "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))}
+        env = {
+            "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get(
+                "VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib)))
+            ),
+        }
         with _threads_kept(), _environment(env):
             try:
                 self.llm = vllm.LLM(
@@ -99,15 +103,20 @@ class VLLMEngine:
             except Exception as err:  # vLLM raises many types here; the user needs one line
                 raise SamplingError(_start_failure(model_path, err)) from None
 
-    def generate(self, prompt_ids: Sequence[Sequence[int]], num_samples: int, temperature: float,
+    def generate(self, prompt_ids: Sequence[Sequence[int]], num_generations: int, temperature: float,
                  top_p: float, max_new_tokens: int, stop_strings: Sequence[str], seed: int,
                  show_progress: bool = False) -> list[list[Completion]]:
         """Raw completions (text with vLLM's stop strings removed) per prompt."""
         import torch
         from vllm import SamplingParams
 
-        params = SamplingParams(n=num_samples, temperature=temperature, top_p=top_p if temperature else 1.0,
-                                max_tokens=max_new_tokens, stop=list(stop_strings) or None)
+        params = SamplingParams(
+            n=num_generations,
+            temperature=temperature,
+            top_p=top_p if temperature else 1.0,
+            max_tokens=max_new_tokens,
+            stop=list(stop_strings) or None,
+        )
         torch.manual_seed(seed)  # the in-process engine samples from this process's generator
         requests = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
         outputs = self.llm.generate(requests, params, use_tqdm=show_progress)

@@ -3,6 +3,7 @@
 ``load_task("gsm8k", split="test")`` loads from the Hub; ``load_task("gsm8k", data="test.jsonl")``
 from a local file; ``load_task("arithmetic", split="train", num_examples=1000)`` generates offline.
 ``add_prompts`` adds the ``prompt`` column (zero-shot, few-shot or chat) that TRL trainers read.
+A new task is one module with a ``TaskSpec`` and one ``register_task(SPEC)`` call (CONTRIBUTING.md).
 """
 
 from __future__ import annotations
@@ -13,20 +14,16 @@ from typing import Any
 from . import arithmetic, competition_math, gsm8k, svamp
 from .arithmetic import ArithmeticConfig
 from .base import PROMPT_STYLES, SCHEMA, DataError, TaskSpec, build_prompt, completion_target
+from .registry import TASKS, get_task, register_task, task_names_help
 
-TASKS: dict[str, TaskSpec] = {m.SPEC.name: m.SPEC for m in (gsm8k, svamp, competition_math, arithmetic)}
+for _module in (gsm8k, svamp, competition_math, arithmetic):
+    register_task(_module.SPEC)
 
 __all__ = [
     "PROMPT_STYLES", "SCHEMA", "TASKS", "ArithmeticConfig", "DataError", "TaskSpec",
-    "add_prompts", "build_prompt", "completion_target", "get_task", "load_task",
+    "add_prompts", "build_prompt", "completion_target", "get_task", "load_task", "register_task",
+    "task_names_help",
 ]
-
-
-def get_task(name: str) -> TaskSpec:
-    """The spec of task ``name``; one clear error for an unknown name."""
-    if name not in TASKS:
-        raise DataError(f"task: unknown task {name!r}; expected one of {', '.join(TASKS)}")
-    return TASKS[name]
 
 
 def load_task(
@@ -45,15 +42,16 @@ def load_task(
             task's default Hub dataset (or, for ``arithmetic``, generates problems).
         split: ``"train"`` or ``"test"``.
         limit: keep the first ``limit`` rows.
-        num_examples, seed, arithmetic_config: used only when generating the arithmetic task.
+        num_examples, seed, arithmetic_config: used only when generating a synthetic task's problems
+            (a spec with ``generate``, e.g. ``arithmetic``).
     """
     from datasets import Dataset
 
     from .base import fetch_records, to_schema, validate_records
 
     spec = get_task(name)
-    if name == "arithmetic" and data is None:
-        records = arithmetic.generate(num_examples, split, seed, arithmetic_config)
+    if spec.generate is not None and data is None:
+        records = spec.generate(num_examples, split, seed, arithmetic_config)
     else:
         records = fetch_records(spec, data, split)
     source = data or spec.hub_id or name

@@ -43,7 +43,8 @@ class ArithmeticConfig:
             raise DataError("arithmetic: max_multiplier must be >= 2")
         bad = set(self.operators) - {"+", "-", "*", "/"}
         if bad or not self.operators:
-            raise DataError(f"arithmetic: operators must be a non-empty subset of + - * /, got {self.operators}")
+            raise DataError("arithmetic: operators must be a non-empty subset of + - * /, got "
+                            f"{self.operators}")
         if not 0 < self.test_fraction < 1:
             raise DataError("arithmetic: test_fraction must be in (0, 1)")
 
@@ -90,7 +91,9 @@ def split_of(question: str, test_fraction: float) -> str:
     return "test" if bucket < test_fraction else "train"
 
 
-def generate(num_examples: int, split: str = "train", seed: int = 0, config: ArithmeticConfig | None = None) -> list[dict]:
+def generate(
+    num_examples: int, split: str = "train", seed: int = 0, config: ArithmeticConfig | None = None
+) -> list[dict]:
     """``num_examples`` distinct problems of ``split``, deterministic for ``seed``."""
     cfg = config or ArithmeticConfig()
     if split not in ("train", "test"):
@@ -109,7 +112,8 @@ def generate(num_examples: int, split: str = "train", seed: int = 0, config: Ari
         rows.append(problem)
         if len(rows) == num_examples:
             return rows
-    raise DataError(f"arithmetic: could not generate {num_examples} distinct {split} problems; widen the knobs")
+    raise DataError(f"arithmetic: could not generate {num_examples} distinct {split} problems; widen the "
+                    "knobs")
 
 
 def to_row(record: dict, index: int) -> dict:
@@ -128,4 +132,5 @@ SPEC = TaskSpec(
     required_fields=("question", "solution", "answer"),
     to_row=to_row,
     instruction=INSTRUCTION,
+    generate=generate,
 )

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..answers import NUMERIC, AnswerKind
+
 SCHEMA = ("id", "question", "solution", "answer", "task")
 PROMPT_STYLES = ("zero_shot", "few_shot", "chat")
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -29,10 +31,13 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """How to load and present one task.
+    """How to load, present and verify one task.
 
     ``to_row(raw, index)`` maps a raw record (Hub or local file) to the schema; ``required_fields``
-    are checked on the raw records first so a wrong file fails with a clear message.
+    are checked on the raw records first so a wrong file fails with a clear message. ``answer`` is the
+    kind of final answer (``answers.NUMERIC`` or ``answers.LATEX``): it decides extraction, voting,
+    equivalence and where sampling stops. ``generate(num_examples, split, seed, config)``, for synthetic
+    tasks, makes raw records when no data file is given.
     """
 
     name: str
@@ -42,7 +47,8 @@ class TaskSpec:
     to_row: Callable[[dict, int], dict]
     instruction: str
     hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "test": "test"})
-    answer_marker: str = "####"
+    answer: AnswerKind = NUMERIC
+    generate: Callable[..., list[dict]] | None = None
 
 
 def read_records(path: str) -> list[dict]:
@@ -57,7 +63,8 @@ def read_records(path: str) -> list[dict]:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except UnicodeDecodeError as err:
-        raise DataError(f"data: {path!r} is not UTF-8 text (byte {err.start} is {err.object[err.start:err.start + 1]!r}); "
+        raise DataError(f"data: {path!r} is not UTF-8 text (byte {err.start} is "
+                        f"{err.object[err.start:err.start + 1]!r}); "
                         "re-encode it as UTF-8") from None
     try:
         records = json.loads(text) if path.endswith(".json") and text.lstrip().startswith("[") else None
@@ -72,7 +79,11 @@ def read_records(path: str) -> list[dict]:
 
 def _looks_local(data: str) -> bool:
     """A path (existing, file-like suffix, or explicit ./ / ~ prefix) rather than a Hub id."""
-    return os.path.exists(os.path.expanduser(data)) or data.endswith(LOCAL_SUFFIXES) or data.startswith((".", "/", "~"))
+    return (
+        os.path.exists(os.path.expanduser(data))
+        or data.endswith(LOCAL_SUFFIXES)
+        or data.startswith((".", "/", "~"))
+    )
 
 
 def fetch_records(spec: TaskSpec, data: str | None, split: str) -> list[dict]:
@@ -89,15 +100,23 @@ def fetch_records(spec: TaskSpec, data: str | None, split: str) -> list[dict]:
     config = spec.hub_config if data is None or data == spec.hub_id else None
     unreachable = _hub_unreachable(hub_id)
     if unreachable:
-        raise DataError(f"data: cannot reach the Hub for dataset {hub_id!r} ({unreachable}); pass a local file instead "
-                        "(recipes: 'train_data: FILE' / 'eval_data: FILE'; eval: --data FILE), or set HF_HUB_OFFLINE=1 "
+        raise DataError(f"data: cannot reach the Hub for dataset {hub_id!r} ({unreachable}); pass a local "
+                        "file instead "
+                        "(recipes: 'train_data: FILE' / 'eval_data: FILE'; eval: --data FILE), or set "
+                        "HF_HUB_OFFLINE=1 "
                         "to use a cached copy")
     try:
         return load_dataset(hub_id, config, split=spec.hub_splits[split]).to_list()
-    except Exception as err:  # datasets/huggingface_hub raise many types (ConnectionError, DatasetNotFoundError, ...)
+    except (
+        Exception
+    ) as err:  # datasets/huggingface_hub raise many types (ConnectionError, DatasetNotFoundError, ...)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"data: cannot load the Hub dataset {hub_id!r} ({reason[:200]}); offline or no access? pass a "
-                        "local file instead (recipes: 'train_data: FILE' / 'eval_data: FILE'; eval: --data FILE)") from None
+        raise DataError(
+            f"data: cannot load the Hub dataset {hub_id!r} ({reason[:200]}); offline or no "
+            "access? pass a "
+            "local file instead (recipes: 'train_data: FILE' / 'eval_data: FILE'; eval: --data "
+            "FILE)"
+        ) from None
 
 
 def _hub_unreachable(repo_id: str, tries: int = 2) -> str | None:
@@ -123,13 +142,23 @@ def _hub_unreachable(repo_id: str, tries: int = 2) -> str | None:
     return reason
 
 
-_CONNECTION_ERRORS = {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NameResolutionError",
-                      "MaxRetryError", "gaierror"}  # httpx / requests / socket names, without importing them
+_CONNECTION_ERRORS = {
+    "ConnectError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "TimeoutException",
+    "NameResolutionError",
+    "MaxRetryError",
+    "gaierror",
+}  # httpx / requests / socket names, without importing them
 
 
 def _is_connection_error(err: BaseException) -> bool:
     chain = [e for e in (err, err.__cause__, err.__context__) if e is not None]
-    return any(isinstance(e, (ConnectionError, TimeoutError)) or type(e).__name__ in _CONNECTION_ERRORS for e in chain)
+    return any(
+        isinstance(e, (ConnectionError, TimeoutError)) or type(e).__name__ in _CONNECTION_ERRORS
+        for e in chain
+    )
 
 
 def validate_records(spec: TaskSpec, records: Sequence[dict], source: str) -> None:
@@ -145,7 +174,8 @@ def validate_records(spec: TaskSpec, records: Sequence[dict], source: str) -> No
             )
         long = next((k for k, v in record.items() if isinstance(v, str) and len(v) > MAX_FIELD_CHARS), None)
         if long is not None:
-            raise DataError(f"data: record {index} of {source} has a {len(record[long]):,}-character {long!r}; the "
+            raise DataError(f"data: record {index} of {source} has a {len(record[long]):,}-character "
+                            f"{long!r}; the "
                             f"limit is {MAX_FIELD_CHARS:,} characters (a corrupted or concatenated record?)")
 
 
@@ -154,7 +184,8 @@ def check_unique_ids(rows: Sequence[dict], source: str) -> None:
     first: dict[str, int] = {}
     for index, row in enumerate(rows):
         if row["id"] in first:
-            raise DataError(f"data: records {first[row['id']]} and {index} of {source} share the id {row['id']!r}; "
+            raise DataError(f"data: records {first[row['id']]} and {index} of {source} share the id "
+                            f"{row['id']!r}; "
                             "ids must be unique")
         first[row["id"]] = index
 

@@ -6,7 +6,8 @@ Hub: ``EleutherAI/hendrycks_math`` (needs a subject config) or any copy with ``p
 
 from __future__ import annotations
 
-from ..verifiers import last_boxed
+from ..answers import LATEX
+from ..answers.boxed import last_boxed
 from .base import TaskSpec
 
 INSTRUCTION = "Solve the problem step by step and put the final answer in \\boxed{}."
@@ -30,5 +31,5 @@ SPEC = TaskSpec(
     to_row=to_row,
     instruction=INSTRUCTION,
     hub_splits={"test": "test"},
-    answer_marker="\\boxed",
+    answer=LATEX,
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ..verifiers import reference_answer
+from ..answers import numeric
 from .base import TaskSpec
 
 _ANNOTATION_RE = re.compile(r"<<([^<>]*)>>")
@@ -36,7 +36,7 @@ def to_row(record: dict, index: int) -> dict:
         "id": str(record.get("id", f"gsm8k-{index}")),
         "question": record["question"].strip(),
         "solution": strip_annotations(raw).strip(),
-        "answer": reference_answer(raw, "gsm8k"),
+        "answer": numeric.reference(str(raw)),
     }
 
 

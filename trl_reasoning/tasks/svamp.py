@@ -6,7 +6,7 @@ Hub: ``ChilleD/SVAMP``; local: the original ``SVAMP.json`` (``Body``, ``Question
 
 from __future__ import annotations
 
-from ..verifiers import reference_answer
+from ..answers import numeric
 from .base import TaskSpec
 from .gsm8k import INSTRUCTION
 
@@ -17,7 +17,7 @@ def _field(record: dict, name: str) -> str:
 
 
 def to_row(record: dict, index: int) -> dict:
-    answer = reference_answer(record.get("Answer", record.get("answer")), "svamp")
+    answer = numeric.reference(str(record.get("Answer", record.get("answer"))))
     body, question = _field(record, "Body"), _field(record, "Question")
     equation = _field(record, "Equation")
     return {

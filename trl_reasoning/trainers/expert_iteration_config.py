@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from trl import SFTConfig
 
 from ..sampling import SamplerBackendArguments, check_sampling_args
-from ..verifiers import TASKS
+from ..tasks import TASKS, task_names_help
 
 
 @dataclass
@@ -40,7 +40,8 @@ class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
         sampling_backend (`str`, defaults to `"auto"`): `hf`, `vllm` or `auto` (vLLM when installed and
             able). One vLLM engine serves the whole run: each round's fine-tuned weights are loaded into it.
         vllm_kv_cache_gib (`float`, defaults to `2.0`): vLLM on CPU: GiB for its KV cache.
-        vllm_gpu_memory_utilization (`float`, defaults to `0.3`): vLLM on GPU: share of GPU memory it may take.
+        vllm_gpu_memory_utilization (`float`, defaults to `0.3`): vLLM on GPU: share of GPU memory it may
+            take.
         vllm_enforce_eager (`bool`, defaults to `True`): vLLM: no graph compilation (faster start).
 
         > Filtering
@@ -56,34 +57,42 @@ class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
 
         > Evaluation
 
-        eval_num_samples (`int`, defaults to `8`): K for maj@k/pass@k on `eval_dataset` after each round.
+        eval_num_generations (`int`, defaults to `8`): K for maj@k/pass@k on `eval_dataset` after each round.
         eval_temperature (`float`, defaults to `0.7`): Sampling temperature of those samples.
     """
 
     num_rounds: int = field(default=3, metadata={"help": "Rounds of sample -> filter -> fine-tune."})
     sample_budget: int | None = field(
-        default=None, metadata={"help": "Stop before a round that would exceed this many sampled solutions in total."}
+        default=None, metadata={"help": "Stop before a round that would exceed this many sampled solutions "
+                                        "in total."}
     )
     stop_when_no_new_solutions: bool = field(
         default=True, metadata={"help": "Stop when a round adds no new correct solution."}
     )
     reinit_each_round: bool = field(
         default=False,
-        metadata={"help": "Start each round's fine-tune from the initial checkpoint instead of the last policy; "
+        metadata={"help": "Start each round's fine-tune from the initial checkpoint instead of the last "
+                          "policy; "
                   "both modes train on the union of all kept solutions. The paper resets to its start model; "
                   "how it combines the rounds' data is not stated."},
     )
-    num_generations: int = field(default=4, metadata={"help": "K: solutions sampled per training question per round."})
+    num_generations: int = field(default=4, metadata={"help": "K: solutions sampled per training question "
+                                                              "per round."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rounds' samples."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest sampled solution, in tokens."})
-    generation_batch_size: int = field(default=64, metadata={"help": "Sequences generated at once when sampling."})
-    task: str = field(default="gsm8k", metadata={"help": "Verifier used when no reward_funcs are given."})
-    extraction: str = field(default="strict", metadata={"help": "Answer extraction mode: strict or flexible."})
-    reward_threshold: float = field(default=1.0, metadata={"help": "Keep a sample when its summed reward reaches this."})
+    generation_batch_size: int = field(default=64, metadata={"help": "Sequences generated at once when "
+                                                                     "sampling."})
+    task: str = field(default="gsm8k", metadata={"help": "Task whose verifier scores samples when no "
+                                                         f"reward_funcs are given: {task_names_help()}."})
+    extraction: str = field(default="strict", metadata={"help": "Answer extraction mode: strict or "
+                                                                "flexible."})
+    reward_threshold: float = field(default=1.0, metadata={"help": "Keep a sample when its summed reward "
+                                                                   "reaches this."})
     check_equations: bool = field(
         default=False,
-        metadata={"help": "Also require every written equation 'a op b = c' to be true (drops lucky guesses)."},
+        metadata={"help": "Also require every written equation 'a op b = c' to be true (drops lucky "
+                          "guesses)."},
     )
     max_solutions_per_question: int | None = field(
         default=None, metadata={"help": "Cap on kept solutions per question, over all rounds (None: no cap)."}
@@ -91,8 +100,10 @@ class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
     include_reference_solutions: bool = field(
         default=False, metadata={"help": "Also train on the dataset's reference solutions."}
     )
-    eval_num_samples: int = field(default=8, metadata={"help": "K for maj@k/pass@k on eval_dataset after each round."})
-    eval_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the evaluation samples."})
+    eval_num_generations: int = field(default=8, metadata={"help": "K for maj@k/pass@k on eval_dataset "
+                                                                   "after each round."})
+    eval_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the evaluation "
+                                                                   "samples."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -107,5 +118,5 @@ class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
         if self.sample_budget is not None and self.sample_budget < 1:
             raise ValueError("sample_budget: need >= 1 or None")
         check_sampling_args(self.num_generations, self.temperature)
-        check_sampling_args(self.eval_num_samples, self.eval_temperature)
+        check_sampling_args(self.eval_num_generations, self.eval_temperature)
         self.backend_settings()  # checks sampling_backend

@@ -17,8 +17,8 @@ class PPOConfig(GRPOConfig):
         > PPO epochs
 
         num_iterations (`int`, defaults to `4`): PPO epochs per rollout batch (TRL's name; GRPO's default is
-            1). With 1 the old log-probabilities are the current ones, the ratio is 1 and the clipped surrogate
-            never binds (an advantage actor-critic); trlx used 4.
+            1). With 1 the old log-probabilities are the current ones, the ratio is 1 and the clipped
+            surrogate never binds (an advantage actor-critic); trlx used 4.
 
         > Value model
 
@@ -61,26 +61,39 @@ class PPOConfig(GRPOConfig):
             or a reward-model folder / Hub id. Python users pass `dense_reward_funcs` instead.
     """
 
-    num_iterations: int = field(default=4, metadata={"help": "PPO epochs per rollout batch (GRPO's default is 1, "
+    num_iterations: int = field(default=4, metadata={"help": "PPO epochs per rollout batch (GRPO's default "
+                                                             "is 1, "
                                 "which never clips)."})
-    value_model_mode: str = field(default="separate", metadata={"help": "separate (a value model of its own) or shared (a head on the policy's backbone)."})
+    value_model_mode: str = field(default="separate", metadata={"help": "separate (a value model of its "
+                                                                        "own) or shared (a head on the "
+                                                                        "policy's backbone)."})
     value_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the value model."})
     vf_coef: float = field(default=0.5, metadata={"help": "Weight of the value loss."})
-    cliprange_value: float = field(default=0.2, metadata={"help": "Clip range of value predictions around the old ones."})
+    cliprange_value: float = field(default=0.2, metadata={"help": "Clip range of value predictions around "
+                                                                  "the old ones."})
     gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
     whiten_rewards: bool = field(default=False, metadata={"help": "Normalise per-token rewards before GAE."})
     whiten_advantages: bool = field(default=True, metadata={"help": "Normalise advantages over the batch."})
     kl_coef: float = field(default=0.05, metadata={"help": "Coefficient of the KL to the reference policy."})
-    kl_penalty: str = field(default="reward", metadata={"help": "Where the KL goes: 'reward' (per token) or 'loss' (TRL's beta)."})
-    kl_estimator: str = field(default="k1", metadata={"help": "Per-token KL estimate in the reward: k1 or k3."})
-    target_kl: float | None = field(default=None, metadata={"help": "Adaptive KL: target KL per completion (kl_penalty='reward' only)."})
-    kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL controller horizon, in completions."})
-    dense_reward_weights: list[float] | None = field(default=None, metadata={"help": "Weights of the dense step-reward providers (default: 1 each)."})
+    kl_penalty: str = field(default="reward", metadata={"help": "Where the KL goes: 'reward' (per token) or "
+                                                                "'loss' (TRL's beta)."})
+    kl_estimator: str = field(default="k1", metadata={"help": "Per-token KL estimate in the reward: k1 or "
+                                                              "k3."})
+    target_kl: float | None = field(default=None, metadata={"help": "Adaptive KL: target KL per completion "
+                                                                    "(kl_penalty='reward' only)."})
+    kl_horizon: int = field(default=10000, metadata={"help": "Adaptive KL controller horizon, in "
+                                                             "completions."})
+    dense_reward_weights: list[float] | None = field(default=None, metadata={"help": "Weights of the dense "
+                                                                                     "step-reward providers "
+                                                                                     "(default: 1 each)."})
     dense_reward_shaping: str = field(default="delta", metadata={"help": "Reward-model step rewards: delta "
                                       "(score change per step; length-neutral) or raw (each step's score)."})
     step_delimiter: str = field(default="\n", metadata={"help": "What separates steps for dense rewards."})
-    dense_rewards: list[str] = field(default_factory=list, metadata={"help": "Recipes: dense reward providers to build: orm, prm, heuristic, or a reward-model path."})
+    dense_rewards: list[str] = field(default_factory=list, metadata={"help": "Recipes: dense reward "
+                                                                             "providers to build: orm, prm, "
+                                                                             "heuristic, or a reward-model "
+                                                                             "path."})
 
     def __post_init__(self):
         checks = {
@@ -98,5 +111,7 @@ class PPOConfig(GRPOConfig):
             raise ValueError("target_kl: adaptive KL needs kl_penalty='reward' and target_kl > 0")
         if not 0 <= self.lam <= 1 or not 0 < self.gamma <= 1:
             raise ValueError("gamma/lam: need 0 < gamma <= 1 and 0 <= lam <= 1")
-        self.beta = self.kl_coef  # GRPO builds the reference model when beta != 0; the trainer decides where KL goes
+        self.beta = (
+            self.kl_coef
+        )  # GRPO builds the reference model when beta != 0; the trainer decides where KL goes
         super().__post_init__()

@@ -104,10 +104,12 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         self.dense_reward_funcs = list(dense_reward_funcs or [])
         weights = args.dense_reward_weights or [1.0] * len(self.dense_reward_funcs)
         if len(weights) != len(self.dense_reward_funcs):
-            raise PPOError(f"dense_reward_weights: {len(weights)} weights for {len(self.dense_reward_funcs)} dense reward providers")
+            raise PPOError(f"dense_reward_weights: {len(weights)} weights for "
+                           f"{len(self.dense_reward_funcs)} dense reward providers")
         for provider in self.dense_reward_funcs:
             if not callable(getattr(provider, "step_rewards", None)):
-                raise PPOError(f"dense_reward_funcs: {provider!r} has no step_rewards(prompts, completions, **columns)")
+                raise PPOError(f"dense_reward_funcs: {provider!r} has no step_rewards(prompts, completions, "
+                               "**columns)")
         self.dense_reward_weights = weights
         if args.use_vllm:
             enable_vllm_colocate_on_cpu()
@@ -122,7 +124,9 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
             self._add_value_head(value_model, peft_config)
         else:
             self.value_model = self._build_value_model(value_model, model)
-            self.value_optimizer = torch.optim.AdamW(self.value_model.parameters(), lr=args.value_learning_rate)
+            self.value_optimizer = torch.optim.AdamW(
+                self.value_model.parameters(), lr=args.value_learning_rate
+            )
         self.samples_seen = 0  # completions sampled for training, over all processes
 
     # ------------------------------------------------------------------ value model
@@ -145,7 +149,9 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
                 f"tokenizer's ({len(self.processing_class)}); it must read the policy's token ids"
             )
         value_model.train()  # same mode on every path: dropout in the value loss, eval mode at rollout time
-        return self.accelerator.prepare_model(value_model.float() if self.accelerator.device.type == "cpu" else value_model)
+        return self.accelerator.prepare_model(
+            value_model.float() if self.accelerator.device.type == "cpu" else value_model
+        )
 
     def _check_value_tokenizer(self, reference: str) -> None:
         from ..loading import load_tokenizer
@@ -162,7 +168,8 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         """Shared mode: a scalar head on the policy's own backbone, trained by the policy's optimizer."""
         policy = self.accelerator.unwrap_model(self.model)
         if value_model is not None:
-            raise PPOError("value_model: not used with value_model_mode='shared' (the head sits on the policy)")
+            raise PPOError("value_model: not used with value_model_mode='shared' (the head sits on the "
+                           "policy)")
         if peft_config is not None or hasattr(policy, "peft_config"):
             raise PPOError("value_model_mode: 'shared' does not support PEFT yet; use 'separate'")
         head = torch.nn.Linear(policy.config.hidden_size, 1)
@@ -183,7 +190,7 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         """``V_t`` for each completion token t: the value head on the token before it."""
         if self.value_model is not None:
             logits = self.value_model(input_ids=input_ids, attention_mask=attention_mask).logits[..., 0]
-        else:  # shared: a second pass through the policy's backbone (its logits pass returns no hidden states)
+        else:  # shared: a second pass through the policy's backbone (its logits pass has no hidden states)
             policy = self.accelerator.unwrap_model(self.model)
             backbone = getattr(policy, policy.base_model_prefix)
             hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -240,25 +247,38 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         step_rewards = [[0.0] * len(split_steps(t, self.args.step_delimiter)) for t in texts]
         for provider, weight in zip(self.dense_reward_funcs, self.dense_reward_weights, strict=True):
             dense = self._dense_rewards(provider, inputs, texts)
-            self.record_metric(f"ppo/reward/dense/{_name(provider)}", sum(map(sum, dense)) / max(len(dense), 1))
-            step_rewards = [[a + weight * b for a, b in zip(acc, new, strict=True)] for acc, new in zip(step_rewards, dense, strict=True)]
-        ends = [step_end_tokens(token_ends_by_decoding(self.processing_class, row), split_steps(t, self.args.step_delimiter))
-                for row, t in zip(ids, texts, strict=True)]
+            self.record_metric(
+                f"ppo/reward/dense/{_name(provider)}", sum(map(sum, dense)) / max(len(dense), 1)
+            )
+            step_rewards = [
+                [a + weight * b for a, b in zip(acc, new, strict=True)]
+                for acc, new in zip(step_rewards, dense, strict=True)
+            ]
+        ends = [
+            step_end_tokens(
+                token_ends_by_decoding(self.processing_class, row), split_steps(t, self.args.step_delimiter)
+            )
+            for row, t in zip(ids, texts, strict=True)
+        ]
         return place_rewards(mask, sparse.to(mask.device), step_rewards if self.dense_reward_funcs else None,
                              ends if self.dense_reward_funcs else None)
 
     def _dense_rewards(self, provider, inputs: list[dict], texts: list[str]) -> list[list[float]]:
         """A provider's step rewards, checked: one finite reward per step of every completion."""
-        columns = {key: [row[key] for row in inputs] for key in inputs[0] if key not in ("prompt", "completion")}
+        columns = {
+            key: [row[key] for row in inputs] for key in inputs[0] if key not in ("prompt", "completion")
+        }
         if isinstance(provider, TokenRewardModel):
             columns["shaping"] = self.args.dense_reward_shaping
         rewards = provider.step_rewards([row["prompt"] for row in inputs], texts, **columns)
         if len(rewards) != len(texts):
-            raise PPOError(f"dense reward {_name(provider)}: returned {len(rewards)} rows for {len(texts)} completions")
+            raise PPOError(f"dense reward {_name(provider)}: returned {len(rewards)} rows for {len(texts)} "
+                           "completions")
         for text, row in zip(texts, rewards, strict=True):
             steps = len(split_steps(text, self.args.step_delimiter))
             if len(row) != steps:
-                raise PPOError(f"dense reward {_name(provider)}: returned {len(row)} step rewards for a completion with {steps} steps")
+                raise PPOError(f"dense reward {_name(provider)}: returned {len(row)} step rewards for a "
+                               f"completion with {steps} steps")
             if not all(math.isfinite(float(r)) for r in row):
                 raise PPOError(f"dense reward {_name(provider)}: returned a non-finite step reward")
         return [[float(r) for r in row] for row in rewards]
@@ -274,7 +294,7 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
                 ref_logps = self.per_token_logps(self.model, input_ids, attention_mask, width)
         return kl_estimate(logps, ref_logps, self.args.kl_estimator)
 
-    # ------------------------------------------------------------------ checkpoints: the value model rides along
+    # ------------------------------------------------------------- checkpoints: the value model rides along
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
@@ -335,14 +355,18 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         divided for gradient accumulation (``loss_is_scaled_for_ga``) and the Trainer does not divide
         again, so the value loss is divided here once, keeping ``vf_coef`` independent of
         ``gradient_accumulation_steps``."""
-        return 1.0 / getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
+        return 1.0 / getattr(
+            self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps
+        )
 
     def _value_loss(self, inputs) -> torch.Tensor:
         input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
         attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         mask = inputs["completion_mask"].float()
         values = self._values(input_ids, attention_mask, mask.shape[1])
-        value_loss, clipfrac = clipped_value_loss(values, inputs["old_values"], inputs["returns"], mask, self.args.cliprange_value)
+        value_loss, clipfrac = clipped_value_loss(
+            values, inputs["old_values"], inputs["returns"], mask, self.args.cliprange_value
+        )
         self.record_metric("ppo/value_loss", value_loss.item())
         self.record_metric("ppo/value_clipfrac", clipfrac.item())
         return value_loss

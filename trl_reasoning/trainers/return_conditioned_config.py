@@ -27,10 +27,14 @@ class ReturnConditionedConfig(ExpertIterationConfig):
 
     good_token: str = field(default="[GOOD]", metadata={"help": "Return token of good solutions/steps."})
     bad_token: str = field(default="[BAD]", metadata={"help": "Return token of bad solutions/steps."})
-    tag_mode: str = field(default="sparse", metadata={"help": "sparse (one tag per solution) or dense (one per step)."})
-    step_threshold: float = field(default=0.5, metadata={"help": "Dense tags: a step is good when its step reward reaches this."})
-    step_reward: str | None = field(default=None, metadata={"help": "Recipes, dense tags: orm, prm, heuristic or a reward-model path."})
-    eval_unconditioned: bool = field(default=True, metadata={"help": "Also record greedy accuracy without the good tag."})
+    tag_mode: str = field(default="sparse", metadata={"help": "sparse (one tag per solution) or dense (one "
+                                                              "per step)."})
+    step_threshold: float = field(default=0.5, metadata={"help": "Dense tags: a step is good when its step "
+                                                                 "reward reaches this."})
+    step_reward: str | None = field(default=None, metadata={"help": "Recipes, dense tags: orm, prm, "
+                                                                    "heuristic or a reward-model path."})
+    eval_unconditioned: bool = field(default=True, metadata={"help": "Also record greedy accuracy without "
+                                                                     "the good tag."})
 
     def __post_init__(self):
         super().__post_init__()

@@ -29,8 +29,8 @@ from __future__ import annotations
 import dataclasses
 
 from ..steps import DEFAULT_DELIMITER, split_steps
-from .expert_iteration_trainer import ExpertIterationTrainer
 from .return_conditioned_config import ReturnConditionedConfig
+from .rounds import RoundsTrainer
 
 
 class ForceTokenAfterDelimiter:
@@ -56,7 +56,7 @@ class ForceTokenAfterDelimiter:
         return scores
 
 
-class ReturnConditionedTrainer(ExpertIterationTrainer):
+class ReturnConditionedTrainer(RoundsTrainer):
     """Return-conditioned RL with TRL's trainer interface.
 
     Args: as ``ExpertIterationTrainer`` (``args`` a ``ReturnConditionedConfig``), plus
@@ -68,26 +68,46 @@ class ReturnConditionedTrainer(ExpertIterationTrainer):
 
     algorithm_name = "Return-Conditioned RL"
     algorithm_tag = "return-conditioned-rl"
-    algorithm_summary = ("sample, tag every solution (or step) with its return, [GOOD] or [BAD], fine-tune on all "
+    algorithm_summary = ("sample, tag every solution (or step) with its return, [GOOD] or [BAD], fine-tune "
+                         "on all "
                          "of them, generate conditioned on [GOOD]")
 
-    def __init__(self, model, args: ReturnConditionedConfig | None = None, train_dataset=None, eval_dataset=None,
-                 processing_class=None, reward_funcs=None, peft_config=None, callbacks=None, step_reward_func=None):
+    def __init__(
+        self,
+        model,
+        args: ReturnConditionedConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        reward_funcs=None,
+        peft_config=None,
+        callbacks=None,
+        step_reward_func=None,
+    ):
         args = args or ReturnConditionedConfig(output_dir="runs/return_conditioned")
         if not isinstance(args, ReturnConditionedConfig):
             raise ValueError(f"args: expected a ReturnConditionedConfig, got {type(args).__name__}")
         if args.tag_mode == "dense" and step_reward_func is None:
-            raise ValueError("step_reward_func: dense tags need a step reward provider (ORM, PRM or HeuristicStepReward)")
+            raise ValueError("step_reward_func: dense tags need a step reward provider (ORM, PRM or "
+                             "HeuristicStepReward)")
         if args.tag_mode == "dense" and args.sampling_backend == "vllm":
-            raise ValueError("sampling_backend: dense return tags are forced by a transformers logits processor, "
+            raise ValueError("sampling_backend: dense return tags are forced by a transformers logits "
+                             "processor, "
                              "which vLLM does not run; use sampling_backend: auto or hf, or tag_mode: sparse")
-        super().__init__(model, args, train_dataset, eval_dataset, processing_class, reward_funcs, peft_config, callbacks)
+        super().__init__(
+            model, args, train_dataset, eval_dataset, processing_class, reward_funcs, peft_config, callbacks
+        )
         for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
             if dataset is not None and not all(isinstance(p, str) for p in dataset["prompt"]):
-                raise ValueError(f"{name}: return-conditioned RL needs plain-text prompts (the tag follows the prompt)")
+                raise ValueError(f"{name}: return-conditioned RL needs plain-text prompts (the tag follows "
+                                 "the prompt)")
         self.step_reward_func = step_reward_func
-        self.processing_class.add_special_tokens({"additional_special_tokens": [args.good_token, args.bad_token]})
-        self.tag_ids = [self.processing_class.convert_tokens_to_ids(t) for t in (args.good_token, args.bad_token)]
+        self.processing_class.add_special_tokens(
+            {"additional_special_tokens": [args.good_token, args.bad_token]}
+        )
+        self.tag_ids = [
+            self.processing_class.convert_tokens_to_ids(t) for t in (args.good_token, args.bad_token)
+        ]
         self._fit_embeddings(self.model)
         self.peft_config = _with_trainable_tags(peft_config, self.tag_ids, self.model)
 
@@ -148,13 +168,18 @@ class ReturnConditionedTrainer(ExpertIterationTrainer):
         if not scored:
             return
         by_id = {row["id"]: row for row in self.train_dataset}
-        columns = {key: [by_id[r["id"]][key] for r in scored] for key in self.train_dataset.column_names if key != "prompt"}
+        columns = {
+            key: [by_id[r["id"]][key] for r in scored]
+            for key in self.train_dataset.column_names
+            if key != "prompt"
+        }
         prompts = [by_id[r["id"]]["prompt"] for r in scored]
         scorer = getattr(self.step_reward_func, "step_scores", None) or self.step_reward_func.step_rewards
         scores = scorer(prompts, [r["completion"] for r in scored], **columns)
         for row, steps in zip(scored, scores, strict=True):
             if len(steps) != len(split_steps(row["completion"])):
-                raise ValueError("step_reward_func: returned a step count that does not match the completion's steps")
+                raise ValueError("step_reward_func: returned a step count that does not match the "
+                                 "completion's steps")
             row["step_tags"] = [bool(r >= self.args.step_threshold) for r in steps]
 
     def _tag(self, good: bool) -> str:
@@ -240,7 +265,8 @@ def _with_trainable_tags(peft_config, tag_ids: list[int], model):
     from peft import LoraConfig
 
     if not isinstance(peft_config, LoraConfig):
-        raise ValueError(f"peft_config: return-conditioned RL supports LoRA only (its return tags need a trained "
+        raise ValueError("peft_config: return-conditioned RL supports LoRA only (its return tags need a "
+                         "trained "
                          f"or distinct embedding), got {type(peft_config).__name__}")
     tied = model.get_output_embeddings() is not None and (
         model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr())
@@ -248,7 +274,8 @@ def _with_trainable_tags(peft_config, tag_ids: list[int], model):
         return peft_config
     indices = peft_config.trainable_token_indices
     if isinstance(indices, dict):
-        raise ValueError("peft_config: trainable_token_indices given per layer; pass a list so the return tags "
+        raise ValueError("peft_config: trainable_token_indices given per layer; pass a list so the return "
+                         "tags "
                          "can be added to it")
     merged = sorted(set(indices or []) | set(tag_ids))
     return dataclasses.replace(peft_config, trainable_token_indices=merged)

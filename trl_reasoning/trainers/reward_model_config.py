@@ -8,7 +8,7 @@ from transformers import TrainingArguments
 
 from ..reward_models.base import HEADS
 from ..sampling import SamplerBackendArguments, check_sampling_args
-from ..verifiers import TASKS
+from ..tasks import TASKS, task_names_help
 
 
 @dataclass
@@ -49,21 +49,32 @@ class RewardModelConfig(TrainingArguments, SamplerBackendArguments):
     """
 
     kind: str = field(default="outcome", metadata={"help": "outcome (ORM) or process (PRM)."})
-    max_length: int | None = field(default=1024, metadata={"help": "Longest prompt + completion in tokens (left-truncated)."})
+    max_length: int | None = field(default=1024, metadata={"help": "Longest prompt + completion in tokens "
+                                                                   "(left-truncated)."})
     step_delimiter: str = field(default="\n", metadata={"help": "What separates the steps of a solution."})
-    label_positions: str = field(default="all", metadata={"help": "ORM: loss on 'all' completion tokens, on 'step_end' tokens, or on the 'final' token."})
-    aggregation: str = field(default="min", metadata={"help": "PRM: solution score = 'min' or 'prod' of its step scores."})
-    head: str = field(default="value", metadata={"help": "'value' (scalar head, the paper's) or 'implicit' (log-likelihood ratio to the frozen start)."})
-    implicit_beta: float = field(default=0.1, metadata={"help": "Implicit head: scale of the log-likelihood ratio (> 0)."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the tokenised columns the collator needs."})
-    task: str = field(default="gsm8k", metadata={"help": "Verifier labelling the samples: gsm8k, svamp, math or arithmetic."})
+    label_positions: str = field(default="all", metadata={"help": "ORM: loss on 'all' completion tokens, on "
+                                                                  "'step_end' tokens, or on the 'final' "
+                                                                  "token."})
+    aggregation: str = field(default="min", metadata={"help": "PRM: solution score = 'min' or 'prod' of its "
+                                                              "step scores."})
+    head: str = field(default="value", metadata={"help": "'value' (scalar head, the paper's) or 'implicit' "
+                                                         "(log-likelihood ratio to the frozen start)."})
+    implicit_beta: float = field(default=0.1, metadata={"help": "Implicit head: scale of the log-likelihood "
+                                                                "ratio (> 0)."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the tokenised columns the "
+                                                                         "collator needs."})
+    task: str = field(default="gsm8k", metadata={"help": "Task whose verifier labels the samples: "
+                                                         f"{task_names_help()}."})
     extraction: str = field(default="strict", metadata={"help": "Answer extraction: strict or flexible."})
-    num_generations: int = field(default=4, metadata={"help": "Samples per training question for the reward data."})
+    num_generations: int = field(default=4, metadata={"help": "Samples per training question for the reward "
+                                                              "data."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature for the reward data."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest sampled completion, in tokens."})
     generation_batch_size: int = field(default=64, metadata={"help": "Sequences generated at once."})
-    mc_rollouts: int = field(default=4, metadata={"help": "PRM: continuations sampled after each step to label it."})
-    mc_estimate: str = field(default="hard", metadata={"help": "PRM: 'hard' (any continuation correct) or 'soft' (share correct)."})
+    mc_rollouts: int = field(default=4, metadata={"help": "PRM: continuations sampled after each step to "
+                                                          "label it."})
+    mc_estimate: str = field(default="hard", metadata={"help": "PRM: 'hard' (any continuation correct) or "
+                                                               "'soft' (share correct)."})
 
     def __post_init__(self):
         super().__post_init__()

@@ -15,17 +15,15 @@ from collections.abc import Sequence
 from transformers import Trainer
 
 from ..metrics import auroc
-from ..reward_models.base import IGNORE_LABEL, RewardModelError, TokenRewardModel, prompt_as_text
+from ..reward_models.base import (
+    IGNORE_LABEL,
+    RewardModelError,
+    TokenRewardModel,
+    prompt_as_text,
+    reward_model_class,
+)
 from ..reward_models.data import check_reward_rows, stepwise_to_completion
 from .reward_model_config import RewardModelConfig
-
-
-def reward_model_class(kind: str) -> type[TokenRewardModel]:
-    """``OutcomeRewardModel`` or ``ProcessRewardModel``."""
-    from ..reward_models.outcome import OutcomeRewardModel
-    from ..reward_models.process import ProcessRewardModel
-
-    return {"outcome": OutcomeRewardModel, "process": ProcessRewardModel}[kind]
 
 
 class _PadCollator:
@@ -75,10 +73,13 @@ class RewardModelTrainer(Trainer):
         cls = reward_model_class(args.kind)
         if isinstance(model, TokenRewardModel):
             if model.kind != args.kind:
-                raise RewardModelError(f"kind: args.kind is {args.kind!r} but the model is a {model.kind} reward model")
+                raise RewardModelError(f"kind: args.kind is {args.kind!r} but the model is a {model.kind} "
+                                       "reward model")
             self.reward_model = model
         else:
-            self.reward_model = cls.from_causal_lm(model, args.step_delimiter, args.max_length, args.head, args.implicit_beta)
+            self.reward_model = cls.from_causal_lm(
+                model, args.step_delimiter, args.max_length, args.head, args.implicit_beta
+            )
         if processing_class is not None:
             self.reward_model.tokenizer = processing_class
         self.reward_model.step_delimiter, self.reward_model.max_length = args.step_delimiter, args.max_length
@@ -110,13 +111,21 @@ class RewardModelTrainer(Trainer):
         for index, row in enumerate(dataset):
             row = stepwise_to_completion(row, args.step_delimiter)
             if not isinstance(row["completion"], str):
-                raise RewardModelError(f"reward data: row {index}: 'completion' must be text, got {type(row['completion']).__name__}")
+                raise RewardModelError(f"reward data: row {index}: 'completion' must be text, got "
+                                       f"{type(row['completion']).__name__}")
             encoded = self.reward_model.encode(prompt_as_text(row["prompt"]), row["completion"])
             labels = self.reward_model.training_labels(encoded, row, args.label_positions)
             if any(label != IGNORE_LABEL for label in labels):
-                rows.append({"input_ids": encoded.input_ids, "labels": labels, "completion_start": encoded.completion_start})
+                rows.append(
+                    {
+                        "input_ids": encoded.input_ids,
+                        "labels": labels,
+                        "completion_start": encoded.completion_start,
+                    }
+                )
         if not rows:
-            raise RewardModelError("reward data: no row has a labelled completion token (all completions empty?)")
+            raise RewardModelError("reward data: no row has a labelled completion token (all completions "
+                                   "empty?)")
         return Dataset.from_list(rows)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -124,7 +133,9 @@ class RewardModelTrainer(Trainer):
         import torch
 
         labels = inputs["labels"]
-        logits = self.reward_model.network_logits(model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"])
+        logits = self.reward_model.network_logits(
+            model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+        )
         mask = labels != IGNORE_LABEL
         if mask.any():
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[mask].float(), labels[mask])
@@ -192,7 +203,8 @@ def reward_model_quality(reward_model: TokenRewardModel, rows: Sequence[dict]) -
         "samples": len(rows),
         "positive_share": sum(labels) / max(len(labels), 1),
         "final_auroc": auroc(finals, labels),
-        "final_accuracy": sum((f >= 0.5) == y for f, y in zip(finals, labels, strict=True)) / max(len(rows), 1),
+        "final_accuracy": sum((f >= 0.5) == y for f, y in zip(finals, labels, strict=True))
+        / max(len(rows), 1),
     }
     pairs = [(p, t >= 0.5) for r, s in zip(rows, scores, strict=True) if "step_labels" in r
              for p, t in zip(s.steps, r["step_labels"], strict=False)]

@@ -18,7 +18,9 @@ def sft_examples(dataset) -> list[dict]:
         if isinstance(row["prompt"], str):
             pairs.append({"prompt": row["prompt"], "completion": completion_target(row["solution"])})
         else:
-            pairs.append({"prompt": row["prompt"], "completion": [{"role": "assistant", "content": row["solution"]}]})
+            pairs.append(
+                {"prompt": row["prompt"], "completion": [{"role": "assistant", "content": row["solution"]}]}
+            )
     return pairs
 
 

@@ -1,0 +1,202 @@
+"""The stage registry and the one stage skeleton every stage runs through.
+
+A ``Stage`` declares its name, its recipe section's config class, where it runs in a recipe
+(``order``), what it starts from and what it leaves (``role``), and a ``run(ctx, folder)`` that does
+the work. ``run_stage`` does the rest for every stage alike: skip it when ``stage_complete.json`` says
+it finished (resume), write that marker (with the task card on the model it saved) when it does, and
+hand its product to the stages after it. Register a new stage with ``register_stage``: recipes accept
+its name in ``stages`` and its section at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import RecipeError
+from ..progress import DONE  # "stage_complete.json"
+from ..reporting import write_json_atomic
+
+ROLES = ("policy", "reward_model", "rl", "eval")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a recipe.
+
+    Attributes:
+        name: the stage's name in ``stages`` and its section's key (also its folder in ``output_dir``).
+        config: returns the class whose fields the section holds (called lazily: ``--help`` stays fast).
+        run: ``run(ctx, folder) -> dict`` does the work into ``folder`` and returns what the completion
+            marker records (``cumulative_samples`` for stages that sample training data).
+        order: where the stage runs, whatever order the recipe lists it in (sft 10 ... eval 90).
+        role: ``policy`` (its model is what later stages start from), ``reward_model`` (dense rewards,
+            reranking), ``rl`` (a policy the eval stage compares, trained from the current policy) or
+            ``eval`` (runs every time; resumes per model itself).
+        output: the product's path inside ``folder`` (``""``: the folder itself).
+        help: one line for ``train --help``.
+        title: what the run's progress lines call it (default: its name).
+        evaluated_as: for ``rl`` stages, ``(folder, record) -> {name: conditioning}``: the eval entries
+            this stage's model appears as (default: one entry, its name, unconditioned).
+    """
+
+    name: str
+    config: Callable[[], type]
+    run: Callable[..., dict]
+    order: int
+    role: str = "rl"
+    output: str = "final_model"
+    help: str = ""
+    title: str = ""
+    evaluated_as: Callable[[Path, dict], dict[str, dict]] | None = None
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise ValueError(f"Stage {self.name!r}: role must be one of {', '.join(ROLES)}, got "
+                             f"{self.role!r}")
+
+
+_REGISTRY: dict[str, Stage] = {}
+
+
+def register_stage(stage: Stage, replace: bool = False) -> Stage:
+    """Make ``stage`` available to recipes by its name."""
+    if stage.name in _REGISTRY and not replace and _REGISTRY[stage.name] != stage:
+        raise ValueError(f"register_stage: {stage.name!r} is already registered; pass replace=True")
+    _REGISTRY[stage.name] = stage
+    return stage
+
+
+def get_stage(name: str) -> Stage:
+    """The registered stage ``name``; one ``RecipeError`` line for an unknown one."""
+    if name not in _REGISTRY:
+        raise RecipeError(f"recipe: unknown stage {name!r}; expected one of {', '.join(stage_names())}")
+    return _REGISTRY[name]
+
+
+def stage_names() -> list[str]:
+    """Registered stage names in run order."""
+    return [s.name for s in sorted(_REGISTRY.values(), key=lambda s: s.order)]
+
+
+@dataclass
+class RunContext:
+    """What a recipe's stages share while it runs: the recipe, the process state, the datasets and the
+    products of the stages so far (``policy``: what the next stage starts from)."""
+
+    recipe: object
+    state: object
+    initial: str
+    sft_train: object
+    rl_train: object
+    held_out: object
+    policy: str = ""
+    models: dict[str, str] = field(default_factory=dict)
+    reward_models: dict[str, str] = field(default_factory=dict)
+    conditioning: dict[str, dict] = field(default_factory=dict)
+    samples_used: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.policy = self.policy or self.initial
+
+    def folder(self, name: str) -> Path:
+        return Path(self.recipe.output_dir) / name
+
+    def record(self, stage: Stage, folder: Path, done: dict) -> None:
+        """Hand a finished stage's product to the stages after it."""
+        product = str(folder / stage.output) if stage.output else str(folder)
+        if stage.role == "policy":
+            self.policy = self.models[stage.name] = product
+        elif stage.role == "reward_model":
+            self.reward_models[stage.name] = product
+        elif stage.role == "rl":
+            entries = stage.evaluated_as(folder, done) if stage.evaluated_as else {stage.name: {}}
+            for name, condition in entries.items():
+                self.models[name] = product
+                if condition:
+                    self.conditioning[name] = condition
+                if "cumulative_samples" in done:
+                    self.samples_used[name] = done["cumulative_samples"]
+
+
+def run_stage(ctx: RunContext, name: str) -> dict:
+    """Run stage ``name`` (or skip it when a previous run finished it) and record its product in
+    ``ctx``; returns its completion record (the eval stage: its results)."""
+    stage = get_stage(name)
+    folder = ctx.folder(name)
+    if stage.role == "eval":
+        return stage.run(ctx, folder)
+    if not (folder / DONE).exists():
+        done = stage.run(ctx, folder) or {}
+        model = folder / stage.output if stage.output else folder
+        mark_done(folder, done, ctx.state, model if stage.role in ("policy", "rl") else None, ctx.recipe)
+    done = json.loads((folder / DONE).read_text())
+    ctx.record(stage, folder, done)
+    return done
+
+
+def mark_done(folder: Path, info: dict, state, model_folder: Path | None = None, recipe=None) -> None:
+    """Mark a stage complete; ``model_folder`` (the policy it saved) gets the recipe's task card."""
+    if state.is_main_process:
+        if model_folder is not None and recipe is not None:
+            from ..task_card import write_task_card
+
+            write_task_card(model_folder, recipe)
+        write_json_atomic(folder / DONE, info)
+    state.wait_for_everyone()
+
+
+def _rename_checkpointing(config_cls, values: dict) -> None:
+    """transformers >= 5.2x renamed ``gradient_checkpointing`` to ``activation_checkpointing`` and warns on
+    every config that sets the old name (TRL's configs default it to True): pass the value, recipe or
+    TRL default, under the new name, so runs stay quiet and behave the same."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    if "activation_checkpointing" not in fields or values.get("activation_checkpointing") is not None:
+        return
+    default = fields["gradient_checkpointing"].default if "gradient_checkpointing" in fields else None
+    values["activation_checkpointing"] = values.pop("gradient_checkpointing", default)
+
+
+def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defaults):
+    """Build a stage's TRL config; CPU-safe defaults when no GPU is present; one-line errors."""
+    import torch
+
+    values = {"output_dir": str(output_dir), "seed": seed, "report_to": "none", **defaults, **section}
+    if not torch.cuda.is_available():
+        values.setdefault("use_cpu", True)
+        values.setdefault("bf16", False)
+    _rename_checkpointing(config_cls, values)
+    try:
+        return config_cls(**values)
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"recipe: {config_cls.__name__}: {str(err).strip().splitlines()[0]}") from None
+
+
+def peft_config(recipe):
+    """The recipe's ``peft`` section as a ``LoraConfig`` (``None`` without one)."""
+    if not recipe.peft:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", **recipe.peft)
+
+
+def first(dataset, limit: int | None):
+    """The first ``limit`` rows of ``dataset`` (all of them without a limit)."""
+    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
+
+
+def cached_rows(path: Path, make, state) -> list[dict]:
+    """Rows of ``path`` if a previous run wrote it, else ``make()`` written atomically (main process)."""
+    from ..reporting import read_jsonl, write_jsonl_atomic
+
+    if path.exists():
+        return read_jsonl(path)
+    rows = make()
+    if state.is_main_process:
+        write_jsonl_atomic(path, rows)
+    state.wait_for_everyone()
+    return rows

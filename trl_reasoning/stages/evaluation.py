@@ -1,0 +1,151 @@
+"""The ``eval`` stage: every policy the run produced on the held-out questions (samples reranked by
+the run's reward model when there is one), one comparison table with the paired maj@1 gains, written
+to ``output_dir/results.md`` and ``results.json``. Each model's report is reused when a previous run
+finished it with the same settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from ..reporting import markdown_table, write_json_atomic, write_text_atomic
+from .base import Stage, register_stage
+
+
+def _config():
+    from ..evaluation import EvalSettings
+
+    return EvalSettings
+
+
+def evaluate_models(ctx, models: dict[str, str], reward_model: str | None = None,
+                    conditioning: dict[str, dict] | None = None) -> dict:
+    """Evaluate each model (``name -> folder``); ``conditioning[name]`` (``rl.rcrl_conditioning``) appends
+    its ``suffix`` to the prompts and forces ``force_after_steps`` after every step."""
+    from ..evaluation import EvalSettings
+
+    recipe = ctx.recipe
+    settings = EvalSettings(**{"seed": recipe.seed, **recipe.section("eval")})
+    scorer = _scorer(reward_model)
+    results = {}
+    for name, reference in models.items():
+        condition = (conditioning or {}).get(name, {})
+        results[name] = _evaluate_one(ctx, name, reference, settings, reward_model, scorer, condition)
+    return results
+
+
+def _scorer(reward_model: str | None):
+    if not reward_model:
+        return None
+    from ..reward_models import load_reward_model
+
+    return load_reward_model(reward_model).rerank_scorer
+
+
+def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer, condition: dict) -> dict:
+    from ..evaluation import evaluate, write_report
+    from ..loading import load_model, load_tokenizer
+
+    recipe, state = ctx.recipe, ctx.state
+    folder = Path(recipe.output_dir) / "eval" / name.replace(" ", "_")
+    suffix, forced = condition.get("suffix", ""), condition.get("force_after_steps")
+    config = {"model": reference, "reward_model": reward_model, "prompt_suffix": suffix,
+              **dataclasses.asdict(settings)}
+    if forced:
+        config["force_after_steps"] = forced
+    previous = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+    if previous.get("config") == config:  # finished before a crash, with the same settings
+        return previous
+    model, tokenizer = load_model(reference, device=str(state.device)), load_tokenizer(reference)
+    questions = ctx.held_out.map(lambda row: {"prompt": row["prompt"] + suffix}) if suffix else ctx.held_out
+    report = evaluate(model, tokenizer, questions, recipe.task, settings, reward_scorer=scorer,
+                      logits_processors=_forced_tag(tokenizer, forced))
+    if state.is_main_process:
+        write_report(report, folder, config, title=f"{name} on {recipe.task}")
+    state.wait_for_everyone()
+    return {key: value for key, value in report.items() if key != "records"}
+
+
+def _forced_tag(tokenizer, token: str | None) -> list:
+    if not token:
+        return []
+    from ..trainers.return_conditioned_trainer import ForceTokenAfterDelimiter
+
+    return [ForceTokenAfterDelimiter(tokenizer, tokenizer.convert_tokens_to_ids(token))]
+
+
+def comparison_table(results: dict[str, dict], samples_used: dict[str, int]) -> str:
+    """One row per evaluated model: maj@1, maj@K, rerank@K (with a reward model), pass@1, pass@K,
+    exploration, solutions sampled for training."""
+    k = max((int(n.split("@")[1]) for r in results.values() for n in r["metrics"] if n.startswith("pass@")),
+            default=1)
+    reranked = any(f"rerank@{k}" in r["metrics"] for r in results.values())
+    names = ["maj@1", f"maj@{k}", *([f"rerank@{k}"] if reranked else []), "pass@1", f"pass@{k}"]
+    rows = []
+    for name, report in results.items():
+        metrics = report["metrics"]
+        rows.append([
+            name, *(metrics.get(n, float("nan")) for n in names),
+            report["exploration"].get("distinct_correct_solutions", float("nan")), samples_used.get(name, 0),
+        ])
+    headers = ["model", "maj@1 (greedy)", *names[1:], "distinct correct / question",
+               "solutions sampled for training"]
+    return markdown_table(headers, rows)
+
+
+def paired_gains(output_dir: Path, results: dict, baseline: str = "sft") -> dict[str, dict]:
+    """Greedy maj@1 gain of each evaluated model over ``baseline`` on the same held-out questions, with
+    a paired bootstrap 95% interval (from the eval stage's ``samples.jsonl``)."""
+    from ..metrics import paired_difference
+    from ..reporting import read_jsonl
+
+    def greedy(name: str) -> dict[str, float]:
+        records = read_jsonl(Path(output_dir) / "eval" / name.replace(" ", "_") / "samples.jsonl")
+        return {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}
+
+    base, gains = greedy(baseline), {}
+    for name in results:
+        if name != baseline:
+            mine = greedy(name)
+            gain = paired_difference([mine[i] for i in base], list(base.values()))
+            gains[name] = {"gain": gain.mean, "ci95": [gain.ci_low, gain.ci_high]}
+    return gains
+
+
+def gains_table(output_dir: Path, results: dict, baseline: str) -> str:
+    """``paired_gains`` as a markdown table ('' with a single model)."""
+    if len(results) < 2:
+        return ""
+    rows = [[name, f"{g['gain']:+.3f}", f"[{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"]
+            for name, g in paired_gains(output_dir, results, baseline).items()]
+    return markdown_table(
+        ["model", f"maj@1 (greedy) gain over {baseline}", "paired bootstrap 95% interval"], rows
+    )
+
+
+def write_results(ctx, results: dict) -> str:
+    """The comparison and gains tables, printed and written to ``results.md`` / ``results.json``."""
+    out = Path(ctx.recipe.output_dir)
+    body = comparison_table(results, ctx.samples_used)
+    gains = gains_table(out, results, baseline=next(iter(results)))
+    body += f"\n\n{gains}" if gains else ""
+    if ctx.state.is_main_process:
+        write_json_atomic(out / "results.json", results)
+        write_text_atomic(out / "results.md", f"# {ctx.recipe.task}: held-out results\n\n{body}\n")
+        print(body)
+    return body
+
+
+def run_eval(ctx, folder: Path) -> dict:
+    """Evaluate every policy of the run (the initial model when there is none), reranking with the
+    recipe's ``reward_model``, else the run's ORM, else its PRM; writes the comparison."""
+    models = ctx.models or {"initial": ctx.initial}
+    reranker = ctx.recipe.reward_model or ctx.reward_models.get("orm") or ctx.reward_models.get("prm")
+    results = evaluate_models(ctx, models, reranker, ctx.conditioning)
+    write_results(ctx, results)
+    return results
+
+
+EVAL = register_stage(Stage("eval", _config, run_eval, order=90, role="eval", output="",
+                            help="EvalSettings fields for the eval stage.", title="evaluation"))

@@ -1,0 +1,199 @@
+"""The RL stages, each from the current policy (the sft stage's, else the initial model) on the same
+train questions, so the eval table compares them like for like: ``ei`` and ``rcrl`` (rounds of
+sample -> verify -> fine-tune; ``rounds_stage`` builds such a stage for any ``RoundsTrainer``) and
+``ppo`` (TRL's on-policy loop with a value model, resumed from its last checkpoint)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import RecipeError
+from ..progress import DONE
+from .base import Stage, peft_config, register_stage, stage_config
+
+
+def rounds_stage(
+    name: str,
+    trainer_cls,
+    config: Callable[[], type],
+    order: int,
+    help: str = "",
+    title: str = "",
+    trainer_kwargs: Callable | None = None,
+    done_info: Callable | None = None,
+    evaluated_as: Callable | None = None,
+) -> Stage:
+    """A stage that runs ``trainer_cls`` (a ``RoundsTrainer`` subclass, or a function building one from
+    TRL's keyword arguments) with the stage's recipe section as its config.
+
+    ``trainer_kwargs(ctx, args)`` adds constructor arguments; ``done_info(args)`` adds entries to the
+    completion record (read back by ``evaluated_as``)."""
+
+    def run(ctx, folder: Path) -> dict:
+        recipe = ctx.recipe
+        args = stage_config(config(), recipe.section(name), folder, recipe.seed, task=recipe.task,
+                            save_strategy="no")
+        extra = trainer_kwargs(ctx, args) if trainer_kwargs else {}
+        trainer = trainer_cls(
+            model=ctx.policy,
+            args=args,
+            train_dataset=ctx.rl_train,
+            eval_dataset=ctx.held_out,
+            peft_config=peft_config(recipe),
+            **extra,
+        )
+        history = trainer.train()
+        trainer.save_model(str(folder / "final_model"))
+        if args.push_to_hub:
+            trainer.push_to_hub()
+        info = done_info(args) if done_info else {}
+        return {"rounds": len(history) - 1, "cumulative_samples": history[-1]["cumulative_samples"], **info}
+
+    title = title or getattr(trainer_cls, "algorithm_name", "")
+    return Stage(name, config, run, order=order, role="rl", help=help, title=title, evaluated_as=evaluated_as)
+
+
+def step_reward_provider(source: str, ctx):
+    """A dense step-reward provider: ``heuristic``, the run's ``orm``/``prm`` (else the recipe's
+    ``reward_model``), or a reward-model folder / Hub id."""
+    from ..reward_models import HeuristicStepReward, load_reward_model
+
+    if source == "heuristic":
+        return HeuristicStepReward()
+    path = (ctx.reward_models.get(source) or ctx.recipe.reward_model) if source in ("orm", "prm") else source
+    if not path:
+        raise RecipeError(f"recipe: dense reward '{source}' needs an {source} stage or 'reward_model: PATH'")
+    return load_reward_model(path)
+
+
+# ------------------------------------------------------------------ ei and rcrl
+
+
+def _ei_config():
+    from ..trainers.expert_iteration_config import ExpertIterationConfig
+
+    return ExpertIterationConfig
+
+
+def _rcrl_config():
+    from ..trainers.return_conditioned_config import ReturnConditionedConfig
+
+    return ReturnConditionedConfig
+
+
+def _ei_trainer(**kwargs):
+    from ..trainers.expert_iteration_trainer import ExpertIterationTrainer
+
+    return ExpertIterationTrainer(**kwargs)
+
+
+def _rcrl_trainer(**kwargs):
+    from ..trainers.return_conditioned_trainer import ReturnConditionedTrainer
+
+    return ReturnConditionedTrainer(**kwargs)
+
+
+def _rcrl_kwargs(ctx, args) -> dict:
+    dense = args.tag_mode == "dense"
+    return {"step_reward_func": step_reward_provider(args.step_reward, ctx) if dense else None}
+
+
+def _rcrl_info(args) -> dict:
+    return {"good_token": args.good_token, "tag_mode": args.tag_mode}
+
+
+def rcrl_conditioning(folder: str | Path, done: dict | None = None) -> dict:
+    """How to evaluate a finished RCRL stage conditioned on its good tag: the prompt suffix and, for
+    dense tags, the token forced after every step."""
+    done = done or json.loads((Path(folder) / DONE).read_text())
+    forced = done["good_token"] if done.get("tag_mode") == "dense" else None
+    return {"suffix": done["good_token"], "force_after_steps": forced}
+
+
+def _rcrl_entries(folder: Path, done: dict) -> dict[str, dict]:
+    """An RCRL policy is evaluated twice: conditioned on its good tag, and as it is."""
+    return {folder.name: rcrl_conditioning(folder, done), f"{folder.name} unconditioned": {}}
+
+
+EI = register_stage(rounds_stage(
+    "ei", _ei_trainer, _ei_config, order=30,
+    help="ExpertIterationConfig fields for the ei stage.", title="Expert Iteration",
+))
+RCRL = register_stage(
+    rounds_stage(
+        "rcrl",
+        _rcrl_trainer,
+        _rcrl_config,
+        order=32,
+        help="ReturnConditionedConfig fields for the rcrl stage.",
+        title="return-conditioned RL",
+        trainer_kwargs=_rcrl_kwargs,
+        done_info=_rcrl_info,
+        evaluated_as=_rcrl_entries,
+    )
+)
+
+
+# ------------------------------------------------------------------ ppo
+
+
+def _ppo_config():
+    from ..trainers.ppo_config import PPOConfig
+
+    return PPOConfig
+
+
+def rl_dataset(dataset):
+    """The columns TRL's GRPOTrainer passes to reward functions (no nested extras)."""
+    keep = [c for c in ("id", "prompt", "answer", "solution") if c in dataset.column_names]
+    return dataset.select_columns(keep)
+
+
+def resolve_use_vllm(value, policy_ref: str) -> bool:
+    """A PPO (or GRPO) section's ``use_vllm``: true, false, or ``auto`` (TRL's colocated vLLM engine when
+    vLLM is installed and can serve the policy)."""
+    if value != "auto":
+        return value
+    from transformers import AutoConfig
+
+    from ..loading import remote_code_kwargs
+    from ..sampling import vllm_installed
+    from ..sampling.vllm_backend import unservable_reason
+
+    config = AutoConfig.from_pretrained(policy_ref, **remote_code_kwargs())
+    return vllm_installed() and unservable_reason(config) is None
+
+
+def run_ppo(ctx, folder: Path) -> dict:
+    """PPO from the policy on the train questions; resumes from the last TRL checkpoint after a crash."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from ..loading import load_tokenizer, remote_code_kwargs
+    from ..rewards import CorrectnessReward
+    from ..trainers.ppo_trainer import PPOTrainer
+
+    recipe, section = ctx.recipe, ctx.recipe.section("ppo")
+    section = {**section, "use_vllm": resolve_use_vllm(section.get("use_vllm", False), ctx.policy)}
+    args = stage_config(_ppo_config(), section, folder, recipe.seed, save_strategy="steps", save_steps=50,
+                        save_total_limit=1)
+    args.model_init_kwargs = {**remote_code_kwargs(), **(args.model_init_kwargs or {})}
+    trainer = PPOTrainer(
+        model=ctx.policy,
+        reward_funcs=[CorrectnessReward(recipe.task)],
+        args=args,
+        train_dataset=rl_dataset(ctx.rl_train),
+        processing_class=load_tokenizer(ctx.policy, padding_side="left"),
+        dense_reward_funcs=[step_reward_provider(source, ctx) for source in args.dense_rewards],
+        peft_config=peft_config(recipe),
+    )
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(str(folder / "final_model"))
+    trainer.processing_class.save_pretrained(str(folder / "final_model"))
+    return {"cumulative_samples": trainer.samples_seen, "steps": trainer.state.global_step}
+
+
+PPO = register_stage(Stage("ppo", _ppo_config, run_ppo, order=31, role="rl",
+                           help="PPOConfig fields for the ppo stage.", title="PPO"))

@@ -1,0 +1,26 @@
+"""The ``sft`` stage: TRL's ``SFTTrainer`` on the train questions' reference solutions."""
+
+from __future__ import annotations
+
+from .base import Stage, peft_config, register_stage, stage_config
+
+
+def _config():
+    from trl import SFTConfig
+
+    return SFTConfig
+
+
+def run_sft(ctx, folder) -> dict:
+    from ..loading import load_model, load_tokenizer
+    from ..trainers.sft import run_sft as fine_tune
+
+    args = stage_config(_config(), ctx.recipe.section("sft"), folder, ctx.recipe.seed, save_strategy="no")
+    model = load_model(ctx.policy, device=str(ctx.state.device))
+    fine_tune(model, load_tokenizer(ctx.policy), ctx.sft_train, args, peft_config=peft_config(ctx.recipe))
+    return {"questions": len(ctx.sft_train), "epochs": args.num_train_epochs}
+
+
+SFT = register_stage(Stage("sft", _config, run_sft, order=10, role="policy", output="",
+                           help="trl.SFTConfig fields for the sft stage.",
+                           title="supervised fine-tuning"))
