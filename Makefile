@@ -52,8 +52,7 @@ test-all: setup  ## everything, slow end-to-end runs included
 lint: setup
 	$(VENV)/bin/ruff check trl_reasoning tests benchmarks
 
-format: setup
-	$(VENV)/bin/ruff format trl_reasoning tests benchmarks
+format: setup  ## autofix lint (imports, upgrades); long lines are wrapped by hand, the code is not ruff-formatted
 	$(VENV)/bin/ruff check --fix trl_reasoning tests benchmarks
 
 bench: setup

@@ -44,7 +44,7 @@ def run_grpo(ctx, folder: Path) -> dict:
     """TRL's GRPOTrainer with our correctness reward, settings from the recipe's ``ppo`` section."""
     from trl import GRPOTrainer
 
-    from trl_reasoning._compat import enable_vllm_colocate_on_cpu
+    from trl_reasoning._compat import distributed_env, enable_vllm_colocate_on_cpu, restore_distributed_env
     from trl_reasoning.loading import load_tokenizer
     from trl_reasoning.rewards import CorrectnessReward
 
@@ -54,10 +54,14 @@ def run_grpo(ctx, folder: Path) -> dict:
     if section["use_vllm"]:
         enable_vllm_colocate_on_cpu()  # TRL's colocated engine on CPU (a no-op on GPU)
     args = stage_config(_grpo_config(), section, folder, recipe.seed, save_strategy="no")
+    launch_env = distributed_env()
     trainer = GRPOTrainer(model=ctx.policy, reward_funcs=[CorrectnessReward(recipe.task)], args=args,
                           train_dataset=rl_dataset(ctx.rl_train),
                           processing_class=load_tokenizer(ctx.policy, padding_side="left"))
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        restore_distributed_env(launch_env)
     trainer.save_model(str(folder / "final_model"))
     samples = trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
     return {"cumulative_samples": samples * ctx.state.num_processes // max(args.num_iterations, 1)}

@@ -30,12 +30,12 @@ def train_orm(recipe, run: Path, overrides: dict, rows: list[dict]):
     """An ORM on ``rows`` from the run's SFT model, with the recipe's ``orm`` section + ``overrides``."""
     from datasets import Dataset
 
-    from trl_reasoning.trainers.reward_model_config import RewardModelConfig
+    from trl_reasoning.trainers.reward_model_config import RewardModelStageConfig
     from trl_reasoning.trainers.reward_model_trainer import RewardModelTrainer
 
     section = {**recipe.orm, **overrides, "kind": "outcome"}
     args = stage_config(
-        RewardModelConfig,
+        RewardModelStageConfig,
         section,
         run / "heads" / overrides.get("head", "implicit"),
         recipe.seed,

@@ -276,6 +276,7 @@ def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
     weights (synced by the CPU replacement in _compat) give the trained policy's greedy completions."""
     import torch
 
+    from trl_reasoning.loading import process_state
     from trl_reasoning.trainers.ppo_config import PPOConfig
     from trl_reasoning.trainers.ppo_trainer import PPOTrainer
 
@@ -303,6 +304,7 @@ def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
         vllm_gpu_memory_utilization=0.1,
         vllm_enable_sleep_mode=False,
     )
+    launch_env = {key: os.environ.get(key) for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
     trainer = PPOTrainer(
         model=str(servable_dir),
         reward_funcs=[lambda completions, **kw: [float("7" in c) for c in completions]],
@@ -326,3 +328,14 @@ def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
     with Sampler(policy, tokenizer, _settings(backend="hf", max_new_tokens=12, stop_strings=()), None) as hf:
         expected = _texts(hf.sample(prompts, 1, 0.0))
     assert [[o.outputs[0].text] for o in outputs] == expected
+    # TRL's engine set RANK/WORLD_SIZE/...; left set, the next config rebuilds accelerate's state as a
+    # distributed one whose barrier fails once an engine closes (seen at RCRL's save after PPO).
+    assert {key: os.environ.get(key) for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE")} == launch_env
+    from trl_reasoning.trainers.expert_iteration_config import ExpertIterationConfig
+
+    ExpertIterationConfig(output_dir=str(tmp_path / "next"), use_cpu=True, report_to="none")
+    with Sampler(
+        policy, tokenizer, _settings(backend="vllm", max_new_tokens=4), None, str(servable_dir)
+    ) as engine:
+        engine.sample(prompts[:1], 1, 0.0)
+    process_state().wait_for_everyone()

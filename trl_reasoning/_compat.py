@@ -1,6 +1,9 @@
-"""The one place that touches TRL private methods (checked against trl 1.16; pyproject caps trl < 1.17).
+"""The one place that touches private TRL and transformers names. Each is marked with the version it
+was checked against: trl 1.16 (pyproject caps trl < 1.17) and transformers 5.17-5.24.
 
 ``enable_vllm_colocate_on_cpu`` replaces TRL's colocated-vLLM weight sync on CPU, where it fails.
+``CheckpointHooks`` turns transformers' private checkpoint methods into public-named hooks, and
+``selective_log_softmax`` is TRL's memory-light helper from its internal ``trainer.utils``.
 
 ``GRPORolloutHooks`` is a mixin for ``trl.GRPOTrainer`` subclasses. TRL computes group-normalised
 advantages inside its private ``_generate_and_score_completions``; upstream plans no public hook for
@@ -12,7 +15,50 @@ TRL's ``_compute_loss`` accepts per-token advantages of shape (batch, completion
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
+
+
+def selective_log_softmax(logits, index):
+    """``log_softmax(logits).gather(-1, index)`` row by row (TRL's, trl 1.16 ``trl.trainer.utils``)."""
+    from trl.trainer.utils import selective_log_softmax as trl_selective_log_softmax
+
+    return trl_selective_log_softmax(logits, index)
+
+
+class CheckpointHooks:
+    """Mixin for ``transformers.Trainer`` subclasses (TRL's included): public-named hooks around the
+    trainer's private checkpoint methods (transformers 5.17-5.24 ``_save_checkpoint``, ``_get_output_dir``,
+    ``_save``, ``_load_from_checkpoint``).
+
+    ``save_checkpoint_extras(folder)`` runs after every checkpoint is written; ``save_weights(output_dir)``
+    and ``load_weights(folder, model)`` may replace how the weights are saved and resumed (return True
+    when they did)."""
+
+    def _save_checkpoint(self, model, trial):  # transformers private
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        if folder.is_dir():
+            self.save_checkpoint_extras(folder)
+
+    def _save(self, output_dir: str | None = None, state_dict=None):  # transformers private
+        if not self.save_weights(output_dir or self.args.output_dir):
+            super()._save(output_dir, state_dict)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None):  # transformers private
+        if not self.load_weights(resume_from_checkpoint, model):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def save_checkpoint_extras(self, folder: Path) -> None:
+        """Write what the trainer's checkpoint leaves out (called on every process)."""
+
+    def save_weights(self, output_dir: str) -> bool:
+        """Save the model differently from the trainer; ``False``: the trainer saves it."""
+        return False
+
+    def load_weights(self, folder: str, model=None) -> bool:
+        """Resume the weights differently from the trainer; ``False``: the trainer loads them."""
+        return False
 
 
 class GRPORolloutHooks:
@@ -50,6 +96,26 @@ class GRPORolloutHooks:
 
 
 # --------------------------------------------------------------------- vLLM colocate on CPU
+
+# TRL 1.16's colocated engine (``VLLMGeneration.__init__``) sets these for vLLM and never unsets them.
+COLOCATE_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def distributed_env() -> dict[str, str | None]:
+    """The launch variables TRL's colocated vLLM overwrites, as they are now (``restore_distributed_env``)."""
+    return {key: os.environ.get(key) for key in COLOCATE_ENV}
+
+
+def restore_distributed_env(saved: dict[str, str | None]) -> None:
+    """Put back the launch variables of ``distributed_env()``. Left set in a single process, they make
+    the next ``TrainingArguments`` rebuild accelerate's state as a distributed one (world size 1) whose
+    barriers fail once a vLLM engine has torn its process group down (seen after PPO, at RCRL's
+    ``save_model``)."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 def enable_vllm_colocate_on_cpu() -> bool:
     """Make TRL's colocated vLLM engine (``use_vllm=True, vllm_mode="colocate"``) follow the policy on CPU.

@@ -61,7 +61,7 @@ class ImplicitRewardNetwork(torch.nn.Module):
 
 def _token_logps(model, input_ids, attention_mask):
     """``log p(x_t | x_<t)`` at every position; the first token, with no context, gets 0."""
-    from trl.trainer.utils import selective_log_softmax
+    from .._compat import selective_log_softmax
 
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
     logps = selective_log_softmax(logits, input_ids[:, 1:]).float()  # TRL's row-by-row, memory-light

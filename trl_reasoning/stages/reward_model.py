@@ -12,9 +12,9 @@ from .base import Stage, cached_rows, first, register_stage, stage_config
 
 
 def _config():
-    from ..trainers.reward_model_config import RewardModelConfig
+    from ..trainers.reward_model_config import RewardModelStageConfig
 
-    return RewardModelConfig
+    return RewardModelStageConfig
 
 
 def _label_settings(recipe, args, kind: str):
@@ -82,7 +82,7 @@ ORM = register_stage(
         order=20,
         role="reward_model",
         output="model",
-        help="RewardModelConfig fields for the orm stage (outcome reward model).",
+        help="RewardModelStageConfig fields for the orm stage (outcome reward model).",
         title="outcome reward model",
     )
 )
@@ -94,7 +94,7 @@ PRM = register_stage(
         order=21,
         role="reward_model",
         output="model",
-        help="RewardModelConfig fields for the prm stage (process reward model).",
+        help="RewardModelStageConfig fields for the prm stage (process reward model).",
         title="process reward model",
     )
 )

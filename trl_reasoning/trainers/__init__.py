@@ -6,7 +6,7 @@ from .ppo_config import PPOConfig
 from .ppo_trainer import PPOTrainer
 from .return_conditioned_config import ReturnConditionedConfig
 from .return_conditioned_trainer import ReturnConditionedTrainer
-from .reward_model_config import RewardModelConfig
+from .reward_model_config import RewardModelConfig, RewardModelStageConfig
 from .reward_model_trainer import RewardModelTrainer
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "ReturnConditionedConfig",
     "ReturnConditionedTrainer",
     "RewardModelConfig",
+    "RewardModelStageConfig",
     "RewardModelTrainer",
 ]

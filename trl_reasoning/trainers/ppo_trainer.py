@@ -34,7 +34,13 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer
 
-from .._compat import GRPORolloutHooks, enable_vllm_colocate_on_cpu
+from .._compat import (
+    CheckpointHooks,
+    GRPORolloutHooks,
+    distributed_env,
+    enable_vllm_colocate_on_cpu,
+    restore_distributed_env,
+)
 from ..advantages import (
     clipped_value_loss,
     explained_variance,
@@ -69,7 +75,7 @@ class AdaptiveKLController:
         self.value *= 1 + error * num_completions / self.horizon
 
 
-class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
+class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
     """PPO with a value model and GAE, with the constructor of TRL trainers.
 
     Args:
@@ -113,6 +119,7 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
         self.dense_reward_weights = weights
         if args.use_vllm:
             enable_vllm_colocate_on_cpu()
+        self._launch_env = distributed_env()  # restored after train(): TRL's colocated engine overwrites it
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
                          peft_config=peft_config, **kwargs)
@@ -296,10 +303,9 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
 
     # ------------------------------------------------------------- checkpoints: the value model rides along
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        if self.is_world_process_zero() and folder.is_dir():
+    def save_checkpoint_extras(self, folder: Path) -> None:
+        """The value model (or shared head), its optimizer, the KL coefficient and the sample count."""
+        if self.is_world_process_zero():
             state = {"kl_coef": self.kl_controller.value, "samples_seen": self.samples_seen}
             if self.value_model is not None:
                 state["model"] = self.accelerator.unwrap_model(self.value_model).state_dict()
@@ -333,7 +339,10 @@ class PPOTrainer(GRPORolloutHooks, GRPOTrainer):
             else:
                 self._value_head().load_state_dict(state["head"])
             self.kl_controller.value, self.samples_seen = state["kl_coef"], state["samples_seen"]
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        try:
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        finally:
+            restore_distributed_env(self._launch_env)
 
     # ------------------------------------------------------------------ loss
 

@@ -12,7 +12,7 @@ from ..tasks import TASKS, task_names_help
 
 
 @dataclass
-class RewardModelConfig(TrainingArguments, SamplerBackendArguments):
+class RewardModelConfig(TrainingArguments):
     r"""Configuration for [`RewardModelTrainer`]. Extends transformers' `TrainingArguments` (learning
     rate, epochs, batch size, `output_dir`, `push_to_hub`, ...).
 
@@ -33,19 +33,6 @@ class RewardModelConfig(TrainingArguments, SamplerBackendArguments):
             Costs a second forward pass and a second copy of the weights; learns far faster on small
             models (README).
         implicit_beta (`float`, defaults to `0.1`): Scale of the implicit head's log-likelihood ratio.
-
-        > Data (used by the recipe stage and `trl-reasoning sample`)
-
-        task (`str`, defaults to `"gsm8k"`): Verifier labelling the samples.
-        extraction (`str`, defaults to `"strict"`): Answer extraction of the verifier.
-        num_generations (`int`, defaults to `4`): Samples per training question.
-        temperature (`float`, defaults to `0.7`), max_new_tokens (`int`, defaults to `256`),
-        generation_batch_size (`int`, defaults to `64`): Sampling settings.
-        sampling_backend (`str`, defaults to `"auto"`), vllm_kv_cache_gib, vllm_gpu_memory_utilization,
-        vllm_enforce_eager: the sampling backend (see `SamplingSettings`).
-        mc_rollouts (`int`, defaults to `4`): PRM only: continuations sampled after each step to label it.
-        mc_estimate (`str`, defaults to `"hard"`): PRM only: `hard` (any continuation correct) or `soft`
-            (share of correct continuations).
     """
 
     kind: str = field(default="outcome", metadata={"help": "outcome (ORM) or process (PRM)."})
@@ -63,6 +50,41 @@ class RewardModelConfig(TrainingArguments, SamplerBackendArguments):
                                                                 "ratio (> 0)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the tokenised columns the "
                                                                          "collator needs."})
+    def __post_init__(self):
+        super().__post_init__()
+        checks = {
+            "kind": (self.kind, ("outcome", "process")),
+            "label_positions": (self.label_positions, ("all", "step_end", "final")),
+            "aggregation": (self.aggregation, ("min", "prod")),
+            "head": (self.head, HEADS),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+        if not self.step_delimiter:
+            raise ValueError("step_delimiter: must be a non-empty string")
+        if self.implicit_beta <= 0:
+            raise ValueError(f"implicit_beta: need > 0, got {self.implicit_beta}")
+
+
+@dataclass
+class RewardModelStageConfig(RewardModelConfig, SamplerBackendArguments):
+    r"""The ``orm`` / ``prm`` recipe sections: [`RewardModelConfig`] plus how the stage samples and labels
+    its training data (the trainer itself never reads these).
+
+    Parameters:
+        task (`str`, defaults to `"gsm8k"`): Verifier labelling the samples.
+        extraction (`str`, defaults to `"strict"`): Answer extraction of the verifier.
+        num_generations (`int`, defaults to `4`): Samples per training question.
+        temperature (`float`, defaults to `0.7`), max_new_tokens (`int`, defaults to `256`),
+        generation_batch_size (`int`, defaults to `64`): Sampling settings.
+        sampling_backend (`str`, defaults to `"auto"`), vllm_kv_cache_gib, vllm_gpu_memory_utilization,
+        vllm_enforce_eager: the sampling backend (see `SamplingSettings`).
+        mc_rollouts (`int`, defaults to `4`): PRM only: continuations sampled after each step to label it.
+        mc_estimate (`str`, defaults to `"hard"`): PRM only: `hard` (any continuation correct) or `soft`
+            (share of correct continuations).
+    """
+
     task: str = field(default="gsm8k", metadata={"help": "Task whose verifier labels the samples: "
                                                          f"{task_names_help()}."})
     extraction: str = field(default="strict", metadata={"help": "Answer extraction: strict or flexible."})
@@ -78,22 +100,11 @@ class RewardModelConfig(TrainingArguments, SamplerBackendArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        checks = {
-            "kind": (self.kind, ("outcome", "process")),
-            "label_positions": (self.label_positions, ("all", "step_end", "final")),
-            "aggregation": (self.aggregation, ("min", "prod")),
-            "head": (self.head, HEADS),
-            "mc_estimate": (self.mc_estimate, ("hard", "soft")),
-            "extraction": (self.extraction, ("strict", "flexible")),
-            "task": (self.task, TASKS),
-        }
+        checks = {"mc_estimate": (self.mc_estimate, ("hard", "soft")),
+                  "extraction": (self.extraction, ("strict", "flexible")), "task": (self.task, TASKS)}
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
-        if not self.step_delimiter:
-            raise ValueError("step_delimiter: must be a non-empty string")
-        if self.implicit_beta <= 0:
-            raise ValueError(f"implicit_beta: need > 0, got {self.implicit_beta}")
         if self.mc_rollouts < 0:
             raise ValueError(f"mc_rollouts: need >= 0, got {self.mc_rollouts}")
         check_sampling_args(self.num_generations, self.temperature)

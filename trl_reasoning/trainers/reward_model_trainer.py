@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from transformers import Trainer
 
+from .._compat import CheckpointHooks
 from ..metrics import auroc
 from ..reward_models.base import (
     IGNORE_LABEL,
@@ -52,7 +53,7 @@ class _PadCollator:
         return batch
 
 
-class RewardModelTrainer(Trainer):
+class RewardModelTrainer(CheckpointHooks, Trainer):
     """Trains an ``OutcomeRewardModel`` or ``ProcessRewardModel`` (TRL-style constructor).
 
     Args:
@@ -159,26 +160,27 @@ class RewardModelTrainer(Trainer):
             self.reward_model.model = network
             self.reward_model.save_pretrained(output_dir or self.args.output_dir)
 
-    def _save(self, output_dir: str | None = None, state_dict=None):
+    def save_weights(self, output_dir: str) -> bool:
         """Adapter checkpoints of an implicit head hold the policy's adapter only: the frozen reference
         is the starting model, rebuilt by the constructor on resume."""
         if self.reward_model.head != "implicit":
-            return super()._save(output_dir, state_dict)
+            return False
         import os
 
         import torch
         from transformers.trainer import TRAINING_ARGS_NAME
 
         if self.args.should_save:
-            folder = output_dir or self.args.output_dir
-            self.accelerator.unwrap_model(self.model).policy.save_pretrained(folder)
-            self.processing_class.save_pretrained(folder)
-            torch.save(self.args, os.path.join(folder, TRAINING_ARGS_NAME))
+            self.accelerator.unwrap_model(self.model).policy.save_pretrained(output_dir)
+            self.processing_class.save_pretrained(output_dir)
+            torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+        return True
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None):
+    def load_weights(self, folder: str, model=None) -> bool:
         """An implicit head resumes its policy (or the policy's adapter); the reference stays as built."""
         if self.reward_model.head != "implicit":
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return False
+        resume_from_checkpoint = folder
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
@@ -187,6 +189,7 @@ class RewardModelTrainer(Trainer):
             policy.load_adapter(resume_from_checkpoint, policy.active_adapter, is_trainable=True)
         else:
             policy.load_state_dict(AutoModelForCausalLM.from_pretrained(resume_from_checkpoint).state_dict())
+        return True
 
     def evaluate_samples(self, rows: Sequence[dict]) -> dict[str, float]:
         """Quality of the model on labelled samples: AUROC and accuracy of the final score against
