@@ -1,4 +1,5 @@
-"""Pure-torch pieces of PPO's advantage step: reward placement, KL estimates, returns, GAE, whitening.
+"""Pure-torch pieces of PPO's advantage step: reward placement, KL estimates and the adaptive KL
+coefficient, returns, GAE, whitening.
 
 Shapes: ``(batch, T)`` over completion tokens, with ``mask`` 1 on real tokens and 0 on padding
 after the end of a completion.
@@ -112,3 +113,16 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     residual = returns - values
     var_residual = masked_mean((residual - masked_mean(residual, mask)) ** 2, mask)
     return float(1 - var_residual / var_returns) if var_returns > 0 else float("nan")
+
+
+class AdaptiveKLController:
+    """Ziegler et al. (2019): move ``value`` so the observed KL per completion approaches ``target``."""
+
+    def __init__(self, value: float, target: float | None, horizon: int):
+        self.value, self.target, self.horizon = value, target, horizon
+
+    def update(self, observed_kl: float, num_completions: int) -> None:
+        if self.target is None:
+            return
+        error = max(min(observed_kl / self.target - 1, 0.2), -0.2)
+        self.value *= 1 + error * num_completions / self.horizon

@@ -42,6 +42,7 @@ from .._compat import (
     restore_distributed_env,
 )
 from ..advantages import (
+    AdaptiveKLController,
     clipped_value_loss,
     explained_variance,
     gae,
@@ -60,19 +61,6 @@ VALUE_HEAD = "value_head"  # submodule name of the shared-backbone value head
 
 class PPOError(ValueError):
     """A PPO set-up or reward that cannot be trained on; the message says what was expected."""
-
-
-class AdaptiveKLController:
-    """Ziegler et al. (2019): move ``value`` so the observed KL per completion approaches ``target``."""
-
-    def __init__(self, value: float, target: float | None, horizon: int):
-        self.value, self.target, self.horizon = value, target, horizon
-
-    def update(self, observed_kl: float, num_completions: int) -> None:
-        if self.target is None:
-            return
-        error = max(min(observed_kl / self.target - 1, 0.2), -0.2)
-        self.value *= 1 + error * num_completions / self.horizon
 
 
 class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
