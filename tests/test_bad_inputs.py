@@ -21,7 +21,7 @@ def _error_line(argv) -> str:
 
 
 def _eval(data, tmp_path, model):
-    return ["eval", "--model", str(model), "--task", "gsm8k", "--data", str(data), "--num-samples", "1",
+    return ["eval", "--model", str(model), "--task", "gsm8k", "--data", str(data), "--num-generations", "1",
             "--temperature", "0", "--max_new_tokens", "4", "--output", str(tmp_path / "out")]
 
 

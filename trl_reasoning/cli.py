@@ -17,6 +17,7 @@ import sys
 from dataclasses import asdict
 
 from .cli_arguments import EvalArguments, SampleArguments, SamplingArguments
+from .errors import renamed_hint
 from .tasks import DataError
 
 # what the file system can refuse a run (disk full, quota, read-only, permissions): one line, not a traceback
@@ -127,7 +128,8 @@ def _parse(dataclass_type, argv: list[str]):
     parser = HfArgumentParser(dataclass_type, prog=f"trl-reasoning {dataclass_type.__name__[:-9].lower()}")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        raise DataError(f"unknown argument(s) {unknown}; see --help")
+        hints = "".join(renamed_hint(a.lstrip("-").split("=")[0]) for a in unknown if a.startswith("--"))
+        raise DataError(f"unknown argument(s) {unknown}{hints}; see --help")
     return parser.parse_args_into_dataclasses(argv)[0]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .errors import RecipeError
+from .errors import RecipeError, renamed_hint
 from .stages import get_stage, stage_names
 from .tasks import task_names_help
 
@@ -147,7 +147,8 @@ def check_section(values: dict, config_cls, prefix: str) -> None:
     for key, value in list(values.items()):
         if key not in fields:
             raise RecipeError(
-                f"recipe: unknown key '{prefix}{key}'; valid keys: {', '.join(sorted(fields))}"
+                f"recipe: unknown key '{prefix}{key}'{renamed_hint(key)}; "
+                f"valid keys: {', '.join(sorted(fields))}"
             )
         value = values[key] = _coerce_float(value, hints.get(key, Any))
         if value == "auto" and (prefix, key) in _AUTO_FIELDS:

@@ -103,7 +103,8 @@ class TokenRewardModel:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        TokenRewardModel.kinds[cls.kind] = cls
+        if "kind" in cls.__dict__:  # a subclass that keeps its parent's kind (a test double) is not it
+            TokenRewardModel.kinds[cls.kind] = cls
 
     def __init__(
         self, model, tokenizer, step_delimiter: str = DEFAULT_DELIMITER, max_length: int | None = 1024
