@@ -30,19 +30,10 @@ __all__ = ["FAULT_ENV", "ExpertIterationTrainer", "normalise_solution", "select_
 
 
 class ExpertIterationTrainer(RoundsTrainer):
-    """Expert Iteration with TRL's trainer interface.
+    """Expert Iteration with TRL's trainer interface: keeps the verified-correct samples of each round.
 
-    Args:
-        model: policy to improve: a model id/folder (``str``) or a ``PreTrainedModel``.
-        args: an ``ExpertIterationConfig``.
-        train_dataset: questions to sample on; needs ``prompt`` (string or chat messages), ``id`` and
-            the columns the reward functions read (``answer`` for the built-in verifier).
-        eval_dataset: evaluated after every round (same columns); optional.
-        processing_class: the tokenizer (loaded from ``model`` when it is a string and this is None).
-        reward_funcs: TRL reward functions ``(prompts, completions, **columns) -> list[float]``; their
-            sum is compared with ``args.reward_threshold``. Defaults to the task's verifier.
-        peft_config: a PEFT config; each round trains an adapter, merged into the policy afterwards.
-        callbacks: ``transformers.TrainerCallback``s passed to every round's ``SFTTrainer``.
+    Args: those of ``RoundsTrainer`` (``model``, ``args`` an ``ExpertIterationConfig``, ``train_dataset``,
+    ``eval_dataset``, ``processing_class``, ``reward_funcs``, ``peft_config``, ``callbacks``).
     """
 
     algorithm_name = "Expert Iteration"
