@@ -53,7 +53,9 @@ def run_grpo(ctx, folder: Path) -> dict:
     section["use_vllm"] = resolve_use_vllm(section.get("use_vllm", False), ctx.policy)
     if section["use_vllm"]:
         enable_vllm_colocate_on_cpu()  # TRL's colocated engine on CPU (a no-op on GPU)
-    args = stage_config(_grpo_config(), section, folder, recipe.seed, save_strategy="no")
+    args = stage_config(
+        _grpo_config(), section, folder, recipe.seed, save_strategy="no", report_to=recipe.report_to
+    )
     launch_env = distributed_env()
     trainer = GRPOTrainer(model=ctx.policy, reward_funcs=[CorrectnessReward(recipe.task)], args=args,
                           train_dataset=rl_dataset(ctx.rl_train),

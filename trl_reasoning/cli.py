@@ -134,16 +134,23 @@ def _parse(dataclass_type, argv: list[str]):
 
 
 def run_train(argv: list[str]) -> dict:
-    """``train RECIPE.yaml [--key value ...]``: validate the whole recipe, then run its stages, holding
-    the output folder's lock (one run per folder; the main process holds it)."""
+    """``train RECIPE.yaml [--accelerate_config NAME|PATH] [--num_processes N] [--key value ...]``: validate
+    the whole recipe, then run its stages here (holding the output folder's lock: one run per folder) or
+    in the processes accelerate launches (``launch``)."""
     import contextlib
 
+    from .launch import launch, launch_options, split_launch_args
     from .loading import process_state
     from .pipeline import run_recipe
     from .recipes import load_recipe, parse_overrides
     from .run_lock import RunLock
 
-    recipe = load_recipe(argv[0], parse_overrides(argv[1:]))
+    cli_launch, rest = split_launch_args(argv[1:])
+    recipe = load_recipe(argv[0], parse_overrides(rest))
+    options = launch_options(recipe.accelerate, cli_launch)
+    if options:  # run in the processes accelerate starts (they find no launch options and run here)
+        launch(argv[0], rest, options)
+        return {}
     lock = RunLock(recipe.output_dir) if process_state().is_main_process else contextlib.nullcontext()
     with lock:
         return run_recipe(recipe)

@@ -43,8 +43,11 @@ def train_help() -> str:
     from .stages import get_stage, stage_names
 
     lines = [
-        "usage: trl-reasoning train RECIPE.yaml [--key value ...]", "", DESCRIPTIONS["train"], "",
-        "Any recipe key can be overridden: --task gsm8k, --ei.num_rounds 2, --stages '[sft, eval]'.", "",
+        "usage: trl-reasoning train RECIPE.yaml [--accelerate_config NAME|PATH] [--num_processes N] "
+        "[--key value ...]", "", DESCRIPTIONS["train"], "",
+        "Any recipe key can be overridden: --task gsm8k, --ei.num_rounds 2, --stages '[sft, eval]'.",
+        "--accelerate_config (single, multi_cpu, multi_gpu, zero1, zero2, zero3, fsdp, or a file) and",
+        "--num_processes launch the recipe through accelerate (the recipe's 'accelerate:' section too).", "",
         "recipe keys:",
     ]
     for f in dataclasses.fields(Recipe):

@@ -77,6 +77,20 @@ class Recipe:
                                                                f"{', '.join(TINY_KEYS)}."})
     peft: dict | None = field(default=None, metadata={"help": "LoRA: peft.LoraConfig fields (r, lora_alpha, "
                                                               "target_modules, ...)."})
+    accelerate: dict | None = field(
+        default=None,
+        metadata={
+            "help": "Launch through accelerate: {config: NAME or PATH (single, multi_cpu, multi_gpu, zero1, "
+            "zero2, zero3, fsdp), num_processes: N}; --accelerate_config / --num_processes override it."
+        },
+    )
+    report_to: str | list[str] = field(
+        default="none",
+        metadata={
+            "help": "Trackers every stage logs to (TrainingArguments.report_to: none, trackio, wandb, ...); "
+            "EI/RCRL also log their per-round metrics there. A stage section may override it."
+        },
+    )
     sections: dict[str, dict] = field(default_factory=dict, metadata={
         "help": "Stage sections by stage name (written in the recipe as top-level keys: 'ei: {...}')."})
 

@@ -168,6 +168,8 @@ def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defau
     if not torch.cuda.is_available():
         values.setdefault("use_cpu", True)
         values.setdefault("bf16", False)
+    if "project" in {f.name for f in dataclasses.fields(config_cls)}:
+        values.setdefault("project", "trl-reasoning")  # trackers group a run's stages under one project
     _rename_checkpointing(config_cls, values)
     try:
         return config_cls(**values)

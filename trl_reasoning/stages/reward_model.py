@@ -61,8 +61,15 @@ def run_reward_model(ctx, folder, kind: str) -> dict:
 
     recipe = ctx.recipe
     section = {**recipe.section(folder.name), "kind": kind}
-    args = stage_config(_config(), section, folder / "trainer", recipe.seed, task=recipe.task,
-                        save_strategy="no")
+    args = stage_config(
+        _config(),
+        section,
+        folder / "trainer",
+        recipe.seed,
+        task=recipe.task,
+        report_to=recipe.report_to,
+        save_strategy="no",
+    )
     rows, held_rows = _labelled_samples(ctx, folder, args, kind)
     trainer = RewardModelTrainer(ctx.policy, args, train_dataset=Dataset.from_list(rows))
     trainer.train()

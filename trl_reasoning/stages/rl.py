@@ -33,8 +33,16 @@ def rounds_stage(
 
     def run(ctx, folder: Path) -> dict:
         recipe = ctx.recipe
-        args = stage_config(config(), recipe.section(name), folder, recipe.seed, task=recipe.task,
-                            save_strategy="no")
+        args = stage_config(
+            config(),
+            recipe.section(name),
+            folder,
+            recipe.seed,
+            task=recipe.task,
+            report_to=recipe.report_to,
+            run_name=f"{Path(recipe.output_dir).name}-{name}",
+            save_strategy="no",
+        )
         extra = trainer_kwargs(ctx, args) if trainer_kwargs else {}
         trainer = trainer_cls(
             model=ctx.policy,
@@ -176,8 +184,16 @@ def run_ppo(ctx, folder: Path) -> dict:
 
     recipe, section = ctx.recipe, ctx.recipe.section("ppo")
     section = {**section, "use_vllm": resolve_use_vllm(section.get("use_vllm", False), ctx.policy)}
-    args = stage_config(_ppo_config(), section, folder, recipe.seed, save_strategy="steps", save_steps=50,
-                        save_total_limit=1)
+    args = stage_config(
+        _ppo_config(),
+        section,
+        folder,
+        recipe.seed,
+        report_to=recipe.report_to,
+        save_strategy="steps",
+        save_steps=50,
+        save_total_limit=1,
+    )
     args.model_init_kwargs = {**remote_code_kwargs(), **(args.model_init_kwargs or {})}
     trainer = PPOTrainer(
         model=ctx.policy,

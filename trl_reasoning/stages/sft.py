@@ -15,7 +15,8 @@ def run_sft(ctx, folder) -> dict:
     from ..loading import load_model, load_tokenizer
     from ..trainers.sft import run_sft as fine_tune
 
-    args = stage_config(_config(), ctx.recipe.section("sft"), folder, ctx.recipe.seed, save_strategy="no")
+    args = stage_config(_config(), ctx.recipe.section("sft"), folder, ctx.recipe.seed, save_strategy="no",
+                        report_to=ctx.recipe.report_to)
     model = load_model(ctx.policy, device=str(ctx.state.device))
     fine_tune(model, load_tokenizer(ctx.policy), ctx.sft_train, args, peft_config=peft_config(ctx.recipe))
     return {"questions": len(ctx.sft_train), "epochs": args.num_train_epochs}

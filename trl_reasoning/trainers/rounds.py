@@ -24,6 +24,7 @@ from ..reporting import read_jsonl, write_json_atomic, write_jsonl_atomic
 from ..rewards import CorrectnessReward
 from ..sampling import Sampler, SamplingSettings, answer_pattern_for
 from ..tasks import completion_target
+from ..trackers import log_round
 from ..verifiers import equations_hold
 from .expert_iteration_config import ExpertIterationConfig
 from .round_checkpoints import RoundCheckpoints
@@ -319,10 +320,14 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
             "train": train_stats,
             "seconds": seconds,
             "num_processes": self.state.num_processes,
+            "distributed_type": str(self.state.distributed_type).split(".")[
+                -1
+            ],  # NO, MULTI_CPU, DEEPSPEED, ...
         }
         self.history.append(record)
         if self.state.is_main_process:
             write_json_atomic(self._round_dir(round_index) / "metrics.json", record)
+            log_round(self.args, record, f"{self.args.run_name or self.run_dir.name}-rounds")
         self.state.wait_for_everyone()
         from ..progress import round_summary
 

@@ -1,0 +1,141 @@
+"""`trl-reasoning train RECIPE --accelerate_config NAME --num_processes N`: launch options, CPU rules, a
+real 2-process DeepSpeed ZeRO-2 run on CPU, and per-round metrics reaching trackio."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trl_reasoning.errors import RecipeError
+from trl_reasoning.launch import LAUNCHED_ENV, launch_arguments, launch_options, split_launch_args
+
+SHORT = """
+model: tiny
+task: arithmetic
+output_dir: {out}
+stages: [sft, ei]
+num_train_examples: 48
+num_eval_examples: 8
+tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2}}
+sft: {{num_train_epochs: 1, per_device_train_batch_size: 16, gradient_checkpointing: false, max_length: 128}}
+ei:
+  num_rounds: {rounds}
+  num_generations: 2
+  max_new_tokens: 24
+  generation_batch_size: 32
+  stop_when_no_new_solutions: false
+  include_reference_solutions: true
+  num_train_epochs: 1
+  per_device_train_batch_size: 16
+  gradient_checkpointing: false
+  max_length: 128
+  eval_num_generations: 2
+  sampling_backend: hf
+"""
+
+
+def test_launch_flags_are_taken_out_of_the_overrides():
+    options, rest = split_launch_args(
+        ["--accelerate_config", "zero2", "--ei.num_rounds", "1", "--num_processes=2"]
+    )
+    assert options == {"accelerate_config": "zero2", "num_processes": "2"} and rest == [
+        "--ei.num_rounds",
+        "1",
+    ]
+
+
+def test_command_line_overrides_the_recipe_section(monkeypatch):
+    monkeypatch.delenv(LAUNCHED_ENV, raising=False)
+    section = {"config": "zero3", "num_processes": 4}
+    assert launch_options(section, {"num_processes": "2"}) == {"config": "zero3", "num_processes": 2}
+    assert launch_options(None, {}) == {}
+    with pytest.raises(RecipeError, match="unknown key 'accelerate.procs'"):
+        launch_options({"procs": 2}, {})
+    with pytest.raises(RecipeError, match="num_processes must be an integer, got 'two'"):
+        launch_options(None, {"num_processes": "two"})
+    monkeypatch.setenv(LAUNCHED_ENV, "1")  # a launched process runs the recipe itself
+    assert launch_options(section, {"num_processes": "2"}) == {}
+
+
+def test_cpu_rules_are_set_by_the_launcher():
+    args, env = launch_arguments({"config": "zero2", "num_processes": 2}, cuda=False)
+    assert args[1].endswith("zero2.yaml") and args[2:] == ["--num_processes", "2", "--mixed_precision", "no"]
+    assert env["DS_ACCELERATOR"] == "cpu" and env[LAUNCHED_ENV] == "1"
+    args, _ = launch_arguments({"num_processes": 2}, cuda=False)  # no config: the multi-process CPU one
+    assert args[1].endswith("multi_cpu.yaml")
+    args, env = launch_arguments({"config": "zero2"}, cuda=True)
+    assert "--mixed_precision" not in args and "DS_ACCELERATOR" not in env
+    with pytest.raises(RecipeError, match="FSDP needs GPUs: accelerate does not enable it on CPU; use zero2"):
+        launch_arguments({"config": "fsdp"}, cuda=False)
+    with pytest.raises(RecipeError, match="'zero9' is neither a file nor one of fsdp, multi_cpu, multi_gpu"):
+        launch_arguments({"config": "zero9"}, cuda=False)
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", LAUNCHED_ENV)}
+    return {**env, "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _samples(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_zero2_on_two_cpu_processes_trains_checkpoints_and_resumes(tmp_path):
+    """One command: SFT then EI rounds under DeepSpeed ZeRO-2 in 2 CPU processes; killed after round 2's
+    samples, the same command resumes there without resampling round 1."""
+    from transformers import AutoModelForCausalLM
+
+    from trl_reasoning.tasks import load_task
+    from trl_reasoning.trainers.expert_iteration_trainer import FAULT_ENV
+
+    out = tmp_path / "run"
+    recipe = tmp_path / "short.yaml"
+    recipe.write_text(SHORT.format(out=out, rounds=2))
+    command = [sys.executable, "-m", "trl_reasoning", "train", str(recipe), "--accelerate_config", "zero2",
+               "--num_processes", "2"]
+    crashed = subprocess.run(command, env={**_env(), FAULT_ENV: "samples_written:2"}, capture_output=True,
+                             text=True, timeout=900)
+    assert crashed.returncode != 0
+    assert (out / "ei" / "round_002" / "samples.jsonl").exists()
+    assert not (out / "ei" / "round_002" / "metrics.json").exists()
+    first_round = (out / "ei" / "round_001" / "samples.jsonl").read_text()
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((out / "ei" / "round_001" / "metrics.json").read_text())
+    assert record["num_processes"] == 2 and record["distributed_type"] == "DEEPSPEED"
+    assert (out / "ei" / "round_001" / "samples.jsonl").read_text() == first_round  # not resampled
+    ids = [s["id"] for s in _samples(out / "ei" / "round_002" / "samples.jsonl")]
+    train_ids = set(load_task("arithmetic", split="train", num_examples=48)["id"])
+    assert set(ids) == train_ids and all(ids.count(i) == 2 for i in train_ids)  # each question once, K=2
+    # round 2 keeps no new solution (the references were kept in round 1), so round 1 holds the checkpoint
+    reloaded = AutoModelForCausalLM.from_pretrained(out / "ei" / "round_001" / "checkpoint")
+    assert reloaded.num_parameters() > 0
+    assert (out / "ei" / "final_model" / "config.json").exists()
+
+
+def test_per_round_metrics_reach_trackio(tmp_path, monkeypatch):
+    """``report_to: trackio`` at the recipe's top level reaches the EI stage; its per-round maj@1, pass@k
+    and kept counts are read back from trackio's local store."""
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))  # read when trackio is imported
+    pytest.importorskip("trackio", reason="trackio is not installed (pip install -e '.[dev]')")
+    from trl_reasoning.pipeline import run_recipe
+    from trl_reasoning.recipes import load_recipe
+
+    recipe = tmp_path / "short.yaml"
+    recipe.write_text(SHORT.format(out=tmp_path / "run", rounds=2) + "report_to: trackio\n")
+    loaded = load_recipe(recipe)
+    run_recipe(loaded)
+    from trackio.sqlite_storage import SQLiteStorage
+
+    logs = SQLiteStorage.get_logs("trl-reasoning", "run-ei-rounds")
+    assert [row["step"] for row in logs] == [0, 1, 2]
+    assert all("eval/maj@1" in row and "cumulative_samples" in row for row in logs)
+    assert [row.get("train/kept") for row in logs][1:] == [
+        json.loads((tmp_path / "run" / "ei" / f"round_00{i}" / "metrics.json").read_text())["train"]["kept"]
+        for i in (1, 2)
+    ]
