@@ -10,33 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_expert_iteration import SHORT_RECIPE
 
 from trl_reasoning.errors import RecipeError
 from trl_reasoning.launch import LAUNCHED_ENV, launch_arguments, launch_options, split_launch_args
 
-SHORT = """
-model: tiny
-task: arithmetic
-output_dir: {out}
-stages: [sft, ei]
-num_train_examples: 48
-num_eval_examples: 8
-tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2}}
-sft: {{num_train_epochs: 1, per_device_train_batch_size: 16, gradient_checkpointing: false, max_length: 128}}
-ei:
-  num_rounds: {rounds}
-  num_generations: 2
-  max_new_tokens: 24
-  generation_batch_size: 32
-  stop_when_no_new_solutions: false
-  include_reference_solutions: true
-  num_train_epochs: 1
-  per_device_train_batch_size: 16
-  gradient_checkpointing: false
-  max_length: 128
-  eval_num_generations: 2
-  sampling_backend: hf
-"""
+# the EI tests' short recipe, with a round count to fill in and the HF sampler (no vLLM here)
+SHORT = SHORT_RECIPE.replace("num_rounds: 3", "num_rounds: {rounds}") + "  sampling_backend: hf\n"
 
 
 def test_launch_flags_are_taken_out_of_the_overrides():
