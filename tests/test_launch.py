@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -106,16 +107,18 @@ def test_per_round_metrics_reach_trackio(tmp_path, monkeypatch):
     from trl_reasoning.pipeline import run_recipe
     from trl_reasoning.recipes import load_recipe
 
+    # a run name of its own: trackio may have been imported (its folder fixed) before TRACKIO_DIR was set
+    out = tmp_path / f"run{uuid.uuid4().hex[:8]}"
     recipe = tmp_path / "short.yaml"
-    recipe.write_text(SHORT.format(out=tmp_path / "run", rounds=2) + "report_to: trackio\n")
+    recipe.write_text(SHORT.format(out=out, rounds=2) + "report_to: trackio\n")
     loaded = load_recipe(recipe)
     run_recipe(loaded)
     from trackio.sqlite_storage import SQLiteStorage
 
-    logs = SQLiteStorage.get_logs("trl-reasoning", "run-ei-rounds")
+    logs = SQLiteStorage.get_logs("trl-reasoning", f"{out.name}-ei-rounds")
     assert [row["step"] for row in logs] == [0, 1, 2]
     assert all("eval/maj@1" in row and "cumulative_samples" in row for row in logs)
     assert [row.get("train/kept") for row in logs][1:] == [
-        json.loads((tmp_path / "run" / "ei" / f"round_00{i}" / "metrics.json").read_text())["train"]["kept"]
+        json.loads((out / "ei" / f"round_00{i}" / "metrics.json").read_text())["train"]["kept"]
         for i in (1, 2)
     ]
