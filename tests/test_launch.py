@@ -122,3 +122,16 @@ def test_per_round_metrics_reach_trackio(tmp_path, monkeypatch):
         json.loads((out / "ei" / f"round_00{i}" / "metrics.json").read_text())["train"]["kept"]
         for i in (1, 2)
     ]
+
+
+def test_launch_variables_reach_the_launched_processes_only(monkeypatch):
+    import accelerate.commands.launch as accelerate_launch
+
+    from trl_reasoning import launch as launcher
+
+    seen = {}
+    monkeypatch.delenv(LAUNCHED_ENV, raising=False)
+    monkeypatch.setattr(accelerate_launch, "launch_command", lambda args: seen.update(os.environ))
+    launcher.launch("recipe.yaml", [], {"config": "zero2", "num_processes": 2})
+    assert seen[LAUNCHED_ENV] == "1" and seen["DS_ACCELERATOR"] == "cpu"
+    assert LAUNCHED_ENV not in os.environ  # a second `train` in this process may launch again

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from .environment import environment_set
 from .errors import RecipeError
 
 LAUNCH_FLAGS = ("accelerate_config", "num_processes")
@@ -111,10 +112,10 @@ def launch(recipe_path: str, rest: list[str], options: dict) -> None:
     from accelerate.commands.launch import launch_command, launch_command_parser
 
     args, env = launch_arguments(options, torch.cuda.is_available())
-    os.environ.update(env)
     parsed = launch_command_parser().parse_args([*args, "-m", "trl_reasoning", "train", recipe_path, *rest])
     try:
-        launch_command(parsed)
+        with environment_set(env):  # for the launched processes only: a later train here may launch again
+            launch_command(parsed)
     except Exception as err:  # accelerate raises CalledProcessError / torch's ChildFailedError
         raise RecipeError(
             f"launch: a launched process failed ({type(err).__name__}); its output is above"

