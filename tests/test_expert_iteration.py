@@ -120,7 +120,7 @@ def _env():
 def test_killed_run_resumes_at_the_round_it_was_in(tmp_path):
     """The run dies right after round 2's samples are written (a test-only fault point, no timing);
     the rerun resumes inside round 2 without sampling rounds 1 or 2 again."""
-    from trl_reasoning.trainers.expert_iteration_trainer import FAULT_ENV
+    from trl_reasoning.faults import FAULT_ENV
 
     out = tmp_path / "run"
     recipe = tmp_path / "short.yaml"

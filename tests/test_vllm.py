@@ -237,7 +237,7 @@ eval: {{num_generations: 2, backend: vllm}}
 def test_killed_vllm_run_resumes_with_the_same_samples(tmp_path):
     """A vLLM EI run killed after round 1's samples resumes without resampling them, and a fresh run with
     the same seed writes byte-identical samples."""
-    from trl_reasoning.trainers.expert_iteration_trainer import FAULT_ENV
+    from trl_reasoning.faults import FAULT_ENV
 
     env = {
         **os.environ,

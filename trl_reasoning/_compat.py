@@ -4,6 +4,8 @@ was checked against: trl 1.16 (pyproject caps trl < 1.17) and transformers 5.17-
 ``enable_vllm_colocate_on_cpu`` replaces TRL's colocated-vLLM weight sync on CPU, where it fails.
 ``CheckpointHooks`` turns transformers' private checkpoint methods into public-named hooks, and
 ``selective_log_softmax`` is TRL's memory-light helper from its internal ``trainer.utils``.
+``zero3_init_disabled`` hides transformers' module-level DeepSpeed config so ``from_pretrained`` loads
+whole models under ZeRO-3.
 
 ``GRPORolloutHooks`` is a mixin for ``trl.GRPOTrainer`` subclasses. TRL computes group-normalised
 advantages inside its private ``_generate_and_score_completions``; upstream plans no public hook for
@@ -14,6 +16,7 @@ TRL's ``_compute_loss`` accepts per-token advantages of shape (batch, completion
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,20 @@ def selective_log_softmax(logits, index):
     from trl.trainer.utils import selective_log_softmax as trl_selective_log_softmax
 
     return trl_selective_log_softmax(logits, index)
+
+
+@contextlib.contextmanager
+def zero3_init_disabled():
+    """``from_pretrained`` inside loads whole models even when a ZeRO-3 config is live (transformers
+    5.17-5.24 keep it in the private ``integrations.deepspeed._hf_deepspeed_config_weak_ref``)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
 class CheckpointHooks:

@@ -188,8 +188,11 @@ def load_model(reference: str, dtype: str = "auto", device: str | None = None):
             raise ModelLoadError(f"dtype: unknown dtype {dtype!r}; expected auto, float32, bfloat16 or "
                                  "float16")
         torch_dtype = getattr(torch, torch_dtype)
+    from .distributed import whole_models
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **kwargs)
+        with whole_models():  # a DeepSpeed engine partitions what it trains, when it starts
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **kwargs)
     except OSError as err:
         raise ModelLoadError(f"model: cannot load {reference!r} ({_first_line(err)})") from None
     return model.to(device).eval()
@@ -205,8 +208,13 @@ def load_scalar_head_model(reference: str, **kwargs):
     name, load_kwargs = resolve(reference)
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the new head's "newly initialised" report is expected
+    from .distributed import whole_models
+
     try:
-        return AutoModelForTokenClassification.from_pretrained(name, num_labels=1, **load_kwargs, **kwargs)
+        with whole_models():
+            return AutoModelForTokenClassification.from_pretrained(
+                name, num_labels=1, **load_kwargs, **kwargs
+            )
     finally:
         logging.set_verbosity(verbosity)
 

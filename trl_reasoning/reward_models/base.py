@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..distributed import whole_models
 from ..rewards import completion_text, prompt_as_text
 from ..steps import (
     DEFAULT_DELIMITER,
@@ -167,7 +168,8 @@ class TokenRewardModel:
         if settings.get("head", "value") == "implicit":
             model = _implicit_network(name, {**load_kwargs, **kwargs}, settings["implicit_beta"], saved=True)
         else:
-            model = AutoModelForTokenClassification.from_pretrained(name, **load_kwargs, **kwargs)
+            with whole_models():
+                model = AutoModelForTokenClassification.from_pretrained(name, **load_kwargs, **kwargs)
         loaded = target(
             model,
             load_tokenizer(reference, padding_side="right"),
@@ -317,5 +319,7 @@ def _implicit_network(
     from transformers import AutoModelForCausalLM
 
     reference_kwargs = {**load_kwargs, "subfolder": REFERENCE_FOLDER} if saved else load_kwargs
-    policy = AutoModelForCausalLM.from_pretrained(name, **load_kwargs)
-    return ImplicitRewardNetwork(policy, AutoModelForCausalLM.from_pretrained(name, **reference_kwargs), beta)
+    with whole_models():
+        policy = AutoModelForCausalLM.from_pretrained(name, **load_kwargs)
+        reference = AutoModelForCausalLM.from_pretrained(name, **reference_kwargs)
+    return ImplicitRewardNetwork(policy, reference, beta)

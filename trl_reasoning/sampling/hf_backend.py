@@ -123,6 +123,8 @@ def _generate_batch(model, tokenizer, prompt_ids, units, settings, seed):
     prompt_length = input_ids.shape[1]
     stopper = _StopCriteria(tokenizer, prompt_length, settings["answer_pattern"], settings["stop_strings"])
     torch.manual_seed(seed)
+    from ..distributed import is_partitioned
+
     sampling = settings["temperature"] > 0
     extra = {"temperature": settings["temperature"], "top_p": settings["top_p"]} if sampling else {}
     with torch.inference_mode():
@@ -134,6 +136,7 @@ def _generate_batch(model, tokenizer, prompt_ids, units, settings, seed):
             stopping_criteria=[stopper],
             logits_processor=list(settings["logits_processors"]) or None,
             use_cache=True,
+            synced_gpus=is_partitioned(model),  # whole models need no lockstep (ZeRO-3 would default it on)
             **extra,
         )
     new_tokens = output[:, prompt_length:].tolist()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..distributed import world
 from ..errors import RecipeError
 from ..progress import DONE  # "stage_complete.json"
 from ..reporting import write_json_atomic
@@ -130,7 +131,7 @@ def run_stage(ctx: RunContext, name: str) -> dict:
     if stage.role == "eval":
         return stage.run(ctx, folder)
     if not (folder / DONE).exists():
-        done = stage.run(ctx, folder) or {}
+        done = {**(stage.run(ctx, folder) or {}), **world(ctx.state)}
         model = folder / stage.output if stage.output else folder
         mark_done(folder, done, ctx.state, model if stage.role in ("policy", "rl") else None, ctx.recipe)
     done = json.loads((folder / DONE).read_text())

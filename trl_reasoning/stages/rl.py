@@ -208,7 +208,8 @@ def run_ppo(ctx, folder: Path) -> dict:
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(folder / "final_model"))
     trainer.processing_class.save_pretrained(str(folder / "final_model"))
-    return {"cumulative_samples": trainer.samples_seen, "steps": trainer.state.global_step}
+    return {"cumulative_samples": trainer.samples_seen, "steps": trainer.state.global_step,
+            "resumed_from": Path(last).name if last else None}
 
 
 PPO = register_stage(Stage("ppo", _ppo_config, run_ppo, order=31, role="rl",

@@ -23,7 +23,8 @@ paper; with PEFT, each round's adapter is merged into the policy.
 
 from __future__ import annotations
 
-from .rounds import FAULT_ENV, RoundsTrainer
+from ..faults import FAULT_ENV
+from .rounds import RoundsTrainer
 from .selection import normalise_solution, select_solutions
 
 __all__ = ["FAULT_ENV", "ExpertIterationTrainer", "normalise_solution", "select_solutions"]

@@ -19,9 +19,10 @@ per-token GAE from a learned value model:
    gradient steps the value model's own optimizer.
 
 Deviations: GRPO needs >= 2 generations per prompt (``num_generations``); the value model is
-optimised per micro-batch with its own AdamW and is not sharded by DeepSpeed/FSDP. The ``shared``
-mode (a scalar head on the policy's backbone, trained with the policy's optimizer) costs a second
-backbone pass per batch, is single-process tested only and does not support PEFT yet.
+optimised per micro-batch with its own AdamW and is not sharded by DeepSpeed: under DeepSpeed it is a
+replica per process, kept equal by broadcasting it once and averaging its gradients (``value_model``).
+The ``shared`` mode (a scalar head on the policy's backbone, trained with the policy's optimizer) costs
+a second backbone pass per batch, is single-process tested only and does not support PEFT yet.
 """
 
 from __future__ import annotations
@@ -51,16 +52,15 @@ from ..advantages import (
     place_rewards,
     whiten,
 )
+from ..distributed import average_gradients, gathered
+from ..faults import fault_point
 from ..reward_models.base import TokenRewardModel
 from ..steps import split_steps, step_end_tokens, token_ends_by_decoding
 from .ppo_config import PPOConfig
+from .value_model import PPOError, build_value_model, value_fingerprints
 
 VALUE_STATE = "value_model.pt"
 VALUE_HEAD = "value_head"  # submodule name of the shared-backbone value head
-
-
-class PPOError(ValueError):
-    """A PPO set-up or reward that cannot be trained on; the message says what was expected."""
 
 
 class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
@@ -118,46 +118,14 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
         if args.value_model_mode == "shared":
             self._add_value_head(value_model, peft_config)
         else:
-            self.value_model = self._build_value_model(value_model, model)
+            self.value_model = build_value_model(value_model, model, self.model, self.processing_class,
+                                                 self.accelerator)
             self.value_optimizer = torch.optim.AdamW(
                 self.value_model.parameters(), lr=args.value_learning_rate
             )
         self.samples_seen = 0  # completions sampled for training, over all processes
 
     # ------------------------------------------------------------------ value model
-
-    def _build_value_model(self, value_model, policy):
-        if value_model is None and isinstance(policy, str):
-            value_model = policy
-        if value_model is None:
-            value_model = _value_model_like(self.accelerator.unwrap_model(self.model))
-        elif isinstance(value_model, str):
-            from ..loading import load_scalar_head_model
-
-            self._check_value_tokenizer(value_model)
-            value_model = load_scalar_head_model(value_model)
-        if getattr(value_model.config, "num_labels", None) != 1:
-            raise PPOError("value_model: expected a token-classification model with num_labels=1")
-        if value_model.config.vocab_size < len(self.processing_class):
-            raise PPOError(
-                f"value_model: its vocabulary ({value_model.config.vocab_size}) is smaller than the policy "
-                f"tokenizer's ({len(self.processing_class)}); it must read the policy's token ids"
-            )
-        value_model.train()  # same mode on every path: dropout in the value loss, eval mode at rollout time
-        return self.accelerator.prepare_model(
-            value_model.float() if self.accelerator.device.type == "cpu" else value_model
-        )
-
-    def _check_value_tokenizer(self, reference: str) -> None:
-        from ..loading import load_tokenizer
-
-        try:
-            theirs = load_tokenizer(reference)
-        except Exception:  # no tokenizer saved with the value model: nothing to compare
-            return
-        if theirs.get_vocab() != self.processing_class.get_vocab():
-            raise PPOError(f"value_model: {reference!r} uses a different tokenizer than the policy; "
-                           "the value model reads the policy's token ids, so they must match")
 
     def _add_value_head(self, value_model, peft_config) -> None:
         """Shared mode: a scalar head on the policy's own backbone, trained by the policy's optimizer."""
@@ -293,14 +261,19 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
 
     def save_checkpoint_extras(self, folder: Path) -> None:
         """The value model (or shared head), its optimizer, the KL coefficient and the sample count."""
-        if self.is_world_process_zero():
-            state = {"kl_coef": self.kl_controller.value, "samples_seen": self.samples_seen}
-            if self.value_model is not None:
-                state["model"] = self.accelerator.unwrap_model(self.value_model).state_dict()
-                state["optimizer"] = self.value_optimizer.state_dict()
-            else:
-                state["head"] = self._value_head().state_dict()
-            torch.save(state, folder / VALUE_STATE)
+        separate = self.value_model is not None
+        fingerprints = value_fingerprints(self.value_model, self.accelerator) if separate else None
+        with gathered(self._value_head() or torch.nn.Module()):  # ZeRO-3 shards the shared head
+            if self.is_world_process_zero():
+                state = {"kl_coef": self.kl_controller.value, "samples_seen": self.samples_seen}
+                if self.value_model is not None:
+                    state["model"] = self.accelerator.unwrap_model(self.value_model).state_dict()
+                    state["optimizer"] = self.value_optimizer.state_dict()
+                    state["replica_fingerprints"] = fingerprints
+                else:
+                    state["head"] = {k: v.clone() for k, v in self._value_head().state_dict().items()}
+                torch.save(state, folder / VALUE_STATE)
+        fault_point(f"checkpoint_saved:{self.state.global_step}", self.accelerator)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """TRL's ``save_model``; a shared value head is left out, so the folder is a plain causal LM."""
@@ -344,6 +317,8 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
                 return loss + value_loss * self.shared_value_loss_scale()
             self.value_optimizer.zero_grad()
             value_loss.backward()
+            if not isinstance(self.value_model, torch.nn.parallel.DistributedDataParallel):
+                average_gradients(self.value_model, self.accelerator.num_processes)  # DeepSpeed: no DDP
             self.value_optimizer.step()
         return loss
 
@@ -378,17 +353,6 @@ def _eval_mode(module):
         yield module
     finally:
         module.train(was_training)
-
-
-def _value_model_like(policy):
-    """A value model with the policy's architecture and backbone weights (policy given as an object)."""
-    from transformers import AutoModelForTokenClassification
-
-    config = policy.config.__class__.from_dict({**policy.config.to_dict(), "num_labels": 1})
-    value_model = AutoModelForTokenClassification.from_config(config)
-    prefix = policy.base_model_prefix
-    getattr(value_model, prefix).load_state_dict(getattr(policy, prefix).state_dict())
-    return value_model
 
 
 def _name(func: Callable) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from transformers import Trainer
 
 from .._compat import CheckpointHooks
+from ..distributed import whole_models
 from ..metrics import auroc
 from ..reward_models.base import (
     IGNORE_LABEL,
@@ -188,7 +189,9 @@ class RewardModelTrainer(CheckpointHooks, Trainer):
         if isinstance(policy, PeftModel):
             policy.load_adapter(resume_from_checkpoint, policy.active_adapter, is_trainable=True)
         else:
-            policy.load_state_dict(AutoModelForCausalLM.from_pretrained(resume_from_checkpoint).state_dict())
+            with whole_models():
+                saved = AutoModelForCausalLM.from_pretrained(resume_from_checkpoint)
+            policy.load_state_dict(saved.state_dict())
         return True
 
     def evaluate_samples(self, rows: Sequence[dict]) -> dict[str, float]:

@@ -13,13 +13,14 @@ reuses a crashed round's samples.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..distributed import whole_copy, world, zero3_enabled
 from ..evaluation import EvalSettings, evaluate
+from ..faults import fault_point
 from ..reporting import read_jsonl, write_json_atomic, write_jsonl_atomic
 from ..rewards import CorrectnessReward
 from ..sampling import Sampler, SamplingSettings, answer_pattern_for
@@ -80,6 +81,9 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         if reward_funcs is None:
             reward_funcs = [CorrectnessReward(self.args.task, self.args.extraction)]
         self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, Sequence) else [reward_funcs]
+        if peft_config is not None and zero3_enabled():
+            raise ValueError(f"peft_config: {self.algorithm_name} merges each round's adapter, which ZeRO-3 "
+                             "shards cannot do; use zero2 (or no peft_config)")
         self.peft_config, self.callbacks = peft_config, callbacks
         self.run_dir = Path(self.args.output_dir)
         self.history: list[dict] = []
@@ -158,7 +162,7 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         if self.state.is_main_process:
             write_jsonl_atomic(path, samples)
         self.state.wait_for_everyone()
-        _fault_point(f"samples_written:{round_index}")
+        fault_point(f"samples_written:{round_index}")
         return samples
 
     def sampler(self) -> Sampler:
@@ -273,7 +277,7 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
             callbacks=self.callbacks,
         )
         trainer.train()
-        model = trainer.model
+        model = whole_copy(trainer.model)  # ZeRO-3 leaves shards: sampling and saving need the whole
         if self.peft_config is not None:
             model = model.merge_and_unload()
         self._set_policy(model.eval())
@@ -319,10 +323,7 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
             "eval": metrics,
             "train": train_stats,
             "seconds": seconds,
-            "num_processes": self.state.num_processes,
-            "distributed_type": str(self.state.distributed_type).split(".")[
-                -1
-            ],  # NO, MULTI_CPU, DEEPSPEED, ...
+            **world(self.state),
         }
         self.history.append(record)
         if self.state.is_main_process:
@@ -341,15 +342,6 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
 
     def _round_dir(self, round_index: int) -> Path:
         return self.run_dir / f"round_{round_index:03d}"
-
-FAULT_ENV = "TRL_REASONING_FAULT"  # test-only: "samples_written:N" exits right after round N's samples
-
-
-def _fault_point(name: str) -> None:
-    """Crash on purpose at a named point when ``TRL_REASONING_FAULT`` names it (resume tests kill
-    a run at a known point instead of racing it)."""
-    if os.environ.get(FAULT_ENV) == name:
-        os._exit(75)
 
 
 def _check_dataset(dataset, name: str, required: bool, algorithm: str) -> None:

@@ -1,0 +1,128 @@
+"""Launched runs on real distributed engines, on CPU: 2 processes over gloo (DDP) and DeepSpeed ZeRO-2/3.
+
+Each run asserts its world size from inside the run (``num_processes`` and ``distributed_type`` in the
+records it writes), so a launch that falls back to one process fails. Each DeepSpeed run is killed at a
+named point after a checkpoint and resumed by the same command; the checkpoints reload with
+``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_launch import SHORT
+
+from trl_reasoning.faults import FAULT_ENV
+from trl_reasoning.launch import LAUNCHED_ENV
+
+# a reward-model epoch, then PPO steps that use it as a dense reward (HF sampling: no vLLM here)
+RM_PPO = """
+model: tiny
+task: arithmetic
+output_dir: {out}
+stages: [orm, ppo]
+num_train_examples: 32
+num_eval_examples: 8
+rm_train_limit: 8
+tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2}}
+orm: {{num_generations: 2, max_new_tokens: 16, num_train_epochs: 1, per_device_train_batch_size: 4,
+       sampling_backend: hf}}
+ppo:
+  dense_rewards: [orm]
+  num_generations: 2
+  max_completion_length: 16
+  per_device_train_batch_size: 8
+  max_steps: 2
+  save_steps: 1
+  gradient_checkpointing: false
+  use_vllm: false
+"""
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", LAUNCHED_ENV)}
+    return {**env, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **extra}
+
+
+def _launch(recipe: Path, config: str, **env) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "trl_reasoning", "train", str(recipe), "--accelerate_config", config,
+               "--num_processes", "2"]
+    return subprocess.run(command, env=_env(**env), capture_output=True, text=True, timeout=900)
+
+
+def _samples(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _weights(folder: Path) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
+@pytest.mark.parametrize("config", ["zero2", "zero3"])
+def test_ei_rounds_on_two_deepspeed_processes_checkpoint_and_resume(tmp_path, config):
+    """One command: SFT then EI rounds under DeepSpeed in 2 CPU processes; killed after round 2's
+    samples, the same command resumes there without resampling round 1."""
+    from trl_reasoning.tasks import load_task
+
+    out = tmp_path / "run"
+    recipe = tmp_path / "short.yaml"
+    recipe.write_text(SHORT.format(out=out, rounds=2))
+    crashed = _launch(recipe, config, **{FAULT_ENV: "samples_written:2"})
+    assert crashed.returncode != 0
+    assert (out / "ei" / "round_002" / "samples.jsonl").exists()
+    assert not (out / "ei" / "round_002" / "metrics.json").exists()
+    first_round = (out / "ei" / "round_001" / "samples.jsonl").read_text()
+    done = _launch(recipe, config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for record in (json.loads((out / "ei" / "round_001" / "metrics.json").read_text()),
+                   json.loads((out / "sft" / "stage_complete.json").read_text())):
+        assert record["num_processes"] == 2 and record["distributed_type"] == "DEEPSPEED"
+    assert (out / "ei" / "round_001" / "samples.jsonl").read_text() == first_round  # not resampled
+    ids = [s["id"] for s in _samples(out / "ei" / "round_002" / "samples.jsonl")]
+    train_ids = set(load_task("arithmetic", split="train", num_examples=48)["id"])
+    assert set(ids) == train_ids and all(ids.count(i) == 2 for i in train_ids)  # each question once, K=2
+    # round 1 fine-tuned the SFT policy; round 2 kept nothing new, so the final model is round 1's
+    round_one = _weights(out / "ei" / "round_001" / "checkpoint")
+    assert not _same(round_one, _weights(out / "sft"))
+    assert _same(round_one, _weights(out / "ei" / "final_model"))
+
+
+@pytest.mark.parametrize(("config", "kind"), [("multi_cpu", "MULTI_CPU"), ("zero2", "DEEPSPEED"),
+                                              ("zero3", "DEEPSPEED")])
+def test_reward_model_epoch_and_ppo_steps_on_two_processes(tmp_path, config, kind):
+    """An ORM epoch, then PPO with it as a dense reward, in 2 processes; the run dies right after PPO's
+    step-1 checkpoint and the same command resumes from it; the checkpoints reload."""
+    import torch
+
+    out = tmp_path / "run"
+    recipe = tmp_path / "rm_ppo.yaml"
+    recipe.write_text(RM_PPO.format(out=out))
+    crashed = _launch(recipe, config, **{FAULT_ENV: "checkpoint_saved:1"})
+    assert crashed.returncode != 0 and (out / "ppo" / "checkpoint-1" / "value_model.pt").exists()
+    assert not (out / "ppo" / "stage_complete.json").exists()
+    value_state = torch.load(out / "ppo" / "checkpoint-1" / "value_model.pt", weights_only=True)
+    first, second = value_state["replica_fingerprints"]  # each process's copy of the value model
+    assert first == second  # trained alike: DeepSpeed does not sync a model outside its engine, we do
+    step_one = value_state["samples_seen"]
+    done = _launch(recipe, config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    orm = json.loads((out / "orm" / "stage_complete.json").read_text())
+    ppo = json.loads((out / "ppo" / "stage_complete.json").read_text())
+    assert orm["num_processes"] == ppo["num_processes"] == 2
+    assert orm["distributed_type"] == ppo["distributed_type"] == kind
+    assert ppo["resumed_from"] == "checkpoint-1" and ppo["steps"] == 2
+    assert step_one > 0 and ppo["cumulative_samples"] == 2 * step_one  # the count went on from step 1
+    last = _weights(out / "ppo" / "checkpoint-2")
+    assert _same(last, _weights(out / "ppo" / "final_model"))
+    assert not _same(last, _weights(out / "tiny_init"))

@@ -1,0 +1,75 @@
+"""PPO's separate value model: built from the policy (or a given model), checked against the policy's
+tokenizer, and kept equal on every process.
+
+Under DDP the value model is wrapped like any model. DeepSpeed's engine trains only the policy, so
+there the value model is a replica per process: rank 0's parameters are broadcast at the start and
+``distributed.average_gradients`` averages each step's gradients (``PPOTrainer.compute_loss``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..distributed import broadcast_parameters, gathered
+
+
+class PPOError(ValueError):
+    """A PPO set-up or reward that cannot be trained on; the message says what was expected."""
+
+
+def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator):
+    """The value model to train: ``value_model`` (a model, folder or Hub id), else the policy's backbone
+    under a new scalar head (``policy_ref`` when the policy was given by name, else ``policy``)."""
+    if value_model is None and isinstance(policy_ref, str):
+        value_model = policy_ref
+    if value_model is None:
+        value_model = value_model_like(accelerator.unwrap_model(policy))
+    elif isinstance(value_model, str):
+        from ..loading import load_scalar_head_model
+
+        check_value_tokenizer(value_model, tokenizer)
+        value_model = load_scalar_head_model(value_model)
+    if getattr(value_model.config, "num_labels", None) != 1:
+        raise PPOError("value_model: expected a token-classification model with num_labels=1")
+    if value_model.config.vocab_size < len(tokenizer):
+        raise PPOError(
+            f"value_model: its vocabulary ({value_model.config.vocab_size}) is smaller than the policy "
+            f"tokenizer's ({len(tokenizer)}); it must read the policy's token ids"
+        )
+    value_model.train()  # same mode on every path: dropout in the value loss, eval mode at rollout time
+    on_cpu = accelerator.device.type == "cpu"
+    prepared = accelerator.prepare_model(value_model.float() if on_cpu else value_model)
+    if not isinstance(prepared, torch.nn.parallel.DistributedDataParallel):  # DeepSpeed: no DDP
+        broadcast_parameters(prepared, accelerator.num_processes)  # a fresh head differs per process
+    return prepared
+
+
+def check_value_tokenizer(reference: str, tokenizer) -> None:
+    """The value model at ``reference`` must read the policy's token ids."""
+    from ..loading import load_tokenizer
+
+    try:
+        theirs = load_tokenizer(reference)
+    except Exception:  # no tokenizer saved with the value model: nothing to compare
+        return
+    if theirs.get_vocab() != tokenizer.get_vocab():
+        raise PPOError(f"value_model: {reference!r} uses a different tokenizer than the policy; "
+                       "the value model reads the policy's token ids, so they must match")
+
+
+def value_model_like(policy):
+    """A value model with the policy's architecture and backbone weights (policy given as an object)."""
+    from transformers import AutoModelForTokenClassification
+
+    config = policy.config.__class__.from_dict({**policy.config.to_dict(), "num_labels": 1})
+    value_model = AutoModelForTokenClassification.from_config(config)
+    prefix = policy.base_model_prefix
+    with gathered(policy):  # ZeRO-3: the policy TRL loaded is sharded
+        getattr(value_model, prefix).load_state_dict(getattr(policy, prefix).state_dict())
+    return value_model
+
+
+def value_fingerprints(value_model, accelerator) -> list[float]:
+    """Each process's sum of |value-model parameters|: equal when the replicas are."""
+    total = sum(p.detach().double().abs().sum() for p in value_model.parameters())
+    return accelerator.gather(total.reshape(1).to(accelerator.device)).tolist()
