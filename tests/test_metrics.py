@@ -97,3 +97,31 @@ def test_paired_difference_cancels_shared_difficulty():
     )
     with pytest.raises(ValueError, match="same questions"):
         paired_difference([1.0], [1.0, 0.0])
+
+
+def test_the_paper_metrics_load_offline_as_an_evaluate_metric(tmp_path, monkeypatch):
+    """``evaluate.load(EVALUATE_METRIC)`` by path with the Hub unreachable, and its numbers are the
+    ones ``evaluation.compute_metrics`` reports (hand-checked here)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    import evaluate
+
+    from trl_reasoning.metrics import EVALUATE_METRIC
+
+    metric = evaluate.load(EVALUATE_METRIC, cache_dir=str(tmp_path))
+    predictions = [
+        ["2 + 2 = 4\n#### 4", "#### 5", "#### 5", "#### 4"],  # q1: 2 of 4 right, vote ties -> first (4)
+        ["#### 7", "#### 7", "#### 6", "no answer"],  # q2: answer 6: 1 of 4 right, majority 7 is wrong
+    ]
+    results = metric.compute(
+        predictions=predictions, references=["4", "6"], task="gsm8k",
+        greedy_predictions=["#### 4", "#### 1"], scores=[[0.1, 0.9, 0.2, 0.3], [0.2, 0.1, 0.8, 0.9]],
+    )
+    assert results["maj@1"] == 0.5  # greedy: q1 right, q2 wrong
+    assert results["maj@4"] == 0.5
+    assert results["pass@4"] == 1.0 and results["pass@1"] == (2 / 4 + 1 / 4) / 2
+    # rerank@4: q1 picks "#### 5" (0.9, wrong); q2 skips the unanswered 0.9 and picks "#### 6" (0.8, right)
+    assert results["rerank@4"] == 0.5
+    assert results["exploration/distinct_correct_solutions"] == (2 + 1) / 2
+    with pytest.raises(ValueError, match="predictions: expected the same number"):
+        metric.compute(predictions=[["#### 4"], ["#### 4", "#### 4"]], references=["4", "4"])

@@ -9,6 +9,9 @@ Per-question functions take the K samples of one question in sampling order:
 ``maj_at_k`` and ``rerank_at_k`` look at the first ``k`` samples (all when ``k`` is ``None``), so a
 curve over k reuses one set of samples. ``aggregate`` averages per-question values over a dataset
 with a percentile-bootstrap confidence interval. Pure Python: importing this module needs no torch.
+
+``EVALUATE_METRIC`` is the path of the same metrics packaged as a Hugging Face ``evaluate`` metric
+(``evaluate.load(EVALUATE_METRIC)``, offline), for scripts that already report through ``evaluate``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+EVALUATE_METRIC = str(Path(__file__).parent / "evaluate_metric" / "reasoning_metrics.py")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
