@@ -36,7 +36,10 @@ class ReasoningMetrics(evaluate.Metric):
             citation=_CITATION,
             inputs_description="predictions: list of K completions per question; references: answers.",
             features=datasets.Features(
-                {"predictions": datasets.Sequence(datasets.Value("string")), "references": datasets.Value("string")}
+                {
+                    "predictions": datasets.Sequence(datasets.Value("string")),
+                    "references": datasets.Value("string"),
+                }
             ),
         )
 
@@ -52,9 +55,9 @@ class ReasoningMetrics(evaluate.Metric):
         if scores is not None and [len(s) for s in scores] != [len(g) for g in predictions]:
             raise ValueError("scores: expected one score per completion in predictions")
         greedy_records = [_record(i, 0, text, ref, task, extraction) for i, (text, ref) in
-                          enumerate(zip(greedy, references))]
+                          enumerate(zip(greedy, references, strict=True))]
         sampled = []
-        for i, (group, ref) in enumerate(zip(predictions, references)):
+        for i, (group, ref) in enumerate(zip(predictions, references, strict=True)):
             for j, text in enumerate(group):
                 record = _record(i, j, text, ref, task, extraction)
                 if scores is not None:
@@ -67,5 +70,6 @@ class ReasoningMetrics(evaluate.Metric):
 
 def _record(question: int, index: int, text: str, reference: str, task: str, extraction: str) -> dict:
     extracted = extract_answer(text, task, extraction)
+    correct = is_correct(text, reference, task, extraction)
     return {"id": str(question), "sample_index": index, "completion": text, "extracted_answer": extracted,
-            "answer_key": answer_key(extracted, task), "correct": is_correct(text, reference, task, extraction)}
+            "answer_key": answer_key(extracted, task), "correct": correct}
