@@ -172,10 +172,11 @@ def load_tokenizer(reference: str, padding_side: str = "left"):
     return tokenizer
 
 
-def load_model(reference: str, dtype: str = "auto", device: str | None = None):
+def load_model(reference: str, dtype: str = "auto", device: str | None = None, quantization_config=None):
     """The causal LM of ``reference`` in eval mode; ``dtype`` is ``auto``, ``float32``, ``bfloat16``…
 
     On CPU, ``auto`` means float32 (bf16 matmuls are slow or unsupported on many CPUs).
+    ``quantization_config`` (a ``BitsAndBytesConfig``) loads the weights quantized, onto ``device``.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -192,10 +193,12 @@ def load_model(reference: str, dtype: str = "auto", device: str | None = None):
 
     try:
         with whole_models():  # a DeepSpeed engine partitions what it trains, when it starts
+            if quantization_config is not None:
+                kwargs = {**kwargs, "quantization_config": quantization_config, "device_map": device}
             model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **kwargs)
     except OSError as err:
         raise ModelLoadError(f"model: cannot load {reference!r} ({_first_line(err)})") from None
-    return model.to(device).eval()
+    return (model if quantization_config is not None else model.to(device)).eval()
 
 
 def load_scalar_head_model(reference: str, **kwargs):

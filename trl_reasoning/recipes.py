@@ -77,6 +77,15 @@ class Recipe:
                                                                f"{', '.join(TINY_KEYS)}."})
     peft: dict | None = field(default=None, metadata={"help": "LoRA: peft.LoraConfig fields (r, lora_alpha, "
                                                               "target_modules, ...)."})
+    quantization: dict | None = field(
+        default=None,
+        metadata={
+            "help": "QLoRA for the sft stage: transformers.BitsAndBytesConfig fields (load_in_4bit: true, "
+            "bnb_4bit_quant_type: nf4, ...); the base trains in 4 bits under the recipe's peft adapters, "
+            "which are merged into the full-precision base when the stage ends. Needs peft and bitsandbytes "
+            "(pip install 'trl-reasoning[quantization]')."
+        },
+    )
     accelerate: dict | None = field(
         default=None,
         metadata={
@@ -230,7 +239,19 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Reci
     except RecipeError as err:
         raise RecipeError(str(err) + _made_by(recipe.model, path)) from None
     _check_dense_sources(recipe)
+    _check_quantization(recipe)
     return recipe
+
+
+def _check_quantization(recipe: Recipe) -> None:
+    if recipe.quantization is None:
+        return
+    if not isinstance(recipe.quantization, dict) or not recipe.quantization:
+        raise RecipeError("recipe: 'quantization' must be a mapping of BitsAndBytesConfig fields "
+                          "(load_in_4bit: true, ...)")
+    if not recipe.peft:
+        raise RecipeError("recipe: 'quantization' (QLoRA) needs a 'peft' section: a quantized base trains "
+                          "through LoRA adapters only")
 
 
 def _build(raw: dict) -> Recipe:

@@ -187,6 +187,23 @@ def peft_config(recipe):
     return LoraConfig(task_type="CAUSAL_LM", **recipe.peft)
 
 
+def quantization_config(recipe):
+    """The recipe's ``quantization`` section as a ``BitsAndBytesConfig`` (``None`` without one)."""
+    if not recipe.quantization:
+        return None
+    import importlib.util
+
+    from transformers import BitsAndBytesConfig
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RecipeError("recipe: 'quantization' needs bitsandbytes: "
+                          "pip install 'trl-reasoning[quantization]'")
+    try:
+        return BitsAndBytesConfig(**recipe.quantization)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"recipe: quantization: {str(err).splitlines()[0]}") from None
+
+
 def first(dataset, limit: int | None):
     """The first ``limit`` rows of ``dataset`` (all of them without a limit)."""
     return dataset.select(range(min(limit, len(dataset)))) if limit else dataset

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Stage, peft_config, register_stage, stage_config
+from .base import Stage, peft_config, quantization_config, register_stage, stage_config
 
 
 def _config():
@@ -17,9 +17,21 @@ def run_sft(ctx, folder) -> dict:
 
     args = stage_config(_config(), ctx.recipe.section("sft"), folder, ctx.recipe.seed, save_strategy="no",
                         report_to=ctx.recipe.report_to)
-    model = load_model(ctx.policy, device=str(ctx.state.device))
-    fine_tune(model, load_tokenizer(ctx.policy), ctx.sft_train, args, peft_config=peft_config(ctx.recipe))
-    return {"questions": len(ctx.sft_train), "epochs": args.num_train_epochs}
+    quantization = quantization_config(ctx.recipe)
+    model = load_model(ctx.policy, device=str(ctx.state.device), quantization_config=quantization)
+    done = {"questions": len(ctx.sft_train), "epochs": args.num_train_epochs}
+    if quantization is not None:  # QLoRA: the adapters trained on the 4-bit base, merged into the full one
+        done["quantized_modules"] = quantized_modules(model)
+        fine_tune(model, load_tokenizer(ctx.policy), ctx.sft_train, args, peft_config=peft_config(ctx.recipe),
+                  merge_into=ctx.policy)
+    else:
+        fine_tune(model, load_tokenizer(ctx.policy), ctx.sft_train, args, peft_config=peft_config(ctx.recipe))
+    return done
+
+
+def quantized_modules(model) -> int:
+    """How many of ``model``'s linear layers hold bitsandbytes 4- or 8-bit weights."""
+    return sum(type(m).__name__ in ("Linear4bit", "Linear8bitLt") for m in model.modules())
 
 
 SFT = register_stage(Stage("sft", _config, run_sft, order=10, role="policy", output="",

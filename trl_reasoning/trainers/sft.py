@@ -24,8 +24,11 @@ def sft_examples(dataset) -> list[dict]:
     return pairs
 
 
-def run_sft(model, tokenizer, dataset, args, peft_config=None, callbacks=None) -> Path:
-    """Train with ``SFTTrainer`` and save model + tokenizer into ``args.output_dir``; returns that folder."""
+def run_sft(model, tokenizer, dataset, args, peft_config=None, callbacks=None, merge_into=None) -> Path:
+    """Train with ``SFTTrainer`` and save model + tokenizer into ``args.output_dir``; returns that folder.
+
+    ``merge_into`` (QLoRA: ``model`` is a quantized base): the folder or Hub id of the full-precision
+    base the trained adapters are merged into, so the saved model is a plain full-precision one."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -38,10 +41,25 @@ def run_sft(model, tokenizer, dataset, args, peft_config=None, callbacks=None) -
         callbacks=callbacks,
     )
     trainer.train()
-    if peft_config is not None:
+    if merge_into is not None:
+        trainer.model = merged_into_full_precision(trainer, merge_into, Path(args.output_dir) / "adapter")
+    elif peft_config is not None:
         trainer.model = trainer.model.merge_and_unload()
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(args.output_dir)
     trainer.accelerator.wait_for_everyone()
     return Path(args.output_dir)
+
+
+def merged_into_full_precision(trainer, base_reference: str, adapter_folder: Path):
+    """Save the trained adapters (``adapter_folder``) and merge them into the full-precision base: merging
+    into the quantized base would round the merged weights to 4 bits."""
+    from peft import PeftModel
+
+    from ..loading import load_model
+
+    trainer.model.save_pretrained(adapter_folder)
+    trainer.accelerator.wait_for_everyone()
+    base = load_model(base_reference, device=str(trainer.accelerator.device))
+    return PeftModel.from_pretrained(base, adapter_folder).merge_and_unload()
