@@ -21,8 +21,8 @@ num_eval_examples: 8
 tiny: {{hidden_size: 64, num_layers: 2, num_heads: 2}}
 peft: {{r: 8, lora_alpha: 16, target_modules: all-linear}}
 quantization: {{load_in_4bit: true, bnb_4bit_quant_type: nf4, bnb_4bit_compute_dtype: float32}}
-sft: {{num_train_epochs: 3, per_device_train_batch_size: 16, learning_rate: 5.0e-3, gradient_checkpointing: false,
-       max_length: 128}}
+sft: {{num_train_epochs: 3, per_device_train_batch_size: 16, learning_rate: 5.0e-3,
+       gradient_checkpointing: false, max_length: 128}}
 """
 
 
@@ -45,7 +45,7 @@ def _solution_loss(folder, rows) -> float:
 
 
 def test_qlora_trains_adapters_on_a_4bit_base_and_merges_them_into_the_full_one(tmp_path):
-    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (pip install -e '.[quantization]')")
+    pytest.importorskip("bitsandbytes", reason="no bitsandbytes (pip install -e '.[quantization]')")
     from trl_reasoning.tasks import add_prompts, load_task
 
     out = tmp_path / "run"
