@@ -126,3 +126,25 @@ def test_reward_model_epoch_and_ppo_steps_on_two_processes(tmp_path, config, kin
     last = _weights(out / "ppo" / "checkpoint-2")
     assert _same(last, _weights(out / "ppo" / "final_model"))
     assert not _same(last, _weights(out / "tiny_init"))
+
+
+def test_an_ei_round_in_two_deepspeed_processes_keeps_what_one_process_keeps(tmp_path):
+    """From the same policy, 2 ZeRO-2 processes draw byte-identical samples and keep the same solutions
+    as one process (sampling is seeded per question, not per process). Trained policies differ only by
+    floating-point summation order, which many steps amplify, so whole runs match closely, not exactly."""
+    recipe = SHORT.replace("{rounds}", "1").replace("stages: [sft, ei]", "stages: [ei]")
+    outputs = {}
+    for name, config in (("one", None), ("two", "zero2")):
+        outputs[name] = tmp_path / name
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(recipe.format(out=outputs[name]))
+        if config is None:
+            done = subprocess.run([sys.executable, "-m", "trl_reasoning", "train", str(path)], env=_env(),
+                                  capture_output=True, text=True, timeout=900)
+        else:
+            done = _launch(path, config)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (outputs[n] / "ei" / "round_001" for n in ("one", "two"))
+    assert json.loads((two / "metrics.json").read_text())["num_processes"] == 2
+    assert (one / "samples.jsonl").read_text() == (two / "samples.jsonl").read_text()
+    assert (one / "kept.jsonl").read_text() == (two / "kept.jsonl").read_text()
