@@ -231,3 +231,18 @@ def test_rounds_train_on_the_union_capped_per_question_and_evaluate_each_round(
     assert all(
         {"maj@1", "maj@2", "pass@1", "pass@2"} <= set(r["eval"]) for r in history
     )  # evaluated every round
+
+
+def test_the_equation_check_drops_lucky_answers_and_counts_them(tiny_model_dir, tmp_path):
+    """With check_equations, a right final answer after a false written step is not kept, and the round
+    reports how many it dropped."""
+    from trl_reasoning.sampling.results import Completion
+
+    train = add_prompts(load_task("arithmetic", split="train", num_examples=1))
+    args = _small_ei_args(tmp_path, check_equations=True)
+    trainer = ExpertIterationTrainer(model=str(tiny_model_dir), train_dataset=train,
+                                     reward_funcs=[always_right], args=args)
+    texts = ["10 + 10 = 11\n#### 11", "10 + 1 = 11\n#### 11", "no equation\n#### 11"]
+    samples = trainer._score([[Completion(t, 5) for t in texts]])
+    assert [s["correct"] for s in samples] == [False, True, True]
+    assert trainer._train_stats(samples, [])["dropped_by_equation_check"] == 1

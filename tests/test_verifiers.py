@@ -222,6 +222,12 @@ def test_flexible_extraction_without_the_answer_line(gsm8k_test):
         ("1,000 + 24 = 1,024", True),
         ("-3 + 5 = 2", True),
         ("5 / 0 = 3", False),
+        ("( 76.0 - 25.0 ) = 51\n#### 51", True),  # SVAMP's written form
+        ("( 76.0 - 25.0 ) = 52\n#### 52", False),
+        ("2 * (3 + 4) = 14", True),
+        ("2 * (3 + 4) = 10", False),  # precedence of the parentheses
+        ("-(3) + 5 = 2", True),
+        ("(so 2 + 3) = 5", True),  # a parenthesis opened by the prose
         ("no equations at all", True),
         ("", False),
     ],
@@ -239,6 +245,15 @@ def test_equations_hold_on_gsm8k_references(gsm8k_test):
     rows = _gsm8k_rows(gsm8k_test)
     share = sum(equations_hold(strip_annotations(r["answer"])) for r in rows) / len(rows)
     assert share > 0.96  # measured 96.7%: the rest write prose inside expressions ("9 hours * 2/3")
+
+
+def test_equations_hold_on_svamp_references(svamp_file):
+    from trl_reasoning.tasks import load_task
+    from trl_reasoning.verifiers import equations_hold
+
+    solutions = load_task("svamp", data=str(svamp_file), split="train")["solution"]
+    false = [s for s in solutions if not equations_hold(s)]
+    assert false == ["( ( 4.0 - 2.0 ) + 3.0 ) = 1\n#### 1"]  # 699 of 700 hold; this one is wrong in SVAMP
 
 
 def test_math_answer_keys_group_equivalent_answers():

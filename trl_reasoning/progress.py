@@ -69,6 +69,8 @@ def round_summary(record: dict, state) -> None:
     if train:
         parts.append(f"sample accuracy {train['sample_accuracy']:.3f}, kept {train['kept']} (total "
                      f"{train['kept_total']})")
+        if train.get("dropped_by_equation_check"):
+            parts.append(f"{train['dropped_by_equation_check']} right answers dropped for a false equation")
     if "maj@1" in evaluation:
         parts.append(f"held-out maj@1 {evaluation['maj@1']:.3f}")
     _say(state, "-- " + "; ".join(parts) + " --")

@@ -211,17 +211,13 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         for func in self.reward_funcs:
             rewards = func(prompts=prompts, completions=texts, completion_ids=None, **columns)
             totals = [t + (r or 0.0) for t, r in zip(totals, rewards, strict=True)]
-        return [
-            {
-                "id": row["id"],
-                "completion": c.text,
-                "num_tokens": c.num_tokens,
-                "reward": total,
-                "correct": total >= self.args.reward_threshold
-                and (not self.args.check_equations or equations_hold(c.text)),
-            }
-            for (row, c), total in zip(flat, totals, strict=True)
-        ]
+        samples = []
+        for (row, c), total in zip(flat, totals, strict=True):
+            holds = equations_hold(c.text) if self.args.check_equations else True
+            answered = total >= self.args.reward_threshold
+            samples.append({"id": row["id"], "completion": c.text, "num_tokens": c.num_tokens,
+                            "reward": total, "correct": answered and holds, "lucky": answered and not holds})
+        return samples
 
     def training_rows(self, samples: list[dict]) -> list[dict]:
         """The rows this round adds to the training set (``_select`` deduplicates and caps them)."""
@@ -309,6 +305,8 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
             "samples": len(samples),
             "tokens": sum(s["num_tokens"] for s in samples),
             "sample_accuracy": sum(s["correct"] for s in samples) / max(len(samples), 1),
+            # the right answer after a false written step (check_equations)
+            "dropped_by_equation_check": sum(s.get("lucky", False) for s in samples),
             "questions_solved": len(solved_now) / questions,
             "questions_solved_cumulative": len(self.solved) / questions,
             "kept": len(kept),
