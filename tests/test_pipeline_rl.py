@@ -58,3 +58,23 @@ def test_recipe_with_reward_models_ppo_and_rcrl(tmp_path):
     assert "rcrl unconditioned" in (out / "results.md").read_text()
     again = run_recipe(load_recipe(path))  # everything is done: nothing reruns, same numbers
     assert again["ppo"]["metrics"] == results["ppo"]["metrics"]
+
+
+def test_a_run_without_sft_is_compared_with_its_starting_model(tmp_path):
+    """Pretrained-init runs (no sft stage): the eval stage scores the initial model too, gains are over
+    it, and results.md lists each stage's wall time, peak memory and samples drawn."""
+    from test_launch import SHORT
+
+    out = tmp_path / "run"
+    path = tmp_path / "recipe.yaml"
+    recipe = SHORT.replace("{rounds}", "1").replace("stages: [sft, ei]", "stages: [ei, eval]")
+    path.write_text(recipe.format(out=out) + "eval: {num_generations: 2, max_new_tokens: 16}\n")
+    results = run_recipe(load_recipe(path))
+    assert list(results) == ["initial", "ei"]
+    done = json.loads((out / "ei" / "stage_complete.json").read_text())
+    assert done["wall_seconds"] > 0 and done["peak_memory_gib"] > 0.1
+    table = (out / "results.md").read_text()
+    assert "gain over initial" in table and "peak memory GiB" in table
+    wall, memory = f"{done['wall_seconds']:.3f}", f"{done['peak_memory_gib']:.3f}"
+    row = f"| ei | {wall} | {memory} | {done['cumulative_samples']} |"
+    assert row in table

@@ -60,6 +60,15 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def peak_memory_gib() -> float:
+    """Peak resident memory of this process or of its largest finished child, in GiB (Linux: KiB units)."""
+    import resource
+
+    peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(peak_kib / 2**20, 2)
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub markdown table; floats are shown with three decimals."""
 

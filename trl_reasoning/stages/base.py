@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from ..distributed import world
 from ..errors import RecipeError
 from ..progress import DONE  # "stage_complete.json"
-from ..reporting import write_json_atomic
+from ..reporting import peak_memory_gib, write_json_atomic
 
 ROLES = ("policy", "reward_model", "rl", "eval")
 
@@ -99,6 +100,7 @@ class RunContext:
     reward_models: dict[str, str] = field(default_factory=dict)
     conditioning: dict[str, dict] = field(default_factory=dict)
     samples_used: dict[str, int] = field(default_factory=dict)
+    stage_records: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self):
         self.policy = self.policy or self.initial
@@ -109,6 +111,7 @@ class RunContext:
     def record(self, stage: Stage, folder: Path, done: dict) -> None:
         """Hand a finished stage's product to the stages after it."""
         product = str(folder / stage.output) if stage.output else str(folder)
+        self.stage_records[stage.name] = done
         if stage.role == "policy":
             self.policy = self.models[stage.name] = product
         elif stage.role == "reward_model":
@@ -131,7 +134,11 @@ def run_stage(ctx: RunContext, name: str) -> dict:
     if stage.role == "eval":
         return stage.run(ctx, folder)
     if not (folder / DONE).exists():
-        done = {**(stage.run(ctx, folder) or {}), **world(ctx.state)}
+        start = time.perf_counter()
+        done = stage.run(ctx, folder) or {}
+        # wall time of this (last) attempt; peak resident memory of the run's processes so far
+        done = {**done, **world(ctx.state), "wall_seconds": round(time.perf_counter() - start, 1),
+                "peak_memory_gib": peak_memory_gib()}
         model = folder / stage.output if stage.output else folder
         mark_done(folder, done, ctx.state, model if stage.role in ("policy", "rl") else None, ctx.recipe)
     done = json.loads((folder / DONE).read_text())

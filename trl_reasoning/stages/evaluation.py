@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..reporting import markdown_table, write_json_atomic, write_text_atomic
-from .base import Stage, register_stage
+from .base import Stage, get_stage, register_stage
 
 
 def _config():
@@ -124,12 +124,22 @@ def gains_table(output_dir: Path, results: dict, baseline: str) -> str:
     )
 
 
+def stages_table(records: dict[str, dict]) -> str:
+    """Wall time, peak memory and samples drawn per finished stage."""
+    rows = [[name, r.get("wall_seconds", float("nan")), r.get("peak_memory_gib", float("nan")),
+             r.get("cumulative_samples", r.get("train_samples", 0)), r.get("num_processes", 1)]
+            for name, r in records.items()]
+    return markdown_table(["stage", "wall s (last attempt)", "peak memory GiB", "samples drawn", "processes"],
+                          rows)
+
+
 def write_results(ctx, results: dict) -> str:
     """The comparison and gains tables, printed and written to ``results.md`` / ``results.json``."""
     out = Path(ctx.recipe.output_dir)
     body = comparison_table(results, ctx.samples_used)
     gains = gains_table(out, results, baseline=next(iter(results)))
     body += f"\n\n{gains}" if gains else ""
+    body += f"\n\n{stages_table(ctx.stage_records)}" if ctx.stage_records else ""
     if ctx.state.is_main_process:
         write_json_atomic(out / "results.json", results)
         write_text_atomic(out / "results.md", f"# {ctx.recipe.task}: held-out results\n\n{body}\n")
@@ -141,6 +151,8 @@ def run_eval(ctx, folder: Path) -> dict:
     """Evaluate every policy of the run (the initial model when there is none), reranking with the
     recipe's ``reward_model``, else the run's ORM, else its PRM; writes the comparison."""
     models = ctx.models or {"initial": ctx.initial}
+    if ctx.models and not any(get_stage(s).role == "policy" for s in ctx.recipe.stages):
+        models = {"initial": ctx.initial, **ctx.models}  # no SFT: gains are over the starting model
     reranker = ctx.recipe.reward_model or ctx.reward_models.get("orm") or ctx.reward_models.get("prm")
     results = evaluate_models(ctx, models, reranker, ctx.conditioning)
     write_results(ctx, results)
