@@ -139,7 +139,7 @@ def test_a_registered_stage_runs_in_a_recipe(tmp_path):
     run = tmp_path / "run"
     done = json.loads((run / "toy_rounds" / "stage_complete.json").read_text())
     assert done["rounds"] == 1 and done["cumulative_samples"] == 32
-    assert set(results) == {"toy_rounds"}
+    assert set(results) == {"initial", "toy_rounds"}  # no sft stage: compared with its start
     assert "toy_rounds" in (run / "results.md").read_text()
     assert "# Toy Rounds policy" in (run / "toy_rounds" / "final_model" / "README.md").read_text()
 
