@@ -20,12 +20,12 @@ def run_sft(ctx, folder) -> dict:
     quantization = quantization_config(ctx.recipe)
     model = load_model(ctx.policy, device=str(ctx.state.device), quantization_config=quantization)
     done = {"questions": len(ctx.sft_train), "epochs": args.num_train_epochs}
-    if quantization is not None:  # QLoRA: the adapters trained on the 4-bit base, merged into the full one
+    if quantization is not None:
         done["quantized_modules"] = quantized_modules(model)
-        fine_tune(model, load_tokenizer(ctx.policy), ctx.sft_train, args, peft_config=peft_config(ctx.recipe),
-                  merge_into=ctx.policy)
-    else:
-        fine_tune(model, load_tokenizer(ctx.policy), ctx.sft_train, args, peft_config=peft_config(ctx.recipe))
+    # QLoRA: the adapters trained on the 4-bit base are merged into the full-precision one
+    merge_into = ctx.policy if quantization is not None else None
+    fine_tune(model, load_tokenizer(ctx.policy), ctx.sft_train, args, peft_config=peft_config(ctx.recipe),
+              merge_into=merge_into)
     return done
 
 
