@@ -36,8 +36,8 @@ def is_partitioned(module) -> bool:
 @contextlib.contextmanager
 def gathered(module):
     """Full parameters of a ZeRO-3 ``module`` inside the block (a collective: enter it on every
-    process); a plain module is left as it is."""
-    params = [p for p in module.parameters() if hasattr(p, "ds_id")]
+    process); a plain module (or ``None``) is left as it is."""
+    params = [] if module is None else [p for p in module.parameters() if hasattr(p, "ds_id")]
     if not params:
         yield module
         return

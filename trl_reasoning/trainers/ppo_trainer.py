@@ -263,7 +263,7 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
         """The value model (or shared head), its optimizer, the KL coefficient and the sample count."""
         separate = self.value_model is not None
         fingerprints = value_fingerprints(self.value_model, self.accelerator) if separate else None
-        with gathered(self._value_head() or torch.nn.Module()):  # ZeRO-3 shards the shared head
+        with gathered(self._value_head()):  # ZeRO-3 shards the shared head
             if self.is_world_process_zero():
                 state = {"kl_coef": self.kl_controller.value, "samples_seen": self.samples_seen}
                 if self.value_model is not None:
