@@ -19,8 +19,8 @@ train_data: {data}
 eval_data: {data}
 output_dir: {out}
 stages: [ei, eval]
-train_limit: 32
-eval_limit: 16
+train_limit: 16
+eval_limit: 8
 prompt_style: few_shot
 num_shots: 4
 train_prompt_style: zero_shot
@@ -29,7 +29,7 @@ ei:
   num_rounds: 1
   num_generations: 4
   temperature: 0.7
-  max_new_tokens: 48
+  max_new_tokens: 32
   check_equations: true
   max_solutions_per_question: 2
   num_train_epochs: 1
@@ -38,7 +38,7 @@ ei:
   max_length: 256
   gradient_checkpointing: false
   eval_num_generations: 2
-eval: {{num_generations: 2, temperature: 0.7, max_new_tokens: 48}}
+eval: {{num_generations: 2, temperature: 0.7, max_new_tokens: 32}}
 """
 
 
@@ -56,7 +56,7 @@ def test_one_expert_iteration_round_on_smollm2(svamp_file, tmp_path):
     results = run_recipe(load_recipe(path))
     round_one = out / "ei" / "round_001"
     samples = [json.loads(line) for line in (round_one / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 32 * 4 and all(s["completion"].strip() for s in samples)
+    assert len(samples) == 16 * 4 and all(s["completion"].strip() for s in samples)
     record = json.loads((round_one / "metrics.json").read_text())
     assert record["train"]["kept"] >= 1  # the pretrained model solves some questions 4-shot
     fine_tuned = AutoModelForCausalLM.from_pretrained(round_one / "checkpoint")  # merged: a plain model
