@@ -3,6 +3,7 @@ import pytest
 from trl_reasoning.sampling import (
     GSM8K_ANSWER_LINE,
     SamplingError,
+    SamplingSettings,
     check_sampling_args,
     cut_point,
     plan_batches,
@@ -201,3 +202,23 @@ def test_backend_vllm_without_vllm_is_one_line(tiny_model_dir, tmp_path):
             main([*base, "--backend", backend])
         text = str(exit_info.value.code)
         assert message in text and "\n" not in text, text
+
+
+def test_vllm_serving_dtype(monkeypatch):
+    """auto serves a float32 policy in bfloat16 only on a CPU with native bf16; a bad value is one line."""
+    from trl_reasoning.sampling import vllm_backend
+    from trl_reasoning.trainers import ExpertIterationConfig
+
+    monkeypatch.setattr(vllm_backend, "_on_cpu", lambda: True)
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(vllm_backend, "cpu_has_native_bf16", lambda native=native: native)
+        assert vllm_backend.serving_dtype("auto", "float32") == expected
+    assert vllm_backend.serving_dtype("auto", "float16") == "float16"
+    assert vllm_backend.serving_dtype("float32", "float32") == "float32"
+    monkeypatch.setattr(vllm_backend, "_on_cpu", lambda: False)
+    monkeypatch.setattr(vllm_backend, "cpu_has_native_bf16", lambda: True)
+    assert vllm_backend.serving_dtype("auto", "float32") == "float32"  # a GPU serves the policy's dtype
+    with pytest.raises(SamplingError, match="vllm_dtype: expected one of auto, float32"):
+        SamplingSettings(vllm_dtype="fp8")
+    with pytest.raises(SamplingError, match="vllm_dtype: expected one of"):
+        ExpertIterationConfig(output_dir="unused", vllm_dtype="half", use_cpu=True, report_to="none")

