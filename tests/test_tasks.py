@@ -191,4 +191,56 @@ def test_fine_tunes_see_the_training_prompt_when_the_recipe_sets_one(tmp_path):
     assert row["prompt"] != row["training_prompt"] and row["training_prompt"] in row["prompt"]
     assert row["prompt"].count("####") == 2 and "####" not in row["training_prompt"]  # the 2 exemplars' lines
     assert sft_examples(train)[0]["prompt"] == row["training_prompt"]
-    assert "training_prompt" not in held_out.column_names  # evaluation samples with the recipe's prompts
+    assert held_out[0]["training_prompt"] in held_out[0]["prompt"]  # for the models the run fine-tunes
+
+
+PROMPTED_AS_TRAINED_RECIPE = """
+model: tiny
+task: arithmetic
+output_dir: {out}
+stages: [ei, eval]
+num_train_examples: 16
+num_eval_examples: 4
+prompt_style: few_shot
+num_shots: 2
+train_prompt_style: zero_shot
+tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2}}
+ei: {{num_rounds: 2, num_generations: 2, max_new_tokens: 8, include_reference_solutions: true,
+     stop_when_no_new_solutions: false, per_device_train_batch_size: 8, eval_num_generations: 1,
+     eval_temperature: 0.0, sampling_backend: hf}}
+eval: {{num_generations: 2, max_new_tokens: 8, backend: hf}}
+"""
+
+
+def test_fine_tuned_models_are_prompted_as_trained(tmp_path, monkeypatch):
+    """Few-shot prompts sample the starting model (round 1, and its eval); once fine-tuned on zero-shot
+    prompts, the policy samples (round 2) and is evaluated (rounds, eval stage) with those."""
+    from trl_reasoning.pipeline import run_recipe
+    from trl_reasoning.recipes import load_recipe
+    from trl_reasoning.reporting import read_jsonl
+    from trl_reasoning.trainers.rounds import RoundsTrainer
+
+    def exemplars(prompts) -> set[int]:  # "####" lines in the prompts: 2 with the exemplars, 0 without
+        return {p.count("####") for p in prompts}
+
+    sampled, evaluated = {}, []
+    original_prompts, original_eval = RoundsTrainer.sampling_prompts, RoundsTrainer._evaluate
+
+    def recorded_prompts(self, round_index):
+        sampled[round_index] = original_prompts(self, round_index)
+        return sampled[round_index]
+
+    def recorded_eval(self, dataset=None, *args, **kwargs):
+        evaluated.append(exemplars((dataset if dataset is not None else self.prompted(self.eval_dataset))["prompt"]))
+        return original_eval(self, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(RoundsTrainer, "sampling_prompts", recorded_prompts)
+    monkeypatch.setattr(RoundsTrainer, "_evaluate", recorded_eval)
+    path = tmp_path / "r.yaml"
+    path.write_text(PROMPTED_AS_TRAINED_RECIPE.format(out=tmp_path / "run"))
+    run_recipe(load_recipe(path))
+    run = tmp_path / "run"
+    assert exemplars(sampled[1]) == {2} and exemplars(sampled[2]) == {0}
+    assert evaluated == [{2}, {0}, {0}]  # rounds 0, 1, 2
+    assert exemplars(r["prompt"] for r in read_jsonl(run / "eval" / "initial" / "samples.jsonl")) == {2}
+    assert exemplars(r["prompt"] for r in read_jsonl(run / "eval" / "ei" / "samples.jsonl")) == {0}

@@ -46,10 +46,10 @@ def load_datasets(recipe: Recipe):
     held_out = load(recipe.eval_data, "test", recipe.eval_limit, recipe.num_eval_examples)
     exemplars = train.to_list() if recipe.prompt_style == "few_shot" else None
     train = add_prompts(train, recipe.prompt_style, exemplars, recipe.num_shots, recipe.seed)
-    if recipe.train_prompt_style not in (None, recipe.prompt_style):
-        train = add_prompts(train, recipe.train_prompt_style, exemplars, recipe.num_shots, recipe.seed,
-                            column=TRAINING_PROMPT)
     held_out = add_prompts(held_out, recipe.prompt_style, exemplars, recipe.num_shots, recipe.seed)
+    if recipe.train_prompt_style not in (None, recipe.prompt_style):  # fine-tuned models take these
+        train, held_out = (add_prompts(rows, recipe.train_prompt_style, exemplars, recipe.num_shots,
+                                       recipe.seed, column=TRAINING_PROMPT) for rows in (train, held_out))
     return first(train, recipe.sft_train_limit), first(train, recipe.ei_train_limit), held_out
 
 

@@ -74,7 +74,9 @@ class Recipe:
         metadata={
             "help": "What the fine-tunes (sft, EI/RCRL rounds) see as the prompt: zero_shot, few_shot or "
             "chat; default: prompt_style. E.g. few-shot sampling from a pretrained model, trained on "
-            "question -> solution without the exemplars (a 'training_prompt' column)."
+            "question -> solution without the exemplars (a 'training_prompt' column). Models the run "
+            "fine-tunes are then sampled and evaluated with these prompts; the starting model keeps "
+            "prompt_style."
         },
     )
     num_shots: int = field(default=4, metadata={"help": "Exemplars in few_shot prompts."})

@@ -1,6 +1,7 @@
 """The ``eval`` stage: every policy the run produced on the held-out questions (samples reranked by
 the run's reward model when there is one), one comparison table with the paired maj@1 gains, written
-to ``output_dir/results.md`` and ``results.json``. Each model's report is reused when a previous run
+to ``output_dir/results.md`` and ``results.json``. Models the run fine-tuned take the prompts they were
+trained on (``train_prompt_style``); the starting model takes ``prompt_style``. Each model's report is reused when a previous run
 finished it with the same settings."""
 
 from __future__ import annotations
@@ -46,19 +47,21 @@ def _scorer(reward_model: str | None):
 def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer, condition: dict) -> dict:
     from ..evaluation import evaluate, write_report
     from ..loading import load_model, load_tokenizer
+    from ..tasks import prompted_as_trained
 
     recipe, state = ctx.recipe, ctx.state
     folder = Path(recipe.output_dir) / "eval" / name.replace(" ", "_")
     suffix, forced = condition.get("suffix", ""), condition.get("force_after_steps")
+    held_out = ctx.held_out if name == "initial" else prompted_as_trained(ctx.held_out)
     config = {"model": reference, "reward_model": reward_model, "prompt_suffix": suffix,
-              **dataclasses.asdict(settings)}
+              "training_prompts": held_out is not ctx.held_out, **dataclasses.asdict(settings)}
     if forced:
         config["force_after_steps"] = forced
     previous = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
     if previous.get("config") == config:  # finished before a crash, with the same settings
         return previous
     model, tokenizer = load_model(reference, device=str(state.device)), load_tokenizer(reference)
-    questions = ctx.held_out.map(lambda row: {"prompt": row["prompt"] + suffix}) if suffix else ctx.held_out
+    questions = held_out.map(lambda row: {"prompt": row["prompt"] + suffix}) if suffix else held_out
     report = evaluate(model, tokenizer, questions, recipe.task, settings, reward_scorer=scorer,
                       logits_processors=_forced_tag(tokenizer, forced))
     if state.is_main_process:

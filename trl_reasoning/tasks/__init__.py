@@ -18,12 +18,22 @@ from .registry import TASKS, get_task, register_task, task_names_help
 
 TRAINING_PROMPT = "training_prompt"  # optional column: the prompt a fine-tune sees, when it differs
 
+
+def prompted_as_trained(dataset):
+    """``dataset`` with ``prompt`` replaced by its ``training_prompt`` column, when it has one: a model
+    fine-tuned on those prompts is sampled and evaluated with them (few-shot exemplars only help the
+    model that has not been trained on the format)."""
+    if dataset is None or TRAINING_PROMPT not in dataset.column_names:
+        return dataset
+    return dataset.map(lambda row: {"prompt": row[TRAINING_PROMPT]})
+
 for _module in (gsm8k, svamp, competition_math, arithmetic):
     register_task(_module.SPEC)
 
 __all__ = [
     "PROMPT_STYLES", "SCHEMA", "TASKS", "TRAINING_PROMPT", "ArithmeticConfig", "DataError", "TaskSpec",
-    "add_prompts", "build_prompt", "completion_target", "get_task", "load_task", "register_task",
+    "add_prompts", "build_prompt", "completion_target", "get_task", "load_task", "prompted_as_trained",
+    "register_task",
     "task_names_help",
 ]
 

@@ -144,7 +144,7 @@ class ReturnConditionedTrainer(RoundsTrainer):
         return [ForceTokenAfterDelimiter(self.processing_class, self.tag_ids[0], DEFAULT_DELIMITER)]
 
     def sampling_prompts(self, round_index: int) -> list:
-        prompts = self.train_dataset["prompt"]
+        prompts = super().sampling_prompts(round_index)
         return self._conditioned(prompts) if round_index > 1 else prompts
 
     def sampling_logits_processors(self, round_index: int) -> list:
@@ -237,10 +237,11 @@ class ReturnConditionedTrainer(RoundsTrainer):
     def _evaluate(self, dataset=None, greedy_only: bool = False, logits_processors=()) -> dict:
         if dataset is not None or self.eval_dataset is None or not self._conditioned_next_eval():
             return super()._evaluate(dataset, greedy_only, logits_processors)
-        good = self.eval_dataset.map(lambda row: {"prompt": row["prompt"] + self.args.good_token})
+        questions = self.prompted(self.eval_dataset)
+        good = questions.map(lambda row: {"prompt": row["prompt"] + self.args.good_token})
         metrics = super()._evaluate(good, logits_processors=self._forcing())
         if self.args.eval_unconditioned:
-            plain = super()._evaluate(self.eval_dataset, greedy_only=True)
+            plain = super()._evaluate(questions, greedy_only=True)
             metrics["unconditioned/maj@1"] = plain["maj@1"]
         return metrics
 

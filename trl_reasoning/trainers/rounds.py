@@ -24,7 +24,7 @@ from ..faults import fault_point
 from ..reporting import read_jsonl, write_json_atomic, write_jsonl_atomic
 from ..rewards import CorrectnessReward
 from ..sampling import Sampler, SamplingSettings, answer_pattern_for
-from ..tasks import TRAINING_PROMPT, completion_target
+from ..tasks import TRAINING_PROMPT, completion_target, prompted_as_trained
 from ..trackers import log_round
 from ..verifiers import equations_hold
 from .expert_iteration_config import ExpertIterationConfig
@@ -91,6 +91,7 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         self.kept_union: list[dict] = []
         self.solved: set[str] = set()
         self._sampler: Sampler | None = None
+        self.policy_fine_tuned = False  # then it is prompted as trained (``prompted_as_trained``)
 
     # ------------------------------------------------------------------ run
 
@@ -138,7 +139,11 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
 
     def sampling_prompts(self, round_index: int) -> list:
         """Prompts sampled in ``round_index`` (subclasses condition them)."""
-        return self.train_dataset["prompt"]
+        return self.prompted(self.train_dataset)["prompt"]
+
+    def prompted(self, dataset):
+        """``dataset`` with the prompts the current policy takes: its training prompts once fine-tuned."""
+        return prompted_as_trained(dataset) if self.policy_fine_tuned else dataset
 
     def sampling_logits_processors(self, round_index: int) -> list:
         """transformers ``LogitsProcessor``s for the round's sampling (subclasses force tokens)."""
@@ -278,10 +283,11 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         if self.peft_config is not None:
             model = model.merge_and_unload()
         self._set_policy(model.eval())
+        self.policy_fine_tuned = True
         self._save_checkpoint(round_dir / "checkpoint")
 
     def _evaluate(self, dataset=None, greedy_only: bool = False, logits_processors=()) -> dict:
-        dataset = dataset if dataset is not None else self.eval_dataset
+        dataset = dataset if dataset is not None else self.prompted(self.eval_dataset)
         if dataset is None:
             return {}
         settings = EvalSettings(

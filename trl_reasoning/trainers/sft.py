@@ -60,7 +60,8 @@ def merged_into_full_precision(trainer, base_reference: str, adapter_folder: Pat
 
     from ..loading import load_model
 
-    trainer.model.save_pretrained(adapter_folder)
+    if trainer.accelerator.is_main_process:  # every process holds the same adapters
+        trainer.model.save_pretrained(adapter_folder)
     trainer.accelerator.wait_for_everyone()
     base = load_model(base_reference, device=str(trainer.accelerator.device))
     return PeftModel.from_pretrained(base, adapter_folder).merge_and_unload()
