@@ -231,7 +231,8 @@ def test_fine_tuned_models_are_prompted_as_trained(tmp_path, monkeypatch):
         return sampled[round_index]
 
     def recorded_eval(self, dataset=None, *args, **kwargs):
-        evaluated.append(exemplars((dataset if dataset is not None else self.prompted(self.eval_dataset))["prompt"]))
+        questions = dataset if dataset is not None else self.prompted(self.eval_dataset)
+        evaluated.append(exemplars(questions["prompt"]))
         return original_eval(self, dataset, *args, **kwargs)
 
     monkeypatch.setattr(RoundsTrainer, "sampling_prompts", recorded_prompts)

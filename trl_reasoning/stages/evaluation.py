@@ -1,8 +1,8 @@
 """The ``eval`` stage: every policy the run produced on the held-out questions (samples reranked by
 the run's reward model when there is one), one comparison table with the paired maj@1 gains, written
 to ``output_dir/results.md`` and ``results.json``. Models the run fine-tuned take the prompts they were
-trained on (``train_prompt_style``); the starting model takes ``prompt_style``. Each model's report is reused when a previous run
-finished it with the same settings."""
+trained on (``train_prompt_style``); the starting model takes ``prompt_style``. Each model's report is
+reused when a previous run finished it with the same settings."""
 
 from __future__ import annotations
 
