@@ -281,3 +281,23 @@ def test_eval_of_a_run_model_uses_its_task_card_and_matches_the_runs_eval(tmp_pa
     with pytest.raises(SystemExit):  # --limit 0 stops the run right after the settings are read
         main(["eval", "--model", str(out / "sft"), "--num_generations", "4", "--seed", "3", "--limit", "0"])
     assert "warning: --seed 3 differs from the model's training setting 0" in capsys.readouterr().err
+
+
+def test_the_eval_stage_reuses_a_report_finished_with_the_same_settings(tiny_model_dir, tmp_path):
+    """A rerun does not evaluate again a model whose report has the same settings (stop strings are a
+    tuple in memory and a list in metrics.json); other settings evaluate again."""
+    from trl_reasoning.pipeline import run_recipe
+    from trl_reasoning.recipes import load_recipe
+
+    path = tmp_path / "r.yaml"
+    recipe = (f"model: {tiny_model_dir}\ntask: arithmetic\noutput_dir: {tmp_path / 'run'}\nstages: [eval]\n"
+              "num_eval_examples: 4\neval: {num_generations: 2, max_new_tokens: 8, backend: hf}\n")
+    path.write_text(recipe)
+    report = tmp_path / "run" / "eval" / "initial" / "samples.jsonl"
+    run_recipe(load_recipe(path))
+    written = report.stat().st_mtime_ns
+    run_recipe(load_recipe(path))
+    assert report.stat().st_mtime_ns == written
+    path.write_text(recipe.replace("max_new_tokens: 8", "max_new_tokens: 9"))
+    run_recipe(load_recipe(path))
+    assert report.stat().st_mtime_ns != written

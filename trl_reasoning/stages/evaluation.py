@@ -57,6 +57,7 @@ def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer
               "training_prompts": held_out is not ctx.held_out, **dataclasses.asdict(settings)}
     if forced:
         config["force_after_steps"] = forced
+    config = json.loads(json.dumps(config))  # as metrics.json stores it (tuples become lists)
     previous = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
     if previous.get("config") == config:  # finished before a crash, with the same settings
         return previous
