@@ -33,8 +33,7 @@ for _module in (gsm8k, svamp, competition_math, arithmetic):
 __all__ = [
     "PROMPT_STYLES", "SCHEMA", "TASKS", "TRAINING_PROMPT", "ArithmeticConfig", "DataError", "TaskSpec",
     "add_prompts", "build_prompt", "completion_target", "get_task", "load_task", "prompted_as_trained",
-    "register_task",
-    "task_names_help",
+    "register_task", "task_names_help",
 ]
 
 
