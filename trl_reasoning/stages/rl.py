@@ -206,6 +206,8 @@ def run_ppo(ctx, folder: Path) -> dict:
     )
     last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
+    if hasattr(trainer.model, "merge_and_unload"):  # LoRA: the eval stage and vLLM load a plain causal LM
+        trainer.model = trainer.model.merge_and_unload()
     trainer.save_model(str(folder / "final_model"))
     trainer.processing_class.save_pretrained(str(folder / "final_model"))
     return {"cumulative_samples": trainer.samples_seen, "steps": trainer.state.global_step,
