@@ -29,14 +29,21 @@ class Sampler:
         answer_pattern: regex whose match ends a completion (``answer_pattern_for(task)``).
         model_path: a folder or Hub id holding exactly ``model`` (config, weights, tokenizer), from
             which the vLLM engine may start; without it the model is saved to a temporary folder first.
+        engine: a running ``vllm.LLM`` that already serves ``model``'s weights (TRL's colocated engine,
+            kept in sync by its trainer) to sample through instead of starting one; never shut down here.
     """
 
     def __init__(self, model, tokenizer, settings: SamplingSettings | None = None,
-                 answer_pattern: str | None = GSM8K_ANSWER_LINE, model_path: str | None = None):
+                 answer_pattern: str | None = GSM8K_ANSWER_LINE, model_path: str | None = None,
+                 engine=None):
         self.model, self.tokenizer = model, tokenizer
         self.settings = settings or SamplingSettings()
         self.answer_pattern, self.model_path = answer_pattern, model_path
-        self._engine = None
+        self._engine, self._borrowed = None, engine is not None
+        if engine is not None:
+            from .vllm_backend import VLLMEngine
+
+            self._engine = VLLMEngine.serving(engine)
         self._folder: tempfile.TemporaryDirectory | None = None
         if self.settings.backend == "vllm":
             self._check_vllm(())  # fail before any work, not at the first sample
@@ -59,6 +66,8 @@ class Sampler:
             return "vLLM is not installed"
         if logits_processors:
             return "this sampling forces tokens with transformers logits processors, which vLLM does not run"
+        if self._borrowed:  # its owner serves the model (adapters merged by TRL's weight sync)
+            return None
         if getattr(self.model, "peft_config", None):
             return "the model has unmerged PEFT adapters (merge them first: model.merge_and_unload())"
         return unservable_reason(self.model.config)
@@ -151,12 +160,12 @@ class Sampler:
     def load_weights(self, model) -> None:
         """Sample from ``model`` from now on (a fine-tuned policy; merge LoRA adapters first)."""
         self.model = model
-        if self._engine is not None:
+        if self._engine is not None and not self._borrowed:
             self._engine.load_weights(model)
 
     def close(self) -> None:
-        """Stop the engine and remove its temporary model folder."""
-        if self._engine is not None:
+        """Stop the engine (not a borrowed one) and remove its temporary model folder."""
+        if self._engine is not None and not self._borrowed:
             self._engine.close()
             self._engine = None
         if self._folder is not None:

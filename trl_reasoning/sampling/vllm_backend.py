@@ -126,6 +126,13 @@ class VLLMEngine:
             except Exception as err:  # vLLM raises many types here; the user needs one line
                 raise SamplingError(_start_failure(model_path, err)) from None
 
+    @classmethod
+    def serving(cls, llm) -> VLLMEngine:
+        """Wrap an engine started elsewhere (TRL's colocated ``vllm.LLM``)."""
+        engine = cls.__new__(cls)
+        engine.llm = llm
+        return engine
+
     def generate(self, prompt_ids: Sequence[Sequence[int]], num_generations: int, temperature: float,
                  top_p: float, max_new_tokens: int, stop_strings: Sequence[str], seed: int,
                  show_progress: bool = False) -> list[list[Completion]]:

@@ -127,7 +127,7 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         if self.args.reinit_each_round:
             self._set_policy(self._reload(initial))
         if self.kept_union and (kept or self.args.reinit_each_round):
-            self._fine_tune(self.kept_union, round_dir)
+            self._fine_tune(self.kept_union, round_dir, samples_drawn=len(samples))
         t2 = time.perf_counter()
         metrics = self._evaluate()
         stats = self._train_stats(samples, kept)
@@ -259,7 +259,7 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
 
     # ------------------------------------------------------------------ fine-tuning
 
-    def _fine_tune(self, rows: list[dict], round_dir: Path) -> None:
+    def _fine_tune(self, rows: list[dict], round_dir: Path, samples_drawn: int = 0) -> None:
         from datasets import Dataset
         from trl import SFTTrainer
 
@@ -278,6 +278,7 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
             peft_config=self.peft_config,
             callbacks=self.callbacks,
         )
+        self._bind_eval_callbacks(trainer, samples_drawn)
         trainer.train()
         model = whole_copy(trainer.model)  # ZeRO-3 leaves shards: sampling and saving need the whole
         if self.peft_config is not None:
@@ -285,6 +286,16 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         self._set_policy(model.eval())
         self.policy_fine_tuned = True
         self._save_checkpoint(round_dir / "checkpoint")
+
+    def _bind_eval_callbacks(self, trainer, this_round: int) -> None:
+        """``ReasoningEvalCallback``s evaluate this round's fine-tune; ``this_round`` samples were drawn
+        in the round, on top of the earlier rounds'."""
+        from ..eval_callback import ReasoningEvalCallback
+
+        spent = self.history[-1]["cumulative_samples"] if self.history else 0
+        for callback in self.callbacks or []:
+            if isinstance(callback, ReasoningEvalCallback):
+                callback.bind(trainer, samples_before=spent + this_round, label=f"round {len(self.history)}")
 
     def _evaluate(self, dataset=None, greedy_only: bool = False, logits_processors=()) -> dict:
         dataset = dataset if dataset is not None else self.prompted(self.eval_dataset)
