@@ -1,6 +1,7 @@
 """The paper's comparison at small scale: EI, PPO (sparse), PPO (dense, ORM), RCRL (sparse and dense,
-heuristic step tags) and TRL's GRPOTrainer (a stage this benchmark registers), all from the same SFT
-tiny checkpoint on the arithmetic task with the same sample budget.
+heuristic step tags), TRL's GRPOTrainer (a stage this benchmark registers) and process-supervised GRPO
+(heuristic step rewards), all from the same SFT tiny checkpoint on the arithmetic task with the same
+sample budget.
 
 Prints (and writes to ``OUTPUT/comparison.md`` / ``.json``) one table: maj@1 (greedy), maj@K,
 rerank@K (with the ORM trained on SFT samples), pass@1, pass@K, training samples used and wall time;
@@ -123,7 +124,7 @@ def main() -> None:
         ("ei", "ei", {}), ("ppo_sparse", "ppo", {"ppo": ppo}),
         ("ppo_dense_orm", "ppo", {"ppo": {**ppo, "dense_rewards": ["orm"]}}), ("rcrl", "rcrl", {}),
         ("rcrl_dense_heuristic", "rcrl", {"rcrl": {**rcrl, "tag_mode": "dense", "step_reward": "heuristic"}}),
-        ("grpo", "grpo", {}),
+        ("grpo", "grpo", {}), ("process_grpo_heuristic", "process_grpo", {}),
     ):
         run_variant(ctx, name, stage, seconds, found, **sections)
         write_json_atomic(times_path, seconds)

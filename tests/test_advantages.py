@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from trl_reasoning.advantages import (
+    advantages_to_go,
     clipped_value_loss,
     explained_variance,
     gae,
+    group_normalised_step_rewards,
     kl_estimate,
     place_rewards,
     whiten,
@@ -76,3 +78,21 @@ def test_whiten_and_explained_variance():
     assert abs(shifted[0, :3].mean().item() - 2.0) < 1e-5
     assert abs(shifted[0, :3].var(unbiased=False).item() - 1.0) < 1e-5
     assert explained_variance(x, x, mask) == 1.0
+
+
+def test_process_supervision_normalises_steps_within_each_group_and_sums_them_to_go():
+    # two groups of two completions; group 1's step rewards: [1, 0], [1]; group 2's: [0], [0, 0]
+    rewards = [[1.0, 0.0], [1.0], [0.0], [0.0, 0.0]]
+    normalised = group_normalised_step_rewards(rewards, group_size=2)
+    std = torch.tensor([1.0, 0.0, 1.0]).std().item() + 1e-4  # group 1: mean 2/3
+    assert normalised[0] == pytest.approx([(1 - 2 / 3) / std, (0 - 2 / 3) / std])
+    assert normalised[1] == pytest.approx([(1 - 2 / 3) / std])
+    assert normalised[2:] == [[0.0], [0.0, 0.0]]  # all equal: no signal (eps keeps it finite)
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])
+    ends = [[1, 3], [2], [1], [1, 4]]
+    adv = advantages_to_go(normalised, ends, mask)
+    a, b = normalised[0]
+    assert adv[0].tolist() == pytest.approx([a + b, a + b, b, b, 0.0])  # step 1's tokens get both steps' sum
+    assert adv[1].tolist() == pytest.approx([normalised[1][0]] * 3 + [0.0, 0.0])  # after the last step: 0
+    with pytest.raises(ValueError, match="groups of 3"):
+        group_normalised_step_rewards(rewards, group_size=3)

@@ -78,3 +78,40 @@ def test_a_run_without_sft_is_compared_with_its_starting_model(tmp_path):
     wall, memory = f"{done['wall_seconds']:.3f}", f"{done['peak_memory_gib']:.3f}"
     row = f"| ei | {wall} | {memory} | {done['cumulative_samples']} |"
     assert row in table
+
+
+TRAINING_EVAL_RECIPE = """
+model: tiny
+task: arithmetic
+output_dir: {out}
+stages: [sft, process_grpo, ei, eval]
+num_train_examples: 16
+num_eval_examples: 8
+tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2}}
+training_eval: {{eval_steps: 1, limit: 4, num_generations: 2, max_new_tokens: 8, backend: hf}}
+sft: {{num_train_epochs: 1, per_device_train_batch_size: 8, gradient_checkpointing: false, max_length: 128}}
+process_grpo: {{num_generations: 2, max_completion_length: 8, per_device_train_batch_size: 8, max_steps: 2,
+               gradient_checkpointing: false}}
+ei: {{num_rounds: 1, num_generations: 2, max_new_tokens: 8, num_train_epochs: 1, per_device_train_batch_size: 8,
+     gradient_checkpointing: false, max_length: 128, eval_num_generations: 1, eval_temperature: 0.0,
+     include_reference_solutions: true}}
+eval: {{num_generations: 2, max_new_tokens: 8}}
+"""
+
+
+def test_a_recipe_switches_on_held_out_accuracy_during_every_stages_training(tmp_path):
+    out = tmp_path / "run"
+    path = tmp_path / "recipe.yaml"
+    path.write_text(TRAINING_EVAL_RECIPE.format(out=out))
+    results = run_recipe(load_recipe(path))
+    assert {"sft", "process_grpo", "ei"} <= set(results)
+    steps = {"sft": [1, 2], "process_grpo": [1, 2]}
+    for stage, expected in steps.items():
+        report = json.loads((out / stage / "reasoning_eval" / "metrics.json").read_text())
+        assert [e["step"] for e in report["evaluations"]] == expected
+        assert report["num_questions"] == 4 and "pass@2" in report["evaluations"][0]["metrics"]
+    drawn = [e["samples_drawn"] for e in json.loads(
+        (out / "process_grpo" / "reasoning_eval" / "metrics.json").read_text())["evaluations"]]
+    assert drawn == [8, 16]
+    ei = json.loads((out / "ei" / "reasoning_eval" / "metrics.json").read_text())["evaluations"]
+    assert ei and all(e["label"] == "round 1" and e["samples_drawn"] == 16 * 2 for e in ei)

@@ -126,3 +126,32 @@ class AdaptiveKLController:
             return
         error = max(min(observed_kl / self.target - 1, 0.2), -0.2)
         self.value *= 1 + error * num_completions / self.horizon
+
+
+def group_normalised_step_rewards(
+    step_rewards: Sequence[Sequence[float]], group_size: int, eps: float = 1e-4
+) -> list[list[float]]:
+    """Every step reward normalised by the mean and standard deviation of all step rewards of its group
+    (rows come in groups of ``group_size`` completions of one prompt): DeepSeekMath's process supervision
+    (Shao et al. 2024, section 4.1.3)."""
+    if group_size < 1 or len(step_rewards) % group_size:
+        raise ValueError(f"group_normalised_step_rewards: {len(step_rewards)} completions do not split into "
+                         f"groups of {group_size}")
+    normalised: list[list[float]] = []
+    for start in range(0, len(step_rewards), group_size):
+        group = step_rewards[start:start + group_size]
+        values = torch.tensor([r for row in group for r in row], dtype=torch.float64)
+        mean = float(values.mean()) if values.numel() else 0.0
+        std = float(values.std()) if values.numel() > 1 else 0.0
+        normalised += [[(r - mean) / (std + eps) for r in row] for row in group]
+    return normalised
+
+
+def advantages_to_go(
+    step_rewards: Sequence[Sequence[float]], step_end_tokens: Sequence[Sequence[int]], mask: torch.Tensor
+) -> torch.Tensor:
+    """``(batch, T)``: a token's advantage is the sum of the rewards of the steps ending at or after it
+    (``step_end_tokens``: the token holding each step's last character); tokens after the last step's
+    end get 0."""
+    placed = place_rewards(mask, step_rewards=step_rewards, step_end_tokens=step_end_tokens)
+    return placed.flip(1).cumsum(1).flip(1) * mask.to(placed)

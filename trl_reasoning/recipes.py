@@ -103,6 +103,15 @@ class Recipe:
             "zero2, zero3, fsdp), num_processes: N}; --accelerate_config / --num_processes override it."
         },
     )
+    training_eval: dict | None = field(
+        default=None,
+        metadata={
+            "help": "Held-out accuracy during training (ReasoningEvalCallback) in the sft, ppo, "
+            "process_grpo, ei and rcrl stages: TrainingEvalSettings fields (eval_steps, limit, "
+            "num_generations, temperature, max_new_tokens, ...); logged as reasoning/<metric> and written to "
+            "<stage>/reasoning_eval/metrics.json."
+        },
+    )
     report_to: str | list[str] = field(
         default="none",
         metadata={
@@ -168,7 +177,7 @@ def _type_name(annotation: Any) -> str:
 
 
 # recipe values that are not of the config field's type: the pipeline resolves them before the config is built
-_AUTO_FIELDS = {("ppo.", "use_vllm")}  # auto: TRL's colocated vLLM when vLLM is installed and able
+_AUTO_FIELDS = {("ppo.", "use_vllm"), ("process_grpo.", "use_vllm")}  # auto: TRL's colocated vLLM when installed
 
 
 def check_section(values: dict, config_cls, prefix: str) -> None:
@@ -250,6 +259,12 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Reci
         raise RecipeError(str(err) + _made_by(recipe.model, path)) from None
     _check_dense_sources(recipe)
     _check_quantization(recipe)
+    if recipe.training_eval is not None:
+        from .eval_callback import TrainingEvalSettings
+
+        if not isinstance(recipe.training_eval, dict):
+            raise RecipeError("recipe: 'training_eval' must be a mapping of TrainingEvalSettings fields")
+        check_section(recipe.training_eval, TrainingEvalSettings, "training_eval.")
     return recipe
 
 

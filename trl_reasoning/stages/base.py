@@ -185,6 +185,25 @@ def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defau
         raise RecipeError(f"recipe: {config_cls.__name__}: {str(err).strip().splitlines()[0]}") from None
 
 
+def training_eval_callbacks(ctx, folder: Path) -> list:
+    """The recipe's ``training_eval`` as a ``ReasoningEvalCallback`` on the held-out questions, writing
+    into ``folder/reasoning_eval`` (empty without one); the stage's trainer binds it."""
+    section = ctx.recipe.training_eval
+    if not section or ctx.held_out is None:
+        return []
+    from ..eval_callback import ReasoningEvalCallback, TrainingEvalSettings
+
+    try:
+        settings = TrainingEvalSettings(**section)
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"recipe: training_eval: {str(err).strip().splitlines()[0]}") from None
+    held_out = ctx.held_out
+    if settings.limit:
+        held_out = held_out.select(range(min(settings.limit, len(held_out))))
+    return [ReasoningEvalCallback(None, held_out, ctx.recipe.task, settings.eval_settings(),
+                                  eval_steps=settings.eval_steps, output_dir=Path(folder) / "reasoning_eval")]
+
+
 def peft_config(recipe):
     """The recipe's ``peft`` section as a ``LoraConfig`` (``None`` without one)."""
     if not recipe.peft:

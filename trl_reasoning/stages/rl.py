@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import RecipeError
 from ..progress import DONE
-from .base import Stage, peft_config, register_stage, stage_config
+from .base import Stage, peft_config, register_stage, stage_config, training_eval_callbacks
 
 
 def rounds_stage(
@@ -50,6 +50,7 @@ def rounds_stage(
             train_dataset=ctx.rl_train,
             eval_dataset=ctx.held_out,
             peft_config=peft_config(recipe),
+            callbacks=training_eval_callbacks(ctx, folder),
             **extra,
         )
         history = trainer.train()
@@ -176,34 +177,37 @@ def resolve_use_vllm(value, policy_ref: str) -> bool:
 
 def run_ppo(ctx, folder: Path) -> dict:
     """PPO from the policy on the train questions; resumes from the last TRL checkpoint after a crash."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    from ..loading import load_tokenizer, remote_code_kwargs
-    from ..rewards import CorrectnessReward
     from ..trainers.ppo_trainer import PPOTrainer
 
-    recipe, section = ctx.recipe, ctx.recipe.section("ppo")
+    return _run_on_policy(ctx, folder, "ppo", _ppo_config(), PPOTrainer, "dense_reward_funcs")
+
+
+def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls, providers_kwarg: str) -> dict:
+    """A TRL on-policy trainer (``trainer_cls``, built like GRPOTrainer) from the policy on the train
+    questions, with the correctness reward and the section's ``dense_rewards`` as step-reward providers;
+    resumes from its last checkpoint; saves a plain causal LM (LoRA merged) as ``final_model``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from ..eval_callback import bind_callbacks
+    from ..loading import load_tokenizer, remote_code_kwargs
+    from ..rewards import CorrectnessReward
+
+    recipe, section = ctx.recipe, ctx.recipe.section(name)
     section = {**section, "use_vllm": resolve_use_vllm(section.get("use_vllm", False), ctx.policy)}
-    args = stage_config(
-        _ppo_config(),
-        section,
-        folder,
-        recipe.seed,
-        report_to=recipe.report_to,
-        save_strategy="steps",
-        save_steps=50,
-        save_total_limit=1,
-    )
+    args = stage_config(config, section, folder, recipe.seed, report_to=recipe.report_to,
+                        save_strategy="steps", save_steps=50, save_total_limit=1)
     args.model_init_kwargs = {**remote_code_kwargs(), **(args.model_init_kwargs or {})}
-    trainer = PPOTrainer(
+    trainer = trainer_cls(
         model=ctx.policy,
         reward_funcs=[CorrectnessReward(recipe.task)],
         args=args,
         train_dataset=rl_dataset(ctx.rl_train),
         processing_class=load_tokenizer(ctx.policy, padding_side="left"),
-        dense_reward_funcs=[step_reward_provider(source, ctx) for source in args.dense_rewards],
         peft_config=peft_config(recipe),
+        callbacks=(callbacks := training_eval_callbacks(ctx, folder)),
+        **{providers_kwarg: [step_reward_provider(source, ctx) for source in args.dense_rewards]},
     )
+    bind_callbacks(trainer, callbacks)
     last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     if hasattr(trainer.model, "merge_and_unload"):  # LoRA: the eval stage and vLLM load a plain causal LM
@@ -216,3 +220,26 @@ def run_ppo(ctx, folder: Path) -> dict:
 
 PPO = register_stage(Stage("ppo", _ppo_config, run_ppo, order=31, role="rl",
                            help="PPOConfig fields for the ppo stage.", title="PPO"))
+
+
+# ------------------------------------------------------------------ process-supervised GRPO
+
+
+def _process_grpo_config():
+    from ..trainers.process_grpo_config import ProcessGRPOConfig
+
+    return ProcessGRPOConfig
+
+
+def run_process_grpo(ctx, folder: Path) -> dict:
+    """GRPO with step rewards normalised within each group (DeepSeekMath's process supervision)."""
+    from ..trainers.process_grpo_trainer import ProcessGRPOTrainer
+
+    return _run_on_policy(ctx, folder, "process_grpo", _process_grpo_config(), ProcessGRPOTrainer,
+                          "step_reward_funcs")
+
+
+PROCESS_GRPO = register_stage(Stage(
+    "process_grpo", _process_grpo_config, run_process_grpo, order=33, role="rl",
+    help="ProcessGRPOConfig fields for the process_grpo stage.", title="process-supervised GRPO",
+))

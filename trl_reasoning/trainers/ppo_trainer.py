@@ -28,8 +28,7 @@ a second backbone pass per batch, is single-process tested only and does not sup
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -54,9 +53,8 @@ from ..advantages import (
 )
 from ..distributed import average_gradients, gathered
 from ..faults import fault_point
-from ..reward_models.base import TokenRewardModel
-from ..steps import split_steps, step_end_tokens, token_ends_by_decoding
 from .ppo_config import PPOConfig
+from .step_rewards import check_providers, completion_texts, policy_step_end_tokens, weighted_step_rewards
 from .value_model import PPOError, build_value_model, value_fingerprints
 
 VALUE_STATE = "value_model.pt"
@@ -96,15 +94,8 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
         if not isinstance(args, PPOConfig):
             raise PPOError(f"args: expected a PPOConfig, got {type(args).__name__}")
         self.dense_reward_funcs = list(dense_reward_funcs or [])
-        weights = args.dense_reward_weights or [1.0] * len(self.dense_reward_funcs)
-        if len(weights) != len(self.dense_reward_funcs):
-            raise PPOError(f"dense_reward_weights: {len(weights)} weights for "
-                           f"{len(self.dense_reward_funcs)} dense reward providers")
-        for provider in self.dense_reward_funcs:
-            if not callable(getattr(provider, "step_rewards", None)):
-                raise PPOError(f"dense_reward_funcs: {provider!r} has no step_rewards(prompts, completions, "
-                               "**columns)")
-        self.dense_reward_weights = weights
+        self.dense_reward_weights = check_providers(self.dense_reward_funcs, args.dense_reward_weights,
+                                                    PPOError)
         if args.use_vllm:
             enable_vllm_colocate_on_cpu()
         self._launch_env = distributed_env()  # restored after train(): TRL's colocated engine overwrites it
@@ -204,47 +195,16 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
         weights = self.reward_weights.to(rewards_per_func.device)
         sparse = torch.nan_to_num(rewards_per_func, nan=0.0) @ weights
         self.record_metric("ppo/reward/sparse", sparse.mean().item())
-        lengths = mask.sum(dim=1).long().tolist()
-        ids = [row[:n].tolist() for row, n in zip(completion_ids, lengths, strict=True)]
-        texts = self.processing_class.batch_decode(ids, skip_special_tokens=True)
-        step_rewards = [[0.0] * len(split_steps(t, self.args.step_delimiter)) for t in texts]
-        for provider, weight in zip(self.dense_reward_funcs, self.dense_reward_weights, strict=True):
-            dense = self._dense_rewards(provider, inputs, texts)
-            self.record_metric(
-                f"ppo/reward/dense/{_name(provider)}", sum(map(sum, dense)) / max(len(dense), 1)
-            )
-            step_rewards = [
-                [a + weight * b for a, b in zip(acc, new, strict=True)]
-                for acc, new in zip(step_rewards, dense, strict=True)
-            ]
-        ends = [
-            step_end_tokens(
-                token_ends_by_decoding(self.processing_class, row), split_steps(t, self.args.step_delimiter)
-            )
-            for row, t in zip(ids, texts, strict=True)
-        ]
-        return place_rewards(mask, sparse.to(mask.device), step_rewards if self.dense_reward_funcs else None,
-                             ends if self.dense_reward_funcs else None)
-
-    def _dense_rewards(self, provider, inputs: list[dict], texts: list[str]) -> list[list[float]]:
-        """A provider's step rewards, checked: one finite reward per step of every completion."""
-        columns = {
-            key: [row[key] for row in inputs] for key in inputs[0] if key not in ("prompt", "completion")
-        }
-        if isinstance(provider, TokenRewardModel):
-            columns["shaping"] = self.args.dense_reward_shaping
-        rewards = provider.step_rewards([row["prompt"] for row in inputs], texts, **columns)
-        if len(rewards) != len(texts):
-            raise PPOError(f"dense reward {_name(provider)}: returned {len(rewards)} rows for {len(texts)} "
-                           "completions")
-        for text, row in zip(texts, rewards, strict=True):
-            steps = len(split_steps(text, self.args.step_delimiter))
-            if len(row) != steps:
-                raise PPOError(f"dense reward {_name(provider)}: returned {len(row)} step rewards for a "
-                               f"completion with {steps} steps")
-            if not all(math.isfinite(float(r)) for r in row):
-                raise PPOError(f"dense reward {_name(provider)}: returned a non-finite step reward")
-        return [[float(r) for r in row] for row in rewards]
+        if not self.dense_reward_funcs:
+            return place_rewards(mask, sparse.to(mask.device))
+        a = self.args
+        ids, texts = completion_texts(self.processing_class, completion_ids, mask)
+        steps = weighted_step_rewards(self.dense_reward_funcs, self.dense_reward_weights, inputs, texts,
+                                      a.step_delimiter, a.dense_reward_shaping,
+                                      lambda name, value: self.record_metric(f"ppo/reward/{name}", value),
+                                      PPOError)
+        ends = policy_step_end_tokens(self.processing_class, ids, texts, a.step_delimiter)
+        return place_rewards(mask, sparse.to(mask.device), steps, ends)
 
     def _kl(self, input_ids, attention_mask, width: int, output) -> torch.Tensor:
         logps = output.get("old_per_token_logps")
@@ -354,6 +314,3 @@ def _eval_mode(module):
     finally:
         module.train(was_training)
 
-
-def _name(func: Callable) -> str:
-    return getattr(func, "__name__", type(func).__name__)

@@ -33,6 +33,8 @@ def run_sft(model, tokenizer, dataset, args, peft_config=None, callbacks=None, m
     from datasets import Dataset
     from trl import SFTTrainer
 
+    from ..eval_callback import bind_callbacks
+
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -41,6 +43,7 @@ def run_sft(model, tokenizer, dataset, args, peft_config=None, callbacks=None, m
         peft_config=peft_config,
         callbacks=callbacks,
     )
+    bind_callbacks(trainer, callbacks)
     trainer.train()
     if merge_into is not None:
         trainer.model = merged_into_full_precision(trainer, merge_into, Path(args.output_dir) / "adapter")
