@@ -92,9 +92,9 @@ training_eval: {{eval_steps: 1, limit: 4, num_generations: 2, max_new_tokens: 8,
 sft: {{num_train_epochs: 1, per_device_train_batch_size: 8, gradient_checkpointing: false, max_length: 128}}
 process_grpo: {{num_generations: 2, max_completion_length: 8, per_device_train_batch_size: 8, max_steps: 2,
                gradient_checkpointing: false}}
-ei: {{num_rounds: 1, num_generations: 2, max_new_tokens: 8, num_train_epochs: 1, per_device_train_batch_size: 8,
-     gradient_checkpointing: false, max_length: 128, eval_num_generations: 1, eval_temperature: 0.0,
-     include_reference_solutions: true}}
+ei: {{num_rounds: 1, num_generations: 2, max_new_tokens: 8, num_train_epochs: 1,
+     per_device_train_batch_size: 8, gradient_checkpointing: false, max_length: 128,
+     eval_num_generations: 1, eval_temperature: 0.0, include_reference_solutions: true}}
 eval: {{num_generations: 2, max_new_tokens: 8}}
 """
 

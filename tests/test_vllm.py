@@ -340,3 +340,50 @@ def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
     ) as engine:
         engine.sample(prompts[:1], 1, 0.0)
     process_state().wait_for_everyone()
+
+
+def test_reasoning_eval_callback_samples_through_trls_colocated_engine(servable_dir, tmp_path, monkeypatch):
+    """GRPO with TRL's colocated vLLM: the callback samples through the trainer's engine (no second one
+    starts), after syncing the trained weights into it: its greedy maj@1 equals HF's on the same policy."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    from trl_reasoning.eval_callback import ReasoningEvalCallback
+    from trl_reasoning.evaluation import EvalSettings, evaluate
+    from trl_reasoning.rewards import make_correctness_reward
+    from trl_reasoning.sampling import vllm_backend
+
+    started = []
+    original = vllm_backend.VLLMEngine.__init__
+    monkeypatch.setattr(vllm_backend.VLLMEngine, "__init__",
+                        lambda self, *a, **k: (started.append(a), original(self, *a, **k))[1])
+    train = add_prompts(load_task("arithmetic", split="train", num_examples=16)).select_columns(
+        ["prompt", "answer"])
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "grpo"), learning_rate=5e-2, per_device_train_batch_size=16,
+        num_generations=4, max_completion_length=8, use_cpu=True, bf16=False, report_to="none",
+        save_strategy="no", logging_steps=1, max_steps=2, gradient_checkpointing=False, disable_tqdm=True,
+        seed=0, use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.1,
+        vllm_enable_sleep_mode=False,
+    )
+    from trl_reasoning._compat import enable_vllm_colocate_on_cpu
+
+    enable_vllm_colocate_on_cpu()
+    launch_env = {key: os.environ.get(key) for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    trainer = GRPOTrainer(model=str(servable_dir), reward_funcs=make_correctness_reward("arithmetic"),
+                          args=args, train_dataset=train)
+    held_out = _rows(8)
+    settings = EvalSettings(num_generations=2, temperature=0.7, max_new_tokens=24, backend="vllm")
+    callback = ReasoningEvalCallback(trainer, held_out, "arithmetic", settings, eval_steps=1)
+    trainer.add_callback(callback)
+    try:
+        trainer.train()
+    finally:
+        for key, value in launch_env.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    logged = [r for r in trainer.state.log_history if "reasoning/maj@1" in r]
+    assert [r["step"] for r in logged] == [1, 2] and not started  # no engine of our own was started
+    assert callback.history[-1]["throughput"]["backend"] == "vllm"
+    policy = trainer.accelerator.unwrap_model(trainer.model).eval()
+    hf = evaluate(policy, trainer.processing_class, held_out, "arithmetic",
+                  EvalSettings(num_generations=1, temperature=0.0, max_new_tokens=24, backend="hf"))
+    assert logged[-1]["reasoning/maj@1"] == hf["metrics"]["maj@1"]

@@ -177,7 +177,8 @@ def _type_name(annotation: Any) -> str:
 
 
 # recipe values that are not of the config field's type: the pipeline resolves them before the config is built
-_AUTO_FIELDS = {("ppo.", "use_vllm"), ("process_grpo.", "use_vllm")}  # auto: TRL's colocated vLLM when installed
+# auto: TRL's colocated vLLM when vLLM is installed and able
+_AUTO_FIELDS = {("ppo.", "use_vllm"), ("process_grpo.", "use_vllm")}
 
 
 def check_section(values: dict, config_cls, prefix: str) -> None:
