@@ -240,6 +240,6 @@ def run_process_grpo(ctx, folder: Path) -> dict:
 
 
 PROCESS_GRPO = register_stage(Stage(
-    "process_grpo", _process_grpo_config, run_process_grpo, order=33, role="rl",
+    "process_grpo", _process_grpo_config, run_process_grpo, order=34, role="rl",
     help="ProcessGRPOConfig fields for the process_grpo stage.", title="process-supervised GRPO",
 ))
