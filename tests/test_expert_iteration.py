@@ -188,9 +188,9 @@ def test_rounds_train_on_the_union_capped_per_question_and_evaluate_each_round(
     )
     fine_tuned, reloaded = [], []
     fine_tune, reload = trainer._fine_tune, trainer._reload
-    trainer._fine_tune = lambda rows, folder: (
+    trainer._fine_tune = lambda rows, folder, **kwargs: (
         fine_tuned.append([dict(r) for r in rows]),
-        fine_tune(rows, folder),
+        fine_tune(rows, folder, **kwargs),
     )
     trainer._reload = lambda folder: (reloaded.append(str(folder)), reload(folder))[1]
     history = trainer.train()

@@ -7,7 +7,8 @@ import argparse
 import dataclasses
 
 DESCRIPTIONS = {
-    "train": "run a YAML recipe's stages (sft, orm, prm, ei, ppo, rcrl, eval, ...); rerunning resumes",
+    "train": "run a YAML recipe's stages (sft, orm, prm, ei, ppo, rcrl, process_grpo, eval, ...); "
+             "rerunning resumes",
     "eval": "sample a model on a task's questions, verify, report maj@1, maj@k, pass@k (and rerank@k)",
     "sample": "draw K labelled samples per question (reward-model data; Monte-Carlo step labels)",
 }

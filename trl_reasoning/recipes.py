@@ -38,9 +38,8 @@ class Recipe:
                                          "offline)."})
     task: str = field(default="gsm8k", metadata={"help": f"A registered task: {task_names_help()}."})
     stages: list[str] = field(default_factory=lambda: ["sft", "ei", "eval"], metadata={
-        "help": "Stages to run, in run order whatever the listed order (sft, orm, prm, ei, ppo, rcrl, eval "
-                "and any "
-                "registered stage); ei, ppo and rcrl all start from the sft policy."})
+        "help": "Stages to run, in run order whatever the listed order (sft, orm, prm, ei, ppo, rcrl, "
+                "process_grpo, eval and any registered stage); the RL stages all start from the sft policy."})
     output_dir: str = field(default="runs/experiment", metadata={"help": "Run folder; rerunning resumes in "
                                                                          "it."})
     seed: int = field(default=0, metadata={"help": "Seed for data generation, sampling and training."})
