@@ -109,6 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/compare_quickstart.yaml")
     parser.add_argument("--output", default=None, help="run folder (default: the recipe's output_dir)")
+    parser.add_argument("--only", default=None, help="comma-separated methods to run and compare with sft "
+                                                     "(default: all); finished ones are reused")
     args = parser.parse_args()
     overrides = [("output_dir", args.output)] if args.output else []
     recipe = load_recipe(args.recipe, parse_overrides([]) + overrides)
@@ -126,6 +128,8 @@ def main() -> None:
         ("rcrl_dense_heuristic", "rcrl", {"rcrl": {**rcrl, "tag_mode": "dense", "step_reward": "heuristic"}}),
         ("grpo", "grpo", {}), ("process_grpo_heuristic", "process_grpo", {}),
     ):
+        if args.only and name not in args.only.split(","):
+            continue
         run_variant(ctx, name, stage, seconds, found, **sections)
         write_json_atomic(times_path, seconds)
     results = evaluate_models(ctx, found["models"], ctx.reward_models["orm"], found["conditioning"])
