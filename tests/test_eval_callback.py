@@ -98,3 +98,7 @@ def test_a_held_out_set_without_answers_fails_in_one_line(tiny_model_dir, tmp_pa
 
     with pytest.raises(ValueError, match="eval_dataset: needs a 'answer' column"):
         ReasoningEvalCallback(None, Dataset.from_list([{"prompt": "1 + 1"}]), "arithmetic")
+    rows = Dataset.from_list([{"prompt": "1 + 1", "answer": "2"}])
+    unbound = ReasoningEvalCallback(None, rows, "arithmetic")
+    with pytest.raises(ValueError, match="no trainer to evaluate"):
+        unbound.on_train_begin(None, None, None)

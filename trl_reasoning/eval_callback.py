@@ -105,6 +105,9 @@ class ReasoningEvalCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         """A resumed run keeps the evaluations written before the checkpoint it resumes from."""
+        if self.trainer is None:
+            raise ValueError("ReasoningEvalCallback: no trainer to evaluate: pass it to the constructor "
+                             "(ReasoningEvalCallback(trainer, ...)) or call bind(trainer)")
         path = self.output_dir / METRICS_FILE
         if path.exists() and not self.history:
             saved = json.loads(path.read_text()).get("evaluations", [])
