@@ -46,6 +46,7 @@ def run_grpo(ctx, folder: Path) -> dict:
     from trl import GRPOTrainer
 
     from trl_reasoning._compat import distributed_env, enable_vllm_colocate_on_cpu, restore_distributed_env
+    from trl_reasoning.eval_callback import samples_drawn
     from trl_reasoning.loading import load_tokenizer
     from trl_reasoning.rewards import CorrectnessReward
 
@@ -66,8 +67,7 @@ def run_grpo(ctx, folder: Path) -> dict:
     finally:
         restore_distributed_env(launch_env)
     trainer.save_model(str(folder / "final_model"))
-    samples = trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
-    return {"cumulative_samples": samples * ctx.state.num_processes // max(args.num_iterations, 1)}
+    return {"cumulative_samples": samples_drawn(trainer, trainer.state.global_step)}
 
 
 # A stage of this benchmark only: recipes that import this module may list it too.

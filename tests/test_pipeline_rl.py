@@ -41,11 +41,16 @@ eval: {{num_generations: 2, max_new_tokens: 16}}
 """
 
 
-def test_recipe_with_reward_models_ppo_and_rcrl(tmp_path):
+def _run(tmp_path, recipe: str):
+    """Write ``recipe`` (its ``{out}`` filled in) and run it; returns the run folder, recipe path, results."""
     out = tmp_path / "run"
     path = tmp_path / "recipe.yaml"
-    path.write_text(RECIPE.format(out=out))
-    results = run_recipe(load_recipe(path))
+    path.write_text(recipe.format(out=out))
+    return out, path, run_recipe(load_recipe(path))
+
+
+def test_recipe_with_reward_models_ppo_and_rcrl(tmp_path):
+    out, path, results = _run(tmp_path, RECIPE)
     assert set(results) == {"sft", "ppo", "rcrl", "rcrl unconditioned"}
     assert all("rerank@2" in r["metrics"] for r in results.values())  # reranked with the run's ORM
     for stage in ("orm", "prm"):
@@ -100,10 +105,7 @@ eval: {{num_generations: 2, max_new_tokens: 8}}
 
 
 def test_a_recipe_switches_on_held_out_accuracy_during_every_stages_training(tmp_path):
-    out = tmp_path / "run"
-    path = tmp_path / "recipe.yaml"
-    path.write_text(TRAINING_EVAL_RECIPE.format(out=out))
-    results = run_recipe(load_recipe(path))
+    out, _, results = _run(tmp_path, TRAINING_EVAL_RECIPE)
     assert {"sft", "process_grpo", "ei"} <= set(results)
     steps = {"sft": [1, 2], "process_grpo": [1, 2]}
     for stage, expected in steps.items():
