@@ -83,6 +83,8 @@ def test_overrides(tmp_path):
         path, parse_overrides(["--ei.num_rounds", "2", "--task=svamp", "--stages", "[sft, eval]"])
     )
     assert recipe.ei == {"num_rounds": 2} and recipe.task == "svamp" and recipe.stages == ["sft", "eval"]
+    for text, stages in (("ei", ["ei"]), ("sft,ei", ["sft", "ei"]), ("sft, eval", ["sft", "eval"])):
+        assert load_recipe(path, parse_overrides(["--stages", text])).stages == stages
     with pytest.raises(RecipeError, match="has no value"):
         parse_overrides(["--task"])
     with pytest.raises(RecipeError, match="unknown key 'ei.bogus'"):

@@ -171,6 +171,13 @@ def _coerce_float(value: Any, annotation: Any) -> Any:
         return value
 
 
+def _coerce_list(value: Any, annotation: Any) -> Any:
+    """``--stages ei,eval`` on the command line: a comma-separated string where the field takes a list."""
+    if not isinstance(value, str) or _type_ok(value, annotation) or not _type_ok([value], annotation):
+        return value
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
@@ -192,7 +199,7 @@ def check_section(values: dict, config_cls, prefix: str) -> None:
                 f"recipe: unknown key '{prefix}{key}'{renamed_hint(key)}; "
                 f"valid keys: {', '.join(sorted(fields))}"
             )
-        value = values[key] = _coerce_float(value, hints.get(key, Any))
+        value = values[key] = _coerce_list(_coerce_float(value, hints.get(key, Any)), hints.get(key, Any))
         if value == "auto" and (prefix, key) in _AUTO_FIELDS:
             continue
         if not _type_ok(value, hints.get(key, Any)):
