@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -285,12 +286,16 @@ def test_eval_of_a_run_model_uses_its_task_card_and_matches_the_runs_eval(tmp_pa
 
 def test_the_eval_stage_reuses_a_report_finished_with_the_same_settings(tiny_model_dir, tmp_path):
     """A rerun does not evaluate again a model whose report has the same settings (stop strings are a
-    tuple in memory and a list in metrics.json); other settings evaluate again."""
+    tuple in memory and a list in metrics.json); other settings, or the same folder with weights
+    written anew (a stage extended by a round), evaluate again."""
+    import shutil
+
     from trl_reasoning.pipeline import run_recipe
     from trl_reasoning.recipes import load_recipe
 
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
     path = tmp_path / "r.yaml"
-    recipe = (f"model: {tiny_model_dir}\ntask: arithmetic\noutput_dir: {tmp_path / 'run'}\nstages: [eval]\n"
+    recipe = (f"model: {model}\ntask: arithmetic\noutput_dir: {tmp_path / 'run'}\nstages: [eval]\n"
               "num_eval_examples: 4\neval: {num_generations: 2, max_new_tokens: 8, backend: hf}\n")
     path.write_text(recipe)
     report = tmp_path / "run" / "eval" / "initial" / "samples.jsonl"
@@ -299,5 +304,12 @@ def test_the_eval_stage_reuses_a_report_finished_with_the_same_settings(tiny_mod
     run_recipe(load_recipe(path))
     assert report.stat().st_mtime_ns == written
     path.write_text(recipe.replace("max_new_tokens: 8", "max_new_tokens: 9"))
+    run_recipe(load_recipe(path))
+    assert report.stat().st_mtime_ns != written
+    written = report.stat().st_mtime_ns
+    run_recipe(load_recipe(path))
+    assert report.stat().st_mtime_ns == written
+    weights = next(model.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes())  # the same folder trained again
     run_recipe(load_recipe(path))
     assert report.stat().st_mtime_ns != written

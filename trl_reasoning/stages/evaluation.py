@@ -2,7 +2,7 @@
 the run's reward model when there is one), one comparison table with the paired maj@1 gains, written
 to ``output_dir/results.md`` and ``results.json``. Models the run fine-tuned take the prompts they were
 trained on (``train_prompt_style``); the starting model takes ``prompt_style``. Each model's report is
-reused when a previous run finished it with the same settings."""
+reused when a previous run finished it with the same settings and the same weight files."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer
     folder = Path(recipe.output_dir) / "eval" / name.replace(" ", "_")
     suffix, forced = condition.get("suffix", ""), condition.get("force_after_steps")
     held_out = ctx.held_out if name == "initial" else prompted_as_trained(ctx.held_out)
-    config = {"model": reference, "reward_model": reward_model, "prompt_suffix": suffix,
+    config = {"model": reference, "weights": _weights_fingerprint(reference), "reward_model": reward_model,
+              "prompt_suffix": suffix,
               "training_prompts": held_out is not ctx.held_out, **dataclasses.asdict(settings)}
     if forced:
         config["force_after_steps"] = forced
@@ -69,6 +70,17 @@ def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer
         write_report(report, folder, config, title=f"{name} on {recipe.task}")
     state.wait_for_everyone()
     return {key: value for key, value in report.items() if key != "records"}
+
+
+def _weights_fingerprint(reference: str) -> list | None:
+    """Name, size and modification time of a local model folder's weight files: a stage rerun that
+    retrains the model (an EI run extended by a round) writes the same folder anew, and its old report
+    must not be reused."""
+    folder = Path(reference)
+    if not folder.is_dir():
+        return None
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(folder.iterdir())
+            if f.suffix in (".safetensors", ".bin", ".pt")]
 
 
 def _forced_tag(tokenizer, token: str | None) -> list:

@@ -101,7 +101,10 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         start = self._resume()
         try:
             if start == 0:
-                self._finish_round(0, self._evaluate(), train_stats={}, seconds={})
+                began = time.perf_counter()
+                metrics = self._evaluate()
+                seconds = {"evaluation": time.perf_counter() - began}
+                self._finish_round(0, metrics, train_stats={}, seconds=seconds)
                 start = 1
             for round_index in range(start, self.args.num_rounds + 1):
                 if self._over_budget():
