@@ -323,3 +323,25 @@ def test_shared_value_loss_weight_does_not_grow_with_gradient_accumulation(
         trainer.model.train()
         totals[steps] = sum(trainer.compute_loss(trainer.model, {}).item() for _ in range(steps))
     assert totals[1] == pytest.approx(trainer.args.vf_coef) and totals[4] == pytest.approx(totals[1])
+
+
+def test_with_peft_the_value_model_trains_adapters_and_its_head(tiny_model_dir, tmp_path):
+    """With a peft_config the separate value model trains adapters and its scalar head, not its frozen
+    backbone (a full copy under AdamW would cost 4x the model); value_model_peft=False trains it all."""
+    import torch
+    from peft import LoraConfig
+
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
+    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(32),
+                         args=_args(tmp_path, max_steps=2), peft_config=lora)
+    trainable = {n for n, p in trainer.value_model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable), sorted(trainable)
+    assert any("score" in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in trainer.value_model.named_parameters()}
+    trainer.train()
+    changed = {n for n, p in trainer.value_model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert any("score" in n for n in changed) and any("lora_B" in n for n in changed)
+    assert changed <= trainable
+    full = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(32),
+                      args=_args(tmp_path, max_steps=1, value_model_peft=False), peft_config=lora)
+    assert all(p.requires_grad for p in full.value_model.parameters())

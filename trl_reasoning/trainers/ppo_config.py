@@ -25,6 +25,9 @@ class PPOConfig(GRPOConfig):
         value_model_mode (`str`, defaults to `"separate"`): `separate`: a value model of its own (a copy of
             the policy's backbone with a scalar token head, or `value_model` passed to the trainer);
             `shared`: a scalar head on the policy's backbone, trained with the policy's optimizer.
+        value_model_peft (`bool`, defaults to `True`): With a `peft_config`, train the separate value
+            model as adapters of the same config on its backbone plus its full scalar head, instead of
+            all its weights (a full copy with its own AdamW state holds ~4x the model's size).
         value_learning_rate (`float`, defaults to `1e-4`): Learning rate of the value model's optimizer.
         vf_coef (`float`, defaults to `0.5`): Weight of the value loss.
         cliprange_value (`float`, defaults to `0.2`): Clip range of value predictions around the old ones.
@@ -67,6 +70,10 @@ class PPOConfig(GRPOConfig):
     value_model_mode: str = field(default="separate", metadata={"help": "separate (a value model of its "
                                                                         "own) or shared (a head on the "
                                                                         "policy's backbone)."})
+    value_model_peft: bool = field(default=True, metadata={"help": "With a peft_config, train the separate "
+                                                                   "value model as adapters of the same "
+                                                                   "config plus its scalar head, not all "
+                                                                   "its weights."})
     value_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the value model."})
     vf_coef: float = field(default=0.5, metadata={"help": "Weight of the value loss."})
     cliprange_value: float = field(default=0.2, metadata={"help": "Clip range of value predictions around "

@@ -109,10 +109,11 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
         if args.value_model_mode == "shared":
             self._add_value_head(value_model, peft_config)
         else:
+            value_peft = peft_config if args.value_model_peft else None
             self.value_model = build_value_model(value_model, model, self.model, self.processing_class,
-                                                 self.accelerator)
+                                                 self.accelerator, peft_config=value_peft)
             self.value_optimizer = torch.optim.AdamW(
-                self.value_model.parameters(), lr=args.value_learning_rate
+                [p for p in self.value_model.parameters() if p.requires_grad], lr=args.value_learning_rate
             )
         self.samples_seen = 0  # completions sampled for training, over all processes
 

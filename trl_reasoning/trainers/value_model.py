@@ -17,9 +17,10 @@ class PPOError(ValueError):
     """A PPO set-up or reward that cannot be trained on; the message says what was expected."""
 
 
-def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator):
+def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, peft_config=None):
     """The value model to train: ``value_model`` (a model, folder or Hub id), else the policy's backbone
-    under a new scalar head (``policy_ref`` when the policy was given by name, else ``policy``)."""
+    under a new scalar head (``policy_ref`` when the policy was given by name, else ``policy``). With
+    ``peft_config`` it trains as adapters of that config plus its whole head (``value_adapters``)."""
     if value_model is None and isinstance(policy_ref, str):
         value_model = policy_ref
     if value_model is None:
@@ -36,12 +37,27 @@ def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator):
             f"value_model: its vocabulary ({value_model.config.vocab_size}) is smaller than the policy "
             f"tokenizer's ({len(tokenizer)}); it must read the policy's token ids"
         )
+    if peft_config is not None:
+        value_model = value_adapters(value_model, peft_config)
     value_model.train()  # same mode on every path: dropout in the value loss, eval mode at rollout time
     on_cpu = accelerator.device.type == "cpu"
     prepared = accelerator.prepare_model(value_model.float() if on_cpu else value_model)
     if not isinstance(prepared, torch.nn.parallel.DistributedDataParallel):  # DeepSpeed: no DDP
         broadcast_parameters(prepared, accelerator.num_processes)  # a fresh head differs per process
     return prepared
+
+
+def value_adapters(value_model, peft_config):
+    """``value_model`` with new adapters of ``peft_config``'s kind on its backbone; the scalar head stays
+    fully trained (PEFT's token-classification task keeps ``score``/``classifier`` as modules to save).
+    A full copy trained with AdamW would hold four times the model's size for a LoRA run."""
+    import copy
+
+    from peft import get_peft_model
+
+    config = copy.deepcopy(peft_config)
+    config.task_type = "TOKEN_CLS"
+    return get_peft_model(value_model, config)
 
 
 def check_value_tokenizer(reference: str, tokenizer) -> None:
