@@ -37,7 +37,7 @@ def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, p
             f"value_model: its vocabulary ({value_model.config.vocab_size}) is smaller than the policy "
             f"tokenizer's ({len(tokenizer)}); it must read the policy's token ids"
         )
-    if peft_config is not None:
+    if peft_config is not None and not hasattr(value_model, "peft_config"):  # not a given PeftModel
         value_model = value_adapters(value_model, peft_config)
     value_model.train()  # same mode on every path: dropout in the value loss, eval mode at rollout time
     on_cpu = accelerator.device.type == "cpu"
