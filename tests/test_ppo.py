@@ -343,5 +343,9 @@ def test_with_peft_the_value_model_trains_adapters_and_its_head(tiny_model_dir, 
     assert any("score" in n for n in changed) and any("lora_B" in n for n in changed)
     assert changed <= trainable
     full = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(32),
-                      args=_args(tmp_path, max_steps=1, value_model_peft=False), peft_config=lora)
+                      args=_args(tmp_path, max_steps=1, value_model_peft=False, save_strategy="steps",
+                                 save_steps=1), peft_config=lora)
     assert all(p.requires_grad for p in full.value_model.parameters())
+    full.train()
+    with pytest.raises(PPOError, match="resume with the value_model_peft / peft_config it was saved with"):
+        trainer.train(resume_from_checkpoint=True)  # the full value model's checkpoint, into adapters

@@ -256,7 +256,12 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
         if isinstance(folder, str) and (Path(folder) / VALUE_STATE).exists():
             state = torch.load(Path(folder) / VALUE_STATE, map_location="cpu", weights_only=True)
             if self.value_model is not None:
-                self.accelerator.unwrap_model(self.value_model).load_state_dict(state["model"])
+                try:
+                    self.accelerator.unwrap_model(self.value_model).load_state_dict(state["model"])
+                except RuntimeError:
+                    raise PPOError(f"resume_from_checkpoint: {folder}'s value model has other parameters "
+                                   "than this one; resume with the value_model_peft / peft_config it "
+                                   "was saved with") from None
                 self.value_optimizer.load_state_dict(state["optimizer"])
             else:
                 self._value_head().load_state_dict(state["head"])
