@@ -349,3 +349,20 @@ def test_with_peft_the_value_model_trains_adapters_and_its_head(tiny_model_dir, 
     full.train()
     with pytest.raises(PPOError, match="resume with the value_model_peft / peft_config it was saved with"):
         trainer.train(resume_from_checkpoint=True)  # the full value model's checkpoint, into adapters
+
+
+def test_a_policy_object_with_peft_gets_a_value_model_from_its_base_weights(tiny_model_dir, tmp_path):
+    """A policy passed as a model object with a peft_config: TRL wraps it in adapters before the value
+    model is built from it; the value model starts from the base weights, under adapters of its own."""
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    base = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    lora = LoraConfig(r=4, target_modules="all-linear")
+    trainer = PPOTrainer(model=policy, reward_funcs=[apples_reward], train_dataset=_train(32),
+                         args=_args(tmp_path, max_steps=1), peft_config=lora)
+    value_backbone = trainer.value_model.get_base_model().model
+    weight = "layers.0.self_attn.q_proj"
+    assert torch.equal(value_backbone.get_submodule(weight).base_layer.weight, base[f"{weight}.weight"])

@@ -77,12 +77,18 @@ def value_model_like(policy):
     """A value model with the policy's architecture and backbone weights (policy given as an object)."""
     from transformers import AutoModelForTokenClassification
 
-    config = policy.config.__class__.from_dict({**policy.config.to_dict(), "num_labels": 1})
+    base = policy.get_base_model() if hasattr(policy, "peft_config") else policy  # TRL wrapped it in PEFT
+    config = base.config.__class__.from_dict({**base.config.to_dict(), "num_labels": 1})
     value_model = AutoModelForTokenClassification.from_config(config)
-    prefix = policy.base_model_prefix
+    prefix = base.base_model_prefix
     with gathered(policy):  # ZeRO-3: the policy TRL loaded is sharded
-        getattr(value_model, prefix).load_state_dict(getattr(policy, prefix).state_dict())
+        getattr(value_model, prefix).load_state_dict(_without_adapters(getattr(base, prefix).state_dict()))
     return value_model
+
+
+def _without_adapters(state: dict) -> dict:
+    """A backbone's weights with LoRA's layers taken out: ``x.base_layer.weight`` read as ``x.weight``."""
+    return {k.replace(".base_layer.", "."): v for k, v in state.items() if "lora_" not in k}
 
 
 def value_fingerprints(value_model, accelerator) -> list[float]:
