@@ -199,10 +199,11 @@ def check_section(values: dict, config_cls, prefix: str) -> None:
                 f"recipe: unknown key '{prefix}{key}'{renamed_hint(key)}; "
                 f"valid keys: {', '.join(sorted(fields))}"
             )
-        value = values[key] = _coerce_list(_coerce_float(value, hints.get(key, Any)), hints.get(key, Any))
+        annotation = hints.get(key, Any)
+        value = values[key] = _coerce_list(_coerce_float(value, annotation), annotation)
         if value == "auto" and (prefix, key) in _AUTO_FIELDS:
             continue
-        if not _type_ok(value, hints.get(key, Any)):
+        if not _type_ok(value, annotation):
             raise RecipeError(
                 f"recipe: '{prefix}{key}' must be {_type_name(hints[key])}, got {value!r}"
             )
