@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,55 @@ def test_arithmetic_is_deterministic_and_splits_never_share_questions():
     assert len({r["question"] for r in train}) == 500
     for row in train[:50]:
         assert is_correct(row["solution"], row["answer"], task="arithmetic")
+
+
+def _arithmetic_splits_in_use() -> list[tuple[int, int, dict, str]]:
+    """(train size, test size, difficulty, where) of every arithmetic recipe and test in the repository."""
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for path in sorted((root / "recipes").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        if raw.get("task") == "arithmetic":
+            found.append((raw.get("num_train_examples", 2000), raw.get("num_eval_examples", 200),
+                          raw.get("arithmetic", {}), path.name))
+    for path in sorted(root.glob("tests/test_*.py")):
+        for size in re.findall(r"num_train_examples[\"']?[:=,]\s*(\d+)", path.read_text()):
+            found.append((int(size), 200, {}, path.name))
+    return found
+
+
+def test_arithmetic_test_split_shares_no_solution_with_train():
+    """Held out by content: no test solution (numbers, operations, steps) is a train solution, for every
+    split size and difficulty the recipes and tests use, and across seeds (a split is the solution's)."""
+    in_use = _arithmetic_splits_in_use()
+    assert any(where == "compare_quickstart.yaml" for *_, where in in_use)
+    checked = set()
+    for num_train, num_test, difficulty, where in in_use:
+        key = (num_train, num_test, repr(sorted(difficulty.items())))
+        if key in checked:
+            continue
+        checked.add(key)
+        cfg = ArithmeticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in difficulty.items()})
+        train = {r["solution"] for seed in (0, 1) for r in generate(num_train, "train", seed, cfg)}
+        test = [r["solution"] for r in generate(num_test, "test", 0, cfg)]
+        assert len(set(test)) == len(test), where
+        assert not train & set(test), f"{where}: {len(train & set(test))} test solutions also in train"
+
+
+def test_wording_does_not_make_a_test_question_new():
+    """The split follows the solution: two problems that differ only in names and items fall together."""
+    from trl_reasoning.tasks.arithmetic import split_of
+
+    cfg = ArithmeticConfig(max_operand=9, operators=("+", "-"))
+    rows = generate(3000, "train", 0, cfg) + generate(800, "test", 0, cfg)
+    for row in rows:
+        assert split_of(row["solution"], cfg.test_fraction) == ("test" if row in rows[3000:] else "train")
+    solutions = [r["solution"] for r in rows]
+    assert len(set(solutions)) == len(solutions)  # every problem's solution is new, not just its wording
 
 
 def test_arithmetic_difficulty_knobs():

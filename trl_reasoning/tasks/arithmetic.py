@@ -5,8 +5,11 @@ apples. ... How many apples does Mia have now?"); the reference solution writes 
 (``7 + 5 = 12``) and ends in ``#### N``, so the GSM8K verifier, step splitter and heuristic rewards
 all apply unchanged. Difficulty knobs: number of steps, operand range, operators, multiplier range.
 
-Splits never share a question: a question's split is fixed by a hash of its text, and each split
-keeps only the questions that hash into it. Generation is deterministic for a given seed.
+Splits never share a solution: a problem's split is fixed by a hash of its reference solution (its
+numbers, operations and steps: everything the answer depends on), not of its wording, so a test
+question never differs from a train question by its names and items alone. Within a split every
+solution is distinct too. Generation is deterministic for a given seed; the split of a problem does not
+depend on the seed, so one seed's test questions share no solution with any seed's train questions.
 """
 
 from __future__ import annotations
@@ -85,9 +88,9 @@ def make_problem(rng: random.Random, cfg: ArithmeticConfig) -> dict:
     return {"question": question, "solution": "\n".join(lines) + f"\n#### {x}", "answer": str(x)}
 
 
-def split_of(question: str, test_fraction: float) -> str:
-    """``"test"`` or ``"train"``, fixed by the question's text."""
-    bucket = int(hashlib.sha1(question.encode()).hexdigest()[:8], 16) / 16**8
+def split_of(solution: str, test_fraction: float) -> str:
+    """``"test"`` or ``"train"``, fixed by the reference solution's text (its steps and numbers)."""
+    bucket = int(hashlib.sha1(solution.encode()).hexdigest()[:8], 16) / 16**8
     return "test" if bucket < test_fraction else "train"
 
 
@@ -104,11 +107,11 @@ def generate(
     rows, seen = [], set()
     for _ in range(num_examples * 200):
         problem = make_problem(rng, cfg)
-        q = problem["question"]
-        if q in seen or split_of(q, cfg.test_fraction) != split:
+        content = problem["solution"]
+        if content in seen or split_of(content, cfg.test_fraction) != split:
             continue
-        seen.add(q)
-        problem["id"] = "arith-" + hashlib.sha1(q.encode()).hexdigest()[:12]
+        seen.add(content)
+        problem["id"] = "arith-" + hashlib.sha1(problem["question"].encode()).hexdigest()[:12]
         rows.append(problem)
         if len(rows) == num_examples:
             return rows
