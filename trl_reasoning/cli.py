@@ -1,6 +1,8 @@
 """Command line (also ``python -m trl_reasoning`` and ``accelerate launch [args] -m trl_reasoning ...``):
 
 * ``trl-reasoning train RECIPE.yaml [--key value ...]``: run a recipe's stages (sft, ei, eval);
+* ``trl-reasoning compare RECIPE.yaml --seeds 0 1 2``: the recipe's ``compare.methods`` from each seed's SFT
+  policy, with means, gains and gaps over seeds (``compare``);
 * ``trl-reasoning eval --model PATH_OR_ID --task TASK [--reward_model PATH] ...``: sample, verify,
   rerank and report;
 * ``trl-reasoning sample --model PATH_OR_ID --task TASK [--mc_rollouts N] ...``: K labelled samples per
@@ -156,6 +158,46 @@ def run_train(argv: list[str]) -> dict:
         return run_recipe(recipe)
 
 
+def _compare_args(argv: list[str]) -> tuple[list[int], str | None, list[str] | None, list[str]]:
+    """``--seeds 0 1 2``, ``--output DIR`` and ``--only a,b`` out of ``argv``; the rest are recipe overrides."""
+    seeds, output, only, rest, i = [0], None, None, [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--seeds":
+            values = []
+            while i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                values.append(argv[i := i + 1])
+            try:
+                seeds = [int(v) for value in values for v in value.split(",") if v]
+            except ValueError:
+                raise DataError(f"--seeds: expected integers, got {values}") from None
+            if not seeds:
+                raise DataError("--seeds: expected at least one integer")
+        elif token in ("--output", "--only") and i + 1 < len(argv):
+            output, only = (argv[i + 1], only) if token == "--output" else (output, argv[i + 1].split(","))
+            i += 1
+        else:
+            rest.append(token)
+        i += 1
+    return seeds, output, only, rest
+
+
+def run_compare(argv: list[str]) -> dict:
+    """``compare RECIPE.yaml --seeds 0 1 2 [--output DIR] [--only a,b] [--key value ...]``: every method of
+    the recipe's ``compare`` section from each seed's SFT policy, then the results over seeds."""
+    from .compare import run_comparison
+    from .recipes import parse_overrides
+    from .run_lock import RunLock
+
+    seeds, output, only, rest = _compare_args(argv[1:])
+    overrides = parse_overrides(rest)
+    from .compare import load_plan
+
+    folder = output or load_plan(argv[0], overrides).recipe.output_dir
+    with RunLock(folder):
+        return run_comparison(argv[0], seeds, folder, only, overrides)
+
+
 def _with_task_card(args, argv: list[str]) -> dict:
     """Settings from the model's task card for every flag not on the command line (printed)."""
     from .task_card import apply_task_card
@@ -177,7 +219,7 @@ def _sample_command(argv: list[str]) -> list[dict]:
     return run_sample(args, _with_task_card(args, argv))
 
 
-COMMANDS = {"train": run_train, "eval": _eval_command, "sample": _sample_command}
+COMMANDS = {"train": run_train, "compare": run_compare, "eval": _eval_command, "sample": _sample_command}
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -204,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if argv[0] not in COMMANDS:
         sys.exit(f"trl-reasoning: error: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}")
-    if any(a in ("-h", "--help") for a in argv[1:]) or (argv[0] == "train" and len(argv) == 1):
+    if any(a in ("-h", "--help") for a in argv[1:]) or (argv[0] in ("train", "compare") and len(argv) == 1):
         print(command_help(argv[0]))
         return
     import datasets

@@ -9,6 +9,8 @@ import dataclasses
 DESCRIPTIONS = {
     "train": "run a YAML recipe's stages (sft, orm, prm, ei, ppo, rcrl, process_grpo, eval, ...); "
              "rerunning resumes",
+    "compare": "run a recipe's compare.methods from each seed's SFT policy; results over seeds with "
+               "intervals; rerunning resumes",
     "eval": "sample a model on a task's questions, verify, report maj@1, maj@k, pass@k (and rerank@k)",
     "sample": "draw K labelled samples per question (reward-model data; Monte-Carlo step labels)",
 }
@@ -18,7 +20,7 @@ RECIPE_REFERENCE = "README.md, section 'Recipes'"
 def overview() -> str:
     """``trl-reasoning --help``: the commands and where to read more."""
     width = max(map(len, DESCRIPTIONS))
-    lines = ["usage: trl-reasoning {train,eval,sample} [--help] [options]", "", "commands:"]
+    lines = ["usage: trl-reasoning {train,compare,eval,sample} [--help] [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, text in DESCRIPTIONS.items()]
     lines += ["", "Run 'trl-reasoning COMMAND --help' for a command's options.",
               "Also: python -m trl_reasoning ..., accelerate launch [args] -m trl_reasoning train "
@@ -60,10 +62,29 @@ def train_help() -> str:
     return "\n".join(lines)
 
 
+def compare_help() -> str:
+    """``compare --help``: usage and the recipe's ``compare`` section."""
+    from .recipes import Recipe
+
+    section = next(f for f in dataclasses.fields(Recipe) if f.name == "compare")
+    return "\n".join([
+        "usage: trl-reasoning compare RECIPE.yaml [--seeds 0 1 2] [--output DIR] [--only a,b] [--key value ...]",
+        "", DESCRIPTIONS["compare"], "",
+        "--seeds   seeds to run (default 0); each gets its own SFT policy, reward models and methods",
+        "--output  folder (default: the recipe's output_dir); results.json, results.md and the figures go here",
+        "--only    run and report only these methods (finished ones are reused)",
+        "Other --key value pairs override recipe keys, as for 'train'.", "",
+        f"recipe key 'compare': {section.metadata['help']}",
+        f"Full reference and example recipes: {RECIPE_REFERENCE}; recipes/compare_quickstart.yaml.",
+    ])
+
+
 def command_help(name: str) -> str:
     """The help text of one command."""
     if name == "train":
         return train_help()
+    if name == "compare":
+        return compare_help()
     from .cli_arguments import EvalArguments, SampleArguments
 
     return _parser(name, {"eval": EvalArguments, "sample": SampleArguments}[name]).format_help()

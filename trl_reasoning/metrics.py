@@ -8,7 +8,8 @@ Per-question functions take the K samples of one question in sampling order:
 
 ``maj_at_k`` and ``rerank_at_k`` look at the first ``k`` samples (all when ``k`` is ``None``), so a
 curve over k reuses one set of samples. ``aggregate`` averages per-question values over a dataset
-with a percentile-bootstrap confidence interval. Pure Python: importing this module needs no torch.
+with a percentile-bootstrap confidence interval; ``over_seeds`` averages over several runs with a two-level
+bootstrap (runs, then questions within each run). Pure Python: importing this module needs no torch.
 
 ``EVALUATE_METRIC`` is the path of the same metrics packaged as a Hugging Face ``evaluate`` metric
 (``evaluate.load(EVALUATE_METRIC)``, offline), for scripts that already report through ``evaluate``.
@@ -165,6 +166,44 @@ def paired_difference(
     if len(values) != len(baseline):
         raise ValueError("paired_difference: both models must be scored on the same questions")
     return aggregate([a - b for a, b in zip(values, baseline, strict=True)], n_bootstrap, confidence, seed)
+
+
+def over_seeds(
+    groups: Sequence[Sequence[float]], n_bootstrap: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Estimate:
+    """Mean over runs (seeds) of each run's mean per-question value, with a two-level percentile-bootstrap
+    interval: each replicate draws the runs with replacement, then the questions within every drawn run
+    with replacement. The interval so carries both sources of noise, run to run (initialisation, training
+    data, sampling) and the finite question set. ``groups[s]`` holds run ``s``'s per-question values (for
+    a gain: the paired differences on that run's questions). With one run it is ``aggregate``'s interval.
+    """
+    groups = [list(g) for g in groups]
+    if not groups or any(not g for g in groups):
+        raise ValueError("over_seeds: need at least one run, each with at least one value")
+    mean = sum(sum(g) / len(g) for g in groups) / len(groups)
+    rng = random.Random(seed)
+    replicates = []
+    for _ in range(n_bootstrap):
+        drawn = rng.choices(groups, k=len(groups))
+        replicates.append(sum(sum(rng.choices(g, k=len(g))) / len(g) for g in drawn) / len(drawn))
+    replicates.sort()
+    tail = (1.0 - confidence) / 2
+    low = replicates[int(tail * (n_bootstrap - 1))]
+    high = replicates[int(round((1.0 - tail) * (n_bootstrap - 1)))]
+    return Estimate(mean=mean, ci_low=low, ci_high=high, n=sum(len(g) for g in groups))
+
+
+def over_seeds_variance(groups: Sequence[Sequence[float]]) -> float:
+    """The variance of ``over_seeds``' bootstrap replicates, in closed form: with run means ``m_s``,
+    within-run variances ``v_s`` (over ``n_s`` questions) and ``S`` runs,
+    ``(Var_s(m_s) + mean_s(v_s / n_s)) / S`` (population variances, as the bootstrap draws them). The
+    figures' bands use it (mean +- 1.96 standard deviations) where drawing replicates per point is slow."""
+    groups = [list(g) for g in groups]
+    means = [sum(g) / len(g) for g in groups]
+    grand = sum(means) / len(means)
+    between = sum((m - grand) ** 2 for m in means) / len(means)
+    within = sum(sum((x - m) ** 2 for x in g) / len(g) / len(g) for g, m in zip(groups, means, strict=True))
+    return (between + within / len(groups)) / len(groups)
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:

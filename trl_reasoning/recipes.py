@@ -13,6 +13,7 @@ line naming the key and what was expected.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -27,7 +28,8 @@ from .stages import get_stage, stage_names
 from .tasks import task_names_help
 
 TINY_KEYS = ("arch", "vocab_size", "hidden_size", "num_layers", "num_heads", "max_positions")
-__all__ = ["Recipe", "RecipeError", "check_section", "load_recipe", "parse_overrides", "stage_names"]
+__all__ = ["Recipe", "RecipeError", "check_section", "load_recipe", "parse_overrides", "read_raw", "recipe_from_raw",
+           "stage_names"]
 
 
 @dataclass
@@ -118,6 +120,15 @@ class Recipe:
             "EI/RCRL also log their per-round metrics there. A stage section may override it."
         },
     )
+    compare: dict | None = field(
+        default=None,
+        metadata={
+            "help": "For 'trl-reasoning compare': {methods: {NAME: {stage: STAGE, SECTION: {overrides}}}, "
+            "budget: N, reference: NAME}; each method runs STAGE from every seed's SFT policy with its "
+            "sections merged over the recipe's; budget: training samples every sampling method must draw; "
+            "reference: the method every gap is measured to (default ei). 'train' ignores it."
+        },
+    )
     sections: dict[str, dict] = field(default_factory=dict, metadata={
         "help": "Stage sections by stage name (written in the recipe as top-level keys: 'ei: {...}')."})
 
@@ -184,7 +195,7 @@ def _type_name(annotation: Any) -> str:
 
 # recipe values that are not of the config field's type: the pipeline resolves them before the config is built
 # auto: TRL's colocated vLLM when vLLM is installed and able
-_AUTO_FIELDS = {("ppo.", "use_vllm"), ("process_grpo.", "use_vllm")}
+_AUTO_FIELDS = {("ppo.", "use_vllm"), ("process_grpo.", "use_vllm"), ("grpo.", "use_vllm")}
 
 
 def check_section(values: dict, config_cls, prefix: str) -> None:
@@ -239,10 +250,8 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Recipe:
-    """Read, override and validate a recipe; raises ``RecipeError`` with one line on any problem."""
-    from .tasks import ArithmeticConfig
-
+def read_raw(path: str | Path, overrides: list[tuple[str, str]] = ()) -> dict:
+    """A recipe file's mapping with the command-line ``overrides`` applied (one-line errors)."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe: file {str(path)!r} does not exist")
@@ -254,6 +263,19 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Reci
         raise RecipeError(f"recipe: {path} must be a mapping of keys to values")
     for key, value in overrides:
         _set_override(raw, key, value)
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Recipe:
+    """Read, override and validate a recipe; raises ``RecipeError`` with one line on any problem."""
+    return recipe_from_raw(read_raw(path, overrides), path)
+
+
+def recipe_from_raw(raw: dict, path: str | Path) -> Recipe:
+    """Validate a recipe's mapping (``read_raw``) into a ``Recipe``; ``path`` names it in errors."""
+    from .tasks import ArithmeticConfig
+
+    raw, path = copy.deepcopy(raw), Path(path)
     if "model" not in raw or not raw["model"]:
         raise RecipeError("recipe: missing key 'model' (a local folder, .gguf file, Hub id, or 'tiny')")
     recipe = _build(raw)

@@ -182,13 +182,15 @@ def run_ppo(ctx, folder: Path) -> dict:
     return _run_on_policy(ctx, folder, "ppo", _ppo_config(), PPOTrainer, "dense_reward_funcs")
 
 
-def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls, providers_kwarg: str) -> dict:
+def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
+                   providers_kwarg: str | None) -> dict:
     """A TRL on-policy trainer (``trainer_cls``, built like GRPOTrainer) from the policy on the train
-    questions, with the correctness reward and the section's ``dense_rewards`` as step-reward providers;
-    resumes from its last checkpoint; saves a plain causal LM (LoRA merged) as ``final_model``."""
+    questions, with the correctness reward and the section's ``dense_rewards`` as step-reward providers
+    (``providers_kwarg``; None for TRL's own GRPOTrainer); resumes from its last checkpoint; saves a plain
+    causal LM (LoRA merged) as ``final_model``."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from ..eval_callback import bind_callbacks
+    from ..eval_callback import bind_callbacks, samples_drawn
     from ..loading import load_tokenizer, remote_code_kwargs
     from ..rewards import CorrectnessReward
 
@@ -197,6 +199,8 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls, prov
     args = stage_config(config, section, folder, recipe.seed, report_to=recipe.report_to,
                         save_strategy="steps", save_steps=50, save_total_limit=1)
     args.model_init_kwargs = {**remote_code_kwargs(), **(args.model_init_kwargs or {})}
+    providers = {providers_kwarg: [step_reward_provider(source, ctx) for source in args.dense_rewards]
+                 } if providers_kwarg else {}
     trainer = trainer_cls(
         model=ctx.policy,
         reward_funcs=[CorrectnessReward(recipe.task)],
@@ -205,7 +209,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls, prov
         processing_class=load_tokenizer(ctx.policy, padding_side="left"),
         peft_config=peft_config(recipe),
         callbacks=(callbacks := training_eval_callbacks(ctx, folder)),
-        **{providers_kwarg: [step_reward_provider(source, ctx) for source in args.dense_rewards]},
+        **providers,
     )
     bind_callbacks(trainer, callbacks)
     last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
@@ -214,8 +218,8 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls, prov
         trainer.model = trainer.model.merge_and_unload()
     trainer.save_model(str(folder / "final_model"))
     trainer.processing_class.save_pretrained(str(folder / "final_model"))
-    return {"cumulative_samples": trainer.samples_seen, "steps": trainer.state.global_step,
-            "resumed_from": Path(last).name if last else None}
+    return {"cumulative_samples": samples_drawn(trainer, trainer.state.global_step),
+            "steps": trainer.state.global_step, "resumed_from": Path(last).name if last else None}
 
 
 PPO = register_stage(Stage("ppo", _ppo_config, run_ppo, order=31, role="rl",
@@ -242,4 +246,28 @@ def run_process_grpo(ctx, folder: Path) -> dict:
 PROCESS_GRPO = register_stage(Stage(
     "process_grpo", _process_grpo_config, run_process_grpo, order=34, role="rl",
     help="ProcessGRPOConfig fields for the process_grpo stage.", title="process-supervised GRPO",
+))
+
+
+# ------------------------------------------------------------------ TRL's own GRPO, as a TRL user runs it
+
+
+def _grpo_config():
+    from trl import GRPOConfig
+
+    return GRPOConfig
+
+
+def run_grpo(ctx, folder: Path) -> dict:
+    """TRL's ``GRPOTrainer`` with the project's correctness reward, TRL's defaults unless the ``grpo``
+    section sets a field: the baseline a TRL user would run."""
+    from trl import GRPOTrainer
+
+    return _run_on_policy(ctx, folder, "grpo", _grpo_config(), GRPOTrainer, None)
+
+
+GRPO = register_stage(Stage(
+    "grpo", _grpo_config, run_grpo, order=33, role="rl",
+    help="trl.GRPOConfig fields for the grpo stage (TRL's GRPOTrainer, correctness reward).",
+    title="TRL GRPO",
 ))

@@ -1,0 +1,134 @@
+"""`trl-reasoning compare`: the interval method against hand computations, and a shrunk comparison
+(2 seeds, 2 methods, a tiny budget) that writes its table and figures, killed after its first seed and
+rerun without redoing the finished pieces."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trl_reasoning.errors import RecipeError
+from trl_reasoning.metrics import over_seeds, over_seeds_variance
+
+
+def test_over_seeds_with_constant_runs_is_the_seed_resampling_distribution():
+    """Run A scores 1 on both questions, run B 0: question resampling changes nothing, so the replicates
+    are the seed draws, by hand {AA: 1, AB and BA: 0.5, BB: 0} with probabilities 1/4, 1/2, 1/4; the
+    95% percentile interval is [0, 1] and the estimate 0.5."""
+    estimate = over_seeds([[1.0, 1.0], [0.0, 0.0]], n_bootstrap=4000, seed=1)
+    assert estimate.mean == 0.5
+    assert (estimate.ci_low, estimate.ci_high) == (0.0, 1.0)
+    narrow = over_seeds([[1.0, 1.0], [0.0, 0.0]], n_bootstrap=4000, confidence=0.4, seed=1)
+    assert (narrow.ci_low, narrow.ci_high) == (0.5, 0.5)  # half the mass sits on 0.5
+
+
+def test_over_seeds_variance_matches_a_hand_computation_and_the_bootstrap():
+    groups = [[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1]]
+    # by hand: run means 0.75, 0.25, 1.0 (grand 2/3); their population variance is
+    # ((1/12)^2 + (5/12)^2 + (4/12)^2) / 3 = 42/432; within-run variances 3/16, 3/16, 0 over 4 questions
+    # give mean(v / n) = (3/64 + 3/64 + 0) / 3 = 1/32; the replicates' variance is (42/432 + 1/32) / 3
+    by_hand = (42 / 432 + 1 / 32) / 3
+    assert over_seeds_variance(groups) == pytest.approx(by_hand)
+    replicates = [over_seeds(groups, n_bootstrap=1, seed=s).ci_low for s in range(4000)]
+    mean = sum(replicates) / len(replicates)
+    variance = sum((r - mean) ** 2 for r in replicates) / len(replicates)
+    assert variance == pytest.approx(by_hand, rel=0.08)
+    assert mean == pytest.approx(2 / 3, abs=0.01)
+
+
+def test_over_seeds_interval_is_wider_than_the_questions_alone_when_seeds_disagree():
+    from trl_reasoning.metrics import aggregate
+
+    groups = [[1.0] * 60 + [0.0] * 40, [1.0] * 30 + [0.0] * 70]
+    pooled = aggregate([v for g in groups for v in g])
+    two_level = over_seeds(groups)
+    assert two_level.mean == pytest.approx(pooled.mean)
+    assert two_level.ci_high - two_level.ci_low > 1.5 * (pooled.ci_high - pooled.ci_low)
+
+
+SHRUNK = """
+model: tiny
+task: arithmetic
+output_dir: {output}
+stages: [sft, eval]
+num_train_examples: 64
+num_eval_examples: 12
+ei_train_limit: 8
+arithmetic: {{max_operand: 9, operators: ['+', '-']}}
+tiny: {{hidden_size: 64, num_layers: 1, num_heads: 2}}
+sft: {{num_train_epochs: 1, per_device_train_batch_size: 16, learning_rate: 3.0e-3, max_length: 128,
+      gradient_checkpointing: false}}
+ei: {{num_rounds: 1, num_generations: 2, max_new_tokens: 24, generation_batch_size: 16, num_train_epochs: 1,
+     per_device_train_batch_size: 8, max_length: 128, gradient_checkpointing: false,
+     eval_num_generations: 2, eval_temperature: 0.7}}
+eval: {{num_generations: 2, temperature: 0.7, max_new_tokens: 24, batch_size: 16}}
+compare:
+  budget: 16
+  methods:
+    ei: {{stage: ei}}
+    sft_more: {{stage: sft, sft: {{num_train_epochs: 1, learning_rate: 1.0e-3}}}}
+"""
+
+
+def _compare(recipe: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trl_reasoning", "compare", str(recipe), "--seeds", "0", "1",
+                           *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=900)
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_compare_writes_the_table_and_figures_and_resumes_after_a_kill(tmp_path):
+    output = tmp_path / "cmp"
+    recipe = tmp_path / "cmp.yaml"
+    recipe.write_text(SHRUNK.format(output=output))
+    killed = _compare(recipe, env={"TRL_REASONING_FAULT": "seed_done:0"})
+    assert killed.returncode == 75, killed.stderr[-2000:]
+    assert (output / "seed_0" / "seed_results.json").exists()
+    assert not (output / "seed_1" / "seed_results.json").exists() and not (output / "results.json").exists()
+    before = _mtimes(output / "seed_0")
+
+    done = _compare(recipe)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "seed 0: finished before" in done.stdout
+    assert _mtimes(output / "seed_0") == before  # nothing of the finished seed was redone or rewritten
+
+    results = json.loads((output / "results.json").read_text())
+    assert results["seeds"] == [0, 1] and set(results["methods"]) == {"sft", "ei", "sft_more"}
+    ei = results["methods"]["ei"]
+    assert ei["samples"] == [16, 16]  # 8 questions x 2 samples x 1 round, the budget, on both seeds
+    gain = ei["gain_over_sft"]["maj@1"]
+    assert gain["ci95"][0] <= gain["mean"] <= gain["ci95"][1] and len(gain["per_seed"]) == 2
+    seeds = [json.loads((output / f"seed_{s}" / "seed_results.json").read_text()) for s in (0, 1)]
+    by_hand = [s["results"]["ei"]["metrics"]["maj@1"] - s["results"]["sft"]["metrics"]["maj@1"] for s in seeds]
+    assert gain["per_seed"] == pytest.approx(by_hand)
+    assert results["methods"]["sft_more"]["samples"] == [0, 0]
+    assert "gap_to_reference" in results["methods"]["sft_more"]
+    table = (output / "results.md").read_text()
+    assert "| ei |" in table and "maj@1 gain over sft" in table and "gap to ei" in table
+    for figure in ("accuracy_vs_samples.png", "pass_at_k_vs_samples.png"):
+        assert (output / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert results["curves"]["ei"]["samples"] == [0, 16]
+
+
+def test_a_bad_compare_section_fails_in_one_line(tmp_path):
+    from trl_reasoning.compare import load_plan
+
+    recipe = tmp_path / "bad.yaml"
+    text = SHRUNK.format(output=tmp_path / "out")
+    recipe.write_text(text.replace("ei: {stage: ei}", "ei: {stage: eval}"))
+    with pytest.raises(RecipeError, match="compare.methods.ei.stage: 'eval' trains no policy"):
+        load_plan(recipe)
+    recipe.write_text(text.replace("ei: {stage: ei}", "ei: {stage: ei, num_eval_examples: 5}"))
+    with pytest.raises(RecipeError, match="compare.methods.ei.num_eval_examples"):
+        load_plan(recipe)
+    recipe.write_text(text.replace("ei: {stage: ei}", "ei: {stage: ei, ei: {num_roundz: 2}}"))
+    with pytest.raises(RecipeError, match="ei.num_roundz"):
+        load_plan(recipe)

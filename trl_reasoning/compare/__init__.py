@@ -1,0 +1,38 @@
+"""``trl-reasoning compare RECIPE --seeds 0 1 2``: the paper's comparison over seeds.
+
+For every seed: one SFT policy (and the recipe's reward models), then every method of the recipe's
+``compare.methods`` from that policy with the same budget of sampled training solutions, all evaluated on
+the seed's held-out questions; then means over seeds, gains over SFT and gaps to the reference method
+with two-level bootstrap intervals, and the figures (``report``). Resumes per seed and per method.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .plan import ComparisonPlan, Method, load_plan, select
+from .report import summarise
+from .runner import load_seed, run_seed
+
+__all__ = ["ComparisonPlan", "Method", "load_plan", "run_comparison"]
+
+
+def run_comparison(recipe_path: str | Path, seeds: list[int], output: str | Path | None = None,
+                   only: list[str] | None = None, overrides: list[tuple[str, str]] = ()) -> dict:
+    """Run (or resume) every seed of the comparison, then write ``results.json``/``results.md`` and the
+    figures into ``output`` (default: the recipe's ``output_dir``); returns the results."""
+    plan = load_plan(recipe_path, overrides)
+    methods = select(plan, only)
+    output = Path(output or plan.recipe.output_dir)
+    records = []
+    for seed in seeds:
+        record = load_seed(output, seed)
+        if record is None or not set(m.name for m in methods) <= set(record["methods"]):
+            record = run_seed(plan, methods, seed, output)
+        else:
+            print(f"== seed {seed}: finished before ({output}/seed_{seed}/seed_results.json), reused ==",
+                  flush=True)
+        records.append(record)
+    results = summarise(plan, seeds, output, records)
+    print(Path(output, "results.md").read_text(), flush=True)
+    return results

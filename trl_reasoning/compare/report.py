@@ -1,0 +1,208 @@
+"""A comparison's results over seeds: ``results.json``, ``results.md`` and two figures, all built from the
+seeds' ``seed_results.json`` and the per-question samples each evaluation wrote.
+
+Intervals: every gain (a method over SFT) and gap (a method to the reference method) is a mean over
+seeds of the paired per-question differences on that seed's held-out questions, with a two-level
+bootstrap 95% interval (``metrics.over_seeds``: resample seeds, then questions within each seed), so it
+carries the run-to-run noise as well as the question sample. The figures' bands are the same interval
+in closed form (as ``metrics.over_seeds_variance``, +-1.96 standard deviations).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from ..metrics import over_seeds, pass_at_k
+from ..reporting import markdown_table, plot_curves, read_jsonl, write_json_atomic, write_text_atomic
+from .runner import seed_folder
+
+INTERVAL_METHOD = ("two-level bootstrap (2000 replicates): seeds drawn with replacement, then questions "
+                   "within each drawn seed; paired per question within a seed")
+CURVE_FILES = {"maj@1": "accuracy_vs_samples.png", "pass": "pass_at_k_vs_samples.png"}
+
+
+def per_question(folder: Path, name: str, k: int) -> dict[str, dict[str, float]]:
+    """One model's per-question held-out values: greedy correctness (maj@1), pass@1 and pass@k."""
+    records = read_jsonl(folder / "eval" / name.replace(" ", "_") / "samples.jsonl")
+    values = {"maj@1": {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}}
+    groups: dict[str, list[bool]] = {}
+    for r in records:
+        if r["kind"] != "greedy":
+            groups.setdefault(r["id"], []).append(bool(r["correct"]))
+    values["pass@1"] = {i: sum(c) / len(c) for i, c in groups.items()}
+    values[f"pass@{k}"] = {i: pass_at_k(len(c), sum(c), k) for i, c in groups.items() if len(c) >= k}
+    return values
+
+
+def _paired(seeds_values: list[dict], a: str, b: str, metric: str) -> list[list[float]]:
+    """Per seed, ``a - b`` on each question both were scored on."""
+    groups = []
+    for values in seeds_values:
+        mine, theirs = values[a][metric], values[b][metric]
+        groups.append([mine[i] - theirs[i] for i in theirs if i in mine])
+    return groups
+
+
+def _interval(groups: list[list[float]]) -> dict:
+    estimate = over_seeds(groups)
+    return {"mean": estimate.mean, "ci95": [estimate.ci_low, estimate.ci_high],
+            "per_seed": [sum(g) / len(g) for g in groups]}
+
+
+def summarise(plan, seeds: list[int], output: Path, records: list[dict]) -> dict:
+    """Aggregate finished seeds into ``results.json`` / ``results.md`` and the figures; returns the results."""
+    k = _sampled_k(records[0])
+    names = list(records[0]["results"])
+    values = [{n: per_question(seed_folder(output, r["seed"]), n, k) for n in names} for r in records]
+    reference = plan.reference if plan.reference in names else None
+    tracked = ["maj@1", f"maj@{k}", f"rerank@{k}", "pass@1", f"pass@{k}"]
+    methods = {}
+    for name in names:
+        per_seed = {m: [r["results"][name]["metrics"].get(m) for r in records] for m in tracked}
+        per_seed["distinct_correct"] = [r["results"][name]["exploration"].get("distinct_correct_solutions")
+                                        for r in records]
+        entry = {
+            "metrics": {m: {"mean": _mean(v), "per_seed": v} for m, v in per_seed.items() if None not in v},
+            "samples": [r["samples"].get(name, 0) for r in records],
+            "wall_seconds": [r["wall_seconds"].get(name) for r in records],
+        }
+        if name != plan.baseline:
+            entry["gain_over_sft"] = {m: _interval(_paired(values, name, plan.baseline, m))
+                                      for m in ("maj@1", f"pass@{k}")}
+        if reference and name not in (reference, plan.baseline):
+            entry["gap_to_reference"] = {m: _interval(_paired(values, name, reference, m))
+                                         for m in ("maj@1", f"pass@{k}")}
+        methods[name] = entry
+    sft = methods[plan.baseline]["metrics"]["maj@1"]["per_seed"]
+    results = {
+        "seeds": [r["seed"] for r in records], "k": k, "reference": reference, "baseline": plan.baseline,
+        "budget": plan.budget, "num_questions": [r["num_questions"] for r in records],
+        "interval_method": INTERVAL_METHOD, "machine": records[0].get("machine", {}),
+        "sft_spread": {"std": statistics.stdev(sft) if len(sft) > 1 else 0.0, "per_seed": sft},
+        "methods": methods, "curves": _curves(output, records, k),
+    }
+    write_json_atomic(output / "results.json", results)
+    write_text_atomic(output / "results.md", results_markdown(results))
+    plot_comparison(output, results)
+    return results
+
+
+def _mean(values: list) -> float:
+    return sum(values) / len(values)
+
+
+def _sampled_k(record: dict) -> int:
+    metrics = next(iter(record["results"].values()))["metrics"]
+    return max(int(n.split("@")[1]) for n in metrics if n.startswith("pass@"))
+
+
+# ------------------------------------------------------------------ curves
+
+
+def _training_points(stage_folder: Path) -> list[tuple[int, dict]]:
+    """(samples drawn, metrics) of the evaluations a method ran while it trained: a rounds trainer's
+    per-round reports (round 0, the start, left out) or the training-time evaluations."""
+    rounds, during = stage_folder / "metrics.json", stage_folder / "reasoning_eval" / "metrics.json"
+    if rounds.exists() and "rounds" in (data := json.loads(rounds.read_text())):
+        return [(r["cumulative_samples"], r["eval"]) for r in data["rounds"][1:]]
+    if during.exists():
+        return [(e["samples_drawn"], e["metrics"]) for e in json.loads(during.read_text())["evaluations"]]
+    return []
+
+
+def _curves(output: Path, records: list[dict], k: int) -> dict:
+    """Per method: the x values (samples drawn) and each seed's maj@1 and pass@k there. The start is the
+    SFT policy's final evaluation, the end the method's; the points between come from its training."""
+    curves = {}
+    for name, info in records[0]["methods"].items():
+        if info.get("entry") != info.get("stage") or name == "sft":
+            continue  # the extra entries of a stage (RCRL unconditioned) and the start have no curve
+        seeds = []
+        for r in records:
+            stage_folder = seed_folder(output, r["seed"]) / name / info["stage"]
+            start, end = r["results"]["sft"]["metrics"], r["results"][name]["metrics"]
+            middle = [(x, m) for x, m in _training_points(stage_folder) if 0 < x < r["samples"][name]]
+            seeds.append([(0, start), *middle, (r["samples"][name], end)])
+        xs = [x for x, _ in seeds[0]]
+        if any([x for x, _ in s] != xs for s in seeds):  # seeds evaluated at different points: ends only
+            seeds = [[s[0], s[-1]] for s in seeds]
+            xs = [x for x, _ in seeds[0]]
+        curves[name] = {"samples": xs, **{m: [[p[1].get(m) for p in s] for s in seeds]
+                                          for m in ("maj@1", f"pass@{k}")}}
+    return curves
+
+
+def _band(per_seed: list[list[float]], num_questions: list[int]) -> tuple[list, list, list]:
+    """Mean over seeds and a closed-form two-level 95% band per x: ``over_seeds_variance`` with each
+    seed's within-question variance taken as ``p (1 - p)`` (exact for 0/1 outcomes such as greedy
+    correctness, an upper bound for pass@k's values in [0, 1])."""
+    means, lows, highs = [], [], []
+    for i in range(len(per_seed[0])):
+        ps = [s[i] for s in per_seed]
+        if None in ps:
+            return [], [], []
+        mean = _mean(ps)
+        between = _mean([(p - mean) ** 2 for p in ps])
+        within = _mean([p * (1 - p) / n for p, n in zip(ps, num_questions, strict=True)])
+        half = 1.96 * ((between + within) / len(ps)) ** 0.5
+        means.append(mean)
+        lows.append(mean - half)
+        highs.append(mean + half)
+    return means, lows, highs
+
+
+def plot_comparison(output: Path, results: dict) -> None:
+    """Held-out maj@1 and pass@k against training samples drawn, one line per method with its band."""
+    k = results["k"]
+    for metric, file in (("maj@1", CURVE_FILES["maj@1"]), (f"pass@{k}", CURVE_FILES["pass"])):
+        curves, bands = {}, {}
+        for name, curve in results["curves"].items():
+            per_seed = curve.get(metric) or []
+            means, lows, highs = _band(per_seed, results["num_questions"]) if per_seed else ([], [], [])
+            if means:
+                curves[name], bands[name] = (curve["samples"], means), (lows, highs)
+        if curves:
+            seeds = len(results["seeds"])
+            plot_curves(output / file, curves, "training samples drawn", f"held-out {metric}",
+                        f"{metric} vs samples, same SFT start, mean of {seeds} seed(s), 95% band", bands=bands)
+
+
+# ------------------------------------------------------------------ markdown
+
+
+def _cell(entry: dict | None) -> str:
+    if not entry:
+        return ""
+    return f"{entry['mean']:+.3f} [{entry['ci95'][0]:+.3f}, {entry['ci95'][1]:+.3f}]"
+
+
+def results_markdown(results: dict) -> str:
+    """The comparison as markdown: per method the means over seeds (with each seed's value), then each
+    gain over SFT and gap to the reference with its two-level interval."""
+    k, methods = results["k"], results["methods"]
+    names = ["maj@1", f"maj@{k}", f"rerank@{k}", "pass@1", f"pass@{k}", "distinct_correct"]
+    shown = [n for n in names if all(n in m["metrics"] for m in methods.values())]
+    rows = []
+    for name, entry in methods.items():
+        cells = [f"{entry['metrics'][n]['mean']:.3f} ({', '.join(f'{v:.3f}' for v in entry['metrics'][n]['per_seed'])})"
+                 for n in shown]
+        rows.append([name, *cells, _mean(entry["samples"])])
+    table = markdown_table(["method", *shown, "training samples"], rows)
+    gain_rows = [[name, _cell(e.get("gain_over_sft", {}).get("maj@1")),
+                  _cell(e.get("gain_over_sft", {}).get(f"pass@{k}")),
+                  _cell(e.get("gap_to_reference", {}).get("maj@1"))]
+                 for name, e in methods.items() if name != results["baseline"]]
+    gains = markdown_table(["method", "maj@1 gain over sft", f"pass@{k} gain over sft",
+                            f"maj@1 gap to {results['reference']}"], gain_rows)
+    spread = results["sft_spread"]
+    seeds = ", ".join(map(str, results["seeds"]))
+    return (f"# Comparison over seeds {seeds}\n\n{results['num_questions'][0]} held-out questions per seed; "
+            f"each cell: mean over seeds (each seed's value).\n\n{table}\n\n"
+            f"Gains and gaps, 95% interval: {results['interval_method']}.\n\n{gains}\n\n"
+            f"SFT maj@1 across seeds: standard deviation {spread['std']:.3f} "
+            f"({', '.join(f'{v:.3f}' for v in spread['per_seed'])}).\n\n"
+            f"Machine: {results['machine'].get('cpu', 'unknown CPU')}, "
+            f"{', '.join(results['machine'].get('matrix_extensions', []))}.\n\n"
+            f"![maj@1 vs samples]({CURVE_FILES['maj@1']})\n\n![pass@{k} vs samples]({CURVE_FILES['pass']})\n")
