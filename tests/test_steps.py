@@ -119,6 +119,28 @@ def test_heuristic_cannot_be_farmed(farmed):
     assert heuristic_step_rewards("#### 9", reference) == [0.0]
 
 
+@pytest.mark.parametrize(
+    "unsupported",
+    [
+        "= 12\n= 9\n#### 9",  # the reference's numbers with no computation
+        "x = 12\ny = 9\n#### 9",
+        "12 = 12\n9 = 9\n#### 9",
+        "3 + 4 = 12\n2 * 2 = 9\n#### 9",  # false equations landing on the reference's numbers
+        "7 + 5 = 13 = 12\n12 - 3 = 8 + 2 = 9\n#### 9",  # false links inside chains
+    ],
+)
+def test_a_step_earns_only_when_its_equation_holds(unsupported):
+    """A step is credited when it writes an equation that holds and lands on a reference intermediate:
+    bare or false equations that state the reference's numbers earn nothing, in the dense reward and in
+    RCRL's step scores."""
+    reference = "7 + 5 = 12\n12 - 3 = 9\n#### 9"
+    assert sum(heuristic_step_rewards(unsupported, reference)) == 0.0
+    assert heuristic_step_scores(unsupported, reference)[:-1] == [0.0, 0.0]
+    assert heuristic_step_scores("7 + 5 = 12\n12 - 3 = 9\n#### 9", reference) == [1.0, 1.0, 1.0]
+    # units and currency, as GSM8K writes them, still read as arithmetic
+    assert heuristic_step_rewards("She pays $20/hour * 35 hours = $700", "20 * 35 = 700\n#### 700") == [1.0]
+
+
 def test_heuristic_on_real_gsm8k_references(gsm8k_test):
     """Reference solutions (annotations stripped, as the policy writes them) earn reward on every step
     that computes something; a wrong final answer loses the last step's reward."""

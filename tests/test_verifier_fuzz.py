@@ -68,11 +68,37 @@ separators = st.sampled_from(
 )
 
 
+def _near_misses(numbers: list[int]) -> list[int]:
+    """Values a faulty reader could make out of ``numbers``: two neighbours joined ("4 5" -> 45), summed,
+    or a number off by one; the property draws its reference among them."""
+    pairs = list(zip(numbers, numbers[1:], strict=False))
+    return [int(f"{a}{b}") for a, b in pairs] + [a + b for a, b in pairs] + [n + 1 for n in numbers]
+
+
 @FUZZ
-@given(parts=st.lists(st.tuples(st.integers(0, 99), separators), min_size=1, max_size=12))
-def test_a_completion_that_never_states_the_reference_earns_nothing(parts):
-    """Every number in the text is below 100 and the reference is 4321: no reward in any mode."""
-    text = "".join(f"{number}{separator}" for number, separator in parts)
+@given(parts=st.lists(st.tuples(st.integers(0, 99), separators), min_size=1, max_size=12), data=st.data())
+def test_a_completion_that_never_states_the_reference_earns_nothing(parts, data):
+    """The reference is one the text could be misread as (two of its numbers joined or summed, one off
+    by one, or any number of the same range), and the text leaves it out, so no mode may reward it.
+    (The same harness rewards it once stated: ``test_the_same_harness_rewards_the_stated_reference``.)"""
+    reference = data.draw(st.one_of(st.sampled_from(_near_misses([n for n, _ in parts])), st.integers(0, 99)))
+    text = "".join(f"{number}{separator}" for number, separator in parts if number != reference)
     for mode in ("strict", "flexible"):
-        assert make_correctness_reward("gsm8k", mode)([text], answer=["4321"]) == [0.0]
-        assert not is_correct(text, "4321", "arithmetic", mode)
+        assert make_correctness_reward("gsm8k", mode)([text], answer=[str(reference)]) == [0.0]
+        assert not is_correct(text, str(reference), "arithmetic", mode)
+
+
+@FUZZ
+@given(reference=st.integers(0, 99),
+       parts=st.lists(st.tuples(st.integers(0, 99), separators), max_size=12))
+def test_the_same_harness_rewards_the_stated_reference(reference, parts):
+    """Working text of other numbers (no answer statement among it) then ``#### reference``: right in
+    both modes, so the property above is not vacuous."""
+    working = "".join(f"{n}{sep}" for n, sep in parts if n != reference and not _states(sep))
+    text = working.replace("####", "").rstrip() + f"\n#### {reference}"
+    for mode in ("strict", "flexible"):
+        assert make_correctness_reward("gsm8k", mode)([text], answer=[str(reference)]) == [1.0], text
+
+
+def _states(separator: str) -> bool:
+    return any(marker in separator for marker in ("####", "answer is", "boxed"))

@@ -199,15 +199,6 @@ def test_strict_extraction_on_every_gsm8k_reference(gsm8k_train, gsm8k_test):
         assert not mismatches, f"{len(mismatches)} of {len(rows)} in {path.name}: {mismatches[:3]}"
 
 
-def test_flexible_extraction_without_the_answer_line(gsm8k_test):
-    rows = _gsm8k_rows(gsm8k_test)
-    stripped = [re.sub(r"\n?####[^\n]*", "", r["answer"]) for r in rows]
-    expected = [r["answer"].split("####")[-1].strip().replace(",", "") for r in rows]
-    hits = sum(extract_answer(s, mode="flexible") == e for s, e in zip(stripped, expected, strict=True))
-    # Measured 97.2% (the rest end on a number that is not the answer); guard against regressions.
-    assert hits / len(rows) > 0.96
-
-
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -230,6 +221,11 @@ def test_flexible_extraction_without_the_answer_line(gsm8k_test):
         ("(so 2 + 3) = 5", True),  # a parenthesis opened by the prose
         ("no equations at all", True),
         ("", False),
+        ("3 + 4 = 8 * 2 = 16", False),  # a chain: its first link is false, its last true
+        ("3 + 4 = 7 * 2 = 14", True),  # the running style: 3 + 4 is 7, then 7 * 2 is 14
+        ("2 * 3 = 6 = 3 + 3", True),  # every side the same value
+        ("2 + 2 = 4 + 1 = 4", False),  # the last link is false
+        ("6 * 2 = 12 = 13", False),
     ],
 )
 def test_equations_hold(text, expected):
@@ -302,3 +298,48 @@ def test_flexible_mode_rejects_a_final_line_listing_numbers():
 def test_math_box_offering_alternatives_is_wrong_but_tuples_are_fine():
     assert not is_correct("\\boxed{1 \\text{ or } 2}", "1", task="math")
     assert is_correct("\\boxed{(3, 4)}", "(3,4)", task="math")
+
+
+DISAGREEING = [
+    "The answer is 7. The answer is 8.",  # two statements on one line
+    "The answer is 8. The answer is 7.",  # whichever comes first
+    "#### 7\nthe answer is 8",
+    "the answer is 8\n#### 7",
+    "#### 7\nLater: \\boxed{8}",
+    "The final answer is 7.\nActually, the answer is 8.",
+    "#### 7 so maybe 8",  # an alternative after the cut
+    "#### 7, or perhaps 8",
+    "The answer is 7 because it could be 8",
+]
+AGREEING = [
+    "The answer is 7. The answer is 7.",
+    "#### 7\nthe answer is 7",
+    "The final answer is 7.\n#### 7",
+    "#### 7 so maybe 7",
+    "The answer is 7 because she had 3 and got 4",  # an explanation, not an alternative
+    "#### 7 as 3 + 4 could be 7",
+]
+
+
+@pytest.mark.parametrize("mode", ["strict", "flexible"])
+def test_statements_that_disagree_are_wrong_whichever_comes_first(mode):
+    """Two final-answer statements with different values (in one line or across lines, in any of the
+    forms the extractor reads, or an alternative offered after the statement) earn nothing in both modes;
+    the same value stated twice stays right."""
+    for text in DISAGREEING:
+        assert not is_correct(text, "7", mode=mode), text
+        assert not is_correct(text, "8", mode=mode), text
+    for text in AGREEING:
+        assert is_correct(text, "7", mode=mode), text
+
+
+def test_flexible_extraction_on_both_gsm8k_splits(gsm8k_train, gsm8k_test):
+    """Without the ``####`` line, flexible extraction (the last number) recovers the answer on most
+    references of either split: measured 7264 / 7473 (97.20%, train) and 1282 / 1319 (97.19%, test) with
+    the disagreeing-statement rules; the rest end on a number that is not the answer."""
+    for path, floor in ((gsm8k_train, 0.96), (gsm8k_test, 0.96)):
+        rows = _gsm8k_rows(path)
+        stripped = [re.sub(r"\n?####[^\n]*", "", r["answer"]) for r in rows]
+        expected = [r["answer"].split("####")[-1].strip().replace(",", "") for r in rows]
+        hits = sum(extract_answer(t, mode="flexible") == e for t, e in zip(stripped, expected, strict=True))
+        assert hits / len(rows) > floor, (path.name, hits / len(rows))

@@ -11,10 +11,11 @@ from .numbers import MAX_DIGITS, is_garbage
 _OPERAND = r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)"
 _OPERATOR = r"[-+*/×÷]|(?<=\s)x(?=\s)"
 _TERM = rf"(?:-?\(\s*)*{_OPERAND}(?:\s*\))*"  # parentheses: SVAMP writes "( 76.0 - 25.0 ) = 51"
-_EQUATION_RE = re.compile(
-    rf"({_TERM}(?:\s*(?:{_OPERATOR})\s*{_TERM})+)\s*=\s*[$€£]?\s*({_OPERAND})"
-    rf"(?![\d.]*\s*(?:{_OPERATOR})\s*\d)"
-)
+_SIDE = rf"{_TERM}(?:\s*(?:{_OPERATOR})\s*{_TERM})*"
+# A chain "a op b = c" or "a op b = c op d = e": every "=" is a link, and every link is checked.
+_CHAIN_RE = re.compile(rf"{_SIDE}(?:\s*=\s*[$€£]?\s*{_SIDE})+")
+_LINK_RE = re.compile(r"\s*=\s*[$€£]?\s*")
+_HAS_OPERATOR_RE = re.compile(rf"{_TERM}\s*(?:{_OPERATOR})\s*{_TERM}")
 _TOKEN_RE = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+|[-+*/×÷x()]")
 
 
@@ -76,17 +77,40 @@ def _balanced(expression: str) -> str:
     return expression
 
 
+def _first_operand(side: str) -> Fraction | None:
+    match = re.search(_OPERAND, side)
+    return Fraction(match.group(0).replace(",", "")) if match else None
+
+
+def _link_holds(left: str, right: str) -> bool:
+    """``left = right`` holds when both sides have the same value, or, in the running style models write
+    ("3 + 4 = 7 * 2 = 14": 3 + 4 is 7, then 7 * 2 is 14), when ``left``'s value is ``right``'s first operand."""
+    value = evaluate(left)
+    return value is not None and value in (evaluate(right), _first_operand(right))
+
+
+def equation_chains(text: str) -> list[list[str]]:
+    """The written equations of ``text`` as chains of sides (``"3 + 4 = 7"`` -> ``["3 + 4", "7"]``), those
+    with at least one operator and balanced parentheses (what this module can read)."""
+    chains = []
+    for match in _CHAIN_RE.finditer(text):
+        sides = [_balanced(side) for side in _LINK_RE.split(match.group(0))]
+        if not any(_HAS_OPERATOR_RE.search(side) for side in sides):
+            continue  # "12 = 12" or a list of numbers: no arithmetic to check
+        if any(side.count("(") != side.count(")") for side in sides):
+            continue  # a parenthesis the text opens elsewhere: not an equation this can read
+        chains.append(sides)
+    return chains
+
+
 def equations_hold(text: str) -> bool:
-    """Whether every written equation ``a op b ... = c`` in ``text`` is arithmetically true (text
-    without equations passes; garbage fails)."""
+    """Whether every written equation ``a op b ... = c`` in ``text`` is arithmetically true, every link of
+    a chain ``a op b = c op d = e`` included (text without equations passes; garbage fails)."""
     if is_garbage(text):
         return False
-    for match in _EQUATION_RE.finditer(text):
-        if any(len(t) > MAX_DIGITS for t in match.groups()):
+    for sides in equation_chains(text):
+        if any(len(t) > MAX_DIGITS for side in sides for t in _TOKEN_RE.findall(side)):
             return False
-        expression = _balanced(match.group(1))
-        if expression.count("(") != expression.count(")"):
-            continue  # a parenthesis the text opens elsewhere: not an equation this can read
-        if evaluate(expression) != Fraction(match.group(2).replace(",", "")):
+        if not all(_link_holds(a, b) for a, b in zip(sides, sides[1:], strict=False)):
             return False
     return True

@@ -17,8 +17,9 @@ from .numbers import NUMBER_RE, canonical_number, distinct_values, last_number, 
 ANSWER_LINE = r"####[^\n]*\d[^\n]*\n"
 
 _HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
-# "The answer is N": the number must follow directly, so "the answer is not 5" states nothing.
-_ANSWER_IS_RE = re.compile(r"\banswer\s+is\s*[:=]?\s*((?:[-−$€£¥]\s?)*\.?\d[^\n]*)", re.IGNORECASE)
+# "The answer is N": the number must follow directly, so "the answer is not 5" states nothing. The rest of
+# the line is a lookahead, so a second "the answer is M" on the same line is found too.
+_ANSWER_IS_RE = re.compile(r"\banswer\s+is\s*[:=]?\s*(?=((?:[-−$€£¥]\s?)*\.?\d[^\n]*))", re.IGNORECASE)
 LATEX_FRAC_RE = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 # An answer phrase ends at its line's end, at a sentence end ("The answer is 7. Because ...") or where
 # an explanation starts ("The answer is 7 because she had 3 and got 4").
@@ -26,6 +27,10 @@ _SENTENCE_END_RE = re.compile(
     r"\.(?=\s|$)|\b(?:because|since|as|so|which|given|from|after|using)\b", re.IGNORECASE
 )
 _HEDGE = object()  # a statement naming two or more different values
+# After the cut, a second value offered as an alternative ("#### 7 so maybe 8", "7, or perhaps 8") hedges.
+_ALTERNATIVE_RE = re.compile(
+    r"\b(?:or|maybe|perhaps|possibly|probably|alternatively|otherwise|either|might|could)\b", re.IGNORECASE
+)
 # A final line that only lists numbers ("7, 8", "7 or 8", "either 7 or 8", "7 and/or 8").
 _LIST_SEPARATORS_RE = re.compile(r"^(?:\s|,|;|/|\bor\b|\band\b|\beither\b|\bmaybe\b)*$", re.IGNORECASE)
 
@@ -33,11 +38,20 @@ _LIST_SEPARATORS_RE = re.compile(r"^(?:\s|,|;|/|\bor\b|\band\b|\beither\b|\bmayb
 def _stated_value(statement: str):
     """The one value a statement states, ``None`` when it states none, ``_HEDGE`` when it states two or
     more different ones ("7, 8", "7 or 8", "7 and 8", "7 8"). An equation states its right-hand side."""
-    statement = _SENTENCE_END_RE.split(statement, maxsplit=1)[0]
-    values = distinct_values(LATEX_FRAC_RE.sub(r"\1/\2", statement).rsplit("=", 1)[-1])
+    head, *rest = _SENTENCE_END_RE.split(statement, maxsplit=1)
+    values = distinct_values(LATEX_FRAC_RE.sub(r"\1/\2", head).rsplit("=", 1)[-1])
     if len(values) > 1:
         return _HEDGE
-    return values.pop() if values else None
+    value = values.pop() if values else None
+    if value is not None and rest and _offers_another(rest[0], value):
+        return _HEDGE
+    return value
+
+
+def _offers_another(tail: str, value) -> bool:
+    """Whether the text after a statement's cut offers a different value as an alternative."""
+    match = _ALTERNATIVE_RE.search(tail)
+    return bool(match) and bool(distinct_values(tail[match.end():]) - {value})
 
 
 def _statements(text: str) -> list:

@@ -1,7 +1,8 @@
 """Dense step rewards without a learned model (Havrilla et al., 2024, section 3.2's heuristic).
 
-A step "matches" when the number it computes (what follows its last ``=``) equals one of the reference
-solution's intermediate results: GSM8K's calculator annotations (``<<48/2=24>>``) when the reference
+A step "matches" when it writes an equation that holds (``a op b = c``, every link of a chain checked,
+``answers.equations``) and the number it computes (what follows its last ``=``) equals one of the
+reference solution's intermediate results: GSM8K's calculator annotations (``<<48/2=24>>``) when the reference
 still has them, else each reference step's own result (the arithmetic task's ``7 + 5 = 12`` lines,
 GSM8K solutions with annotations stripped).
 
@@ -14,11 +15,13 @@ line matching the reference answer) for return-conditioned RL's step tags.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from fractions import Fraction
 
 from ..rewards import completion_text
 from ..steps import DEFAULT_DELIMITER, split_steps
+from ..answers.equations import equation_chains, equations_hold
 from ..tasks.gsm8k import calculator_results
 from ..verifiers import parse_number, reference_answer
 
@@ -35,6 +38,31 @@ def _is_answer_line(step_text: str) -> bool:
     return "####" in step_text
 
 
+# Units and currency around numbers, so GSM8K's "$20/hour * 35 hours = $700" reads as "20 * 35 = 700"
+# ("x" before a number stays: it is a multiplication sign there).
+_UNIT_RE = re.compile(r"(?<=\d)(?:\s*/?\s*(?!x\s*[\d.(])[A-Za-z]+)+")
+_TIMES_RE = re.compile(r"(?<=\d)\s*x\s*(?=[\d.(])")  # "10x6", "30 x .25": a multiplication
+_CURRENCY_RE = re.compile(r"[$€£¥]")
+_PERCENT_RE = re.compile(r"(\d)\s*%")
+_DASHES_RE = re.compile(r"[−–]")  # Unicode minus and en dash, as GSM8K writes them
+
+
+def as_arithmetic(step_text: str) -> str:
+    """``step_text`` with currency signs and the unit words after numbers taken out, ``N%`` as ``N/100``
+    and Unicode minus signs as ``-``: what the equation reader can check."""
+    text = _PERCENT_RE.sub(r"\1/100", _DASHES_RE.sub("-", _CURRENCY_RE.sub("", step_text)))
+    return _UNIT_RE.sub("", _TIMES_RE.sub(" * ", text))
+
+
+def credited_result(step_text: str) -> Fraction | None:
+    """A working step's result when the step earns credit: it writes at least one equation and every one
+    it writes holds (a bare ``= 12``, ``x = 12`` or a false ``3 + 4 = 12`` computes nothing), else None."""
+    arithmetic = as_arithmetic(step_text)
+    if not equation_chains(arithmetic) or not equations_hold(arithmetic):
+        return None
+    return step_result(step_text)
+
+
 def reference_intermediates(solution: str, delimiter: str = DEFAULT_DELIMITER) -> set[Fraction]:
     """Every intermediate result of a reference solution (its ``#### N`` line left out)."""
     results = {parse_number(r) for r in calculator_results(solution)}
@@ -49,13 +77,15 @@ def _reference_final(solution: str) -> Fraction | None:
 
 
 def heuristic_step_scores(completion: str, solution: str, delimiter: str = DEFAULT_DELIMITER) -> list[float]:
-    """1.0 for each step whose result is a reference intermediate (the answer line: the reference's
+    """1.0 for each step whose equations hold and whose result is a reference intermediate (the answer line:
+    the reference's
     final answer), else 0.0: the per-step quality that RCRL's dense tags threshold."""
     wanted, final = reference_intermediates(solution, delimiter), _reference_final(solution)
     scores = []
     for step in split_steps(completion, delimiter):
-        result = step_result(step.text)
-        hit = result == final if _is_answer_line(step.text) else result in wanted
+        answer_line = _is_answer_line(step.text)
+        result = step_result(step.text) if answer_line else credited_result(step.text)
+        hit = result == final if answer_line else result in wanted
         scores.append(float(result is not None and hit))
     return scores
 
@@ -66,7 +96,7 @@ def heuristic_step_rewards(completion: str, solution: str, delimiter: str = DEFA
     wanted = reference_intermediates(solution, delimiter)
     rewards, claimed = [], set()
     for step in split_steps(completion, delimiter):
-        result = None if _is_answer_line(step.text) else step_result(step.text)
+        result = None if _is_answer_line(step.text) else credited_result(step.text)
         earned = result in wanted and result not in claimed
         if earned:
             claimed.add(result)
