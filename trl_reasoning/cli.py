@@ -159,7 +159,7 @@ def run_train(argv: list[str]) -> dict:
 
 
 def _compare_args(argv: list[str]) -> tuple[list[int], str | None, list[str] | None, list[str]]:
-    """``--seeds 0 1 2``, ``--output DIR`` and ``--only a,b`` out of ``argv``; the rest are recipe overrides."""
+    """``--seeds 0 1 2``, ``--output DIR`` and ``--only a,b`` out of ``argv``; the rest: recipe overrides."""
     seeds, output, only, rest, i = [0], None, None, [], 0
     while i < len(argv):
         token = argv[i]

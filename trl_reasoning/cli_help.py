@@ -68,10 +68,11 @@ def compare_help() -> str:
 
     section = next(f for f in dataclasses.fields(Recipe) if f.name == "compare")
     return "\n".join([
-        "usage: trl-reasoning compare RECIPE.yaml [--seeds 0 1 2] [--output DIR] [--only a,b] [--key value ...]",
+        "usage: trl-reasoning compare RECIPE.yaml [--seeds 0 1 2] [--output DIR] [--only a,b] "
+        "[--key value ...]",
         "", DESCRIPTIONS["compare"], "",
         "--seeds   seeds to run (default 0); each gets its own SFT policy, reward models and methods",
-        "--output  folder (default: the recipe's output_dir); results.json, results.md and the figures go here",
+        "--output  folder (default: the recipe's output_dir) for results.json, results.md and the figures",
         "--only    run and report only these methods (finished ones are reused)",
         "Other --key value pairs override recipe keys, as for 'train'.", "",
         f"recipe key 'compare': {section.metadata['help']}",

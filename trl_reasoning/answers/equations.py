@@ -84,7 +84,8 @@ def _first_operand(side: str) -> Fraction | None:
 
 def _link_holds(left: str, right: str) -> bool:
     """``left = right`` holds when both sides have the same value, or, in the running style models write
-    ("3 + 4 = 7 * 2 = 14": 3 + 4 is 7, then 7 * 2 is 14), when ``left``'s value is ``right``'s first operand."""
+    ("3 + 4 = 7 * 2 = 14": 3 + 4 is 7, then 7 * 2 is 14), when ``left``'s value is ``right``'s first
+    operand."""
     value = evaluate(left)
     return value is not None and value in (evaluate(right), _first_operand(right))
 

@@ -71,14 +71,14 @@ def _method(name: str, spec, raw: dict, path: Path) -> Method:
                           f"(one of {', '.join(stage_names())})")
     stage = get_stage(spec["stage"])
     if stage.role not in ("rl", "policy"):
-        raise RecipeError(f"recipe: compare.methods.{name}.stage: {stage.name!r} trains no policy; expected an "
-                          "RL stage (ei, ppo, rcrl, grpo, process_grpo, ...) or sft")
+        raise RecipeError(f"recipe: compare.methods.{name}.stage: {stage.name!r} trains no policy; expected "
+                          "an RL stage (ei, ppo, rcrl, grpo, process_grpo, ...) or sft")
     overrides = {k: v for k, v in spec.items() if k != "stage"}
     allowed = set(stage_names()) | {"training_eval"}
     bad = sorted(set(overrides) - allowed)
     if bad:
-        raise RecipeError(f"recipe: compare.methods.{name}.{bad[0]}: a method may override stage sections and "
-                          "training_eval only (methods share each seed's data and SFT policy)")
+        raise RecipeError(f"recipe: compare.methods.{name}.{bad[0]}: a method may override stage sections "
+                          "and training_eval only (methods share each seed's data and SFT policy)")
     return Method(name, stage.name, recipe_from_raw(_deep_merge(raw, overrides), path))
 
 
@@ -87,7 +87,8 @@ def load_plan(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Compar
     raw = read_raw(path, overrides)
     recipe = recipe_from_raw(raw, path)
     section = recipe.compare
-    if not isinstance(section, dict) or not isinstance(section.get("methods"), dict) or not section["methods"]:
+    methods = section.get("methods") if isinstance(section, dict) else None
+    if not isinstance(methods, dict) or not methods:
         raise RecipeError("recipe: 'compare' needs 'methods': a mapping of NAME -> {stage: STAGE, ...}")
     bad = sorted(set(section) - set(PLAN_KEYS))
     if bad:
@@ -99,10 +100,12 @@ def load_plan(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Compar
     methods = [_method(name, spec, base, Path(path)) for name, spec in section["methods"].items()]
     names = [m.name for m in methods]
     if "sft" in names:
-        raise RecipeError("recipe: compare.methods: 'sft' names the shared SFT policy; call the method otherwise")
+        raise RecipeError("recipe: compare.methods: 'sft' names the shared SFT policy; name the method "
+                          "otherwise")
     reference = section.get("reference", "ei" if "ei" in names else names[0])
     if reference not in names:
-        raise RecipeError(f"recipe: 'compare.reference' must name a method ({', '.join(names)}), got {reference!r}")
+        raise RecipeError(f"recipe: 'compare.reference' must name a method ({', '.join(names)}), got "
+                          f"{reference!r}")
     shared = [s for s in stage_names() if s in recipe.stages and get_stage(s).role in SHARED_ROLES]
     if not any(get_stage(s).role == "policy" for s in shared):
         raise RecipeError("recipe: a comparison needs an sft stage in 'stages' (every method starts from it)")
@@ -116,5 +119,6 @@ def select(plan: ComparisonPlan, only: list[str] | None) -> list[Method]:
     names = [m.name for m in plan.methods]
     unknown = [n for n in only if n not in names]
     if unknown:
-        raise RecipeError(f"compare: --only {unknown[0]!r} is not a method of the recipe ({', '.join(names)})")
+        raise RecipeError(f"compare: --only {unknown[0]!r} is not a method of the recipe "
+                          f"({', '.join(names)})")
     return [m for m in plan.methods if m.name in only]

@@ -52,7 +52,7 @@ def _interval(groups: list[list[float]]) -> dict:
 
 
 def summarise(plan, seeds: list[int], output: Path, records: list[dict]) -> dict:
-    """Aggregate finished seeds into ``results.json`` / ``results.md`` and the figures; returns the results."""
+    """Aggregate finished seeds into ``results.json``, ``results.md`` and the figures; returns the results."""
     k = _sampled_k(records[0])
     names = list(records[0]["results"])
     values = [{n: per_question(seed_folder(output, r["seed"]), n, k) for n in names} for r in records]
@@ -166,7 +166,8 @@ def plot_comparison(output: Path, results: dict) -> None:
         if curves:
             seeds = len(results["seeds"])
             plot_curves(output / file, curves, "training samples drawn", f"held-out {metric}",
-                        f"{metric} vs samples, same SFT start, mean of {seeds} seed(s), 95% band", bands=bands)
+                        f"{metric} vs samples, same SFT start, mean of {seeds} seed(s), 95% band",
+                        bands=bands)
 
 
 # ------------------------------------------------------------------ markdown
@@ -178,6 +179,10 @@ def _cell(entry: dict | None) -> str:
     return f"{entry['mean']:+.3f} [{entry['ci95'][0]:+.3f}, {entry['ci95'][1]:+.3f}]"
 
 
+def _with_seeds(entry: dict) -> str:
+    return f"{entry['mean']:.3f} ({', '.join(f'{v:.3f}' for v in entry['per_seed'])})"
+
+
 def results_markdown(results: dict) -> str:
     """The comparison as markdown: per method the means over seeds (with each seed's value), then each
     gain over SFT and gap to the reference with its two-level interval."""
@@ -186,8 +191,7 @@ def results_markdown(results: dict) -> str:
     shown = [n for n in names if all(n in m["metrics"] for m in methods.values())]
     rows = []
     for name, entry in methods.items():
-        cells = [f"{entry['metrics'][n]['mean']:.3f} ({', '.join(f'{v:.3f}' for v in entry['metrics'][n]['per_seed'])})"
-                 for n in shown]
+        cells = [_with_seeds(entry["metrics"][n]) for n in shown]
         rows.append([name, *cells, _mean(entry["samples"])])
     table = markdown_table(["method", *shown, "training samples"], rows)
     gain_rows = [[name, _cell(e.get("gain_over_sft", {}).get("maj@1")),

@@ -40,7 +40,8 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     ctx = pipeline.run_context(recipe)
     total = len(plan.shared_stages) + len(methods) + 1
     for index, name in enumerate(plan.shared_stages, start=1):
-        with stage_banner(recipe, name, f"seed {seed}: {get_stage(name).title or name}", index, total, ctx.state):
+        title = f"seed {seed}: {get_stage(name).title or name}"
+        with stage_banner(recipe, name, title, index, total, ctx.state):
             run_stage(ctx, name)
     found = {"models": {plan.baseline: ctx.policy}, "samples": {plan.baseline: 0}, "conditioning": {},
              "methods": {plan.baseline: {"stage": "sft", "entry": plan.baseline}}}
@@ -108,7 +109,8 @@ def machine() -> dict:
             info["cpu"] = line.split(":", 1)[1].strip()
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
-            info["matrix_extensions"] = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f == "avx2")
+            info["matrix_extensions"] = sorted(f for f in flags
+                                               if f.startswith(("avx512", "amx")) or f == "avx2")
             break
     import os
 

@@ -19,9 +19,9 @@ import re
 from collections.abc import Sequence
 from fractions import Fraction
 
+from ..answers.equations import equation_chains, equations_hold
 from ..rewards import completion_text
 from ..steps import DEFAULT_DELIMITER, split_steps
-from ..answers.equations import equation_chains, equations_hold
 from ..tasks.gsm8k import calculator_results
 from ..verifiers import parse_number, reference_answer
 
