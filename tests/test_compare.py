@@ -107,7 +107,8 @@ def test_compare_writes_the_table_and_figures_and_resumes_after_a_kill(tmp_path)
     gain = ei["gain_over_sft"]["maj@1"]
     assert gain["ci95"][0] <= gain["mean"] <= gain["ci95"][1] and len(gain["per_seed"]) == 2
     seeds = [json.loads((output / f"seed_{s}" / "seed_results.json").read_text()) for s in (0, 1)]
-    by_hand = [s["results"]["ei"]["metrics"]["maj@1"] - s["results"]["sft"]["metrics"]["maj@1"] for s in seeds]
+    by_hand = [s["results"]["ei"]["metrics"]["maj@1"] - s["results"]["sft"]["metrics"]["maj@1"]
+               for s in seeds]
     assert gain["per_seed"] == pytest.approx(by_hand)
     assert results["methods"]["sft_more"]["samples"] == [0, 0]
     assert "gap_to_reference" in results["methods"]["sft_more"]

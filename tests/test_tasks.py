@@ -295,3 +295,53 @@ def test_fine_tuned_models_are_prompted_as_trained(tmp_path, monkeypatch):
     assert evaluated == [{2}, {0}, {0}]  # rounds 0, 1, 2
     assert exemplars(r["prompt"] for r in read_jsonl(run / "eval" / "initial" / "samples.jsonl")) == {2}
     assert exemplars(r["prompt"] for r in read_jsonl(run / "eval" / "ei" / "samples.jsonl")) == {0}
+
+
+class _Built(Exception):
+    """Raised by the recording trainers below once a stage has built its trainer."""
+
+
+def test_every_stage_samples_the_policy_with_the_prompts_it_was_trained_on(tmp_path, tiny_model_dir):
+    """One rule (``RunContext.as_policy_sees``) for every caller: after this run fine-tuned the policy on
+    zero-shot training prompts, PPO-style stages train on them and their training-time evaluations use
+    them, and EI/RCRL start prompted as trained; before it, the starting model keeps the few-shot
+    prompts. Round fine-tunes' evaluations always see the training prompts (they train on them)."""
+    from trl_reasoning.pipeline import run_context
+    from trl_reasoning.recipes import load_recipe
+    from trl_reasoning.stages.rl import _ppo_config, _run_on_policy, rounds_stage
+    from trl_reasoning.trainers.expert_iteration_config import ExpertIterationConfig
+
+    path = tmp_path / "r.yaml"
+    path.write_text("model: tiny\ntask: arithmetic\nstages: [sft, ppo]\nnum_train_examples: 16\n"
+                    "num_eval_examples: 4\nprompt_style: few_shot\nnum_shots: 2\ntrain_prompt_style: zero_shot\n"
+                    f"output_dir: {tmp_path / 'run'}\ntraining_eval: {{num_generations: 1}}\n"
+                    "ppo: {num_generations: 2, per_device_train_batch_size: 2}\n")
+    ctx = run_context(load_recipe(path))
+
+    def shots(prompts) -> set[int]:  # "####" lines: 2 with the exemplars, 0 without
+        return {p.count("####") for p in prompts}
+
+    seen = {}
+
+    def on_policy(**kwargs):
+        seen["train"] = shots(kwargs["train_dataset"]["prompt"])
+        seen["eval"] = shots(kwargs["callbacks"][0].eval_dataset["prompt"])
+        raise _Built
+
+    class Rounds:
+        def __init__(self, **kwargs):
+            seen["round_eval"] = shots(kwargs["callbacks"][0].eval_dataset["prompt"])
+
+        def train(self):
+            seen["start_fine_tuned"] = self.policy_fine_tuned
+            raise _Built
+
+    probe = rounds_stage("probe", Rounds, lambda: ExpertIterationConfig, order=99)
+    for fine_tuned in (False, True):
+        ctx.policy = str(tiny_model_dir) if fine_tuned else ctx.initial
+        for run in (lambda: _run_on_policy(ctx, tmp_path / "ppo", "ppo", _ppo_config(), on_policy, None),
+                    lambda: probe.run(ctx, tmp_path / "probe")):
+            with pytest.raises(_Built):
+                run()
+        expected = {0} if fine_tuned else {2}
+        assert seen == {"train": expected, "eval": expected, "round_eval": {0}, "start_fine_tuned": fine_tuned}

@@ -108,6 +108,20 @@ class RunContext:
     def folder(self, name: str) -> Path:
         return Path(self.recipe.output_dir) / name
 
+    @property
+    def policy_fine_tuned(self) -> bool:
+        """Whether a stage of this run fine-tuned the current policy (on the training prompts)."""
+        return self.policy != self.initial
+
+    def as_policy_sees(self, dataset, fine_tuning: bool = False):
+        """``dataset`` with the prompts the model in question takes: its training prompts
+        (``prompted_as_trained``) once this run fine-tuned the policy, or for a model being fine-tuned
+        now (``fine_tuning``: SFT and EI/RCRL rounds train on them); else ``prompt``. Every stage asks
+        here, so a model is sampled in the format it was trained on wherever it is sampled."""
+        from ..tasks import prompted_as_trained
+
+        return prompted_as_trained(dataset) if fine_tuning or self.policy_fine_tuned else dataset
+
     def record(self, stage: Stage, folder: Path, done: dict) -> None:
         """Hand a finished stage's product to the stages after it."""
         product = str(folder / stage.output) if stage.output else str(folder)
@@ -185,9 +199,11 @@ def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defau
         raise RecipeError(f"recipe: {config_cls.__name__}: {str(err).strip().splitlines()[0]}") from None
 
 
-def training_eval_callbacks(ctx, folder: Path) -> list:
+def training_eval_callbacks(ctx, folder: Path, fine_tuning: bool = False) -> list:
     """The recipe's ``training_eval`` as a ``ReasoningEvalCallback`` on the held-out questions, writing
-    into ``folder/reasoning_eval`` (empty without one); the stage's trainer binds it."""
+    into ``folder/reasoning_eval`` (empty without one); the stage's trainer binds it. The questions carry
+    the prompts the trained model takes (``RunContext.as_policy_sees``; ``fine_tuning`` for stages that
+    fine-tune on the training prompts)."""
     section = ctx.recipe.training_eval
     if not section or ctx.held_out is None:
         return []
@@ -197,7 +213,7 @@ def training_eval_callbacks(ctx, folder: Path) -> list:
         settings = TrainingEvalSettings(**section)
     except (ValueError, TypeError) as err:
         raise RecipeError(f"recipe: training_eval: {str(err).strip().splitlines()[0]}") from None
-    held_out = ctx.held_out
+    held_out = ctx.as_policy_sees(ctx.held_out, fine_tuning)
     if settings.limit:
         held_out = held_out.select(range(min(settings.limit, len(held_out))))
     return [ReasoningEvalCallback(None, held_out, ctx.recipe.task, settings.eval_settings(),

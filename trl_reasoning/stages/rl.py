@@ -50,9 +50,11 @@ def rounds_stage(
             train_dataset=ctx.rl_train,
             eval_dataset=ctx.held_out,
             peft_config=peft_config(recipe),
-            callbacks=training_eval_callbacks(ctx, folder),
+            callbacks=training_eval_callbacks(ctx, folder, fine_tuning=True),
             **extra,
         )
+        # an SFT policy of this run was trained on the training prompts: sample it with them from round 1
+        trainer.policy_fine_tuned = ctx.policy_fine_tuned
         history = trainer.train()
         trainer.save_model(str(folder / "final_model"))
         if args.push_to_hub:
@@ -205,7 +207,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
         model=ctx.policy,
         reward_funcs=[CorrectnessReward(recipe.task)],
         args=args,
-        train_dataset=rl_dataset(ctx.rl_train),
+        train_dataset=rl_dataset(ctx.as_policy_sees(ctx.rl_train)),
         processing_class=load_tokenizer(ctx.policy, padding_side="left"),
         peft_config=peft_config(recipe),
         callbacks=(callbacks := training_eval_callbacks(ctx, folder)),

@@ -32,7 +32,7 @@ def run_sft(ctx, folder) -> dict:
     # QLoRA: the adapters trained on the 4-bit base are merged into the full-precision one
     merge_into = ctx.policy if quantization is not None else None
     fine_tune(model, load_tokenizer(ctx.policy), ctx.sft_train, args, peft_config=peft_config(ctx.recipe),
-              merge_into=merge_into, callbacks=training_eval_callbacks(ctx, folder))
+              merge_into=merge_into, callbacks=training_eval_callbacks(ctx, folder, fine_tuning=True))
     return done
 
 

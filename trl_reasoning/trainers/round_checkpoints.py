@@ -69,5 +69,5 @@ class RoundCheckpoints:
             next_round += 1
         if next_round > 1:
             self._set_policy(self._reload(self._current_checkpoint()))
-            self.policy_fine_tuned = self._latest_checkpoint() is not None
+            self.policy_fine_tuned = self.policy_fine_tuned or self._latest_checkpoint() is not None
         return next_round
