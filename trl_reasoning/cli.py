@@ -3,6 +3,7 @@
 * ``trl-reasoning train RECIPE.yaml [--key value ...]``: run a recipe's stages (sft, ei, eval);
 * ``trl-reasoning compare RECIPE.yaml --seeds 0 1 2``: the recipe's ``compare.methods`` from each seed's SFT
   policy, with means, gains and gaps over seeds (``compare``);
+* ``trl-reasoning recipes [show NAME]``: the shipped recipes (``train NAME`` runs one by name);
 * ``trl-reasoning eval --model PATH_OR_ID --task TASK [--reward_model PATH] ...``: sample, verify,
   rerank and report;
 * ``trl-reasoning sample --model PATH_OR_ID --task TASK [--mc_rollouts N] ...``: K labelled samples per
@@ -219,7 +220,14 @@ def _sample_command(argv: list[str]) -> list[dict]:
     return run_sample(args, _with_task_card(args, argv))
 
 
-COMMANDS = {"train": run_train, "compare": run_compare, "eval": _eval_command, "sample": _sample_command}
+def _recipes_command(argv: list[str]) -> str:
+    from .recipe_catalog import recipes_command
+
+    return recipes_command(argv)
+
+
+COMMANDS = {"train": run_train, "compare": run_compare, "eval": _eval_command, "sample": _sample_command,
+            "recipes": _recipes_command}
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

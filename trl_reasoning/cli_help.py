@@ -11,6 +11,7 @@ DESCRIPTIONS = {
              "rerunning resumes",
     "compare": "run a recipe's compare.methods from each seed's SFT policy; results over seeds with "
                "intervals; rerunning resumes",
+    "recipes": "list the shipped recipes; 'recipes show NAME' prints one (train NAME runs it)",
     "eval": "sample a model on a task's questions, verify, report maj@1, maj@k, pass@k (and rerank@k)",
     "sample": "draw K labelled samples per question (reward-model data; Monte-Carlo step labels)",
 }
@@ -20,7 +21,7 @@ RECIPE_REFERENCE = "README.md, section 'Recipes'"
 def overview() -> str:
     """``trl-reasoning --help``: the commands and where to read more."""
     width = max(map(len, DESCRIPTIONS))
-    lines = ["usage: trl-reasoning {train,compare,eval,sample} [--help] [options]", "", "commands:"]
+    lines = ["usage: trl-reasoning {train,compare,recipes,eval,sample} [--help] [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, text in DESCRIPTIONS.items()]
     lines += ["", "Run 'trl-reasoning COMMAND --help' for a command's options.",
               "Also: python -m trl_reasoning ..., accelerate launch [args] -m trl_reasoning train "
@@ -86,6 +87,8 @@ def command_help(name: str) -> str:
         return train_help()
     if name == "compare":
         return compare_help()
+    if name == "recipes":
+        return "usage: trl-reasoning recipes [show NAME]\n\n" + DESCRIPTIONS["recipes"]
     from .cli_arguments import EvalArguments, SampleArguments
 
     return _parser(name, {"eval": EvalArguments, "sample": SampleArguments}[name]).format_help()

@@ -251,10 +251,11 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
 
 
 def read_raw(path: str | Path, overrides: list[tuple[str, str]] = ()) -> dict:
-    """A recipe file's mapping with the command-line ``overrides`` applied (one-line errors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe: file {str(path)!r} does not exist")
+    """A recipe file's (or shipped recipe's, by name) mapping with the command-line ``overrides`` applied
+    (one-line errors)."""
+    from .recipe_catalog import resolve_recipe
+
+    path = resolve_recipe(str(path))
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -267,8 +268,11 @@ def read_raw(path: str | Path, overrides: list[tuple[str, str]] = ()) -> dict:
 
 
 def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Recipe:
-    """Read, override and validate a recipe; raises ``RecipeError`` with one line on any problem."""
-    return recipe_from_raw(read_raw(path, overrides), path)
+    """Read, override and validate a recipe (a file, or a shipped recipe's name: ``quickstart``); raises
+    ``RecipeError`` with one line on any problem."""
+    from .recipe_catalog import resolve_recipe
+
+    return recipe_from_raw(read_raw(path, overrides), resolve_recipe(str(path)))
 
 
 def recipe_from_raw(raw: dict, path: str | Path) -> Recipe:

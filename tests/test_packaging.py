@@ -1,0 +1,44 @@
+"""The built wheel, installed outside the clone: it lists and runs the shipped recipes by name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], cwd: Path, site: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(site)}  # the wheel's copy first, before the editable clone
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_the_installed_wheel_lists_and_runs_the_shipped_recipes(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True, timeout=600)
+    wheel = next((tmp_path / "dist").glob("trl_reasoning-*.whl"))
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+                    str(wheel)], check=True, capture_output=True, timeout=600)
+    away = tmp_path / "elsewhere"  # no recipes/ folder here: only the wheel's files can answer
+    away.mkdir()
+    where = _run(["-c", "import trl_reasoning; print(trl_reasoning.__file__)"], away, site)
+    assert Path(where.stdout.strip()).is_relative_to(site), where.stdout + where.stderr
+
+    listing = _run(["-m", "trl_reasoning", "recipes"], away, site)
+    assert listing.returncode == 0, listing.stderr
+    names = [line.split()[0] for line in listing.stdout.splitlines()]
+    assert names == sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml"))
+    shown = _run(["-m", "trl_reasoning", "recipes", "show", "quickstart"], away, site)
+    assert shown.stdout == (ROOT / "recipes" / "quickstart.yaml").read_text()
+
+    shrunk = ["--num_train_examples", "32", "--num_eval_examples", "8", "--output_dir", str(away / "run"),
+              "--tiny", "{hidden_size: 32, num_layers: 1, num_heads: 2}", "--sft.num_train_epochs", "1",
+              "--ei.num_rounds", "1", "--ei.num_generations", "2", "--ei.max_new_tokens", "16",
+              "--ei.eval_num_generations", "1", "--eval.num_generations", "2", "--eval.max_new_tokens", "16"]
+    run = _run(["-m", "trl_reasoning", "train", "quickstart", *shrunk], away, site)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (away / "run" / "results.md").exists() and (away / "run" / "ei" / "final_model").is_dir()
