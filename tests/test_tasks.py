@@ -313,7 +313,8 @@ def test_every_stage_samples_the_policy_with_the_prompts_it_was_trained_on(tmp_p
 
     path = tmp_path / "r.yaml"
     path.write_text("model: tiny\ntask: arithmetic\nstages: [sft, ppo]\nnum_train_examples: 16\n"
-                    "num_eval_examples: 4\nprompt_style: few_shot\nnum_shots: 2\ntrain_prompt_style: zero_shot\n"
+                    "num_eval_examples: 4\nprompt_style: few_shot\nnum_shots: 2\n"
+                    "train_prompt_style: zero_shot\n"
                     f"output_dir: {tmp_path / 'run'}\ntraining_eval: {{num_generations: 1}}\n"
                     "ppo: {num_generations: 2, per_device_train_batch_size: 2}\n")
     ctx = run_context(load_recipe(path))
@@ -344,4 +345,5 @@ def test_every_stage_samples_the_policy_with_the_prompts_it_was_trained_on(tmp_p
             with pytest.raises(_Built):
                 run()
         expected = {0} if fine_tuned else {2}
-        assert seen == {"train": expected, "eval": expected, "round_eval": {0}, "start_fine_tuned": fine_tuned}
+        assert seen == {"train": expected, "eval": expected, "round_eval": {0},
+                        "start_fine_tuned": fine_tuned}
