@@ -279,22 +279,24 @@ def test_implicit_head_with_a_lora_adapter(tiny_model_dir, tmp_path):
 
 
 def _addition_samples(split: str, num: int, seed: int) -> list[list[dict]]:
-    """Per one-step addition question, 4 samples: the right sum and three wrong ones, each written
-    consistently ('7 + 5 = 13\\n#### 13'), so only the arithmetic fact separates them (no surface rule)."""
+    """Per one-step addition question, 4 samples: the right one and three that misread the question's
+    first number by 1 to 3, with true arithmetic after it ('18 + 5 = 23\\n#### 23' for 17 + 5), the error a
+    model makes when it copies a number wrong. Train and held-out questions share no solution (the task
+    splits by content): a held-out pick needs the rule (does the solution use the question's numbers?),
+    not a remembered fact."""
     import random
 
     from trl_reasoning.tasks import build_prompt, load_task
     from trl_reasoning.tasks.arithmetic import ArithmeticConfig
 
-    config = ArithmeticConfig(min_steps=1, max_steps=1, max_operand=9, operators=("+",))
+    config = ArithmeticConfig(min_steps=1, max_steps=1, max_operand=30, operators=("+",))
     rng, groups = random.Random(seed), []
     for row in load_task("arithmetic", split=split, num_examples=num, seed=seed, arithmetic_config=config):
         a, b = (int(x) for x in row["solution"].split("=")[0].split("+"))
-        wrong = rng.sample([v for v in range(2, 19) if v != a + b], 3)
-        results = [a + b, *wrong]
-        rng.shuffle(results)
-        groups.append([{"id": row["id"], "prompt": build_prompt(row["question"]), "label": r == a + b,
-                        "completion": f" {a} + {b} = {r}\n#### {r}"} for r in results])
+        firsts = [a, *(a + d for d in rng.sample([d for d in (-3, -2, -1, 1, 2, 3) if a + d > 0], 3))]
+        rng.shuffle(firsts)
+        groups.append([{"id": row["id"], "prompt": build_prompt(row["question"]), "label": x == a,
+                        "completion": f" {x} + {b} = {x + b}\n#### {x + b}"} for x in firsts])
     return groups
 
 
@@ -306,8 +308,8 @@ def test_orm_ranks_samples_within_a_question(tiny_model_dir, tmp_path):
     from trl_reasoning import RewardModelConfig, RewardModelTrainer
     from trl_reasoning.metrics import rerank_at_k
 
-    train = [s for group in _addition_samples("train", 1200, 0) for s in group]
-    held_out = _addition_samples("test", 400, 1)[:100]
+    train = [s for group in _addition_samples("train", 700, 0) for s in group]
+    held_out = _addition_samples("test", 100, 1)
     args = RewardModelConfig(
         output_dir=str(tmp_path / "orm"),
         kind="outcome",
@@ -377,30 +379,29 @@ class CarryForwardPolicy:
 
 
 def _two_step_rows(split: str, num: int, seed: int) -> list[dict]:
-    """Two-step additions: the reference, one with a wrong first step (carried forward) and one with
-    a wrong second step; ``true_steps[i]``: steps 1..i are all right (what a Monte-Carlo label estimates:
-    after a wrong step no continuation reaches the answer)."""
+    """Two-step additions: the reference, one whose first step misreads a question number (carried
+    forward) and one whose second step does; ``true_steps[i]``: steps 1..i are all right (what a
+    Monte-Carlo label estimates: after a wrong step no continuation reaches the answer). Train and held-out
+    questions share no solution, so the PRM must check each step against the question, not recall it."""
     import random
 
     from trl_reasoning.tasks import build_prompt, load_task
     from trl_reasoning.tasks.arithmetic import ArithmeticConfig
 
-    config = ArithmeticConfig(min_steps=2, max_steps=2, max_operand=9, operators=("+",))
+    config = ArithmeticConfig(min_steps=2, max_steps=2, max_operand=20, operators=("+",))
     rng, rows = random.Random(seed), []
     for row in load_task("arithmetic", split=split, num_examples=num, seed=seed, arithmetic_config=config):
         (a, b), (_, d) = [
             tuple(int(x) for x in line.split("=")[0].split("+")) for line in row["solution"].split("\n")[:2]
         ]
-        c_wrong = rng.choice([v for v in range(2, 19) if v != a + b])
-        e_wrong = rng.choice([v for v in range(3, 28) if v != a + b + d])
-        variants = [
-            (a + b, a + b + d, [True, True]),
-            (c_wrong, c_wrong + d, [False, False]),
-            (a + b, e_wrong, [True, False]),
-        ]
-        for c, e, truth in variants:
+        a2 = a + rng.choice([d for d in (-3, -2, -1, 1, 2, 3) if a + d > 0])
+        d2 = d + rng.choice([x for x in (-3, -2, -1, 1, 2, 3) if d + x > 0])
+        variants = [(a, d, [True, True]), (a2, d, [False, False]), (a, d2, [True, False])]
+        for first, second, truth in variants:
+            c, e = first + b, first + b + second
             rows.append({"id": row["id"], "prompt": build_prompt(row["question"]), "answer": row["answer"],
-                         "completion": f" {a} + {b} = {c}\n{c} + {d} = {e}\n#### {e}", "true_steps": truth,
+                         "completion": f" {first} + {b} = {c}\n{c} + {second} = {e}\n#### {e}",
+                         "true_steps": truth,
                          "label": truth == [True, True]})
     return rows
 
