@@ -133,3 +133,45 @@ def test_a_bad_compare_section_fails_in_one_line(tmp_path):
     recipe.write_text(text.replace("ei: {stage: ei}", "ei: {stage: ei, ei: {num_roundz: 2}}"))
     with pytest.raises(RecipeError, match="ei.num_roundz"):
         load_plan(recipe)
+
+
+def _entry(mean, low, high):
+    return {"mean": mean, "ci95": [low, high], "per_seed": [mean]}
+
+
+def _results(ppo_gap, rcrl_gap, sft_more_gain, ei_gain, pass_gains):
+    methods = {
+        "sft": {"metrics": {"distinct_correct": {"mean": 1.2}}},
+        "ei": {"metrics": {"distinct_correct": {"mean": 1.0}},
+               "gain_over_sft": {"maj@1": _entry(*ei_gain), "pass@4": _entry(*pass_gains["ei"])}},
+        "ppo_sparse": {"metrics": {}, "gap_to_reference": {"maj@1": _entry(*ppo_gap)},
+                       "gain_over_sft": {"maj@1": _entry(0.0, -0.1, 0.1),
+                                         "pass@4": _entry(*pass_gains["ppo"])}},
+        "rcrl": {"metrics": {}, "gap_to_reference": {"maj@1": _entry(*rcrl_gap)},
+                 "gain_over_sft": {"maj@1": _entry(0.0, -0.1, 0.1), "pass@4": _entry(0.0, -0.05, 0.05)}},
+        "sft_more": {"metrics": {}, "gap_to_reference": {"maj@1": _entry(0, -1, 1)},
+                     "gain_over_sft": {"maj@1": _entry(*sft_more_gain[0]),
+                                       "pass@4": _entry(*sft_more_gain[1])}},
+    }
+    return {"methods": methods, "reference": "ei", "baseline": "sft", "k": 4, "seeds": [0, 1, 2]}
+
+
+def test_findings_are_read_off_the_intervals():
+    from trl_reasoning.compare.findings import finding_a, finding_b, finding_c, findings, seeds_needed
+
+    clear = _results(ppo_gap=(-0.08, -0.12, -0.04), rcrl_gap=(-0.1, -0.15, -0.05),
+                     sft_more_gain=((0.03, 0.01, 0.05), (-0.04, -0.06, -0.02)), ei_gain=(0.1, 0.06, 0.14),
+                     pass_gains={"ei": (0.0, -0.02, 0.02), "ppo": (0.01, -0.02, 0.04)})
+    assert finding_a(clear).startswith("(a) EI >= PPO ~ RCRL: holds.")
+    assert "ppo_sparse -0.080 [-0.120, -0.040]" in finding_a(clear)
+    assert ": holds." in finding_b(clear) and ": holds." in finding_c(clear)
+    murky = _results(ppo_gap=(-0.01, -0.05, 0.03), rcrl_gap=(0.05, 0.01, 0.09),
+                     sft_more_gain=((0.0, -0.02, 0.02), (0.0, -0.02, 0.02)), ei_gain=(0.02, -0.01, 0.05),
+                     pass_gains={"ei": (0.05, 0.02, 0.08), "ppo": (0.0, -0.02, 0.02)})
+    assert ": does not hold." in finding_a(murky)  # RCRL above EI
+    assert ": cannot be told at this scale." in finding_b(murky)
+    assert ": does not hold for ei." in finding_c(murky)
+    # every gain holds 0: the budget note says how many seeds each would need (3 x (half / mean)^2 + 1)
+    assert seeds_needed(_entry(0.02, -0.01, 0.05), 3) == int(3 * (0.03 / 0.02) ** 2) + 1
+    assert len(findings(clear)) == 3  # EI's gain excludes 0: no budget note
+    assert findings(murky)[-1].startswith("No method's maj@1 gain over SFT excludes 0 with 3 seed(s)")

@@ -200,11 +200,15 @@ def results_markdown(results: dict) -> str:
                  for name, e in methods.items() if name != results["baseline"]]
     gains = markdown_table(["method", "maj@1 gain over sft", f"pass@{k} gain over sft",
                             f"maj@1 gap to {results['reference']}"], gain_rows)
+    from .findings import findings
+
     spread = results["sft_spread"]
     seeds = ", ".join(map(str, results["seeds"]))
+    stated = "\n".join(f"- {line}" for line in findings(results))
     return (f"# Comparison over seeds {seeds}\n\n{results['num_questions'][0]} held-out questions per seed; "
             f"each cell: mean over seeds (each seed's value).\n\n{table}\n\n"
             f"Gains and gaps, 95% interval: {results['interval_method']}.\n\n{gains}\n\n"
+            f"## The paper's findings, as measured\n\n{stated}\n\n"
             f"SFT maj@1 across seeds: standard deviation {spread['std']:.3f} "
             f"({', '.join(f'{v:.3f}' for v in spread['per_seed'])}).\n\n"
             f"Machine: {results['machine'].get('cpu', 'unknown CPU')}, "
