@@ -1,0 +1,204 @@
+"""The README and the docs site stay true to the code: length, links, commands, recipe paths, Makefile
+targets, Python imports in examples, the generated recipe reference against ``train --help``, and a strict
+MkDocs build (when the ``docs`` extra is installed). No network, no training."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+TEXTS = [README, *PAGES]
+
+_FENCE_RE = re.compile(r"^(```|~~~)[^\n]*\n.*?^\1[ \t]*$", re.S | re.M)
+_SPAN_RE = re.compile(r"(`+)(.+?)\1", re.S)
+_LINK_RE = re.compile(r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_REF_LINK_RE = re.compile(r"^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.M)
+
+
+def _load_hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _without_code(text: str) -> str:
+    return _SPAN_RE.sub(" ", _FENCE_RE.sub("", text))
+
+
+def _code(text: str) -> str:
+    """The fenced blocks and inline code spans of a markdown text, one per line."""
+    blocks = [m.group(0) for m in _FENCE_RE.finditer(text)]
+    spans = [m.group(2) for m in _SPAN_RE.finditer(_FENCE_RE.sub("", text))]
+    return "\n".join(blocks + spans)
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+# ------------------------------------------------------------------ (a) README length
+
+
+def test_readme_is_at_most_250_lines():
+    lines = README.read_text().count("\n")
+    assert lines <= 250, f"README.md has {lines} lines; keep it at most 250 (move detail into docs/)"
+
+
+# ------------------------------------------------------------------ (b) links
+
+
+def _relative_links(path: Path) -> list[str]:
+    text = _without_code(path.read_text())
+    targets = _LINK_RE.findall(text) + _REF_LINK_RE.findall(text)
+    return [t for t in targets if not re.match(r"^(?:[a-z][a-z0-9+.-]*:|#|/)", t, re.I)]
+
+
+@pytest.mark.parametrize("path", TEXTS, ids=_rel)
+def test_relative_links_resolve_to_files(path):
+    broken = []
+    for target in _relative_links(path):
+        file = (path.parent / target.split("#", 1)[0]).resolve()
+        if not file.is_file():
+            broken.append(target)
+    assert not broken, f"{_rel(path)}: links to missing files: {broken}"
+
+
+def _nav_files(nav) -> list[str]:
+    files = []
+    for entry in nav:
+        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+        files += _nav_files(value) if isinstance(value, list) else [value]
+    return files
+
+
+def test_every_docs_page_is_in_the_nav_and_linked_from_the_readme():
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    nav = _nav_files(config["nav"])
+    missing = [f for f in nav if not (DOCS / f).is_file()]
+    assert not missing, f"mkdocs.yml nav names missing pages: {missing}"
+    pages = {p.relative_to(DOCS).as_posix() for p in PAGES}
+    assert pages == set(nav), f"pages not in the nav: {sorted(pages - set(nav))}"
+    linked = {(README.parent / t.split("#")[0]).resolve() for t in _relative_links(README)}
+    unlinked = [f for f in nav if (DOCS / f).resolve() not in linked]
+    assert not unlinked, f"README.md has no link to these docs pages: {unlinked}"
+
+
+# ------------------------------------------------------------------ (c) recipe reference vs --help
+
+
+def _help_names(text: str, header: str) -> set[str]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    names = set()
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        names.add(line.split()[0])
+    return names
+
+
+def test_recipe_reference_lists_every_key_of_train_help():
+    from trl_reasoning.cli_help import train_help
+
+    text = train_help()
+    keys = _load_hooks().reference_keys()
+    top_level = _help_names(text, "recipe keys:")
+    stages = _help_names(text, "stage sections")
+    assert top_level and stages
+    assert top_level <= keys["top_level"], f"not in the reference: {sorted(top_level - keys['top_level'])}"
+    assert stages <= set(keys) - {"top_level"}, f"stages not in the reference: {sorted(stages - set(keys))}"
+
+
+def test_recipe_reference_lists_every_field_of_every_stage_section():
+    import dataclasses
+
+    from trl_reasoning.stages import get_stage, stage_names
+
+    keys = _load_hooks().reference_keys()
+    for name in stage_names():
+        fields = {f.name for f in dataclasses.fields(get_stage(name).config())}
+        assert fields == keys[name], f"{name}: missing {sorted(fields - keys[name])}"
+    markdown = _load_hooks().recipe_reference_markdown()
+    assert all(f"`{key}`" in markdown for key in keys["top_level"])
+    assert "<!-- recipe-reference -->" in (DOCS / "reference" / "recipe.md").read_text()
+
+
+# ------------------------------------------------------------------ (d) commands, recipes, make targets
+
+
+def _makefile_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text()
+    targets = set()
+    for line in text.splitlines():
+        if line.startswith(".PHONY:"):
+            targets |= set(line.split(":", 1)[1].split())
+        elif (m := re.match(r"^([A-Za-z][\w.-]*(?:\s+[A-Za-z][\w.-]*)*)\s*:(?!=)", line)):
+            targets |= set(m.group(1).split())
+    return targets
+
+
+@pytest.mark.parametrize("path", TEXTS, ids=_rel)
+def test_quoted_commands_recipes_and_make_targets_exist(path):
+    from trl_reasoning.cli import COMMANDS
+
+    text = path.read_text()
+    code = _code(text)
+    commands = set(re.findall(r"(?<![\w/.-])trl-reasoning[ \t]+([a-z][\w-]*)", code))
+    commands |= set(re.findall(r"python -m trl_reasoning[ \t]+([a-z][\w-]*)", code))
+    assert commands <= set(COMMANDS), f"{_rel(path)}: unknown commands {sorted(commands - set(COMMANDS))}"
+    recipes = set(re.findall(r"(?<![\w/])recipes/[\w.-]+\.yaml", text))
+    missing = sorted(r for r in recipes if not (ROOT / r).is_file())
+    assert not missing, f"{_rel(path)}: recipes that do not exist: {missing}"
+    targets = set(re.findall(r"(?<![\w-])make[ \t]+([a-z][\w-]*)", code)) - _makefile_targets()
+    assert not targets, f"{_rel(path)}: not Makefile targets: {sorted(targets)}"
+
+
+def test_readme_lists_every_recipe():
+    listed = set(re.findall(r"^\| `(recipes/[\w.-]+\.yaml)`", README.read_text(), re.M))
+    shipped = {f"recipes/{p.name}" for p in (ROOT / "recipes").glob("*.yaml")}
+    assert shipped <= listed, f"README.md's recipe table lacks {sorted(shipped - listed)}"
+
+
+@pytest.mark.parametrize("path", [p for p in TEXTS if _python_blocks(p.read_text())], ids=_rel)
+def test_python_examples_import_names_that_exist(path):
+    for block in _python_blocks(path.read_text()):
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trl_reasoning"):
+                module = importlib.import_module(node.module)
+                absent = [a.name for a in node.names if not hasattr(module, a.name)]
+                assert not absent, f"{_rel(path)}: {node.module} has no {absent}"
+
+
+# ------------------------------------------------------------------ (e) the site builds
+
+
+def test_mkdocs_build_strict(tmp_path):
+    if importlib.util.find_spec("mkdocs") is None:
+        pytest.skip("mkdocs is not installed: pip install -e '.[docs]' to build the docs site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout[-4000:] + result.stderr[-4000:]
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{output}"
+    for page in ("reference/recipe/index.html", "architecture/index.html", "api/verifiers/index.html"):
+        assert (tmp_path / "site" / page).is_file()
+    reference = (tmp_path / "site" / "reference" / "recipe" / "index.html").read_text()
+    assert "<!-- recipe-reference -->" not in reference and "num_rounds" in reference
