@@ -40,7 +40,7 @@ quickstart: setup  ## set up, then SFT -> Expert Iteration -> eval on CPU (runs/
 	$(PY) -m trl_reasoning train recipes/quickstart.yaml
 
 test: setup  ## set up, then lint and the fast suite (slow end-to-end runs excluded)
-	$(VENV)/bin/ruff check trl_reasoning tests benchmarks
+	$(VENV)/bin/ruff check trl_reasoning tests benchmarks docs
 	$(PY) -m pytest
 
 test-vllm: setup-vllm  ## the tests marked vllm, in the vLLM environment
@@ -50,10 +50,10 @@ test-all: setup  ## everything, slow end-to-end runs included
 	$(PY) -m pytest -m ""
 
 lint: setup
-	$(VENV)/bin/ruff check trl_reasoning tests benchmarks
+	$(VENV)/bin/ruff check trl_reasoning tests benchmarks docs
 
 format: setup  ## autofix lint (imports, upgrades); long lines are wrapped by hand, the code is not ruff-formatted
-	$(VENV)/bin/ruff check --fix trl_reasoning tests benchmarks
+	$(VENV)/bin/ruff check --fix trl_reasoning tests benchmarks docs
 
 bench: setup
 	$(PY) benchmarks/verifier_speed.py

@@ -15,6 +15,8 @@ import pytest
 from trl_reasoning.errors import RecipeError
 from trl_reasoning.metrics import over_seeds, over_seeds_variance
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_over_seeds_with_constant_runs_is_the_seed_resampling_distribution():
     """Run A scores 1 on both questions, run B 0: question resampling changes nothing, so the replicates
@@ -117,6 +119,23 @@ def test_compare_writes_the_table_and_figures_and_resumes_after_a_kill(tmp_path)
     for figure in ("accuracy_vs_samples.png", "pass_at_k_vs_samples.png"):
         assert (output / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert results["curves"]["ei"]["samples"] == [0, 16]
+    _check_results_page(output, tmp_path / "docs_results")
+
+
+def _check_results_page(output: Path, pages: Path) -> None:
+    """docs/build_results.py renders the page from the run's copied results.json, figures linked."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_results", ROOT / "docs" / "build_results.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    builder.RESULTS = pages
+    builder.copy_run("compare_quickstart", output)
+    (page,) = builder.build_pages()
+    text = page.read_text()
+    assert "| ei |" in text and "maj@1 gain over sft" in text and "The paper's findings" in text
+    assert "](compare_quickstart/accuracy_vs_samples.png)" in text
+    assert (pages / "compare_quickstart" / "accuracy_vs_samples.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_bad_compare_section_fails_in_one_line(tmp_path):

@@ -1,0 +1,91 @@
+"""Build the docs' results pages from the runs' own files, so a rerun updates the page and nothing is typed.
+
+For each comparison run folder given (``trl-reasoning compare`` output: ``results.json`` and its two
+figures), copy those files into ``docs/results/<name>/`` and render the page section from the copied
+``results.json`` with the same code that writes the run's ``results.md`` (tables, intervals, findings).
+
+    python docs/build_results.py --run compare_quickstart=runs/compare \\
+        --run quickstart_seeds=runs/quickstart_seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from trl_reasoning.compare.report import CURVE_FILES, results_markdown
+
+DOCS = Path(__file__).resolve().parent
+RESULTS = DOCS / "results"
+# name -> (page, title, the command that produced the run)
+RUNS = {
+    "compare_quickstart": ("comparison.md", "The algorithm comparison on the arithmetic task",
+                           "trl-reasoning compare recipes/compare_quickstart.yaml --seeds 0 1 2"),
+    "quickstart_seeds": ("comparison.md", "The quickstart over seeds never used to choose its settings",
+                         "trl-reasoning compare recipes/quickstart.yaml --seeds 10 11 12 13 14 "
+                         "--output runs/quickstart_seeds"),
+}
+PAGE_HEADERS = {
+    "comparison.md": "# Results on the arithmetic task\n\nBuilt by `python docs/build_results.py` from "
+                     "each run's `results.json` (copied under `docs/results/<run>/`). Every figure is a mean "
+                     "over seeds with each seed's value in brackets; every gain and gap carries a 95% "
+                     "interval over seeds and questions.\n",
+}
+
+
+def copy_run(name: str, folder: Path) -> Path:
+    """Copy a finished comparison's ``results.json`` and figures into ``docs/results/<name>/``."""
+    target = RESULTS / name
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(folder / "results.json", target / "results.json")
+    for figure in CURVE_FILES.values():
+        if (folder / figure).exists():
+            shutil.copy2(folder / figure, target / figure)
+    return target
+
+
+def section(name: str) -> str:
+    """A run's page section, from its copied ``results.json``."""
+    _, title, command = RUNS[name]
+    folder = RESULTS / name
+    results = json.loads((folder / "results.json").read_text())
+    body = results_markdown(results).split("\n", 1)[1]  # the run's own title line is replaced
+    for figure in CURVE_FILES.values():
+        body = body.replace(f"]({figure})", f"]({name}/{figure})")
+    seeds = ", ".join(map(str, results["seeds"]))
+    return f"## {title}\n\n```bash\n{command}\n```\n\nSeeds {seeds}.{body}\n"
+
+
+def build_pages() -> list[Path]:
+    """Write every page that has at least one copied run; returns the pages written."""
+    pages: dict[str, list[str]] = {}
+    for name, (page, _, _) in RUNS.items():
+        if (RESULTS / name / "results.json").exists():
+            pages.setdefault(page, []).append(section(name))
+    written = []
+    for page, sections in pages.items():
+        path = RESULTS / page
+        path.write_text(PAGE_HEADERS.get(page, "") + "\n" + "\n".join(sections))
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
+                        help=f"a finished run to copy in first; NAME one of {', '.join(RUNS)}")
+    args = parser.parse_args()
+    for item in args.run:
+        name, _, folder = item.partition("=")
+        if name not in RUNS or not (Path(folder) / "results.json").exists():
+            raise SystemExit(f"--run {item}: expected NAME=FOLDER with NAME in {', '.join(RUNS)} and "
+                             "FOLDER/results.json present")
+        copy_run(name, Path(folder))
+    for path in build_pages():
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
