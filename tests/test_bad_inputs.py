@@ -113,3 +113,22 @@ def test_disk_full_is_one_line_and_the_rerun_loses_nothing(tmp_path, monkeypatch
     mask = os.umask(0)
     os.umask(mask)
     assert (round_dir / "kept.jsonl").stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
+
+
+def test_a_tracker_that_is_not_installed_is_one_line(tmp_path, monkeypatch):
+    """report_to naming a tracker whose package is missing fails before any work, naming the extra."""
+    import importlib.util
+
+    from trl_reasoning.recipes import RecipeError, load_recipe
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "wandb" else real(name, *a))
+    path = tmp_path / "r.yaml"
+    path.write_text("model: tiny\ntask: arithmetic\nstages: [sft]\nreport_to: [wandb]\n")
+    with pytest.raises(RecipeError, match=r"'report_to' names 'wandb', which is not installed: pip install "
+                                          r"'trl-reasoning\[wandb\]'"):
+        load_recipe(path)
+    path.write_text("model: tiny\ntask: arithmetic\nstages: [sft]\nsft: {report_to: wandb}\n")
+    with pytest.raises(RecipeError, match=r"'sft.report_to' names 'wandb'"):
+        load_recipe(path)

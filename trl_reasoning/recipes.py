@@ -26,6 +26,7 @@ import yaml
 from .errors import RecipeError, renamed_hint
 from .stages import get_stage, stage_names
 from .tasks import task_names_help
+from .trackers import check_installed as check_trackers_installed
 
 TINY_KEYS = ("arch", "vocab_size", "hidden_size", "num_layers", "num_heads", "max_positions")
 __all__ = ["Recipe", "RecipeError", "check_section", "load_recipe", "parse_overrides", "read_raw",
@@ -193,8 +194,7 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
-# recipe values that are not of the config field's type: the pipeline resolves them before the config is built
-# auto: TRL's colocated vLLM when vLLM is installed and able
+# values resolved before the config is built (auto: TRL's colocated vLLM when vLLM is installed and able)
 _AUTO_FIELDS = {("ppo.", "use_vllm"), ("process_grpo.", "use_vllm"), ("grpo.", "use_vllm")}
 
 
@@ -293,6 +293,7 @@ def recipe_from_raw(raw: dict, path: str | Path) -> Recipe:
         raise RecipeError(str(err) + _made_by(recipe.model, path)) from None
     _check_dense_sources(recipe)
     _check_quantization(recipe)
+    check_trackers_installed(recipe)  # report_to names only installed trackers
     if recipe.training_eval is not None:
         from .eval_callback import TrainingEvalSettings
 

@@ -33,3 +33,29 @@ def log_round(args, record: dict, run_name: str) -> None:
                  space_id=args.trackio_space_id, embed=False)
     trackio.log(round_metrics(record), step=record["round"])
     trackio.finish()
+
+
+# tracker name in report_to -> (module it needs, how to install it)
+TRACKER_PACKAGES = {
+    "trackio": ("trackio", "pip install 'trl-reasoning[trackio]'"),
+    "wandb": ("wandb", "pip install 'trl-reasoning[wandb]'"),
+    "tensorboard": ("tensorboard", "pip install tensorboard"),
+    "mlflow": ("mlflow", "pip install mlflow"),
+    "comet_ml": ("comet_ml", "pip install comet_ml"),
+}
+
+
+def check_installed(recipe) -> None:
+    """Every tracker ``report_to`` names (top level or a stage section) is installed, before hours of work."""
+    import importlib.util
+
+    from .errors import RecipeError
+
+    named = [("report_to", recipe.report_to)] + [(f"{name}.report_to", section["report_to"])
+                                                  for name, section in recipe.sections.items()
+                                                  if isinstance(section, dict) and "report_to" in section]
+    for key, value in named:
+        for tracker in [value] if isinstance(value, str) else value or []:
+            module, install = TRACKER_PACKAGES.get(tracker, (None, ""))
+            if module and importlib.util.find_spec(module) is None:
+                raise RecipeError(f"recipe: '{key}' names {tracker!r}, which is not installed: {install}")
