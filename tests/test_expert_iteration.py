@@ -26,9 +26,10 @@ def test_select_solutions_dedups_caps_and_remembers():
     assert len(select_solutions(samples, set(), max_per_question=1)) == 2
 
 
-def apples_reward(completions, **kwargs):
-    """A TRL reward function an untrained tiny model can learn fast: mention apples."""
-    return [1.0 if "apples" in c else 0.0 for c in completions]
+def answer_marker_reward(completions, **kwargs):
+    """A TRL reward function an untrained tiny model can learn fast: write the answer marker ``####``
+    (about 5% of its random 8-token completions do)."""
+    return [1.0 if "####" in c else 0.0 for c in completions]
 
 
 def test_expert_iteration_learns_from_a_trl_style_script(tiny_model_dir, tmp_path):
@@ -59,7 +60,7 @@ def test_expert_iteration_learns_from_a_trl_style_script(tiny_model_dir, tmp_pat
         max_length=128,
     )
     trainer = ExpertIterationTrainer(
-        model=model, args=args, train_dataset=train, processing_class=tokenizer, reward_funcs=[apples_reward]
+        model=model, args=args, train_dataset=train, processing_class=tokenizer, reward_funcs=[answer_marker_reward]
     )
     history = trainer.train()
     accuracy = [r["train"]["sample_accuracy"] for r in history[1:]]

@@ -309,7 +309,7 @@ def test_orm_ranks_samples_within_a_question(tiny_model_dir, tmp_path):
     from trl_reasoning.metrics import rerank_at_k
 
     train = [s for group in _addition_samples("train", 700, 0) for s in group]
-    held_out = _addition_samples("test", 200, 1)
+    held_out = _addition_samples("test", 150, 1)  # of the ~180 one-step sums the test split holds
     args = RewardModelConfig(
         output_dir=str(tmp_path / "orm"),
         kind="outcome",
@@ -336,7 +336,7 @@ def test_orm_ranks_samples_within_a_question(tiny_model_dir, tmp_path):
         answers = [s["completion"].rsplit("#### ", 1)[1] for s in group]
         picks.append(rerank_at_k(answers, [s["label"] for s in group], scores))
     pass_at_1 = sum(s["label"] for g in held_out for s in g) / sum(len(g) for g in held_out)
-    # chance is 0.25 (sd 0.031 over 200 questions); measured 0.41 on 100 held-out questions
+    # chance is 0.25 (sd 0.035 over 150 questions); measured 0.41 on 100 held-out questions
     assert pass_at_1 == 0.25 and sum(picks) / len(picks) > 0.33, sum(picks) / len(picks)
 
 
