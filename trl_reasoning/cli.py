@@ -186,17 +186,17 @@ def _compare_args(argv: list[str]) -> tuple[list[int], str | None, list[str] | N
 def run_compare(argv: list[str]) -> dict:
     """``compare RECIPE.yaml --seeds 0 1 2 [--output DIR] [--only a,b] [--key value ...]``: every method of
     the recipe's ``compare`` section from each seed's SFT policy, then the results over seeds."""
-    from .compare import run_comparison
+    from .compare import load_plan, run_comparison, select
     from .recipes import parse_overrides
     from .run_lock import RunLock
 
     seeds, output, only, rest = _compare_args(argv[1:])
     overrides = parse_overrides(rest)
-    from .compare import load_plan
-
-    folder = output or load_plan(argv[0], overrides).recipe.output_dir
+    plan = load_plan(argv[0], overrides)  # every method's recipe checked before any work
+    select(plan, only)  # an unknown --only name: one line, before the lock
+    folder = output or plan.recipe.output_dir
     with RunLock(folder):
-        return run_comparison(argv[0], seeds, folder, only, overrides)
+        return run_comparison(argv[0], seeds, folder, only, overrides, plan=plan)
 
 
 def _with_task_card(args, argv: list[str]) -> dict:

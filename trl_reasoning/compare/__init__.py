@@ -14,14 +14,16 @@ from .plan import ComparisonPlan, Method, load_plan, select
 from .report import summarise
 from .runner import load_seed, run_seed
 
-__all__ = ["ComparisonPlan", "Method", "load_plan", "run_comparison"]
+__all__ = ["ComparisonPlan", "Method", "load_plan", "run_comparison", "select"]
 
 
 def run_comparison(recipe_path: str | Path, seeds: list[int], output: str | Path | None = None,
-                   only: list[str] | None = None, overrides: list[tuple[str, str]] = ()) -> dict:
+                   only: list[str] | None = None, overrides: list[tuple[str, str]] = (),
+                   plan: ComparisonPlan | None = None) -> dict:
     """Run (or resume) every seed of the comparison, then write ``results.json``/``results.md`` and the
-    figures into ``output`` (default: the recipe's ``output_dir``); returns the results."""
-    plan = load_plan(recipe_path, overrides)
+    figures into ``output`` (default: the recipe's ``output_dir``); returns the results. ``plan``: the
+    recipe's ``load_plan``, when the caller has it already."""
+    plan = plan or load_plan(recipe_path, overrides)
     methods = select(plan, only)
     output = Path(output or plan.recipe.output_dir)
     records = []
