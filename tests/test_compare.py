@@ -194,3 +194,15 @@ def test_findings_are_read_off_the_intervals():
     assert seeds_needed(_entry(0.02, -0.01, 0.05), 3) == int(3 * (0.03 / 0.02) ** 2) + 1
     assert len(findings(clear)) == 3  # EI's gain excludes 0: no budget note
     assert findings(murky)[-1].startswith("No method's maj@1 gain over SFT excludes 0 with 3 seed(s)")
+
+
+def test_compare_command_line_splits_its_flags_from_recipe_overrides():
+    from trl_reasoning.cli import _compare_args
+    from trl_reasoning.tasks import DataError
+
+    seeds, output, only, rest = _compare_args(["--seeds", "0", "1", "2", "--only", "ei,ppo_sparse",
+                                               "--output", "runs/x", "--ei.num_rounds", "3"])
+    assert (seeds, output, only, rest) == ([0, 1, 2], "runs/x", ["ei", "ppo_sparse"], ["--ei.num_rounds", "3"])
+    assert _compare_args(["--seeds", "3,4"])[0] == [3, 4] and _compare_args([])[0] == [0]
+    with pytest.raises(DataError, match="--seeds: expected integers"):
+        _compare_args(["--seeds", "one"])
