@@ -190,15 +190,60 @@ def test_python_examples_import_names_that_exist(path):
 # ------------------------------------------------------------------ (e) the site builds
 
 
-def test_mkdocs_build_strict(tmp_path):
+def _required_or_skip(reason: str) -> None:
+    """Skip on a developer machine without the tool; fail in CI, which installs it (.ci/run, make setup)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI installs it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory) -> Path:
     if importlib.util.find_spec("mkdocs") is None:
-        pytest.skip("mkdocs is not installed: pip install -e '.[docs]' to build the docs site")
+        _required_or_skip("mkdocs is not installed: pip install -e '.[docs]' to build the docs site")
+    site = tmp_path_factory.mktemp("docs") / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")]
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     output = result.stdout[-4000:] + result.stderr[-4000:]
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{output}"
+    return site
+
+
+def test_mkdocs_build_strict(built_site):
     for page in ("reference/recipe/index.html", "architecture/index.html", "api/verifiers/index.html"):
-        assert (tmp_path / "site" / page).is_file()
-    reference = (tmp_path / "site" / "reference" / "recipe" / "index.html").read_text()
+        assert (built_site / page).is_file()
+    reference = (built_site / "reference" / "recipe" / "index.html").read_text()
     assert "<!-- recipe-reference -->" not in reference and "num_rounds" in reference
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess:
+    import shutil
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        _required_or_skip("chromium is not installed (apt-get install chromium)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1800"]
+    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("page", ["index.html", "results/comparison/index.html"])
+def test_rendered_pages_show_their_tables_and_figures(built_site, tmp_path, page):
+    """Headless Chromium renders the built home and results pages: a screenshot with content, and, on
+    the results page, a results table and every figure it shows present in the site."""
+    from PIL import Image
+
+    url = (built_site / page).as_uri()
+    shot = tmp_path / "page.png"
+    _chromium(f"--screenshot={shot}", url)
+    with Image.open(shot) as image:
+        low, high = image.convert("L").getextrema()
+        assert image.size[0] >= 1000 and low != high, "a blank screenshot"
+    dom = _chromium("--dump-dom", url).stdout
+    assert "<h1" in dom
+    if page.startswith("results/"):
+        assert "<table" in dom and "maj@1 gain over sft" in dom, "the results page has no results table"
+        figures = re.findall(r'<img[^>]+src="([^"]+\.png)"', dom)
+        assert figures, "the results page shows no figure"
+        for src in figures:
+            assert (built_site / page).parent.joinpath(src).resolve().is_file(), src

@@ -60,7 +60,8 @@ def test_expert_iteration_learns_from_a_trl_style_script(tiny_model_dir, tmp_pat
         max_length=128,
     )
     trainer = ExpertIterationTrainer(
-        model=model, args=args, train_dataset=train, processing_class=tokenizer, reward_funcs=[answer_marker_reward]
+        model=model, args=args, train_dataset=train, processing_class=tokenizer,
+        reward_funcs=[answer_marker_reward],
     )
     history = trainer.train()
     accuracy = [r["train"]["sample_accuracy"] for r in history[1:]]
