@@ -205,6 +205,9 @@ def results_markdown(results: dict) -> str:
     spread = results["sft_spread"]
     seeds = ", ".join(map(str, results["seeds"]))
     stated = "\n".join(f"- {line}" for line in findings(results))
+    if len(results["seeds"]) == 1:  # the seed level of the bootstrap has nothing to resample
+        stated = ("With one seed the intervals carry the question sample only, not the run-to-run noise: "
+                  "read these as one run.\n\n" + stated)
     return (f"# Comparison over seeds {seeds}\n\n{results['num_questions'][0]} held-out questions per seed; "
             f"each cell: mean over seeds (each seed's value).\n\n{table}\n\n"
             f"Gains and gaps, 95% interval: {results['interval_method']}.\n\n{gains}\n\n"
