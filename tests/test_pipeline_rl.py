@@ -117,3 +117,15 @@ def test_a_recipe_switches_on_held_out_accuracy_during_every_stages_training(tmp
     assert drawn == [8, 16]
     ei = json.loads((out / "ei" / "reasoning_eval" / "metrics.json").read_text())["evaluations"]
     assert ei and all(e["label"] == "round 1" and e["samples_drawn"] == 16 * 2 for e in ei)
+
+
+def test_on_policy_checkpoints_fall_on_generation_boundaries():
+    """A checkpoint inside a batch of completions would be resumed by sampling that batch again (the
+    seed-0 comparison's resumed PPO drew 8,032 of 8,000): save steps are rounded up to whole cycles."""
+    from types import SimpleNamespace
+
+    from trl_reasoning.stages.rl import generation_aligned
+
+    assert generation_aligned(50, SimpleNamespace(steps_per_generation=4, num_iterations=4)) == 64
+    assert generation_aligned(50, SimpleNamespace(steps_per_generation=1, num_iterations=4)) == 52
+    assert generation_aligned(50, SimpleNamespace(steps_per_generation=None, num_iterations=1)) == 50

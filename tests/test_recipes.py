@@ -212,3 +212,23 @@ def test_missing_model_names_the_recipe_that_makes_it(tmp_path):
     second.write_text(f"model: {tmp_path}/runs/first/sft\ntask: gsm8k\n")
     with pytest.raises(RecipeError, match=r"does not exist; .*first.yaml makes it: run 'trl-reasoning train"):
         load_recipe(second)
+
+
+def test_a_recipe_over_a_base_states_only_what_it_changes(tmp_path):
+    """``base:``: top-level keys replace the base's, sections merge key by key, overrides apply last."""
+    (tmp_path / "base.yaml").write_text(
+        "model: tiny\ntask: arithmetic\nstages: [sft, ei, eval]\nnum_train_examples: 300\n"
+        "sft: {learning_rate: 1.0e-3, num_train_epochs: 3}\nei: {num_rounds: 2}\n")
+    (tmp_path / "child.yaml").write_text(
+        f"base: base.yaml\noutput_dir: {tmp_path / 'run'}\nnum_train_examples: 50\n"
+        "sft: {num_train_epochs: 6}\n")
+    recipe = load_recipe(tmp_path / "child.yaml", parse_overrides(["--ei.num_rounds", "5"]))
+    assert recipe.num_train_examples == 50 and recipe.task == "arithmetic"
+    assert recipe.section("sft") == {"learning_rate": 1.0e-3, "num_train_epochs": 6}
+    assert recipe.section("ei") == {"num_rounds": 5}
+
+
+def test_a_recipe_that_is_its_own_base_fails_in_one_line(tmp_path):
+    (tmp_path / "r.yaml").write_text("base: r.yaml\nmodel: tiny\n")
+    with pytest.raises(RecipeError, match="names the file itself"):
+        load_recipe(tmp_path / "r.yaml")

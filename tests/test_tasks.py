@@ -347,3 +347,47 @@ def test_every_stage_samples_the_policy_with_the_prompts_it_was_trained_on(tmp_p
         expected = {0} if fine_tuned else {2}
         assert seen == {"train": expected, "eval": expected, "round_eval": {0},
                         "start_fine_tuned": fine_tuned}
+
+
+def _recipe(tmp_path, text):
+    from trl_reasoning.recipes import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(f"output_dir: {tmp_path / 'run'}\nstages: [eval]\n" + text)
+    return load_recipe(path)
+
+
+def test_validation_split_of_a_generated_task_is_new_problems_and_leaves_train_as_it_was(tmp_path):
+    """``eval_split: validation`` on arithmetic: the train rows are exactly a test run's, the validation
+    questions are more train-split problems, none sharing a solution with them or with the test split."""
+    from trl_reasoning.pipeline import load_datasets
+
+    base = "model: tiny\ntask: arithmetic\nnum_train_examples: 300\nnum_eval_examples: 120\n"
+    train, _, test = load_datasets(_recipe(tmp_path, base))
+    v_train, _, validation = load_datasets(_recipe(tmp_path, base + "eval_split: validation\n"))
+    assert v_train["id"] == train["id"] and len(validation) == 120
+    assert not set(validation["solution"]) & set(train["solution"])
+    assert not set(validation["solution"]) & set(test["solution"])
+    assert not set(validation["question"]) & set(test["question"])
+
+
+def test_validation_split_of_a_file_keeps_equal_solutions_on_one_side(tmp_path, svamp_file):
+    """A file's train rows are cut by their solution: no solution (up to spacing and case) on both
+    sides, about a fifth held back, and the cut is the same on every load."""
+    from trl_reasoning.pipeline import load_datasets
+
+    recipe = _recipe(tmp_path, f"model: tiny\ntask: svamp\ntrain_data: {svamp_file}\n"
+                               "eval_split: validation\n")
+    train, _, validation = load_datasets(recipe)
+    norm = lambda rows: {" ".join(s.split()).lower() for s in rows["solution"]}  # noqa: E731
+    assert not norm(train) & norm(validation)
+    assert 0.12 < len(validation) / (len(train) + len(validation)) < 0.28
+    assert load_datasets(recipe)[2]["id"] == validation["id"]
+    assert len(train) + len(validation) == 700  # SVAMP's train split, all of it on one side or the other
+
+
+def test_eval_split_must_be_test_or_validation(tmp_path):
+    from trl_reasoning.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match="'eval_split' must be"):
+        _recipe(tmp_path, "model: tiny\ntask: arithmetic\neval_split: dev\n")

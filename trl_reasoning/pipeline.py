@@ -42,8 +42,11 @@ def load_datasets(recipe: Recipe):
         return load_task(recipe.task, data=data, split=split, limit=limit, num_examples=num_examples,
                          seed=recipe.seed, arithmetic_config=difficulty)
 
-    train = load(recipe.train_data, "train", recipe.train_limit, recipe.num_train_examples)
-    held_out = load(recipe.eval_data, "test", recipe.eval_limit, recipe.num_eval_examples)
+    if recipe.eval_split == "validation":
+        train, held_out = _train_and_validation(recipe, load)
+    else:
+        train = load(recipe.train_data, "train", recipe.train_limit, recipe.num_train_examples)
+        held_out = load(recipe.eval_data, "test", recipe.eval_limit, recipe.num_eval_examples)
     exemplars = train.to_list() if recipe.prompt_style == "few_shot" else None
     train = add_prompts(train, recipe.prompt_style, exemplars, recipe.num_shots, recipe.seed)
     held_out = add_prompts(held_out, recipe.prompt_style, exemplars, recipe.num_shots, recipe.seed)
@@ -51,6 +54,22 @@ def load_datasets(recipe: Recipe):
         train, held_out = (add_prompts(rows, recipe.train_prompt_style, exemplars, recipe.num_shots,
                                        recipe.seed, column=TRAINING_PROMPT) for rows in (train, held_out))
     return first(train, recipe.sft_train_limit), first(train, recipe.ei_train_limit), held_out
+
+
+def _train_and_validation(recipe: Recipe, load):
+    """``eval_split: validation``: held-out questions taken from the train split, never trained on. A
+    generated task draws ``num_eval_examples`` more train problems (its train rows stay those of a test
+    run: the same stream's first ``num_train_examples``; solutions are distinct within a split); a file's
+    train rows are cut by a hash of their solution (``tasks.carve_validation``)."""
+    from .tasks import carve_validation, get_task, load_task
+
+    if get_task(recipe.task).generate is not None and recipe.train_data is None:
+        rows = load(None, "train", None, recipe.num_train_examples + recipe.num_eval_examples)
+        train = rows.select(range(recipe.num_train_examples))
+        validation = rows.select(range(recipe.num_train_examples, len(rows)))
+    else:
+        train, validation = carve_validation(load_task(recipe.task, data=recipe.train_data, split="train"))
+    return first(train, recipe.train_limit), first(validation, recipe.eval_limit)
 
 
 def run_context(recipe: Recipe, state=None) -> RunContext:

@@ -5,7 +5,8 @@ fields of that stage's config class (``sft``: TRL's ``SFTConfig``; ``ei``: ``Exp
 ``orm`` / ``prm``: ``RewardModelConfig``; ``ppo``: ``PPOConfig``; ``rcrl``: ``ReturnConditionedConfig``;
 ``eval``: ``EvalSettings``; a registered stage: its ``Stage.config``, see ``stages``). Any key can be
 overridden from the command line: ``--task gsm8k``, ``--ei.num_rounds 2``, ``--stages "[sft, eval]"``
-(values are read as YAML).
+(values are read as YAML). A recipe may start from another, ``base: quickstart.yaml``, and state only
+what it changes.
 
 Every problem (unknown or mistyped key, wrong type, missing model, unknown stage) is reported as one
 line naming the key and what was expected.
@@ -15,15 +16,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import yaml
 
-from .errors import RecipeError, renamed_hint
+from .errors import RecipeError
+from .recipe_checks import check_section
 from .stages import get_stage, stage_names
 from .tasks import task_names_help
 from .trackers import check_installed as check_trackers_installed
@@ -70,6 +70,11 @@ class Recipe:
                                                                     "to generate."})
     num_eval_examples: int = field(default=200, metadata={"help": "Arithmetic task only: held-out questions "
                                                                   "to generate."})
+    eval_split: Literal["test", "validation"] = field(default="test", metadata={
+        "help": "Where the eval stage's questions come from: 'test' (the held-out split) or 'validation': "
+                "questions carved from the train split and never trained on (arithmetic: num_eval_examples "
+                "more generated train problems; a file: the fifth of its train rows picked by a hash of the "
+                "reference solution), for choosing settings without looking at the test split."})
     prompt_style: str = field(default="zero_shot", metadata={"help": "zero_shot, few_shot or chat."})
     train_prompt_style: str | None = field(
         default=None,
@@ -147,79 +152,6 @@ class Recipe:
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    """Loose runtime check of a YAML value against a field annotation (unknown shapes pass)."""
-    if annotation is Any:
-        return True
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation)
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if origin in (list, tuple) or annotation in (list, tuple):
-        return isinstance(value, (list, tuple))
-    if origin is dict or annotation is dict:
-        return isinstance(value, dict)
-    return True
-
-
-def _coerce_float(value: Any, annotation: Any) -> Any:
-    """YAML 1.1 reads ``2e-3`` as a string: accept it where the field takes a float."""
-    if not isinstance(value, str) or _type_ok(value, annotation) or not _type_ok(1.5, annotation):
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        return value
-
-
-def _coerce_list(value: Any, annotation: Any) -> Any:
-    """``--stages ei,eval`` on the command line: a comma-separated string where the field takes a list."""
-    if not isinstance(value, str) or _type_ok(value, annotation) or not _type_ok([value], annotation):
-        return value
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def _type_name(annotation: Any) -> str:
-    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
-
-
-# values resolved before the config is built (auto: TRL's colocated vLLM when vLLM is installed and able)
-_AUTO_FIELDS = {("ppo.", "use_vllm"), ("process_grpo.", "use_vllm"), ("grpo.", "use_vllm")}
-
-
-def check_section(values: dict, config_cls, prefix: str) -> None:
-    """Keys of ``values`` must be fields of ``config_cls`` with values of the field's type."""
-    if not isinstance(values, dict):
-        raise RecipeError(f"recipe: {prefix} must be a mapping of {config_cls.__name__} fields")
-    hints = typing.get_type_hints(config_cls)
-    fields = {f.name for f in dataclasses.fields(config_cls) if f.init}
-    for key, value in list(values.items()):
-        if key not in fields:
-            raise RecipeError(
-                f"recipe: unknown key '{prefix}{key}'{renamed_hint(key)}; "
-                f"valid keys: {', '.join(sorted(fields))}"
-            )
-        annotation = hints.get(key, Any)
-        value = values[key] = _coerce_list(_coerce_float(value, annotation), annotation)
-        if value == "auto" and (prefix, key) in _AUTO_FIELDS:
-            continue
-        if not _type_ok(value, annotation):
-            raise RecipeError(
-                f"recipe: '{prefix}{key}' must be {_type_name(hints[key])}, got {value!r}"
-            )
-
-
 def _set_override(raw: dict, dotted: str, text: str) -> None:
     value = yaml.safe_load(text) if text != "" else None
     keys = dotted.split(".")
@@ -262,9 +194,28 @@ def read_raw(path: str | Path, overrides: list[tuple[str, str]] = ()) -> dict:
         raise RecipeError(f"recipe: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe: {path} must be a mapping of keys to values")
+    if "base" in raw:
+        raw = _over_base(raw, path)
     for key, value in overrides:
         _set_override(raw, key, value)
     return raw
+
+
+def _over_base(raw: dict, path: Path) -> dict:
+    """``base: OTHER.yaml`` (beside this file, or a shipped recipe's name): that recipe's mapping with
+    this one's keys over it; a section (a mapping) is merged key by key, so a sweep or a variant states
+    only what it changes."""
+    base = raw.pop("base")
+    if not isinstance(base, str):
+        raise RecipeError(f"recipe: 'base' must be a recipe file or name, got {base!r}")
+    beside = path.parent / base
+    if beside.exists() and beside.resolve() == path.resolve():
+        raise RecipeError(f"recipe: 'base' of {path} names the file itself")
+    merged = read_raw(beside if beside.exists() else base)
+    for key, value in raw.items():
+        below = merged.get(key)
+        merged[key] = {**below, **value} if isinstance(below, dict) and isinstance(value, dict) else value
+    return merged
 
 
 def load_recipe(path: str | Path, overrides: list[tuple[str, str]] = ()) -> Recipe:

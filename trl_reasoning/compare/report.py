@@ -79,6 +79,7 @@ def summarise(plan, seeds: list[int], output: Path, records: list[dict]) -> dict
     results = {
         "seeds": [r["seed"] for r in records], "k": k, "reference": reference, "baseline": plan.baseline,
         "budget": plan.budget, "num_questions": [r["num_questions"] for r in records],
+        "eval_split": records[0].get("eval_split", "test"),
         "interval_method": INTERVAL_METHOD, "machine": records[0].get("machine", {}),
         "sft_spread": {"std": statistics.stdev(sft) if len(sft) > 1 else 0.0, "per_seed": sft},
         "methods": methods, "curves": _curves(output, records, k),
@@ -183,6 +184,10 @@ def _with_seeds(entry: dict) -> str:
     return f"{entry['mean']:.3f} ({', '.join(f'{v:.3f}' for v in entry['per_seed'])})"
 
 
+_SPLIT_WORDS = {"test": "held-out questions",
+                "validation": "validation questions (carved from the train split, never trained on)"}
+
+
 def results_markdown(results: dict) -> str:
     """The comparison as markdown: per method the means over seeds (with each seed's value), then each
     gain over SFT and gap to the reference with its two-level interval."""
@@ -202,13 +207,14 @@ def results_markdown(results: dict) -> str:
                             f"maj@1 gap to {results['reference']}"], gain_rows)
     from .findings import findings
 
-    spread = results["sft_spread"]
+    spread, split = results["sft_spread"], results.get("eval_split", "test")
     seeds = ", ".join(map(str, results["seeds"]))
     stated = "\n".join(f"- {line}" for line in findings(results))
     if len(results["seeds"]) == 1:  # the seed level of the bootstrap has nothing to resample
         stated = ("With one seed the intervals carry the question sample only, not the run-to-run noise: "
                   "read these as one run.\n\n" + stated)
-    return (f"# Comparison over seeds {seeds}\n\n{results['num_questions'][0]} held-out questions per seed; "
+    return (f"# Comparison over seeds {seeds}\n\n"
+            f"{results['num_questions'][0]} {_SPLIT_WORDS[split]} per seed; "
             f"each cell: mean over seeds (each seed's value).\n\n{table}\n\n"
             f"Gains and gaps, 95% interval: {results['interval_method']}.\n\n{gains}\n\n"
             f"## The paper's findings, as measured\n\n{stated}\n\n"

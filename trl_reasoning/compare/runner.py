@@ -54,7 +54,7 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     record = {
         "seed": seed, "results": results, "samples": found["samples"], "wall_seconds": found["wall_seconds"],
         "methods": found["methods"], "reranker": reranker, "num_questions": len(ctx.held_out),
-        "machine": machine(),
+        "eval_split": recipe.eval_split, "machine": machine(),
     }
     if ctx.state.is_main_process:
         write_json_atomic(folder / SEED_RESULTS, record)

@@ -200,6 +200,8 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     section = {**section, "use_vllm": resolve_use_vllm(section.get("use_vllm", False), ctx.policy)}
     args = stage_config(config, section, folder, recipe.seed, report_to=recipe.report_to,
                         save_strategy="steps", save_steps=50, save_total_limit=1)
+    if "save_steps" not in section:
+        args.save_steps = generation_aligned(50, args)
     args.model_init_kwargs = {**remote_code_kwargs(), **(args.model_init_kwargs or {})}
     providers = {providers_kwarg: [step_reward_provider(source, ctx) for source in args.dense_rewards]
                  } if providers_kwarg else {}
@@ -222,6 +224,15 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     trainer.processing_class.save_pretrained(str(folder / "final_model"))
     return {"cumulative_samples": samples_drawn(trainer, trainer.state.global_step),
             "steps": trainer.state.global_step, "resumed_from": Path(last).name if last else None}
+
+
+def generation_aligned(steps: int, args) -> int:
+    """The first multiple of a generation cycle (``steps_per_generation x num_iterations`` optimizer steps
+    train on one batch of completions) at or above ``steps``: a checkpoint there holds no half-used batch,
+    so a resumed run samples nothing twice and draws exactly the budget."""
+    generations = max(getattr(args, "steps_per_generation", None) or 1, 1)
+    cycle = generations * max(getattr(args, "num_iterations", 1), 1)
+    return cycle * -(-steps // cycle)
 
 
 PPO = register_stage(Stage("ppo", _ppo_config, run_ppo, order=31, role="rl",

@@ -32,9 +32,29 @@ for _module in (gsm8k, svamp, competition_math, arithmetic):
 
 __all__ = [
     "PROMPT_STYLES", "SCHEMA", "TASKS", "TRAINING_PROMPT", "ArithmeticConfig", "DataError", "TaskSpec",
-    "add_prompts", "build_prompt", "completion_target", "get_task", "load_task", "prompted_as_trained",
+    "add_prompts", "build_prompt", "carve_validation", "completion_target", "get_task", "load_task",
+    "prompted_as_trained",
     "register_task", "task_names_help",
 ]
+
+
+def carve_validation(dataset, fraction: float = 0.2):
+    """(train, validation): the rows of ``dataset`` whose reference solution hashes into the first
+    ``fraction`` go to validation. Splitting on the solution, not the wording, keeps a question and its
+    rewordings (and equal solutions) on one side, so validation shares no solution with train."""
+    import hashlib
+
+    def bucket(row) -> float:
+        text = " ".join(row["solution"].split()).lower()
+        return int(hashlib.sha1(f"validation:{text}".encode()).hexdigest()[:8], 16) / 16**8
+
+    held = [bucket(row) < fraction for row in dataset]
+    validation = dataset.select([i for i, h in enumerate(held) if h])
+    train = dataset.select([i for i, h in enumerate(held) if not h])
+    if len(validation) == 0 or len(train) == 0:
+        raise DataError(f"eval_split: validation needs train rows on both sides of the {fraction:.0%} "
+                        f"cut; got {len(train)} train and {len(validation)} validation of {len(dataset)}")
+    return train, validation
 
 
 def load_task(
