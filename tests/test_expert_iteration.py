@@ -226,3 +226,52 @@ def test_the_equation_check_drops_lucky_answers_and_counts_them(tiny_model_dir, 
     samples = trainer._score([[Completion(t, 5) for t in texts]])
     assert [s["correct"] for s in samples] == [False, True, True]
     assert trainer._train_stats(samples, [])["dropped_by_equation_check"] == 1
+
+
+class _PieceSampler:
+    """Completions that name their prompt and seed; ``fail_at``: the call that raises (a lost server)."""
+
+    def __init__(self, fail_at=None):
+        self.calls, self.fail_at = [], fail_at
+
+    def sample(self, prompts, seed, logits_processors):
+        from trl_reasoning.sampling import Completion, SamplingError, SamplingResult
+
+        self.calls.append(list(prompts))
+        if len(self.calls) == self.fail_at:
+            raise SamplingError("vllm_server: every server failed")
+        groups = [[Completion(f"{p}/{seed}/{j}", j + 1) for j in range(2)] for p in prompts]
+        return SamplingResult(completions=groups, seconds=1.0)
+
+
+def test_a_round_stopped_mid_sampling_resumes_from_its_last_written_piece(tmp_path):
+    """Pieces of 3 questions; the sampler fails on the third piece; the rerun samples only the pieces
+    not on disk and ends with exactly what an uninterrupted round draws."""
+    from types import SimpleNamespace
+
+    from trl_reasoning.sampling import SamplingError
+    from trl_reasoning.trainers.round_sampling import sample_in_pieces
+
+    state = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+    prompts = [f"q{i}" for i in range(10)]
+    straight = sample_in_pieces(_PieceSampler(), prompts, 5, [], tmp_path / "straight", 3, state)
+    with pytest.raises(SamplingError):
+        sample_in_pieces(_PieceSampler(fail_at=3), prompts, 5, [], tmp_path / "run", 3, state)
+    written = sorted((tmp_path / "run" / "pieces").iterdir())
+    assert [p.name for p in written] == ["piece_00000.jsonl", "piece_00001.jsonl"]
+    rerun = _PieceSampler()
+    resumed = sample_in_pieces(rerun, prompts, 5, [], tmp_path / "run", 3, state)
+    assert rerun.calls == [["q6", "q7", "q8"], ["q9"]]
+    as_text = lambda groups: [[(c.text, c.num_tokens) for c in g] for g in groups]  # noqa: E731
+    assert as_text(resumed) == as_text(straight)
+    assert as_text(resumed)[7][1] == ("q7/7/1", 2)  # piece 2 sampled with seed 5 + 2
+
+
+def test_a_round_in_one_piece_writes_no_pieces(tmp_path):
+    from types import SimpleNamespace
+
+    from trl_reasoning.trainers.round_sampling import sample_in_pieces
+
+    state = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+    out = sample_in_pieces(_PieceSampler(), ["a", "b"], 9, [], tmp_path, 0, state)
+    assert [g[0].text for g in out] == ["a/9/0", "b/9/0"] and not (tmp_path / "pieces").exists()

@@ -47,6 +47,8 @@ class Sampler:
         self._folder: tempfile.TemporaryDirectory | None = None
         if self.settings.backend == "vllm":
             self._check_vllm(())  # fail before any work, not at the first sample
+        if self.settings.backend == "vllm_server":
+            self._start_servers()  # a server that is down or serves another model fails here
 
     # ------------------------------------------------------------------ backend choice
 
@@ -54,6 +56,11 @@ class Sampler:
         """``hf`` or ``vllm``: what a call with these logits processors runs on."""
         if self.settings.backend == "hf":
             return "hf"
+        if self.settings.backend == "vllm_server":
+            if logits_processors:
+                raise SamplingError("backend: vllm_server cannot run transformers logits processors (this "
+                                    "sampling forces tokens); use backend: hf for it")
+            return "vllm"
         if self.settings.backend == "vllm":
             self._check_vllm(logits_processors)
             return "vllm"
@@ -108,7 +115,7 @@ class Sampler:
         from ..loading import process_state
 
         state = process_state()
-        engine = self._start_engine()
+        engine = self._start_servers() if self.settings.backend == "vllm_server" else self._start_engine()
         prompt_ids = encode_prompts(self.tokenizer, prompts)
         mine = list(range(state.process_index, len(prompt_ids), state.num_processes))
         start = time.perf_counter()
@@ -119,7 +126,7 @@ class Sampler:
             self.settings.top_p,
             self.settings.max_new_tokens,
             self.settings.stop_strings,
-            seed * 1000 + state.process_index,
+            seed if self.settings.backend == "vllm_server" else seed * 1000 + state.process_index,
             show and state.is_local_main_process,
         )
         local = [(index, [self._cut(c) for c in group]) for index, group in zip(mine, raw, strict=True)]
@@ -127,7 +134,8 @@ class Sampler:
         grouped: list[list[Completion]] = [[] for _ in prompt_ids]
         for index, group in gathered:
             grouped[index] = group
-        return SamplingResult(completions=grouped, seconds=time.perf_counter() - start, backend="vllm")
+        backend = "vllm_server" if self.settings.backend == "vllm_server" else "vllm"
+        return SamplingResult(completions=grouped, seconds=time.perf_counter() - start, backend=backend)
 
     def _cut(self, completion: Completion) -> Completion:
         return Completion(truncate(completion.text, self.answer_pattern, self.settings.stop_strings),
@@ -151,6 +159,15 @@ class Sampler:
                 self._engine.load_weights(self.model)
         return self._engine
 
+    def _start_servers(self):
+        """The ``vllm_server`` backend's pool: the given URLs, or servers started here from the model's
+        folder; checked to serve the policy's vocabulary before any sampling."""
+        from .server_backend import ServerEngine
+
+        if self._engine is None:
+            self._engine = ServerEngine.for_sampler(self)
+        return self._engine
+
     def _save_model(self) -> str:
         self._folder = tempfile.TemporaryDirectory(prefix="trl_reasoning_vllm_")
         self.model.save_pretrained(self._folder.name)
@@ -161,7 +178,7 @@ class Sampler:
         """Sample from ``model`` from now on (a fine-tuned policy; merge LoRA adapters first)."""
         self.model = model
         if self._engine is not None and not self._borrowed:
-            self._engine.load_weights(model)
+            self._engine.load_weights(model, self.tokenizer)
 
     def close(self) -> None:
         """Stop the engine (not a borrowed one) and remove its temporary model folder."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from .results import SamplingError, check_sampling_args
 from .text import DEFAULT_STOP_STRINGS
 
-BACKENDS = ("auto", "hf", "vllm")
+BACKENDS = ("auto", "hf", "vllm", "vllm_server")
 SERVING_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -34,10 +34,47 @@ class VLLMOptions:
                                           "AVX512-BF16: twice as fast), float32, bfloat16 or float16."}
     )
 
+    vllm_server_urls: list[str] = field(
+        default_factory=list,
+        metadata={"help": "vllm_server backend: base URLs (http://host:port) of running `vllm serve` "
+                          "endpoints of the policy's model, sampled in parallel; start them with "
+                          "VLLM_SERVER_DEV_MODE=1 so new weights can be loaded between rounds."}
+    )
+    vllm_server_launch: dict | None = field(
+        default=None, metadata={"help": "vllm_server backend: servers the run starts here instead, as "
+                                        "ServerLaunch fields (num_servers, tensor_parallel_size, "
+                                        "data_parallel_size, port, startup_timeout, extra_args, log_dir); "
+                                        "stopped when sampling ends."}
+    )
+    vllm_server_weights_dir: str | None = field(
+        default=None, metadata={"help": "vllm_server backend: folder the servers can read (shared storage "
+                                        "on a cluster) where each new policy is written for them to load; "
+                                        "default: a temporary folder here."}
+    )
+    vllm_server_timeout: float = field(
+        default=600.0, metadata={"help": "vllm_server backend: seconds one request may take."}
+    )
+    vllm_server_retries: int = field(
+        default=2, metadata={"help": "vllm_server backend: failed requests after which a server is dropped "
+                                     "and its prompts go to the others."}
+    )
+    vllm_server_max_concurrency: int = field(
+        default=32, metadata={"help": "vllm_server backend: requests in flight per server."}
+    )
+
     def check_vllm_options(self) -> None:
         if self.vllm_dtype not in SERVING_DTYPES:
             raise SamplingError(f"vllm_dtype: expected one of {', '.join(SERVING_DTYPES)}, got "
                                 f"{self.vllm_dtype!r}")
+        backend = getattr(self, "backend", None) or getattr(self, "sampling_backend", None)
+        if backend == "vllm_server":
+            if bool(self.vllm_server_urls) == bool(self.vllm_server_launch):
+                raise SamplingError("vllm_server_urls / vllm_server_launch: the vllm_server backend needs "
+                                    "exactly one of them (servers to use, or servers to start)")
+            if self.vllm_server_launch:
+                from .server_launch import ServerLaunch
+
+                ServerLaunch.from_dict(self.vllm_server_launch)
 
 
 @dataclass
@@ -60,8 +97,9 @@ class SamplingSettings(VLLMOptions):
     stop_strings: tuple[str, ...] = field(
         default=DEFAULT_STOP_STRINGS, metadata={"help": "Texts that end a completion (cut before them)."}
     )
-    backend: str = field(default="auto", metadata={"help": "auto (vLLM when installed and able), hf or "
-                                                           "vllm."})
+    backend: str = field(default="auto", metadata={"help": "auto (vLLM when installed and able), hf, "
+                                                           "vllm or vllm_server (running `vllm serve` "
+                                                           "endpoints)."})
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar while sampling."})
 
     def __post_init__(self):
@@ -89,8 +127,9 @@ class SamplerBackendArguments(VLLMOptions):
     TRL config classes beside their own fields."""
 
     sampling_backend: str = field(
-        default="auto", metadata={"help": "Sampling backend: auto (vLLM when installed and able), hf or "
-                                          "vllm."}
+        default="auto", metadata={"help": "Sampling backend: auto (vLLM when installed and able), hf, vllm "
+                                          "or vllm_server (`vllm serve` endpoints: vllm_server_urls or "
+                                          "vllm_server_launch)."}
     )
 
     def backend_settings(self) -> dict:

@@ -152,7 +152,7 @@ class VLLMEngine:
         outputs = self.llm.generate(requests, params, use_tqdm=show_progress)
         return [[Completion(o.text, len(o.token_ids)) for o in request.outputs] for request in outputs]
 
-    def load_weights(self, model) -> None:
+    def load_weights(self, model, tokenizer=None) -> None:
         """Load ``model``'s current weights into the running engine."""
         weights = [(name, tensor.detach()) for name, tensor in model.state_dict().items()]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})

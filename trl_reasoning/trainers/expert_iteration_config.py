@@ -37,7 +37,10 @@ class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
             (the paper uses 96).
         temperature (`float`, defaults to `1.0`), top_p (`float`, defaults to `1.0`),
         max_new_tokens (`int`, defaults to `256`), generation_batch_size (`int`, defaults to `64`).
-        sampling_backend (`str`, defaults to `"auto"`): `hf`, `vllm` or `auto` (vLLM when installed and
+        sampling_piece_size (`int`, defaults to `0`): questions per written piece of a round's sampling
+            (a round stopped mid-sampling resumes from its last piece); 0: the whole round at once.
+        sampling_backend (`str`, defaults to `"auto"`): `hf`, `vllm`, `vllm_server` (running `vllm serve`
+            endpoints, `vllm_server_urls` or `vllm_server_launch`) or `auto` (vLLM when installed and
             able). One vLLM engine serves the whole run: each round's fine-tuned weights are loaded into it.
         vllm_kv_cache_gib (`float`, defaults to `2.0`): vLLM on CPU: GiB for its KV cache.
         vllm_gpu_memory_utilization (`float`, defaults to `0.3`): vLLM on GPU: share of GPU memory it may
@@ -85,6 +88,11 @@ class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
     max_new_tokens: int = field(default=256, metadata={"help": "Longest sampled solution, in tokens."})
     generation_batch_size: int = field(default=64, metadata={"help": "Sequences generated at once when "
                                                                      "sampling."})
+    sampling_piece_size: int = field(
+        default=0, metadata={"help": "Questions per piece of a round's sampling, each written when done, so "
+                                     "a round stopped mid-sampling resumes from its last piece (0: the "
+                                     "whole round at once)."}
+    )
     task: str = field(default="gsm8k", metadata={"help": "Task whose verifier scores samples when no "
                                                          f"reward_funcs are given: {task_names_help()}."})
     extraction: str = field(default="strict", metadata={"help": "Answer extraction mode: strict or "

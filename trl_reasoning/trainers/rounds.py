@@ -30,6 +30,7 @@ from ..verifiers import equations_hold
 from .expert_iteration_config import ExpertIterationConfig
 from .round_checkpoints import RoundCheckpoints
 from .round_reports import INTERVAL_PREFIX, RoundReports
+from .round_sampling import sample_in_pieces
 from .selection import select_solutions, sft_pair
 
 
@@ -161,12 +162,12 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         path = round_dir / "samples.jsonl"
         if path.exists():
             return read_jsonl(path)
-        result = self.sampler().sample(
-            self.sampling_prompts(round_index),
-            seed=self.args.seed * 1000 + round_index,
-            logits_processors=self.sampling_logits_processors(round_index),
+        completions = sample_in_pieces(
+            self.sampler(), list(self.sampling_prompts(round_index)), self.args.seed * 1000 + round_index,
+            self.sampling_logits_processors(round_index), round_dir, self.args.sampling_piece_size,
+            self.state,
         )
-        samples = self._score(result.completions)
+        samples = self._score(completions)
         if self.state.is_main_process:
             write_jsonl_atomic(path, samples)
         self.state.wait_for_everyone()

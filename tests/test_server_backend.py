@@ -1,0 +1,164 @@
+"""The ``vllm_server`` backend against stand-in servers (the OpenAI completions API as ``vllm serve``
+answers it, in a thread of this process): requests spread over servers, per-request seeds, failover,
+the one-line errors, vocabulary checks and weight reloads. The real ``vllm serve`` runs in
+``test_vllm_server.py`` (vLLM environment)."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from trl_reasoning.sampling import SamplingError, SamplingSettings
+from trl_reasoning.sampling.server_backend import VLLMServers, request_seed
+
+
+class FakeServer:
+    """Answers /v1/models, /tokenize, /v1/completions (the completion text names the server, the seed
+    and the prompt) and the dev endpoints; ``fail`` makes every completion request answer HTTP 500."""
+
+    def __init__(self, name: str, vocabulary_shift: int = 0):
+        self.name, self.shift, self.fail = name, vocabulary_shift, False
+        self.requests: list[dict] = []
+        self.calls: list[str] = []
+        self.posts: dict[str, dict] = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, code: int, body: dict | None = None):
+                data = json.dumps(body or {}).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                outer.calls.append(self.path)
+                if self.path == "/v1/models":
+                    return self._reply(200, {"data": [{"id": "policy", "root": "/models/policy"}]})
+                return self._reply(200 if self.path == "/health" else 404)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                outer.calls.append(self.path)
+                outer.posts[self.path] = body
+                if self.path == "/tokenize":
+                    return self._reply(200, {"tokens": [ord(c) + outer.shift for c in body["prompt"]]})
+                if self.path == "/v1/completions":
+                    if outer.fail:
+                        return self._reply(500, {"error": "engine dead"})
+                    outer.requests.append(body)
+                    text = f"{outer.name}:{body['seed']}:{len(body['prompt'])}"
+                    choices = [{"index": i, "text": f"{text}:{i}", "token_ids": [1] * (i + 1)}
+                               for i in reversed(range(body["n"]))]  # out of order on purpose
+                    return self._reply(200, {"choices": choices})
+                return self._reply(200)
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.http.shutdown()
+        self.http.server_close()
+
+
+class CharTokenizer:
+    """Token ids are character codes (what FakeServer's /tokenize answers with shift 0)."""
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": [ord(c) for c in text]}
+
+
+@pytest.fixture
+def servers():
+    made = [FakeServer("a"), FakeServer("b")]
+    yield made
+    for server in made:
+        server.close()
+
+
+def _generate(pool, prompts, n=2, seed=7):
+    return pool.generate(prompts, n, 0.7, 1.0, 16, ["\nQuestion:"], seed)
+
+
+def test_prompts_are_spread_over_servers_in_order_with_seeds_from_their_tokens(servers):
+    pool = VLLMServers([s.url for s in servers], max_concurrency=2)
+    pool.check_serves(CharTokenizer())
+    prompts = [[i] * (i + 1) for i in range(12)]
+    out = _generate(pool, prompts)
+    assert [len(group) for group in out] == [2] * 12
+    for prompt, group in zip(prompts, out, strict=True):
+        _, seed, length, index = group[0].text.split(":")
+        assert int(seed) == request_seed(7, prompt) and int(length) == len(prompt) and index == "0"
+        assert [c.num_tokens for c in group] == [1, 2]  # choices back in their index order
+    assert all(s.requests for s in servers)  # both servers worked
+    sent = servers[0].requests[0]
+    assert sent["n"] == 2 and sent["stop"] == ["\nQuestion:"] and sent["return_token_ids"]
+    assert isinstance(sent["prompt"], list) and sent["add_special_tokens"] is False  # token ids, as trained
+
+
+def test_the_same_prompt_gets_the_same_seed_whichever_server_and_order():
+    assert request_seed(3, [5, 6]) == request_seed(3, [5, 6]) != request_seed(4, [5, 6])
+    assert request_seed(3, [5, 6]) != request_seed(3, [6, 5])
+
+
+def test_a_failing_server_is_dropped_and_the_others_answer_its_prompts(servers):
+    pool = VLLMServers([s.url for s in servers], retries=2, max_concurrency=2)
+    pool.check_serves(CharTokenizer())
+    servers[1].fail = True
+    out = _generate(pool, [[i] for i in range(10)])
+    assert all(group[0].text.startswith("a:") for group in out)
+    assert len(servers[0].requests) == 10
+
+
+def test_with_every_server_failing_the_call_fails_in_one_line_naming_them(servers):
+    pool = VLLMServers([s.url for s in servers], retries=1)
+    pool.check_serves(CharTokenizer())
+    for server in servers:
+        server.fail = True
+    with pytest.raises(SamplingError, match="every server failed") as err:
+        _generate(pool, [[1], [2]])
+    assert servers[0].url in str(err.value) and servers[1].url in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_server_with_another_vocabulary_fails_before_any_sampling(servers):
+    other = FakeServer("c", vocabulary_shift=1)
+    try:
+        pool = VLLMServers([servers[0].url, other.url])
+        with pytest.raises(SamplingError, match="tokenizer differs"):
+            pool.check_serves(CharTokenizer())
+        assert not other.requests and not servers[0].requests
+    finally:
+        other.close()
+
+
+def test_an_unreachable_server_fails_in_one_line():
+    pool = VLLMServers(["http://127.0.0.1:9"], timeout=2)
+    with pytest.raises(SamplingError, match="did not answer"):
+        pool.check_serves(CharTokenizer())
+
+
+def test_reload_points_every_server_at_the_folder_and_resets_its_cache(servers):
+    pool = VLLMServers([s.url for s in servers])
+    pool.reload("/shared/weights_2")
+    for server in servers:
+        assert server.calls == ["/collective_rpc", "/reset_prefix_cache"]
+        assert server.posts["/collective_rpc"] == {"method": "reload_weights",
+                                                   "kwargs": {"weights_path": "/shared/weights_2"}}
+
+
+def test_settings_need_exactly_one_of_urls_and_launch():
+    with pytest.raises(SamplingError, match="exactly one of them"):
+        SamplingSettings(backend="vllm_server")
+    with pytest.raises(SamplingError, match="exactly one of them"):
+        SamplingSettings(backend="vllm_server", vllm_server_urls=["http://x"],
+                         vllm_server_launch={"num_servers": 1})
+    with pytest.raises(SamplingError, match="unknown key 'gpus'"):
+        SamplingSettings(backend="vllm_server", vllm_server_launch={"gpus": 2})
+    assert SamplingSettings(backend="vllm_server", vllm_server_urls=["http://x"]).vllm_server_urls
