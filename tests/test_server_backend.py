@@ -162,3 +162,14 @@ def test_settings_need_exactly_one_of_urls_and_launch():
     with pytest.raises(SamplingError, match="unknown key 'gpus'"):
         SamplingSettings(backend="vllm_server", vllm_server_launch={"gpus": 2})
     assert SamplingSettings(backend="vllm_server", vllm_server_urls=["http://x"]).vllm_server_urls
+
+
+def test_a_recipe_naming_servers_twice_fails_when_loaded():
+    from trl_reasoning.recipes import RecipeError, load_recipe, parse_overrides
+
+    load_recipe("quickstart_servers")  # the shipped recipe: servers launched, no URLs
+    with pytest.raises(RecipeError, match="set exactly one of 'ei.vllm_server_urls'"):
+        load_recipe("quickstart_servers", parse_overrides(["--ei.vllm_server_urls", "[http://h:8000]"]))
+    recipe = load_recipe("quickstart_servers", parse_overrides(
+        ["--ei.vllm_server_urls", "[http://h:8000]", "--ei.vllm_server_launch", "null"]))
+    assert recipe.section("ei")["vllm_server_urls"] == ["http://h:8000"]

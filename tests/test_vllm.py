@@ -28,35 +28,6 @@ def _small_kv_cache(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def servable_dir(tmp_path_factory):
-    """A tiny model vLLM can serve, taught the arithmetic format for a few seconds (an untrained one
-    repeats one token, which would make the backend comparisons vacuous)."""
-    import torch
-
-    from trl_reasoning.loading import load_model, load_tokenizer
-    from trl_reasoning.tasks import build_prompt, completion_target
-    from trl_reasoning.tiny import make_tiny_model
-
-    folder = make_tiny_model(tmp_path_factory.mktemp("servable"), hidden_size=64, num_layers=2, num_heads=2)
-    model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder), padding_side="right")
-    rows = load_task("arithmetic", split="train", num_examples=512)
-    texts = [
-        build_prompt(r["question"]) + completion_target(r["solution"]) + tokenizer.eos_token for r in rows
-    ]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    torch.manual_seed(0)
-    for step in range(120):
-        batch = tokenizer(texts[(step * 16) % 512:][:16], return_tensors="pt", padding=True)
-        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-        model(**batch, labels=labels).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval().save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def servable(servable_dir):
     from trl_reasoning.loading import load_model, load_tokenizer
 

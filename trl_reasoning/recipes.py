@@ -244,6 +244,7 @@ def recipe_from_raw(raw: dict, path: str | Path) -> Recipe:
         raise RecipeError(str(err) + _made_by(recipe.model, path)) from None
     _check_dense_sources(recipe)
     _check_quantization(recipe)
+    _check_servers(recipe)
     check_trackers_installed(recipe)  # report_to names only installed trackers
     if recipe.training_eval is not None:
         from .eval_callback import TrainingEvalSettings
@@ -252,6 +253,18 @@ def recipe_from_raw(raw: dict, path: str | Path) -> Recipe:
             raise RecipeError("recipe: 'training_eval' must be a mapping of TrainingEvalSettings fields")
         check_section(recipe.training_eval, TrainingEvalSettings, "training_eval.")
     return recipe
+
+
+def _check_servers(recipe: Recipe) -> None:
+    """A section sampling through ``vllm serve`` names its servers once: URLs or a launch."""
+    for name in recipe.stages:
+        values = recipe.section(name)
+        if "vllm_server" not in (values.get("sampling_backend"), values.get("backend")):
+            continue
+        if bool(values.get("vllm_server_urls")) == bool(values.get("vllm_server_launch")):
+            raise RecipeError(f"recipe: '{name}' samples with vllm_server: set exactly one of "
+                              f"'{name}.vllm_server_urls' (running servers) and '{name}.vllm_server_launch' "
+                              "(servers to start)")
 
 
 def _check_quantization(recipe: Recipe) -> None:

@@ -45,6 +45,12 @@ class ServerLaunch:
         return launch
 
 
+def _on_cpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -72,6 +78,11 @@ def server_command(model_path: str, port: int, launch: ServerLaunch, dtype: str,
                "--tensor-parallel-size", str(launch.tensor_parallel_size),
                "--data-parallel-size", str(launch.data_parallel_size),
                "--gpu-memory-utilization", str(gpu_memory_utilization)]
+    if _on_cpu():
+        # vLLM's CPU sampler cannot rewind a seeded generator, which it does for a prefill cut in chunks
+        # (set_offset: "CPU Generator does not use offset", and the engine dies): whole prefills only,
+        # so per-request seeds work
+        command += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max(max_model_len, 4096))]
     return command + (["--enforce-eager"] if enforce_eager else []) + list(launch.extra_args)
 
 

