@@ -129,3 +129,57 @@ def test_on_policy_checkpoints_fall_on_generation_boundaries():
     assert generation_aligned(50, SimpleNamespace(steps_per_generation=4, num_iterations=4)) == 64
     assert generation_aligned(50, SimpleNamespace(steps_per_generation=1, num_iterations=4)) == 52
     assert generation_aligned(50, SimpleNamespace(steps_per_generation=None, num_iterations=1)) == 50
+
+
+LORA_PPO = """
+model: tiny
+task: arithmetic
+output_dir: {out}
+stages: [ppo]
+num_train_examples: 32
+tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2}}
+peft: {{r: 8, lora_alpha: 16, lora_dropout: 0.0, target_modules: all-linear}}
+ppo:
+  num_generations: 4
+  max_completion_length: 12
+  temperature: 1.0
+  per_device_train_batch_size: 16
+  learning_rate: 5.0e-3
+  kl_coef: 0.05
+  max_steps: 8                    # 2 rollouts of 4 PPO epochs: the second one's KL is not 0
+  logging_steps: 1
+  save_steps: 8
+  gradient_checkpointing: false
+  use_vllm: false
+"""
+
+
+def test_the_ppo_stage_with_lora_trains_merges_and_keeps_its_reference(tmp_path, monkeypatch):
+    """The SmolLM2 rows' set-up: the PPO stage with LoRA adapters. The saved model is a plain causal LM
+    (adapters merged) that differs from the start, and the KL reference is the base through
+    ``disable_adapter()`` (no second model): the KL is 0 at step 0 and grows once the adapters move."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trl_reasoning.trainers.ppo_trainer import PPOTrainer
+
+    references = []
+    kl = PPOTrainer._kl
+
+    def recording_kl(self, *args, **kwargs):
+        references.append(self.ref_model is None)  # PEFT: the adapter-disabled policy is the reference
+        return kl(self, *args, **kwargs)
+
+    monkeypatch.setattr(PPOTrainer, "_kl", recording_kl)
+    out, _, _ = _run(tmp_path, LORA_PPO)
+    start = AutoModelForCausalLM.from_pretrained(out / "tiny_init")
+    final = AutoModelForCausalLM.from_pretrained(out / "ppo" / "final_model")
+    assert not any("lora" in name for name in final.state_dict())
+    moved = [name for name, value in final.state_dict().items()
+             if not torch.equal(value, start.state_dict()[name])]
+    assert moved and all("layers" in name for name in moved)  # LoRA targets: the linear layers only
+    assert references and all(references)
+    logs = json.loads(next((out / "ppo").glob("checkpoint-*/trainer_state.json")).read_text())["log_history"]
+    kls = [r["ppo/kl"] for r in logs if "ppo/kl" in r]
+    assert kls[0] == 0.0 or abs(kls[0]) < 1e-6
+    assert max(kls) > 1e-4

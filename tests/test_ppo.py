@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from trl_reasoning.tasks import add_prompts, load_task
 from trl_reasoning.trainers.ppo_config import PPOConfig
@@ -366,3 +367,83 @@ def test_a_policy_object_with_peft_gets_a_value_model_from_its_base_weights(tiny
     value_backbone = trainer.value_model.get_base_model().model
     weight = "layers.0.self_attn.q_proj"
     assert torch.equal(value_backbone.get_submodule(weight).base_layer.weight, base[f"{weight}.weight"])
+
+
+def test_vf_coef_only_where_value_and_policy_share_an_optimizer(tmp_path):
+    """In separate mode the value model has its own AdamW, which a loss weight would not change: the
+    setting is refused in one line (use value_learning_rate); shared mode keeps TRL's 0.5 default."""
+    with pytest.raises(ValueError, match="vf_coef: weighs the value loss only when"):
+        _args(tmp_path, vf_coef=0.1)
+    assert _args(tmp_path).vf_coef is None
+    assert _args(tmp_path, value_model_mode="shared").vf_coef == 0.5
+
+
+def test_the_value_model_steps_with_the_policy_under_its_schedule(tiny_model_dir, tmp_path, monkeypatch):
+    """Two micro-batches per optimizer step: the value model steps once per policy step (not per
+    micro-batch), its learning rate follows the policy's schedule kind (linear to 0 here), and its
+    gradients are clipped to value_max_grad_norm before each step."""
+    from trl_reasoning.trainers import value_optimizer
+
+    clipped, clip = [], torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(params, max_norm, *args, **kwargs):
+        params = list(params)
+        if any(p.grad is not None for p in params) and max_norm == 1e-3:
+            clipped.append(max_norm)
+        return clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(value_optimizer.torch.nn.utils, "clip_grad_norm_", recording_clip)
+    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(64),
+                         args=_args(tmp_path, max_steps=4, per_device_train_batch_size=16,
+                                    gradient_accumulation_steps=2, lr_scheduler_type="linear",
+                                    value_max_grad_norm=1e-3))
+    trainer.train()
+    value = trainer.value_optimizer
+    assert trainer.state.global_step == 4 and value.steps == 4
+    assert value.learning_rate == pytest.approx(0.0, abs=1e-12)  # linear schedule ended
+    logged = [r["ppo/value_learning_rate"] for r in trainer.state.log_history
+              if "ppo/value_learning_rate" in r]
+    assert len(logged) == 4 and all(b < a for a, b in zip(logged, logged[1:])) and logged[0] <= 1e-3
+    assert len(clipped) == 4 and value.last_grad_norm > 1e-3  # clipped at every step, and it bound
+
+
+def test_value_warm_up_trains_the_value_model_alone(tiny_model_dir, tmp_path):
+    import torch
+
+    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(32),
+                         args=_args(tmp_path, max_steps=2, value_warmup_steps=2))
+    policy_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    value_before = {k: v.clone() for k, v in trainer.value_model.state_dict().items()}
+    trainer.train()
+    assert all(torch.equal(v, policy_before[k]) for k, v in trainer.model.state_dict().items())
+    assert any(not torch.equal(v, value_before[k]) for k, v in trainer.value_model.state_dict().items())
+
+
+class _PositionValues(torch.nn.Module):
+    """A value model whose value at each position is that position's token id (to check the offset)."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, input_ids, attention_mask=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=(input_ids.float() + self.anchor)[..., None])
+
+
+def test_each_completion_token_is_valued_at_the_state_before_it(tiny_model_dir, tmp_path):
+    """V_t for completion token t must be the value model's output at the token before t (the state in
+    which t is chosen), read here from a model whose output is the input token id itself."""
+    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], args=_args(tmp_path),
+                         train_dataset=_train(8))
+    trainer.value_model = _PositionValues()
+    _, output, _ = _rollout(trainer, [" 1 + 2 = 3", " 7"])
+    ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+    mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+    width = output["completion_ids"].shape[1]
+    values = trainer.rollout_values(ids, mask, width)
+    prompt_width = output["prompt_ids"].shape[1]
+    for row in range(2):
+        for t in range(width):  # completion token t sits at prompt_width + t; its state is the one before
+            assert values[row, t].item() == ids[row, prompt_width + t - 1].item()

@@ -28,8 +28,18 @@ class PPOConfig(GRPOConfig):
         value_model_peft (`bool`, defaults to `True`): With a `peft_config`, train the separate value
             model as adapters of the same config on its backbone plus its full scalar head, instead of
             all its weights (a full copy with its own AdamW state holds ~4x the model's size).
-        value_learning_rate (`float`, defaults to `1e-4`): Learning rate of the value model's optimizer.
-        vf_coef (`float`, defaults to `0.5`): Weight of the value loss.
+        value_learning_rate (`float`, defaults to `1e-4`): Learning rate of the value model's optimizer,
+            under a schedule of the policy's kind (`lr_scheduler_type`, warm-up); the value model steps once
+            per policy optimizer step (gradients accumulated like the policy's).
+        value_max_grad_norm (`float`, defaults to `1.0`): Gradient-norm clip of the separate value model
+            (0: none).
+        value_warmup_steps (`int`, defaults to `0`): Optimizer steps at the start in which only the value
+            model learns (the policy loss is zeroed), so the baseline fits before the policy moves (the
+            critic warm-up of verl and OpenRLHF). These rollouts count in the sample budget.
+        vf_coef (`float` or `None`): Weight of the value loss against the policy loss, when the two share an
+            optimizer (`value_model_mode="shared"`; default 0.5 there). In `separate` mode the value model
+            has an optimizer of its own, where a weight would only rescale AdamW's input: set
+            `value_learning_rate` instead (setting `vf_coef` there is an error).
         cliprange_value (`float`, defaults to `0.2`): Clip range of value predictions around the old ones.
 
         > Advantages
@@ -75,7 +85,14 @@ class PPOConfig(GRPOConfig):
                                                                    "config plus its scalar head, not all "
                                                                    "its weights."})
     value_learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the value model."})
-    vf_coef: float = field(default=0.5, metadata={"help": "Weight of the value loss."})
+    value_max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clip of the separate "
+                                                                      "value model (0: none)."})
+    value_warmup_steps: int = field(default=0, metadata={"help": "First optimizer steps in which only the "
+                                                                 "value model learns (policy loss zeroed)."})
+    vf_coef: float | None = field(default=None, metadata={"help": "Value-loss weight when value and policy "
+                                                                  "share an optimizer (shared mode; default "
+                                                                  "0.5); separate mode: use "
+                                                                  "value_learning_rate."})
     cliprange_value: float = field(default=0.2, metadata={"help": "Clip range of value predictions around "
                                                                   "the old ones."})
     gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
@@ -112,6 +129,14 @@ class PPOConfig(GRPOConfig):
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+        if self.value_model_mode == "separate" and self.vf_coef is not None:
+            raise ValueError("vf_coef: weighs the value loss only when value and policy share an optimizer "
+                             "(value_model_mode='shared'); the separate value model has its own: set "
+                             "value_learning_rate instead")
+        if self.vf_coef is None and self.value_model_mode == "shared":
+            self.vf_coef = 0.5
+        if self.value_warmup_steps < 0:
+            raise ValueError(f"value_warmup_steps: need >= 0, got {self.value_warmup_steps}")
         if self.kl_coef < 0:
             raise ValueError(f"kl_coef: need >= 0, got {self.kl_coef}")
         if self.target_kl is not None and (self.kl_penalty != "reward" or self.target_kl <= 0):

@@ -51,11 +51,12 @@ from ..advantages import (
     place_rewards,
     whiten,
 )
-from ..distributed import average_gradients, gathered
+from ..distributed import gathered
 from ..faults import fault_point
 from .ppo_config import PPOConfig
 from .step_rewards import check_providers, completion_texts, policy_step_end_tokens, weighted_step_rewards
 from .value_model import PPOError, build_value_model, value_fingerprints
+from .value_optimizer import ValueOptimizer
 
 VALUE_STATE = "value_model.pt"
 VALUE_HEAD = "value_head"  # submodule name of the shared-backbone value head
@@ -112,9 +113,7 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
             value_peft = peft_config if args.value_model_peft else None
             self.value_model = build_value_model(value_model, model, self.model, self.processing_class,
                                                  self.accelerator, peft_config=value_peft)
-            self.value_optimizer = torch.optim.AdamW(
-                [p for p in self.value_model.parameters() if p.requires_grad], lr=args.value_learning_rate
-            )
+            self.value_optimizer = ValueOptimizer(self.value_model, args, self.accelerator.num_processes)
         self.samples_seen = 0  # completions sampled for training, over all processes
 
     # ------------------------------------------------------------------ value model
@@ -278,24 +277,27 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
         head shares the policy's backbone, stepped by the value model's own optimizer otherwise."""
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if torch.is_grad_enabled() and self.model.training:
-            value_loss = self.args.vf_coef * self._value_loss(inputs)
+            if self.state.global_step < self.args.value_warmup_steps:
+                loss = loss * 0.0  # value warm-up: the baseline is fitted before the policy moves
             if self.value_model is None:
-                return loss + value_loss * self.shared_value_loss_scale()
-            self.value_optimizer.zero_grad()
-            value_loss.backward()
-            if not isinstance(self.value_model, torch.nn.parallel.DistributedDataParallel):
-                average_gradients(self.value_model, self.accelerator.num_processes)  # DeepSpeed: no DDP
-            self.value_optimizer.step()
+                return loss + self.args.vf_coef * self._value_loss(inputs) * self.shared_value_loss_scale()
+            self.value_optimizer.start(self.state.max_steps)
+            self.value_optimizer.backward(self._value_loss(inputs), self.accumulation_steps())
+            self.record_metric("ppo/value_learning_rate", self.value_optimizer.learning_rate)
+            if self.value_optimizer.last_grad_norm is not None:
+                self.record_metric("ppo/value_grad_norm", self.value_optimizer.last_grad_norm)
         return loss
+
+    def accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step now (the Trainer's last accumulation may be shorter)."""
+        return getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
 
     def shared_value_loss_scale(self) -> float:
         """Weight of one micro-batch's value loss in the shared mode: GRPO returns a loss already
         divided for gradient accumulation (``loss_is_scaled_for_ga``) and the Trainer does not divide
         again, so the value loss is divided here once, keeping ``vf_coef`` independent of
         ``gradient_accumulation_steps``."""
-        return 1.0 / getattr(
-            self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps
-        )
+        return 1.0 / self.accumulation_steps()
 
     def _value_loss(self, inputs) -> torch.Tensor:
         input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
