@@ -250,7 +250,7 @@ def test_a_round_stopped_mid_sampling_resumes_from_its_last_written_piece(tmp_pa
     from types import SimpleNamespace
 
     from trl_reasoning.sampling import SamplingError
-    from trl_reasoning.trainers.round_sampling import sample_in_pieces
+    from trl_reasoning.trainers.round_sampling import PIECE_SEED_STRIDE, sample_in_pieces
 
     state = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
     prompts = [f"q{i}" for i in range(10)]
@@ -264,7 +264,11 @@ def test_a_round_stopped_mid_sampling_resumes_from_its_last_written_piece(tmp_pa
     assert rerun.calls == [["q6", "q7", "q8"], ["q9"]]
     as_text = lambda groups: [[(c.text, c.num_tokens) for c in g] for g in groups]  # noqa: E731
     assert as_text(resumed) == as_text(straight)
-    assert as_text(resumed)[7][1] == ("q7/7/1", 2)  # piece 2 sampled with seed 5 + 2
+    assert as_text(resumed)[7][1] == (f"q7/{5 + 2 * PIECE_SEED_STRIDE}/1", 2)  # piece 2's own seed
+    (tmp_path / "run" / "pieces" / "piece_00001.jsonl").write_text(
+        (tmp_path / "run" / "pieces" / "piece_00000.jsonl").read_text())  # another piece's prompts
+    with pytest.raises(SamplingError, match="holds other prompts"):
+        sample_in_pieces(_PieceSampler(), prompts, 5, [], tmp_path / "run", 3, state)
 
 
 def test_a_round_in_one_piece_writes_no_pieces(tmp_path):

@@ -129,6 +129,9 @@ def test_on_policy_checkpoints_fall_on_generation_boundaries():
     assert generation_aligned(50, SimpleNamespace(steps_per_generation=4, num_iterations=4)) == 64
     assert generation_aligned(50, SimpleNamespace(steps_per_generation=1, num_iterations=4)) == 52
     assert generation_aligned(50, SimpleNamespace(steps_per_generation=None, num_iterations=1)) == 50
+    # steps_per_generation counts micro-batches: with 2 per optimizer step, a cycle is 4 * 4 / 2 = 8 steps
+    assert generation_aligned(50, SimpleNamespace(steps_per_generation=4, num_iterations=4,
+                                                  gradient_accumulation_steps=2)) == 56
 
 
 LORA_PPO = """

@@ -124,6 +124,39 @@ def test_bad_set_ups_fail_clearly(tiny_model_dir, tmp_path):
         _args(tmp_path, kl_penalty="loss", target_kl=1.0)
 
 
+def test_a_run_resumed_mid_way_continues_the_value_schedule_like_an_uninterrupted_one(tiny_model_dir,
+                                                                                      tmp_path):
+    """Stopped after step 2 of 4 (its checkpoint saved), then resumed: the value model has stepped 4 times
+    and its learning rate at steps 3 and 4 is the uninterrupted run's (the schedule continued, not
+    restarted), as is the policy's."""
+    from transformers import TrainerCallback
+
+    class StopAfterTwo(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                control.should_save, control.should_training_stop = True, True
+
+    def run(folder, callbacks=(), resume=None):
+        args = _args(tmp_path / folder, max_steps=4, lr_scheduler_type="linear", save_strategy="no")
+        trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward],
+                             train_dataset=_train(64), args=args, callbacks=list(callbacks))
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    straight = run("straight")
+    run("resumed", [StopAfterTwo()])
+    resumed = run("resumed", resume=True)
+
+    def rates(trainer, key):
+        return {r["step"]: r[key] for r in trainer.state.log_history if key in r}
+
+    assert resumed.state.global_step == 4
+    assert resumed.value_optimizer.steps == straight.value_optimizer.steps == 4
+    for key in ("ppo/value_learning_rate", "learning_rate"):
+        after = {s: v for s, v in rates(resumed, key).items() if s > 2}
+        assert after and all(v == pytest.approx(rates(straight, key)[s]) for s, v in after.items()), key
+
+
 def test_resume_restores_the_value_model(tiny_model_dir, tmp_path):
     import torch
     from transformers import TrainerCallback
@@ -403,20 +436,29 @@ def test_the_value_model_steps_with_the_policy_under_its_schedule(tiny_model_dir
     assert value.learning_rate == pytest.approx(0.0, abs=1e-12)  # linear schedule ended
     logged = [r["ppo/value_learning_rate"] for r in trainer.state.log_history
               if "ppo/value_learning_rate" in r]
-    assert len(logged) == 4 and all(b < a for a, b in zip(logged, logged[1:])) and logged[0] <= 1e-3
+    assert len(logged) == 4 and logged[0] <= 1e-3
+    assert all(b < a for a, b in zip(logged, logged[1:], strict=False))
     assert len(clipped) == 4 and value.last_grad_norm > 1e-3  # clipped at every step, and it bound
 
 
-def test_value_warm_up_trains_the_value_model_alone(tiny_model_dir, tmp_path):
-    import torch
+def test_value_warm_up_trains_the_value_model_alone_then_the_policy(tiny_model_dir, tmp_path):
+    from transformers import TrainerCallback
 
+    class AtStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                self.policy = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+                self.value = {k: v.clone() for k, v in trainer.value_model.state_dict().items()}
+
+    at_step = AtStep()
     trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(32),
-                         args=_args(tmp_path, max_steps=2, value_warmup_steps=2))
+                         args=_args(tmp_path, max_steps=3, value_warmup_steps=2), callbacks=[at_step])
     policy_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     value_before = {k: v.clone() for k, v in trainer.value_model.state_dict().items()}
     trainer.train()
-    assert all(torch.equal(v, policy_before[k]) for k, v in trainer.model.state_dict().items())
-    assert any(not torch.equal(v, value_before[k]) for k, v in trainer.value_model.state_dict().items())
+    assert all(torch.equal(v, policy_before[k]) for k, v in at_step.policy.items())  # warm-up: policy still
+    assert any(not torch.equal(v, value_before[k]) for k, v in at_step.value.items())
+    assert any(not torch.equal(v, at_step.policy[k]) for k, v in trainer.model.state_dict().items())
 
 
 class _PositionValues(torch.nn.Module):

@@ -228,7 +228,11 @@ def test_a_recipe_over_a_base_states_only_what_it_changes(tmp_path):
     assert recipe.section("ei") == {"num_rounds": 5}
 
 
-def test_a_recipe_that_is_its_own_base_fails_in_one_line(tmp_path):
+def test_a_cycle_of_bases_fails_in_one_line(tmp_path):
     (tmp_path / "r.yaml").write_text("base: r.yaml\nmodel: tiny\n")
-    with pytest.raises(RecipeError, match="names the file itself"):
+    with pytest.raises(RecipeError, match="a cycle of bases"):
         load_recipe(tmp_path / "r.yaml")
+    (tmp_path / "a.yaml").write_text("base: b.yaml\nmodel: tiny\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\ntask: arithmetic\n")
+    with pytest.raises(RecipeError, match="a cycle of bases"):
+        load_recipe(tmp_path / "a.yaml")

@@ -18,7 +18,7 @@ class FakeServer:
     and the prompt) and the dev endpoints; ``fail`` makes every completion request answer HTTP 500."""
 
     def __init__(self, name: str, vocabulary_shift: int = 0):
-        self.name, self.shift, self.fail = name, vocabulary_shift, False
+        self.name, self.shift, self.fail, self.bad_request = name, vocabulary_shift, False, False
         self.requests: list[dict] = []
         self.calls: list[str] = []
         self.posts: dict[str, dict] = {}
@@ -49,6 +49,8 @@ class FakeServer:
                 if self.path == "/tokenize":
                     return self._reply(200, {"tokens": [ord(c) + outer.shift for c in body["prompt"]]})
                 if self.path == "/v1/completions":
+                    if outer.bad_request:
+                        return self._reply(400, {"error": "prompt longer than the context"})
                     if outer.fail:
                         return self._reply(500, {"error": "engine dead"})
                     outer.requests.append(body)
@@ -63,8 +65,10 @@ class FakeServer:
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
     def close(self):
-        self.http.shutdown()
-        self.http.server_close()
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+            self.http = None
 
 
 class CharTokenizer:
@@ -108,12 +112,15 @@ def test_the_same_prompt_gets_the_same_seed_whichever_server_and_order():
 
 
 def test_a_failing_server_is_dropped_and_the_others_answer_its_prompts(servers):
-    pool = VLLMServers([s.url for s in servers], retries=2, max_concurrency=2)
+    pool = VLLMServers([s.url for s in servers], retries=2, max_concurrency=1)  # one request at a time
     pool.check_serves(CharTokenizer())
     servers[1].fail = True
     out = _generate(pool, [[i] for i in range(10)])
     assert all(group[0].text.startswith("a:") for group in out)
     assert len(servers[0].requests) == 10
+    assert servers[1].calls.count("/v1/completions") == 2  # dropped after its 2 failures
+    _generate(pool, [[1], [2]])  # and never asked again in later calls
+    assert servers[1].calls.count("/v1/completions") == 2
 
 
 def test_with_every_server_failing_the_call_fails_in_one_line_naming_them(servers):
@@ -131,9 +138,9 @@ def test_a_server_with_another_vocabulary_fails_before_any_sampling(servers):
     other = FakeServer("c", vocabulary_shift=1)
     try:
         pool = VLLMServers([servers[0].url, other.url])
-        with pytest.raises(SamplingError, match="tokenizer differs"):
+        with pytest.raises(SamplingError, match="tokenizer differs") as err:
             pool.check_serves(CharTokenizer())
-        assert not other.requests and not servers[0].requests
+        assert other.url in str(err.value) and servers[0].url not in str(err.value)
     finally:
         other.close()
 
@@ -142,6 +149,30 @@ def test_an_unreachable_server_fails_in_one_line():
     pool = VLLMServers(["http://127.0.0.1:9"], timeout=2)
     with pytest.raises(SamplingError, match="did not answer"):
         pool.check_serves(CharTokenizer())
+
+
+def test_a_request_every_server_would_refuse_fails_at_once_without_dropping_them(servers):
+    """HTTP 400 (a prompt too long for the context): the request's fault, not the servers'."""
+    from trl_reasoning.sampling.server_backend import RequestError
+
+    pool = VLLMServers([s.url for s in servers])
+    pool.check_serves(CharTokenizer())
+    for server in servers:
+        server.bad_request = True
+    with pytest.raises(RequestError, match="HTTP 400"):
+        _generate(pool, [[1]])
+    assert pool.alive == pool.urls
+
+
+def test_reload_skips_a_dead_server_and_fails_only_with_none_left(servers):
+    pool = VLLMServers([s.url for s in servers])
+    servers[1].close()
+    pool.reload("/shared/weights_3")
+    assert pool.alive == [servers[0].url]
+    assert servers[0].calls[-2:] == ["/collective_rpc", "/reset_prefix_cache"]
+    servers[0].close()
+    with pytest.raises(SamplingError, match="no server could load the weights"):
+        pool.reload("/shared/weights_4")
 
 
 def test_reload_points_every_server_at_the_folder_and_resets_its_cache(servers):

@@ -391,3 +391,27 @@ def test_eval_split_must_be_test_or_validation(tmp_path):
 
     with pytest.raises(RecipeError, match="'eval_split' must be"):
         _recipe(tmp_path, "model: tiny\ntask: arithmetic\neval_split: dev\n")
+
+
+def test_svamp_references_unrolled_into_steps_verify_and_check(svamp_file, tmp_path):
+    """``solution_format: steps``: every SVAMP equation becomes one true 'a op b = c' line per
+    operation ending at the answer, which the verifier and the equation check both accept."""
+    from trl_reasoning.pipeline import load_datasets
+    from trl_reasoning.tasks.svamp import equation_steps
+    from trl_reasoning.verifiers import equations_hold
+
+    assert equation_steps("( ( 7.0 * 3.0 ) - 2.0 )") == ["7 * 3 = 21", "21 - 2 = 19"]
+    assert equation_steps("( 7.0 / 2.0 )") == ["7 / 2 = 3.5"]
+    assert equation_steps("( ( 55.0 / 15.0 ) * 60.0 )") == ["( 55 / 15 ) * 60 = 220"]  # no short decimal
+    with pytest.raises(DataError, match="cannot read the equation"):
+        equation_steps("__import__('os')")
+    recipe = _recipe(tmp_path, f"model: tiny\ntask: svamp\ntrain_data: {svamp_file}\n"
+                               f"eval_data: {svamp_file}\nsolution_format: steps\n")
+    train, _, test = load_datasets(recipe)
+    rows = list(train) + list(test)
+    assert len(rows) == 1000
+    for row in rows:
+        lines = row["solution"].splitlines()
+        assert lines[-1] == f"#### {row['answer']}" and len(lines) >= 2, row["solution"]
+        assert is_correct(row["solution"], row["answer"], "svamp") and equations_hold(row["solution"])
+    assert any(len(row["solution"].splitlines()) >= 3 for row in rows)  # nested equations unrolled

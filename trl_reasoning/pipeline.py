@@ -47,6 +47,8 @@ def load_datasets(recipe: Recipe):
     else:
         train = load(recipe.train_data, "train", recipe.train_limit, recipe.num_train_examples)
         held_out = load(recipe.eval_data, "test", recipe.eval_limit, recipe.num_eval_examples)
+    if recipe.solution_format == "steps":
+        train, held_out = (_stepwise(rows, recipe.task) for rows in (train, held_out))
     exemplars = train.to_list() if recipe.prompt_style == "few_shot" else None
     train = add_prompts(train, recipe.prompt_style, exemplars, recipe.num_shots, recipe.seed)
     held_out = add_prompts(held_out, recipe.prompt_style, exemplars, recipe.num_shots, recipe.seed)
@@ -54,6 +56,15 @@ def load_datasets(recipe: Recipe):
         train, held_out = (add_prompts(rows, recipe.train_prompt_style, exemplars, recipe.num_shots,
                                        recipe.seed, column=TRAINING_PROMPT) for rows in (train, held_out))
     return first(train, recipe.sft_train_limit), first(train, recipe.ei_train_limit), held_out
+
+
+def _stepwise(dataset, task: str):
+    """``solution_format: steps``: each reference rewritten one operation per line (the task's
+    ``stepwise``; references already written so are kept)."""
+    from .tasks import get_task
+
+    convert = get_task(task).stepwise
+    return dataset.map(lambda row: {"solution": convert(row["solution"])}) if convert else dataset
 
 
 def _train_and_validation(recipe: Recipe, load):

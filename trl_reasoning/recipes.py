@@ -70,6 +70,10 @@ class Recipe:
                                                                     "to generate."})
     num_eval_examples: int = field(default=200, metadata={"help": "Arithmetic task only: held-out questions "
                                                                   "to generate."})
+    solution_format: Literal["as_given", "steps"] = field(default="as_given", metadata={
+        "help": "The reference solutions' written form, which SFT trains on: as_given, or steps: one "
+                "'a op b = c' line per operation, then '#### N' (SVAMP's one-line equation unrolled; "
+                "GSM8K's and arithmetic's references are written so already)."})
     eval_split: Literal["test", "validation"] = field(default="test", metadata={
         "help": "Where the eval stage's questions come from: 'test' (the held-out split) or 'validation': "
                 "questions carved from the train split and never trained on (arithmetic: num_eval_examples "
@@ -182,7 +186,7 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def read_raw(path: str | Path, overrides: list[tuple[str, str]] = ()) -> dict:
+def read_raw(path: str | Path, overrides: list[tuple[str, str]] = (), _seen: tuple = ()) -> dict:
     """A recipe file's (or shipped recipe's, by name) mapping with the command-line ``overrides`` applied
     (one-line errors)."""
     from .recipe_catalog import resolve_recipe
@@ -195,13 +199,13 @@ def read_raw(path: str | Path, overrides: list[tuple[str, str]] = ()) -> dict:
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe: {path} must be a mapping of keys to values")
     if "base" in raw:
-        raw = _over_base(raw, path)
+        raw = _over_base(raw, path, _seen)
     for key, value in overrides:
         _set_override(raw, key, value)
     return raw
 
 
-def _over_base(raw: dict, path: Path) -> dict:
+def _over_base(raw: dict, path: Path, seen: tuple) -> dict:
     """``base: OTHER.yaml`` (beside this file, or a shipped recipe's name): that recipe's mapping with
     this one's keys over it; a section (a mapping) is merged key by key, so a sweep or a variant states
     only what it changes."""
@@ -209,9 +213,10 @@ def _over_base(raw: dict, path: Path) -> dict:
     if not isinstance(base, str):
         raise RecipeError(f"recipe: 'base' must be a recipe file or name, got {base!r}")
     beside = path.parent / base
-    if beside.exists() and beside.resolve() == path.resolve():
-        raise RecipeError(f"recipe: 'base' of {path} names the file itself")
-    merged = read_raw(beside if beside.exists() else base)
+    chain = (*seen, path.resolve())
+    if beside.exists() and beside.resolve() in chain:
+        raise RecipeError(f"recipe: 'base' of {path} leads back to {beside.resolve()} (a cycle of bases)")
+    merged = read_raw(beside if beside.exists() else base, _seen=chain)
     for key, value in raw.items():
         below = merged.get(key)
         merged[key] = {**below, **value} if isinstance(below, dict) and isinstance(value, dict) else value
@@ -245,6 +250,7 @@ def recipe_from_raw(raw: dict, path: str | Path) -> Recipe:
     _check_dense_sources(recipe)
     _check_quantization(recipe)
     _check_servers(recipe)
+    _check_eval_split(recipe)
     check_trackers_installed(recipe)  # report_to names only installed trackers
     if recipe.training_eval is not None:
         from .eval_callback import TrainingEvalSettings
@@ -253,6 +259,15 @@ def recipe_from_raw(raw: dict, path: str | Path) -> Recipe:
             raise RecipeError("recipe: 'training_eval' must be a mapping of TrainingEvalSettings fields")
         check_section(recipe.training_eval, TrainingEvalSettings, "training_eval.")
     return recipe
+
+
+def _check_eval_split(recipe: Recipe) -> None:
+    """``eval_split: validation`` takes its questions from the train data: an ``eval_data`` of its own
+    would go unused (one file holding both splits, as SVAMP's, is fine)."""
+    if recipe.eval_split == "validation" and recipe.eval_data not in (None, recipe.train_data):
+        raise RecipeError("recipe: 'eval_split: validation' carves its questions from train_data; "
+                          f"'eval_data' ({recipe.eval_data}) would be unused: drop it or use "
+                          "eval_split: test")
 
 
 def _check_servers(recipe: Recipe) -> None:

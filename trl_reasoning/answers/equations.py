@@ -9,13 +9,14 @@ from fractions import Fraction
 from .numbers import MAX_DIGITS, is_garbage
 
 _OPERAND = r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)"
-_OPERATOR = r"[-+*/×÷]|(?<=\s)x(?=\s)"
-_TERM = rf"(?:-?\(\s*)*{_OPERAND}(?:\s*\))*"  # parentheses: SVAMP writes "( 76.0 - 25.0 ) = 51"
-_SIDE = rf"{_TERM}(?:\s*(?:{_OPERATOR})\s*{_TERM})*"
+_OPERATOR = r"[-+*/×÷]|(?<=[ \t])x(?=[ \t])"
+_SP = r"[ \t]*"  # an equation stays on its line: "4 - 8 = -4\n-4 + 5 = 1" is two equations, not one
+_TERM = rf"(?:-?\({_SP})*{_OPERAND}(?:{_SP}\))*"  # parentheses: SVAMP writes "( 76.0 - 25.0 ) = 51"
+_SIDE = rf"{_TERM}(?:{_SP}(?:{_OPERATOR}){_SP}{_TERM})*"
 # A chain "a op b = c" or "a op b = c op d = e": every "=" is a link, and every link is checked.
-_CHAIN_RE = re.compile(rf"{_SIDE}(?:\s*=\s*[$€£]?\s*{_SIDE})+")
-_LINK_RE = re.compile(r"\s*=\s*[$€£]?\s*")
-_HAS_OPERATOR_RE = re.compile(rf"{_TERM}\s*(?:{_OPERATOR})\s*{_TERM}")
+_CHAIN_RE = re.compile(rf"{_SIDE}(?:{_SP}={_SP}[$€£]?{_SP}{_SIDE})+")
+_LINK_RE = re.compile(r"[ \t]*=[ \t]*[$€£]?[ \t]*")
+_HAS_OPERATOR_RE = re.compile(rf"{_TERM}{_SP}(?:{_OPERATOR}){_SP}{_TERM}")
 _TOKEN_RE = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+|[-+*/×÷x()]")
 
 

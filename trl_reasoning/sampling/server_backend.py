@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,24 +40,32 @@ def request_seed(seed: int, prompt_ids: Sequence[int]) -> int:
 
 
 class ServerError(SamplingError):
-    """A server refused, timed out or answered with an error."""
+    """A server refused, timed out or answered with an error (the server's fault: try another)."""
+
+
+class RequestError(SamplingError):
+    """A request every server would refuse (HTTP 4xx: a prompt too long, a bad parameter)."""
 
 
 def _call(url: str, path: str, body: dict | None = None, timeout: float = 60.0) -> dict:
     """GET (no body) or POST JSON to ``url + path``; the decoded answer (``{}`` when empty)."""
+    import http.client
+
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url.rstrip("/") + path, data=data,
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             text = answer.read().decode()
+        return json.loads(text) if text.strip() else {}
     except urllib.error.HTTPError as err:
-        detail = err.read().decode(errors="replace")[:300]
-        raise ServerError(f"{url}{path} answered HTTP {err.code}: {' '.join(detail.split())}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-        reason = getattr(err, "reason", err)
+        detail = " ".join(err.read().decode(errors="replace")[:300].split())
+        kind = RequestError if 400 <= err.code < 500 and err.code not in (408, 429) else ServerError
+        raise kind(f"{url}{path} answered HTTP {err.code}: {detail}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException,
+            json.JSONDecodeError) as err:
+        reason = getattr(err, "reason", None) or type(err).__name__
         raise ServerError(f"{url}{path} did not answer ({reason})") from None
-    return json.loads(text) if text.strip() else {}
 
 
 class VLLMServers:
@@ -67,18 +74,22 @@ class VLLMServers:
     Args:
         urls: the servers' base URLs.
         timeout: seconds one request may take before it counts as failed.
-        retries: failed attempts after which a server is dropped for the rest of the call.
+        retries: failed requests after which a server is dropped (for the rest of the run).
         max_concurrency: requests in flight per server at once.
     """
 
     def __init__(self, urls: Sequence[str], timeout: float = 600.0, retries: int = 2,
                  max_concurrency: int = 32):
         if not urls:
-            raise SamplingError("sampler.urls: the vllm_server backend needs at least one server URL")
+            raise SamplingError("vllm_server_urls: the vllm_server backend needs at least one server URL")
         self.urls = [u.rstrip("/") for u in urls]
         self.timeout, self.retries, self.max_concurrency = timeout, max(retries, 1), max(max_concurrency, 1)
         self.models: dict[str, str] = {}  # url -> served model name
-        self.roots: dict[str, str] = {}  # url -> the path or Hub id it was started from
+        self.dead: set[str] = set()  # dropped after `retries` failures; never asked again
+
+    @property
+    def alive(self) -> list[str]:
+        return [u for u in self.urls if u not in self.dead]
 
     # ------------------------------------------------------------------ checks
 
@@ -86,15 +97,15 @@ class VLLMServers:
         """Fail before any sampling when a server is down or serves another vocabulary than ``tokenizer``:
         each server's ``/v1/models`` must answer, and its ``/tokenize`` of ``probe`` must equal ours."""
         expected = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+        limit = min(self.timeout, 30.0)
         for url in self.urls:
-            listed = _call(url, "/v1/models", timeout=min(self.timeout, 30.0)).get("data") or [{}]
+            listed = _call(url, "/v1/models", timeout=limit).get("data") or [{}]
             self.models[url] = listed[0].get("id", "")
-            self.roots[url] = listed[0].get("root") or self.models[url]
             got = _call(url, "/tokenize", {"model": self.models[url], "prompt": probe,
-                                           "add_special_tokens": False}, timeout=min(self.timeout, 30.0))
+                                           "add_special_tokens": False}, timeout=limit)
             if got.get("tokens") != expected:
                 raise SamplingError(
-                    f"sampler.urls: {url} serves {self.models[url]!r}, whose tokenizer differs from the "
+                    f"vllm_server_urls: {url} serves {self.models[url]!r}, whose tokenizer differs from the "
                     f"policy's ({len(got.get('tokens') or [])} vs {len(expected)} tokens for a probe text); "
                     "point it at the policy's model"
                 )
@@ -110,72 +121,101 @@ class VLLMServers:
         params = {"n": num_generations, "temperature": temperature, "top_p": top_p if temperature else 1.0,
                   "max_tokens": max_new_tokens, "stop": list(stop_strings), "return_token_ids": True,
                   "add_special_tokens": False}
-        results: list[list[Completion] | None] = [None] * len(prompt_ids)
-        pending = list(range(len(prompt_ids)))[::-1]  # popped from the end: prompt order
-        failures = {url: 0 for url in self.urls}
-        alive, lock = list(self.urls), threading.Lock()
-        progress = _progress(len(prompt_ids) * num_generations, show_progress)
 
         def one(url: str, index: int) -> list[Completion]:
             body = {**params, "model": self.models[url], "prompt": list(prompt_ids[index]),
                     "seed": request_seed(seed, prompt_ids[index])}
-            choices = sorted(_call(url, "/v1/completions", body, self.timeout)["choices"],
-                             key=lambda c: c["index"])
-            return [Completion(c["text"], len(c.get("token_ids") or [])) for c in choices]
+            choices = _call(url, "/v1/completions", body, self.timeout).get("choices")
+            if not choices or any(c.get("token_ids") is None for c in choices):
+                raise ServerError(f"{url}/v1/completions answered without choices and their token_ids "
+                                  "(return_token_ids needs vLLM >= 0.10.2)")
+            ordered = sorted(choices, key=lambda c: c["index"])
+            return [Completion(c["text"], len(c["token_ids"])) for c in ordered]
 
-        with ThreadPoolExecutor(max_workers=self.max_concurrency * len(self.urls)) as pool:
-            running: dict = {}
+        progress = _progress(len(prompt_ids) * num_generations, show_progress)
+        try:
+            return _Dispatch(self, one, len(prompt_ids), progress, num_generations).run()
+        finally:
+            progress.close()
 
-            def fill() -> None:
-                for url in list(alive):
-                    load = sum(1 for u, _ in running.values() if u == url)
-                    while pending and load < self.max_concurrency:
-                        index = pending.pop()
-                        running[pool.submit(one, url, index)] = (url, index)
-                        load += 1
-
-            fill()
-            while running:
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in done:
-                    url, index = running.pop(future)
-                    try:
-                        results[index] = future.result()
-                        progress.update(num_generations)
-                    except ServerError as err:
-                        pending.append(index)  # answered by another server, or by this one's retry
-                        with lock:
-                            failures[url] += 1
-                            if failures[url] >= self.retries and url in alive:
-                                alive.remove(url)
-                        if not alive:
-                            progress.close()
-                            raise SamplingError(
-                                f"vllm_server: every server failed ({', '.join(self.urls)}); last: {err}"
-                            ) from None
-                fill()
-        progress.close()
-        return results  # type: ignore[return-value]
+    def drop(self, url: str) -> None:
+        self.dead.add(url)
 
     # ------------------------------------------------------------------ weights
 
     def reload(self, weights_path: str) -> None:
-        """Point every server at the checkpoint in ``weights_path`` (a folder the servers can read):
+        """Point every live server at the checkpoint in ``weights_path`` (a folder the servers can read):
         ``reload_weights`` through ``/collective_rpc``, then a prefix-cache reset, so no cached prefix
-        of the old weights is reused."""
-        for url in self.urls:
+        of the old weights is reused. A server that cannot is dropped; with none left this fails."""
+        errors = []
+        for url in self.alive:
             try:
                 _call(url, "/collective_rpc", {"method": "reload_weights",
                                                "kwargs": {"weights_path": str(weights_path)}}, self.timeout)
                 _call(url, "/reset_prefix_cache", {}, self.timeout)
-            except ServerError as err:
-                raise SamplingError(
-                    f"vllm_server: {url} could not reload weights from {weights_path} ({err}); start it "
-                    "with VLLM_SERVER_DEV_MODE=1, or let the project start its servers (sampler.launch)"
-                ) from None
+            except SamplingError as err:
+                errors.append(f"{url}: {err}")
+                self.drop(url)
+        if not self.alive:
+            raise SamplingError(
+                f"vllm_server: no server could load the weights in {weights_path} ({'; '.join(errors)}); "
+                "start servers with VLLM_SERVER_DEV_MODE=1 and give them a folder they can read "
+                "(vllm_server_weights_dir), or let the run start them (vllm_server_launch)"
+            )
 
     def close(self) -> None:
         """Nothing to stop: servers given by URL belong to whoever started them."""
+
+
+class _Dispatch:
+    """One ``generate`` call's requests over the live servers: at most ``max_concurrency`` in flight per
+    server; a server error sends the prompt back to the queue and counts against that server; a request
+    error (HTTP 4xx) fails the call at once."""
+
+    def __init__(self, pool: VLLMServers, one, count: int, progress, per_prompt: int):
+        self.pool, self.one, self.progress, self.per_prompt = pool, one, progress, per_prompt
+        self.results: list = [None] * count
+        self.pending = list(range(count))[::-1]  # popped from the end: prompt order
+        self.failures = dict.fromkeys(pool.urls, 0)
+        self.running: dict = {}
+
+    def run(self) -> list[list[Completion]]:
+        executor = ThreadPoolExecutor(max_workers=self.pool.max_concurrency * len(self.pool.urls))
+        try:
+            self._fill(executor)
+            while self.running:
+                done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._settle(future)
+                self._fill(executor)
+            return self.results
+        finally:  # on failure, do not wait for requests still in flight
+            executor.shutdown(wait=not self.running, cancel_futures=True)
+
+    def _fill(self, executor) -> None:
+        if self.pending and not self.pool.alive:
+            raise SamplingError(f"vllm_server: every server failed ({', '.join(self.pool.urls)}); "
+                                f"last: {self.last_error}")
+        for url in self.pool.alive:
+            load = sum(1 for u, _ in self.running.values() if u == url)
+            while self.pending and load < self.pool.max_concurrency:
+                index = self.pending.pop()
+                self.running[executor.submit(self.one, url, index)] = (url, index)
+                load += 1
+
+    last_error: str = ""
+
+    def _settle(self, future) -> None:
+        url, index = self.running.pop(future)
+        try:
+            self.results[index] = future.result()
+            self.progress.update(self.per_prompt)
+        except ServerError as err:
+            self.pending.append(index)  # answered by another server, or by this one's retry
+            self.failures[url] += 1
+            self.last_error = str(err)
+            if self.failures[url] >= self.pool.retries:
+                self.pool.drop(url)
 
 
 class ServerEngine:
@@ -195,46 +235,31 @@ class ServerEngine:
         """Start (``vllm_server_launch``) or reach (``vllm_server_urls``) the servers for ``sampler``'s
         policy; the main process starts them, every process samples through them."""
         from ..loading import process_state
-        from .server_launch import LaunchedServers, ServerLaunch
-        from .vllm_backend import engine_length, serving_dtype
 
         s, state = sampler.settings, process_state()
         launched, urls = None, list(s.vllm_server_urls)
         if s.vllm_server_launch:
-            urls = [None]
-            if state.is_main_process:
-                dtype = serving_dtype(s.vllm_dtype, str(sampler.model.dtype).removeprefix("torch."))
-                launched = LaunchedServers(
-                    sampler.model_path or sampler._save_model(), ServerLaunch.from_dict(s.vllm_server_launch),
-                    dtype, engine_length(sampler.model.config), s.seed, s.vllm_kv_cache_gib,
-                    s.vllm_enforce_eager, s.vllm_gpu_memory_utilization)
-                urls = launched.urls
-            urls = _broadcast(urls, state)
+            launched, urls = _launch_on_main(sampler, state)
         pool = VLLMServers(urls, s.vllm_server_timeout, s.vllm_server_retries, s.vllm_server_max_concurrency)
         engine = cls(pool, launched, getattr(s, "vllm_server_weights_dir", None))
         try:
             pool.check_serves(sampler.tokenizer)
-            if engine.needs_weights(sampler.model_path, launched_here=bool(s.vllm_server_launch)):
+            # launched from a saved copy of the policy: it holds it already; a given folder may hold other
+            # weights than the model in memory (as the in-process engine assumes), and servers given by
+            # URL may hold any (an earlier round's, another run's): push the policy
+            if not s.vllm_server_launch or sampler.model_path is not None:
                 engine.load_weights(sampler.model, sampler.tokenizer)
         except BaseException:
             engine.close()
             raise
         return engine
 
-    def needs_weights(self, model_path: str | None, launched_here: bool) -> bool:
-        """Whether the policy in memory must be pushed before sampling: servers started from a saved copy
-        of it already hold it; a folder may hold other weights than the model in memory (as the
-        in-process engine assumes); given servers hold it only when they serve ``model_path`` itself."""
-        if launched_here:
-            return model_path is not None
-        return model_path is None or any(root != model_path for root in self.pool.roots.values())
-
     def generate(self, *args, **kwargs):
         return self.pool.generate(*args, **kwargs)
 
     def load_weights(self, model, tokenizer=None) -> None:
         """Write ``model`` to a new folder under ``weights_dir`` and point every server at it (main
-        process; the others wait); the previous folder is removed."""
+        process; the others wait for its outcome, and fail with it); the previous folder is removed."""
         import shutil
 
         from ..loading import process_state
@@ -242,13 +267,15 @@ class ServerEngine:
         state = process_state()
         self.version += 1
         folder = self.weights_dir / f"weights_{self.version}"
-        if state.is_main_process:
+
+        def write_and_reload() -> None:
             model.save_pretrained(str(folder))
             if tokenizer is not None:
                 tokenizer.save_pretrained(str(folder))
             self.pool.reload(str(folder))
             shutil.rmtree(self.weights_dir / f"weights_{self.version - 1}", ignore_errors=True)
-        state.wait_for_everyone()
+
+        _on_main_shared(write_and_reload, state)
 
     def close(self) -> None:
         if self.launched is not None:
@@ -259,14 +286,51 @@ class ServerEngine:
             self._tmp = None
 
 
-def _broadcast(urls: list, state) -> list[str]:
-    if state.num_processes == 1:
-        return urls
-    from accelerate.utils import broadcast_object_list
+def _on_main_shared(fn, state):
+    """``fn()`` on the main process; its result, or its error as one line, reaches every process (a
+    failure on the main process must not leave the others waiting at a barrier)."""
+    outcome = [None, None]
+    if state.is_main_process:
+        try:
+            outcome[0] = fn()
+        except SamplingError as err:
+            outcome[1] = str(err)
+        except Exception as err:  # noqa: BLE001 - sent to the other processes as one line
+            outcome[1] = f"vllm_server: {type(err).__name__}: {err}"
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
 
-    box = [urls]
-    broadcast_object_list(box, from_process=0)
-    return box[0]
+        broadcast_object_list(outcome, from_process=0)
+    if outcome[1] is not None:
+        raise SamplingError(outcome[1])
+    return outcome[0]
+
+
+def _launch_on_main(sampler, state):
+    """(launched servers on the main process or None, their URLs): started on this machine only."""
+    import os
+
+    from .server_launch import LaunchedServers, ServerLaunch
+    from .vllm_backend import engine_length, serving_dtype
+
+    s = sampler.settings
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
+    if local != state.num_processes:
+        raise SamplingError("vllm_server_launch: servers started by the run listen on 127.0.0.1 of the main "
+                            "machine, which the other machines cannot reach; start servers yourself and "
+                            "give their URLs (vllm_server_urls)")
+    box: dict = {}
+
+    def launch() -> list[str]:
+        dtype = serving_dtype(s.vllm_dtype, str(sampler.model.dtype).removeprefix("torch."))
+        box["launched"] = LaunchedServers(
+            sampler.model_path or sampler._save_model(), ServerLaunch.from_dict(s.vllm_server_launch),
+            dtype, engine_length(sampler.model.config), s.seed, s.vllm_kv_cache_gib,
+            s.vllm_enforce_eager, s.vllm_gpu_memory_utilization)
+        return box["launched"].urls
+
+    urls = _on_main_shared(launch, state)
+    return box.get("launched"), urls
 
 
 def _progress(total: int, show: bool):

@@ -227,11 +227,13 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
 
 
 def generation_aligned(steps: int, args) -> int:
-    """The first multiple of a generation cycle (``steps_per_generation x num_iterations`` optimizer steps
-    train on one batch of completions) at or above ``steps``: a checkpoint there holds no half-used batch,
-    so a resumed run samples nothing twice and draws exactly the budget."""
-    generations = max(getattr(args, "steps_per_generation", None) or 1, 1)
-    cycle = generations * max(getattr(args, "num_iterations", 1), 1)
+    """The first multiple of a generation cycle at or above ``steps``: one batch of completions trains
+    ``steps_per_generation x num_iterations`` micro-batches (TRL's ``generate_every``), that is this
+    divided by ``gradient_accumulation_steps`` optimizer steps. A checkpoint there holds no half-used
+    batch, so a resumed run samples nothing twice and draws exactly the budget."""
+    accumulation = max(getattr(args, "gradient_accumulation_steps", 1) or 1, 1)
+    generations = max(getattr(args, "steps_per_generation", None) or accumulation, 1)
+    cycle = max(generations * max(getattr(args, "num_iterations", 1), 1) // accumulation, 1)
     return cycle * -(-steps // cycle)
 
 

@@ -39,6 +39,8 @@ class TaskSpec:
     equivalence and where sampling stops. ``generate(num_examples, split, seed, config)``, for synthetic
     tasks, makes raw records when no data file is given. ``local_split(records, split)`` picks a split
     from a local file that holds a whole unsplit data set (SVAMP's original ``SVAMP.json``).
+    ``stepwise(solution)`` rewrites a reference solution as one line per operation (``a op b = c``),
+    for ``solution_format: steps``; None: the references are written step by step already.
     """
 
     name: str
@@ -51,6 +53,7 @@ class TaskSpec:
     answer: AnswerKind = NUMERIC
     generate: Callable[..., list[dict]] | None = None
     local_split: Callable[[list[dict], str], list[dict]] | None = None
+    stepwise: Callable[[str], str] | None = None
 
 
 def read_records(path: str) -> list[dict]:

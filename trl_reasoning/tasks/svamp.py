@@ -12,7 +12,9 @@ with ``random.Random(SPLIT_SEED)``; the first ``TEST_SIZE`` (300) are ``test``, 
 
 from __future__ import annotations
 
+import ast
 import random
+from fractions import Fraction
 
 from ..answers import numeric
 from .base import DataError, TaskSpec
@@ -34,6 +36,59 @@ def to_row(record: dict, index: int) -> dict:
         "solution": f"{equation} = {answer}\n#### {answer}",
         "answer": answer,
     }
+
+
+def _exact_text(value: Fraction) -> str | None:
+    """``value`` written exactly in at most 4 decimals, or None (``55 / 15``)."""
+    scaled = value * 10**4
+    if scaled.denominator != 1:
+        return None
+    text = f"{scaled.numerator / 10**4:.4f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+def equation_steps(equation: str) -> list[str]:
+    """SVAMP's one-line equation as one ``a op b = c`` line per operation, innermost first:
+    ``( ( 7.0 * 3.0 ) - 2.0 )`` -> ``["7 * 3 = 21", "21 - 2 = 19"]``. A result with no exact short decimal
+    (``55 / 15``) stays inside its parent's line as ``( 55 / 15 )``, so every written line holds exactly.
+    Parsed, never evaluated as code."""
+    lines: list[str] = []
+
+    def walk(node) -> tuple[Fraction, str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            value = Fraction(str(node.value))
+            return value, _exact_text(value) or str(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            (left, left_text), (right, right_text) = walk(node.left), walk(node.right)
+            if isinstance(node.op, ast.Div) and right == 0:
+                raise DataError(f"svamp: the equation {equation!r} divides by zero")
+            value = {ast.Add: left + right, ast.Sub: left - right, ast.Mult: left * right,
+                     ast.Div: left / right if right else left}[type(node.op)]
+            expression = f"{left_text} {_OPS[type(node.op)]} {right_text}"
+            text = _exact_text(value)
+            if text is None:
+                return value, f"( {expression} )"
+            lines.append(f"{expression} = {text}")
+            return value, text
+        raise DataError(f"svamp: cannot read the equation {equation!r} (numbers and + - * / only)")
+
+    try:
+        tree = ast.parse(equation.strip(), mode="eval")
+    except SyntaxError:
+        raise DataError(f"svamp: cannot read the equation {equation!r}") from None
+    walk(tree.body)
+    return lines
+
+
+def stepwise(solution: str) -> str:
+    """A reference ``EQUATION = N\n#### N`` rewritten as one line per operation, then ``#### N``."""
+    first, _, rest = solution.partition("\n")
+    equation = first.rsplit(" = ", 1)[0]
+    steps = equation_steps(equation)
+    return "\n".join(steps + [rest]) if steps else solution
 
 
 ORIGINAL_SIZE, TEST_SIZE, SPLIT_SEED = 1000, 300, 2021
@@ -64,4 +119,5 @@ SPEC = TaskSpec(
     to_row=to_row,
     instruction=INSTRUCTION,
     local_split=split_original,
+    stepwise=stepwise,
 )

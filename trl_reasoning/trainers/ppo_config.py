@@ -35,7 +35,9 @@ class PPOConfig(GRPOConfig):
             (0: none).
         value_warmup_steps (`int`, defaults to `0`): Optimizer steps at the start in which only the value
             model learns (the policy loss is zeroed), so the baseline fits before the policy moves (the
-            critic warm-up of verl and OpenRLHF). These rollouts count in the sample budget.
+            critic warm-up of verl and OpenRLHF). These rollouts count in the sample budget, and the
+            policy's learning-rate schedule runs through them (a policy warm-up shorter than this one is
+            spent before the policy learns).
         vf_coef (`float` or `None`): Weight of the value loss against the policy loss, when the two share an
             optimizer (`value_model_mode="shared"`; default 0.5 there). In `separate` mode the value model
             has an optimizer of its own, where a weight would only rescale AdamW's input: set

@@ -43,8 +43,11 @@ class ValueOptimizer:
                 num_training_steps=num_training_steps,
                 scheduler_specific_kwargs=self.args.lr_scheduler_kwargs or {},
             )
-            if self._pending is not None:
+            if self._pending is not None:  # a resumed run: the schedule where the checkpoint left it
                 self.scheduler.load_state_dict(self._pending)
+                rates = self.scheduler.get_last_lr()  # building the schedule reset the rate to step 0's
+                for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+                    group["lr"] = rate
                 self._pending = None
 
     def backward(self, loss: torch.Tensor, accumulation_steps: int) -> bool:
