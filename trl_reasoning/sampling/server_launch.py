@@ -94,7 +94,7 @@ class LaunchedServers:
                  kv_cache_gib: float, enforce_eager: bool, gpu_memory_utilization: float):
         import tempfile
 
-        from .server_backend import wait_until_healthy
+        from .server_http import wait_until_healthy
 
         self._tmp = None if launch.log_dir else tempfile.TemporaryDirectory(prefix="trl_reasoning_servers_")
         log_dir = Path(launch.log_dir or self._tmp.name)
