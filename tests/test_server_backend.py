@@ -204,3 +204,14 @@ def test_a_recipe_naming_servers_twice_fails_when_loaded():
     recipe = load_recipe("quickstart_servers", parse_overrides(
         ["--ei.vllm_server_urls", "[http://h:8000]", "--ei.vllm_server_launch", "null"]))
     assert recipe.section("ei")["vllm_server_urls"] == ["http://h:8000"]
+
+
+def test_eval_and_sample_take_servers_on_the_command_line():
+    from trl_reasoning.cli import _backend, _parse
+    from trl_reasoning.cli_arguments import EvalArguments, SampleArguments
+
+    for kind in (EvalArguments, SampleArguments):
+        args = _parse(kind, ["--model", "m", "--server", "http://a:8000", "http://b:8000"])
+        assert _backend(args) == {"backend": "vllm_server",
+                                  "vllm_server_urls": ["http://a:8000", "http://b:8000"]}
+        assert _backend(_parse(kind, ["--model", "m", "--backend", "hf"])) == {"backend": "hf"}

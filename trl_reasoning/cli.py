@@ -52,8 +52,8 @@ def run_eval(args: EvalArguments, task_extras: dict | None = None) -> dict:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         seed=args.seed,
-        backend=args.backend,
         extraction=args.extraction,
+        **_backend(args),
     )
     tokenizer = load_tokenizer(args.model)  # fails fast on a bad model path, before any data work
     scorer = None
@@ -85,7 +85,7 @@ def run_sample(args: SampleArguments, task_extras: dict | None = None) -> list[d
     allow_remote_code(args.trust_remote_code)
     settings = LabelSettings(
         task=args.task, num_generations=args.num_generations, temperature=args.temperature, top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed, backend=args.backend,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed, **_backend(args),
         extraction=args.extraction, mc_rollouts=args.mc_rollouts, mc_estimate=args.mc_estimate,
         step_delimiter=args.step_delimiter,
     )
@@ -123,6 +123,13 @@ def _console_summary(report: dict, output: str) -> str:
         f"{throughput['samples_per_second']:.1f} samples/s  {throughput['tokens_per_second']:.0f} tokens/s\n"
         f"report: {output}/summary.md"
     )
+
+
+def _backend(args) -> dict:
+    """The sampling backend of ``eval``/``sample``: ``--server URL ...`` samples through those servers."""
+    if args.server:
+        return {"backend": "vllm_server", "vllm_server_urls": list(args.server)}
+    return {"backend": args.backend}
 
 
 def _parse(dataclass_type, argv: list[str]):

@@ -29,7 +29,11 @@ class SamplingArguments:
     seed: int = field(default=0, metadata={"help": "Sampling seed; with the hf backend results do not "
                                                    "depend on the number of processes."})
     backend: str = field(default="auto", metadata={"help": "Sampling backend: auto (vLLM when installed and "
-                                                           "able), hf or vllm."})
+                                                           "able), hf, vllm or vllm_server."})
+    server: list[str] = field(default_factory=list, metadata={"help": "Base URLs of running `vllm serve` "
+                                                                      "endpoints of --model to sample "
+                                                                      "through (--server URL [URL ...]); "
+                                                                      "sets backend vllm_server."})
     prompt_style: str = field(default="zero_shot", metadata={"help": "zero_shot, few_shot (pretrained "
                                                                      "models) or chat (chat template)."})
     num_shots: int = field(default=4, metadata={"help": "Exemplars in a few_shot prompt (drawn from the "
