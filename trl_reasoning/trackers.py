@@ -1,13 +1,14 @@
 """Per-round figures of the rounds trainers (EI, RCRL) to the trackers of ``report_to``, beside each
 round's ``metrics.json``: the trainer's own loss reaches them through transformers' callbacks, the
-round's maj@1, pass@k, kept solutions and sample counts through here. Only trackio is wired (it is
-local-first: a run folder's figures need no account); other trackers get the per-step loss only."""
+round's maj@1, pass@k, kept solutions and sample counts through here, to trackio (local-first) and wandb
+(``WANDB_MODE=offline`` needs no account), as a run of its own named ``<run>-rounds`` with the round index
+as its x-axis; other trackers get the per-step loss only."""
 
 from __future__ import annotations
 
 from numbers import Number
 
-SUPPORTED = ("trackio",)
+SUPPORTED = ("trackio", "wandb")
 
 
 def round_metrics(record: dict) -> dict[str, float]:
@@ -25,14 +26,37 @@ def round_metrics(record: dict) -> dict[str, float]:
 
 def log_round(args, record: dict, run_name: str) -> None:
     """Send one round's figures (step = round index) to each supported tracker in ``args.report_to``."""
-    if "trackio" not in (args.report_to or []):
-        return
-    import trackio
+    trackers = args.report_to or []
+    if "trackio" in trackers:
+        import trackio
 
-    trackio.init(project=args.project, name=run_name, resume="allow",
-                 space_id=args.trackio_space_id, embed=False)
-    trackio.log(round_metrics(record), step=record["round"])
-    trackio.finish()
+        trackio.init(project=args.project, name=run_name, resume="allow",
+                     space_id=args.trackio_space_id, embed=False)
+        trackio.log(round_metrics(record), step=record["round"])
+        trackio.finish()
+    if "wandb" in trackers:
+        _wandb_round(args, record, run_name)
+
+
+def wandb_run_id(run_name: str) -> str:
+    """A stable wandb run id for ``run_name``: every round of a run, and its resumption, log to one run."""
+    import hashlib
+
+    return "rounds-" + hashlib.sha1(run_name.encode()).hexdigest()[:16]
+
+
+def _wandb_round(args, record: dict, run_name: str) -> None:
+    import os
+
+    import wandb
+
+    # a run of its own beside the trainer's (whose steps are optimizer steps): x-axis "round"
+    run = wandb.init(project=os.environ.get("WANDB_PROJECT", args.project), name=run_name,
+                     id=wandb_run_id(run_name), resume="allow", reinit="create_new")
+    run.define_metric("round")
+    run.define_metric("*", step_metric="round")
+    run.log({"round": record["round"], **round_metrics(record)})
+    run.finish()
 
 
 # tracker name in report_to -> (module it needs, how to install it)
