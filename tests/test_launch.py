@@ -1,5 +1,5 @@
 """`trl-reasoning train RECIPE --accelerate_config NAME --num_processes N`: launch options, CPU rules and
-per-round metrics reaching trackio (the launched runs themselves: tests/test_distributed.py)."""
+per-round metrics reaching trackio and wandb (the launched runs themselves: tests/test_distributed.py)."""
 
 from __future__ import annotations
 
@@ -54,31 +54,6 @@ def test_cpu_rules_are_set_by_the_launcher():
         launch_arguments({"config": "zero9"}, cuda=False)
 
 
-def test_per_round_metrics_reach_trackio(tmp_path, monkeypatch):
-    """``report_to: trackio`` at the recipe's top level reaches the EI stage; its per-round maj@1, pass@k
-    and kept counts are read back from trackio's local store."""
-    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))  # read when trackio is imported
-    pytest.importorskip("trackio", reason="trackio is not installed (pip install -e '.[dev]')")
-    from trl_reasoning.pipeline import run_recipe
-    from trl_reasoning.recipes import load_recipe
-
-    # a run name of its own: trackio may have been imported (its folder fixed) before TRACKIO_DIR was set
-    out = tmp_path / f"run{uuid.uuid4().hex[:8]}"
-    recipe = tmp_path / "short.yaml"
-    recipe.write_text(SHORT.format(out=out, rounds=2) + "report_to: trackio\n")
-    loaded = load_recipe(recipe)
-    run_recipe(loaded)
-    from trackio.sqlite_storage import SQLiteStorage
-
-    logs = SQLiteStorage.get_logs("trl-reasoning", f"{out.name}-ei-rounds")
-    assert [row["step"] for row in logs] == [0, 1, 2]
-    assert all("eval/maj@1" in row and "cumulative_samples" in row for row in logs)
-    assert [row.get("train/kept") for row in logs][1:] == [
-        json.loads((out / "ei" / f"round_00{i}" / "metrics.json").read_text())["train"]["kept"]
-        for i in (1, 2)
-    ]
-
-
 def test_launch_variables_reach_the_launched_processes_only(monkeypatch):
     import accelerate.commands.launch as accelerate_launch
 
@@ -123,32 +98,45 @@ def _wandb_history(folder, run_id: str) -> list[dict]:
     return rows
 
 
-def test_per_round_metrics_reach_wandb_offline(tmp_path, monkeypatch):
-    """``report_to: wandb`` with ``WANDB_MODE=offline``: the same per-round figures as trackio, read back
-    from the offline run files, one row per round with the round as its x-axis."""
-    try:
-        import wandb  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("wandb is not installed (CI installs the wandb extra)")
-        pytest.skip("wandb is not installed (pip install -e '.[wandb]')")
-    from trl_reasoning.pipeline import run_recipe
-    from trl_reasoning.recipes import load_recipe
-    from trl_reasoning.trackers import wandb_run_id
+def _tracker(name: str) -> None:
+    """Skip on a developer machine without the tracker; fail in CI, which installs it (make setup)."""
+    import importlib.util
 
+    if importlib.util.find_spec(name) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed (CI installs its extra)")
+        pytest.skip(f"{name} is not installed (pip install -e '.[{name}]')")
+
+
+def test_per_round_metrics_reach_trackio_and_wandb(tmp_path, monkeypatch):
+    """``report_to: [trackio, wandb]`` at the recipe's top level reaches the EI stage; its per-round
+    maj@1, pass@k and kept counts are read back from trackio's local store and from wandb's offline run
+    files (``WANDB_MODE=offline``), one row per round with the round as the x-axis."""
+    _tracker("trackio")
+    _tracker("wandb")
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))  # read when trackio is imported
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     monkeypatch.setenv("WANDB_SILENT", "true")
     (tmp_path / "wandb").mkdir()
-    out = tmp_path / "run"
+    from trackio.sqlite_storage import SQLiteStorage
+
+    from trl_reasoning.pipeline import run_recipe
+    from trl_reasoning.recipes import load_recipe
+    from trl_reasoning.trackers import wandb_run_id
+
+    # a run name of its own: trackio may have been imported (its folder fixed) before TRACKIO_DIR was set
+    out = tmp_path / f"run{uuid.uuid4().hex[:8]}"
     recipe = tmp_path / "short.yaml"
-    recipe.write_text(SHORT.format(out=out, rounds=2) + "report_to: wandb\n")
+    recipe.write_text(SHORT.format(out=out, rounds=2) + "report_to: [trackio, wandb]\n")
     run_recipe(load_recipe(recipe))
-    rows = sorted(_wandb_history(tmp_path / "wandb", wandb_run_id(f"{out.name}-ei-rounds")),
-                  key=lambda row: row["round"])
-    assert [row["round"] for row in rows] == [0, 1, 2]
-    assert all("eval/maj@1" in row and "cumulative_samples" in row for row in rows)
-    assert [row.get("train/kept") for row in rows][1:] == [
-        json.loads((out / "ei" / f"round_00{i}" / "metrics.json").read_text())["train"]["kept"]
-        for i in (1, 2)
-    ]
+    kept = [json.loads((out / "ei" / f"round_00{i}" / "metrics.json").read_text())["train"]["kept"]
+            for i in (1, 2)]
+    trackio_rows = SQLiteStorage.get_logs("trl-reasoning", f"{out.name}-ei-rounds")
+    wandb_rows = sorted(_wandb_history(tmp_path / "wandb", wandb_run_id(f"{out.name}-ei-rounds")),
+                        key=lambda row: row["round"])
+    assert [row["step"] for row in trackio_rows] == [0, 1, 2]
+    assert [row["round"] for row in wandb_rows] == [0, 1, 2]
+    for rows in (trackio_rows, wandb_rows):
+        assert all("eval/maj@1" in row and "cumulative_samples" in row for row in rows)
+        assert [row.get("train/kept") for row in rows][1:] == kept
