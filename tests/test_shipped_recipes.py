@@ -78,6 +78,6 @@ def test_recipes_gsm8k_runs_shrunk_from_the_sft_policy(name, sft_policy, tmp_pat
     out = tmp_path / name
     done = _train(name, _overrides(name, str(sft_policy), out, *gsm8k_files))
     assert done.returncode == 0, done.stderr[-3000:]
-    for stage in read_raw(name)["stages"]:
-        assert (out / stage / "stage_complete.json").exists(), stage
+    for stage in read_raw(name)["stages"]:  # the eval stage keeps no marker: it caches per model
+        assert stage == "eval" or (out / stage / "stage_complete.json").exists(), stage
     assert (out / "results.json").exists()
