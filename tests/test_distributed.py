@@ -69,8 +69,10 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
 
 
-# ZeRO-2 in the fast suite: the reward-model + PPO test below; here only ZeRO-3 unless -m slow
-@pytest.mark.parametrize("config", [pytest.param("zero2", marks=pytest.mark.slow), "zero3"])
+# Both slow (114 s alone for ZeRO-3): the fast suite's ZeRO-2 and ZeRO-3 smokes are the reward-model +
+# PPO test below, and its EI smoke on two processes is test_an_ei_round_in_two_processes_keeps_...
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["zero2", "zero3"])
 def test_ei_rounds_on_two_deepspeed_processes_checkpoint_and_resume(tmp_path, config):
     """One command: SFT then EI rounds under DeepSpeed in 2 CPU processes; killed after round 2's
     samples, the same command resumes there without resampling round 1."""

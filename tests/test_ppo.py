@@ -44,7 +44,8 @@ def _train(n: int):
     )
 
 
-@pytest.mark.parametrize("mode", ["separate", "shared"])
+# shared mode slow (36 s alone): its fast checks are the shared value-loss weight test and resume
+@pytest.mark.parametrize("mode", ["separate", pytest.param("shared", marks=pytest.mark.slow)])
 def test_ppo_learns_from_a_trl_style_script(tiny_model_dir, tmp_path, mode):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -267,6 +268,7 @@ class FirstWordDigit:
         return rewards
 
 
+@pytest.mark.slow  # 22 s alone; the fast suite's PPO learning smoke is the TRL-style script test
 def test_ppo_learns_from_a_per_token_reward_on_an_early_token(tiny_model_dir, tmp_path):
     """The sparse reward is always 0, so only the dense reward on the first word carries signal: the
     policy learns it through per-token rewards, values and GAE, with several PPO epochs per batch."""

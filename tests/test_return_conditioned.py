@@ -140,6 +140,7 @@ def test_good_tag_is_forced_after_every_step_at_generation_time(tiny_model_dir, 
                 assert row[position + 1] == good
 
 
+@pytest.mark.slow  # 59 s alone; the fast suite's RCRL smoke is the sparse TRL-style script test
 def test_dense_good_tag_beats_unconditioned(tiny_model_dir, tmp_path):
     """Dense tags (a step is good when it has a digit): conditioned on [GOOD] before every step, the
     policy writes digit steps more often than unconditioned or conditioned on [BAD]."""
