@@ -149,20 +149,23 @@ def test_an_expert_iteration_round_samples_through_the_servers(servers, servable
     assert sorted(p.name for p in (round_dir / "pieces").iterdir()) == ["piece_00000.jsonl",
                                                                         "piece_00001.jsonl"]
     assert len((round_dir / "samples.jsonl").read_text().splitlines()) == 16 * 2
-    # the servers now hold the round's fine-tuned weights: their greedy completions are the model's own
+    # the servers now hold the round's fine-tuned weights: what they sample is what they sample once
+    # pointed at the round's saved checkpoint, and not what the starting weights gave
     from trl_reasoning.sampling import encode_prompts
     from trl_reasoning.sampling.server_backend import VLLMServers
 
-    tokenizer = trainer.processing_class
-    prompts = _rows(8)["prompt"]
     pool = VLLMServers(servers.urls)
-    pool.check_serves(tokenizer)
-    served = [[c.text for c in group] for group in pool.generate(encode_prompts(tokenizer, prompts), 1, 0.0,
-                                                                  1.0, 48, ["\nQuestion:"], 0)]
-    with Sampler(trainer.model, tokenizer, _settings(backend="hf", stop_strings=("\nQuestion:",)),
-                 answer_pattern=None) as sampler:
-        local = _texts(sampler.sample(prompts, num_generations=1, temperature=0.0))
-    assert served == local
+    pool.check_serves(trainer.processing_class)
+    ids = encode_prompts(trainer.processing_class, _rows(8)["prompt"])
+
+    def greedy() -> list[list[str]]:
+        return [[c.text for c in g] for g in pool.generate(ids, 1, 0.0, 1.0, 48, ["\nQuestion:"], 0)]
+
+    served = greedy()
+    pool.reload(str(round_dir / "checkpoint"))
+    assert greedy() == served
+    pool.reload(str(servable_dir))
+    assert greedy() != served
 
 
 def test_a_killed_server_leaves_its_prompts_to_the_other_and_then_the_call_fails_in_one_line(servers,
