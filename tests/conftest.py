@@ -76,14 +76,24 @@ def servable_dir(tmp_path_factory):
     texts = [
         build_prompt(r["question"]) + completion_target(r["solution"]) + tokenizer.eos_token for r in rows
     ]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
     torch.manual_seed(0)
-    for step in range(120):
-        batch = tokenizer(texts[(step * 16) % 512:][:16], return_tensors="pt", padding=True)
+    fit_on_texts(model, tokenizer, texts, steps=120)
+    model.save_pretrained(folder)
+    return folder
+
+
+def fit_on_texts(model, tokenizer, texts: list[str], steps: int, lr: float = 3e-3, batch_size: int = 16):
+    """A few seconds of plain causal-LM training on ``texts`` (batches taken in turn), left in eval mode:
+    a tiny model whose outputs are worth comparing."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for step in range(steps):
+        batch = tokenizer(texts[(step * batch_size) % len(texts):][:batch_size], return_tensors="pt",
+                          padding=True)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
         model(**batch, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    model.eval().save_pretrained(folder)
-    return folder
+    return model.eval()

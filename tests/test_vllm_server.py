@@ -95,23 +95,15 @@ def test_after_a_reload_the_servers_sample_the_new_checkpoint(servers, servable,
     """Two visibly different checkpoints of one architecture (the second fine-tuned to answer 7 to
     everything): after ``load_weights`` the servers' greedy completions are the HF greedy completions
     of the new weights, and back again."""
-    import torch
+    from conftest import fit_on_texts
 
     from trl_reasoning.loading import load_model
 
     model, tokenizer = servable
     other = load_model(str(servable_dir))
     rows = _rows(8)
-    texts = [p + " 7 = 7\n#### 7" + tokenizer.eos_token for p in _rows(64)["prompt"]]
-    optimizer = torch.optim.AdamW(other.parameters(), lr=3e-3)
-    other.train()
-    for step in range(30):
-        batch = tokenizer(texts[(step * 16) % 64:][:16], return_tensors="pt", padding=True)
-        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-        other(**batch, labels=labels).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    other.eval()
+    fit_on_texts(other, tokenizer, [p + " 7 = 7\n#### 7" + tokenizer.eos_token for p in _rows(64)["prompt"]],
+                 steps=30)
     prompts = rows["prompt"]
 
     def hf_greedy(policy):

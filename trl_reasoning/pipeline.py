@@ -72,14 +72,15 @@ def _train_and_validation(recipe: Recipe, load):
     generated task draws ``num_eval_examples`` more train problems (its train rows stay those of a test
     run: the same stream's first ``num_train_examples``; solutions are distinct within a split); a file's
     train rows are cut by a hash of their solution (``tasks.carve_validation``)."""
-    from .tasks import carve_validation, get_task, load_task
+    from .tasks import carve_validation, get_task
 
     if get_task(recipe.task).generate is not None and recipe.train_data is None:
         rows = load(None, "train", None, recipe.num_train_examples + recipe.num_eval_examples)
         train = rows.select(range(recipe.num_train_examples))
         validation = rows.select(range(recipe.num_train_examples, len(rows)))
     else:
-        train, validation = carve_validation(load_task(recipe.task, data=recipe.train_data, split="train"))
+        rows = load(recipe.train_data, "train", None, recipe.num_train_examples)
+        train, validation = carve_validation(rows)
     return first(train, recipe.train_limit), first(validation, recipe.eval_limit)
 
 

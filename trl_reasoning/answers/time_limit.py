@@ -52,10 +52,8 @@ def _limit_cpu(seconds: float) -> None:
     import math
     import resource
 
-    limit = max(1, math.ceil(seconds))
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    spent = math.ceil(used.ru_utime + used.ru_stime)  # a forked child inherits the parent's count
-    resource.setrlimit(resource.RLIMIT_CPU, (spent + limit, spent + limit + 1))
+    limit = max(1, math.ceil(seconds))  # a forked child's CPU time starts at 0
+    resource.setrlimit(resource.RLIMIT_CPU, (limit, limit + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGXCPU's default action would write a core file
 
 

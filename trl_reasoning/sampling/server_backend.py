@@ -149,6 +149,7 @@ class _Dispatch:
         self.pending = list(range(count))[::-1]  # popped from the end: prompt order
         self.failures = dict.fromkeys(pool.urls, 0)
         self.running: dict = {}
+        self.last_error = ""
 
     def run(self) -> list[list[Completion]]:
         executor = ThreadPoolExecutor(max_workers=self.pool.max_concurrency * len(self.pool.urls))
@@ -173,8 +174,6 @@ class _Dispatch:
                 index = self.pending.pop()
                 self.running[executor.submit(self.one, url, index)] = (url, index)
                 load += 1
-
-    last_error: str = ""
 
     def _settle(self, future) -> None:
         url, index = self.running.pop(future)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .results import SamplingError
+from .vllm_backend import _on_cpu, kv_cache_space
 
 
 @dataclass
@@ -43,12 +44,6 @@ class ServerLaunch:
         if launch.num_servers < 1:
             raise SamplingError(f"vllm_server_launch.num_servers: need >= 1, got {launch.num_servers}")
         return launch
-
-
-def _on_cpu() -> bool:
-    import torch
-
-    return not torch.cuda.is_available()
 
 
 def _free_port() -> int:
@@ -99,8 +94,8 @@ class LaunchedServers:
         self._tmp = None if launch.log_dir else tempfile.TemporaryDirectory(prefix="trl_reasoning_servers_")
         log_dir = Path(launch.log_dir or self._tmp.name)
         log_dir.mkdir(parents=True, exist_ok=True)
-        kv_cache = os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
-        env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": kv_cache}
+        env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1",
+               "VLLM_CPU_KVCACHE_SPACE": kv_cache_space(kv_cache_gib)}
         self.processes, self.urls, self.logs = [], [], []
         try:
             for index in range(launch.num_servers):

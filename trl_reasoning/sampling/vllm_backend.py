@@ -48,6 +48,12 @@ def _on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
+def kv_cache_space(kv_cache_gib: float) -> str:
+    """``VLLM_CPU_KVCACHE_SPACE`` for an engine (in-process or a launched server): the environment's
+    value when set, else ``kv_cache_gib`` rounded to whole GiB (at least 1)."""
+    return os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
+
+
 def cpu_head_sizes() -> tuple[int, ...]:
     try:
         from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
@@ -112,9 +118,7 @@ class VLLMEngine:
 
         env = {
             "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-            "VLLM_CPU_KVCACHE_SPACE": os.environ.get(
-                "VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib)))
-            ),
+            "VLLM_CPU_KVCACHE_SPACE": kv_cache_space(kv_cache_gib),
         }
         with _threads_kept(), environment_set(env):
             try:
