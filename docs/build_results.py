@@ -1,8 +1,10 @@
 """Build the docs' results pages from the runs' own files, so a rerun updates the page and nothing is typed.
 
-For each comparison run folder given (``trl-reasoning compare`` output: ``results.json`` and its two
-figures), copy those files into ``docs/results/<name>/`` and render the page section from the copied
-``results.json`` with the same code that writes the run's ``results.md`` (tables, intervals, findings).
+For each comparison run folder given (``trl-reasoning compare`` output: ``results.json``, its two
+figures and each finished method's record), copy those files into ``docs/results/<name>/`` and render
+the page section from the copied ``results.json`` with the same code that writes the run's
+``results.md`` (tables, intervals, findings). A run still going has its records copied (they resume it on
+another machine) and no section yet.
 
     python docs/build_results.py --run compare_quickstart=runs/compare \\
         --run quickstart_seeds=runs/quickstart_seeds
@@ -16,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from trl_reasoning.compare.report import CURVE_FILES, results_markdown
+from trl_reasoning.compare.runner import METHODS
 
 DOCS = Path(__file__).resolve().parent
 RESULTS = DOCS / "results"
@@ -55,10 +58,17 @@ PAGE_HEADERS = {
 
 
 def copy_run(name: str, folder: Path) -> Path:
-    """Copy a finished comparison's ``results.json`` and figures into ``docs/results/<name>/``."""
+    """Copy a comparison's ``results.json`` and figures (once it finished) and every finished method's
+    record (``seed_S/methods/*.json``, as soon as it exists) into ``docs/results/<name>/``. The records
+    alone resume the run elsewhere: ``cp -r docs/results/<name>/seed_* OUTPUT/`` and rerun ``compare``."""
     target = RESULTS / name
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(folder / "results.json", target / "results.json")
+    for record in sorted(folder.glob(f"seed_*/{METHODS}/*.json")):
+        copied = target / record.relative_to(folder)
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(record, copied)
+    if (folder / "results.json").exists():
+        shutil.copy2(folder / "results.json", target / "results.json")
     for figure in CURVE_FILES.values():
         if (folder / figure).exists():
             shutil.copy2(folder / figure, target / figure)
@@ -94,13 +104,14 @@ def build_pages() -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
-                        help=f"a finished run to copy in first; NAME one of {', '.join(RUNS)}")
+                        help="a run to copy in first (its finished methods' records; results and "
+                             f"figures once it finished); NAME one of {', '.join(RUNS)}")
     args = parser.parse_args()
     for item in args.run:
         name, _, folder = item.partition("=")
-        if name not in RUNS or not (Path(folder) / "results.json").exists():
+        if name not in RUNS or not Path(folder).is_dir():
             raise SystemExit(f"--run {item}: expected NAME=FOLDER with NAME in {', '.join(RUNS)} and "
-                             "FOLDER/results.json present")
+                             "FOLDER a comparison's output folder")
         copy_run(name, Path(folder))
     for path in build_pages():
         print(f"wrote {path}")

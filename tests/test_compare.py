@@ -120,6 +120,32 @@ def test_compare_writes_the_table_and_figures_and_resumes_after_a_kill(tmp_path)
         assert (output / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert results["curves"]["ei"]["samples"] == [0, 16]
     _check_results_page(output, tmp_path / "docs_results")
+    _check_records_alone_resume(recipe, output, results)
+
+
+def _check_records_alone_resume(recipe: Path, output: Path, results: dict) -> None:
+    """A seed's method records are all a rerun needs (a records folder copied to a new machine): with the
+    checkpoints and the seed's results gone, nothing trains again and the results come out the same. A
+    method whose settings changed is not reused."""
+    import shutil
+
+    from trl_reasoning.compare import load_plan
+    from trl_reasoning.compare.runner import load_method, method_settings
+
+    seed = output / "seed_1"
+    for gone in ("sft", "ei", "sft_more", "eval", "seed_results.json"):
+        shutil.rmtree(seed / gone) if (seed / gone).is_dir() else (seed / gone).unlink()
+    again = _compare(recipe)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "method ei finished before" in again.stdout
+    assert not (seed / "sft").exists() and not (seed / "ei").exists()  # nothing retrained
+    assert json.loads((output / "results.json").read_text())["methods"] == results["methods"]
+    changed = load_plan(recipe, [("ei.learning_rate", "1.0e-4")])
+    ei, sft_more = (method_settings(changed, m, 1, seed) for m in changed.methods)
+    assert load_method(seed, "ei", ei) is None and load_method(seed, "sft_more", sft_more) is not None
+    start_changed = load_plan(recipe, [("sft.warmup_steps", "0.2")])  # sft_more's own keys unchanged
+    sft_more = method_settings(start_changed, start_changed.methods[1], 1, seed)
+    assert load_method(seed, "sft_more", sft_more) is None
 
 
 def _check_results_page(output: Path, pages: Path) -> None:

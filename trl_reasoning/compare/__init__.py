@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .plan import ComparisonPlan, Method, load_plan, select
 from .report import summarise
-from .runner import load_seed, run_seed
+from .runner import run_seed
 
 __all__ = ["ComparisonPlan", "Method", "load_plan", "run_comparison", "select"]
 
@@ -26,15 +26,7 @@ def run_comparison(recipe_path: str | Path, seeds: list[int], output: str | Path
     plan = plan or load_plan(recipe_path, overrides)
     methods = select(plan, only)
     output = Path(output or plan.recipe.output_dir)
-    records = []
-    for seed in seeds:
-        record = load_seed(output, seed)
-        if record is None or not set(m.name for m in methods) <= set(record["methods"]):
-            record = run_seed(plan, methods, seed, output)
-        else:
-            print(f"== seed {seed}: finished before ({output}/seed_{seed}/seed_results.json), reused ==",
-                  flush=True)
-        records.append(record)
+    records = [run_seed(plan, methods, seed, output) for seed in seeds]
     results = summarise(plan, seeds, output, records)
     print(Path(output, "results.md").read_text(), flush=True)
     return results

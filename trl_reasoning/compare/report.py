@@ -1,5 +1,5 @@
 """A comparison's results over seeds: ``results.json``, ``results.md`` and two figures, all built from the
-seeds' ``seed_results.json`` and the per-question samples each evaluation wrote.
+seeds' records (``runner``: each method's metrics, per-question values and training-time points).
 
 Intervals: every gain (a method over SFT) and gap (a method to the reference method) is a mean over
 seeds of the paired per-question differences on that seed's held-out questions, with a two-level
@@ -10,30 +10,16 @@ in closed form (as ``metrics.over_seeds_variance``, +-1.96 standard deviations).
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
-from ..metrics import over_seeds, pass_at_k
-from ..reporting import markdown_table, plot_curves, read_jsonl, write_json_atomic, write_text_atomic
-from .runner import seed_folder
+from ..metrics import over_seeds
+from ..reporting import markdown_table, plot_curves, write_json_atomic, write_text_atomic
+from .runner import sampled_k
 
 INTERVAL_METHOD = ("two-level bootstrap (2000 replicates): seeds drawn with replacement, then questions "
                    "within each drawn seed; paired per question within a seed")
 CURVE_FILES = {"maj@1": "accuracy_vs_samples.png", "pass": "pass_at_k_vs_samples.png"}
-
-
-def per_question(folder: Path, name: str, k: int) -> dict[str, dict[str, float]]:
-    """One model's per-question held-out values: greedy correctness (maj@1), pass@1 and pass@k."""
-    records = read_jsonl(folder / "eval" / name.replace(" ", "_") / "samples.jsonl")
-    values = {"maj@1": {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}}
-    groups: dict[str, list[bool]] = {}
-    for r in records:
-        if r["kind"] != "greedy":
-            groups.setdefault(r["id"], []).append(bool(r["correct"]))
-    values["pass@1"] = {i: sum(c) / len(c) for i, c in groups.items()}
-    values[f"pass@{k}"] = {i: pass_at_k(len(c), sum(c), k) for i, c in groups.items() if len(c) >= k}
-    return values
 
 
 def _paired(seeds_values: list[dict], a: str, b: str, metric: str) -> list[list[float]]:
@@ -53,9 +39,9 @@ def _interval(groups: list[list[float]]) -> dict:
 
 def summarise(plan, seeds: list[int], output: Path, records: list[dict]) -> dict:
     """Aggregate finished seeds into ``results.json``, ``results.md`` and the figures; returns the results."""
-    k = _sampled_k(records[0])
+    k = sampled_k(records[0]["results"])
     names = list(records[0]["results"])
-    values = [{n: per_question(seed_folder(output, r["seed"]), n, k) for n in names} for r in records]
+    values = [r["per_question"] for r in records]
     reference = plan.reference if plan.reference in names else None
     tracked = ["maj@1", f"maj@{k}", f"rerank@{k}", "pass@1", f"pass@{k}"]
     methods = {}
@@ -82,7 +68,7 @@ def summarise(plan, seeds: list[int], output: Path, records: list[dict]) -> dict
         "eval_split": records[0].get("eval_split", "test"),
         "interval_method": INTERVAL_METHOD, "machine": records[0].get("machine", {}),
         "sft_spread": {"std": statistics.stdev(sft) if len(sft) > 1 else 0.0, "per_seed": sft},
-        "methods": methods, "curves": _curves(output, records, k),
+        "methods": methods, "curves": _curves(records, k),
     }
     write_json_atomic(output / "results.json", results)
     write_text_atomic(output / "results.md", results_markdown(results))
@@ -94,26 +80,10 @@ def _mean(values: list) -> float:
     return sum(values) / len(values)
 
 
-def _sampled_k(record: dict) -> int:
-    metrics = next(iter(record["results"].values()))["metrics"]
-    return max(int(n.split("@")[1]) for n in metrics if n.startswith("pass@"))
-
-
 # ------------------------------------------------------------------ curves
 
 
-def _training_points(stage_folder: Path) -> list[tuple[int, dict]]:
-    """(samples drawn, metrics) of the evaluations a method ran while it trained: a rounds trainer's
-    per-round reports (round 0, the start, left out) or the training-time evaluations."""
-    rounds, during = stage_folder / "metrics.json", stage_folder / "reasoning_eval" / "metrics.json"
-    if rounds.exists() and "rounds" in (data := json.loads(rounds.read_text())):
-        return [(r["cumulative_samples"], r["eval"]) for r in data["rounds"][1:]]
-    if during.exists():
-        return [(e["samples_drawn"], e["metrics"]) for e in json.loads(during.read_text())["evaluations"]]
-    return []
-
-
-def _curves(output: Path, records: list[dict], k: int) -> dict:
+def _curves(records: list[dict], k: int) -> dict:
     """Per method: the x values (samples drawn) and each seed's maj@1 and pass@k there. The start is the
     SFT policy's final evaluation, the end the method's; the points between come from its training."""
     curves = {}
@@ -122,9 +92,8 @@ def _curves(output: Path, records: list[dict], k: int) -> dict:
             continue  # the extra entries of a stage (RCRL unconditioned) and the start have no curve
         seeds = []
         for r in records:
-            stage_folder = seed_folder(output, r["seed"]) / name / info["stage"]
             start, end = r["results"]["sft"]["metrics"], r["results"][name]["metrics"]
-            middle = [(x, m) for x, m in _training_points(stage_folder) if 0 < x < r["samples"][name]]
+            middle = [(x, m) for x, m in r["training_points"][name] if 0 < x < r["samples"][name]]
             seeds.append([(0, start), *middle, (r["samples"][name], end)])
         xs = [x for x, _ in seeds[0]]
         if any([x for x, _ in s] != xs for s in seeds):  # seeds evaluated at different points: ends only

@@ -1,13 +1,17 @@
 """Run a comparison: for every seed, the shared stages (SFT, reward models), then every method from that
-seed's SFT policy, then one evaluation of all of them on the seed's held-out questions.
+seed's SFT policy, each evaluated on the seed's held-out questions as soon as it has trained.
 
-Every piece resumes on its own: a stage folder with ``stage_complete.json`` is skipped, the evaluation of
-a model is reused while its weights and settings are unchanged (``stages.evaluation``), and a finished
-seed leaves ``seed_results.json``. Kill the run anywhere and rerun the same command.
+Every piece resumes on its own: a stage folder with ``stage_complete.json`` is skipped, and a method that
+trained and was evaluated leaves ``methods/<name>.json``: its held-out metrics, per-question values and
+training-time points, with the settings it ran under. That record is all the report reads, so a method
+whose record matches its settings is never rerun, even where its checkpoints are gone (a folder of
+records copied to another machine resumes there). A finished seed leaves ``seed_results.json``. Kill
+the run anywhere and rerun the same command.
 
-    OUTPUT/seed_0/sft/           the seed's SFT policy (and orm/, prm/)
-    OUTPUT/seed_0/ei/ei/         a method's stage folder (method ei, stage ei)
-    OUTPUT/seed_0/eval/NAME/     each model's held-out report and samples
+    OUTPUT/seed_0/sft/               the seed's SFT policy (and orm/, prm/)
+    OUTPUT/seed_0/ei/ei/             a method's stage folder (method ei, stage ei)
+    OUTPUT/seed_0/eval/NAME/         each model's held-out report and samples
+    OUTPUT/seed_0/methods/NAME.json  a finished method's record (sft.json: the start)
     OUTPUT/seed_0/seed_results.json
 """
 
@@ -19,43 +23,83 @@ import platform
 from pathlib import Path
 
 from ..faults import fault_point
-from ..reporting import write_json_atomic
+from ..metrics import pass_at_k
+from ..reporting import read_jsonl, write_json_atomic
 from .plan import ComparisonPlan, Method
 
 SEED_RESULTS = "seed_results.json"
+METHODS = "methods"
 
 
 def seed_folder(output: Path, seed: int) -> Path:
     return Path(output) / f"seed_{seed}"
 
 
+def settings_of(recipe, stage: str) -> dict:
+    """What a method record must match to be reused: the recipe that ran stage ``stage``, but its output
+    folder and the sections of the other methods' stages (changing PPO's settings leaves EI's valid)."""
+    from ..stages import get_stage
+
+    sections = {name: values for name, values in recipe.sections.items()
+                if name == stage or get_stage(name).role != "rl"}
+    fields = dataclasses.asdict(dataclasses.replace(recipe, output_dir="", sections=sections))
+    return json.loads(json.dumps(fields, sort_keys=True, default=str))
+
+
+def method_settings(plan: ComparisonPlan, method: Method | None, seed: int, folder: Path) -> dict:
+    """A method's settings (``None``: the SFT start's), with the start's: a method from another start is
+    another method."""
+    start = settings_of(plan.for_seed(plan.recipe, seed, folder), "sft")
+    if method is None:
+        return {"start": start}
+    return {"start": start, "method": settings_of(plan.for_seed(method.recipe, seed, folder), method.stage)}
+
+
+def load_method(folder: Path, name: str, settings: dict) -> dict | None:
+    """The record of method ``name`` in seed ``folder`` when it ran with ``settings``, else None."""
+    path = folder / METHODS / f"{name}.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("settings") == settings else None
+
+
 def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Path) -> dict:
     """Run (or resume) one seed; returns its record (also written to ``seed_results.json``)."""
     from .. import pipeline
     from ..progress import stage_banner
-    from ..stages import evaluate_models, get_stage, run_stage
+    from ..stages import get_stage, run_stage
 
     folder = seed_folder(output, seed)
     recipe = plan.for_seed(plan.recipe, seed, folder)
+    records = {m.name: load_method(folder, m.name, method_settings(plan, m, seed, folder)) for m in methods}
+    records[plan.baseline] = load_method(folder, plan.baseline, method_settings(plan, None, seed, folder))
+    pending = [m for m in methods if records[m.name] is None]
+    if not pending and records[plan.baseline] and (folder / SEED_RESULTS).exists():
+        print(f"== seed {seed}: finished before ({folder / SEED_RESULTS}), reused ==", flush=True)
+        return _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])
     ctx = pipeline.run_context(recipe)
     total = len(plan.shared_stages) + len(methods) + 1
-    for index, name in enumerate(plan.shared_stages, start=1):
-        title = f"seed {seed}: {get_stage(name).title or name}"
-        with stage_banner(recipe, name, title, index, total, ctx.state):
-            run_stage(ctx, name)
-    found = {"models": {plan.baseline: ctx.policy}, "samples": {plan.baseline: 0}, "conditioning": {},
-             "methods": {plan.baseline: {"stage": "sft", "entry": plan.baseline}}}
-    found["wall_seconds"] = {plan.baseline: ctx.stage_records.get("sft", {}).get("wall_seconds")}
-    for index, method in enumerate(methods, start=len(plan.shared_stages) + 1):
-        _run_method(ctx, plan, method, seed, folder, found, index, total)
+    if pending or records[plan.baseline] is None:  # every record there: nothing needs the shared stages
+        for index, name in enumerate(plan.shared_stages, start=1):
+            title = f"seed {seed}: {get_stage(name).title or name}"
+            with stage_banner(recipe, name, title, index, total, ctx.state):
+                run_stage(ctx, name)
     reranker = recipe.reward_model or ctx.reward_models.get("orm") or ctx.reward_models.get("prm")
-    with stage_banner(recipe, "eval", f"seed {seed}: held-out evaluation", total, total, ctx.state):
-        results = evaluate_models(ctx, found["models"], reranker, found["conditioning"])
-    record = {
-        "seed": seed, "results": results, "samples": found["samples"], "wall_seconds": found["wall_seconds"],
-        "methods": found["methods"], "reranker": reranker, "num_questions": len(ctx.held_out),
-        "eval_split": recipe.eval_split, "machine": machine(),
-    }
+    if records[plan.baseline] is None:
+        with stage_banner(recipe, "eval", f"seed {seed}: the SFT start, held out", total, total, ctx.state):
+            start = {"models": {plan.baseline: ctx.policy}, "samples": {plan.baseline: 0},
+                     "methods": {plan.baseline: {"stage": "sft", "entry": plan.baseline}},
+                     "wall_seconds": {plan.baseline: ctx.stage_records.get("sft", {}).get("wall_seconds")}}
+            settings = method_settings(plan, None, seed, folder)
+            records[plan.baseline] = _finish(ctx, plan.baseline, settings, start, {}, reranker)
+    for index, method in enumerate(methods, start=len(plan.shared_stages) + 1):
+        if records[method.name] is None:
+            records[method.name] = _run_method(ctx, plan, method, seed, reranker, (index, total))
+        elif ctx.state.is_main_process:
+            print(f"== seed {seed}: method {method.name} finished before ({folder}/{METHODS}/"
+                  f"{method.name}.json), reused ==", flush=True)
+    record = _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])
     if ctx.state.is_main_process:
         write_json_atomic(folder / SEED_RESULTS, record)
     ctx.state.wait_for_everyone()
@@ -63,15 +107,28 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     return record
 
 
-def _run_method(ctx, plan: ComparisonPlan, method: Method, seed: int, folder: Path, found: dict,
-                index: int, total: int) -> None:
-    """Run ``method`` from the seed's SFT policy into ``folder/<method>/`` and add its models to ``found``."""
+def _seed_record(seed: int, recipe, method_records: list[dict]) -> dict:
+    """One seed's record: every method record's entries side by side."""
+    record = {"seed": seed, "eval_split": recipe.eval_split, "machine": machine(),
+              "reranker": method_records[0]["reranker"], "num_questions": method_records[0]["num_questions"]}
+    for key in ("results", "samples", "wall_seconds", "methods", "per_question", "training_points"):
+        record[key] = {name: value for m in method_records for name, value in m[key].items()}
+    return record
+
+
+def _run_method(ctx, plan: ComparisonPlan, method: Method, seed: int, reranker: str | None,
+                position: tuple[int, int]) -> dict:
+    """Run ``method`` from the seed's SFT policy into ``folder/<method>/``, evaluate its models and write
+    its record."""
     from ..progress import stage_banner
     from ..stages import run_stage
 
+    folder, (index, total) = Path(ctx.recipe.output_dir), position
     recipe = plan.for_seed(method.recipe, seed, folder / method.name)
     run = dataclasses.replace(ctx, recipe=recipe, models={}, conditioning={}, samples_used={},
                               stage_records={})
+    found = {"models": {}, "samples": {}, "methods": {}, "wall_seconds": {}}
+    conditioning = {}
     with stage_banner(recipe, method.stage, f"seed {seed}: method {method.name}", index, total, ctx.state):
         done = run_stage(run, method.stage)
     for entry, model in run.models.items():
@@ -83,17 +140,68 @@ def _run_method(ctx, plan: ComparisonPlan, method: Method, seed: int, folder: Pa
         found["methods"][name] = {"stage": method.stage, "entry": entry, "method": method.name}
         found["wall_seconds"][name] = done.get("wall_seconds")
         if entry in run.conditioning:
-            found["conditioning"][name] = run.conditioning[entry]
+            conditioning[name] = run.conditioning[entry]
     drawn = found["samples"].get(method.name, 0)
     if plan.budget and drawn and drawn != plan.budget and ctx.state.is_main_process:
         print(f"compare: warning: method {method.name} drew {drawn} training samples, the budget is "
               f"{plan.budget}", flush=True)
+    with stage_banner(recipe, "eval", f"seed {seed}: method {method.name}, held out", index, total,
+                      ctx.state):
+        settings = method_settings(plan, method, seed, folder)
+        return _finish(ctx, method.name, settings, found, conditioning, reranker,
+                       stage_folder=folder / method.name / method.stage)
 
 
-def load_seed(output: Path, seed: int) -> dict | None:
-    """A finished seed's record, or None."""
-    path = seed_folder(output, seed) / SEED_RESULTS
-    return json.loads(path.read_text()) if path.exists() else None
+def _finish(ctx, name: str, settings: dict, found: dict, conditioning: dict, reranker: str | None,
+            stage_folder: Path | None = None) -> dict:
+    """Evaluate ``found``'s models on the seed's held-out questions (into the seed's ``eval/``) and write
+    the method's record: what the report needs, so that the record alone resumes the method."""
+    from ..stages import evaluate_models
+
+    folder = Path(ctx.recipe.output_dir)
+    results = evaluate_models(ctx, found["models"], reranker, conditioning)
+    k = sampled_k(results)
+    record = {**{key: found[key] for key in ("samples", "methods", "wall_seconds")}, "results": results,
+              "reranker": reranker, "num_questions": len(ctx.held_out), "settings": settings,
+              "per_question": {n: per_question(folder, n, k) for n in found["models"]},
+              "training_points": {n: training_points(stage_folder) if stage_folder and
+                                  found["methods"][n]["entry"] == found["methods"][n]["stage"] else []
+                                  for n in found["models"]}}
+    if ctx.state.is_main_process:
+        write_json_atomic(folder / METHODS / f"{name}.json", record)
+    ctx.state.wait_for_everyone()
+    fault_point(f"method_done:{name}")
+    return record
+
+
+def sampled_k(results: dict) -> int:
+    """The K of the evaluation's sampled metrics (the largest pass@K)."""
+    metrics = next(iter(results.values()))["metrics"]
+    return max(int(n.split("@")[1]) for n in metrics if n.startswith("pass@"))
+
+
+def per_question(folder: Path, name: str, k: int) -> dict[str, dict[str, float]]:
+    """One model's per-question held-out values: greedy correctness (maj@1), pass@1 and pass@k."""
+    records = read_jsonl(folder / "eval" / name.replace(" ", "_") / "samples.jsonl")
+    values = {"maj@1": {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}}
+    groups: dict[str, list[bool]] = {}
+    for r in records:
+        if r["kind"] != "greedy":
+            groups.setdefault(r["id"], []).append(bool(r["correct"]))
+    values["pass@1"] = {i: sum(c) / len(c) for i, c in groups.items()}
+    values[f"pass@{k}"] = {i: pass_at_k(len(c), sum(c), k) for i, c in groups.items() if len(c) >= k}
+    return values
+
+
+def training_points(stage_folder: Path) -> list[list]:
+    """[samples drawn, metrics] of the evaluations a method ran while it trained: a rounds trainer's
+    per-round reports (round 0, the start, left out) or the training-time evaluations."""
+    rounds, during = stage_folder / "metrics.json", stage_folder / "reasoning_eval" / "metrics.json"
+    if rounds.exists() and "rounds" in (data := json.loads(rounds.read_text())):
+        return [[r["cumulative_samples"], r["eval"]] for r in data["rounds"][1:]]
+    if during.exists():
+        return [[e["samples_drawn"], e["metrics"]] for e in json.loads(during.read_text())["evaluations"]]
+    return []
 
 
 def machine() -> dict:
