@@ -16,9 +16,23 @@ def _run(args: list[str], cwd: Path, site: Path) -> subprocess.CompletedProcess:
                           timeout=900)
 
 
+def _sources(target: Path) -> Path:
+    """The files a wheel is built from, copied: the build writes its egg-info and build/ there, not into
+    the checkout (where CI installs the vLLM environment from the same sources meanwhile)."""
+    import shutil
+
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target / name)
+    shutil.copytree(ROOT / "trl_reasoning", target / "trl_reasoning",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return target
+
+
 def test_the_installed_wheel_lists_and_runs_the_shipped_recipes(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True, timeout=600)
+                    "-w", str(tmp_path / "dist"), str(_sources(tmp_path / "src"))], check=True,
+                   capture_output=True, timeout=600)
     wheel = next((tmp_path / "dist").glob("trl_reasoning-*.whl"))
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),

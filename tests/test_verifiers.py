@@ -335,6 +335,11 @@ DISAGREEING = [
     "#### 7 so maybe 8",  # an alternative after the cut
     "#### 7, or perhaps 8",
     "The answer is 7 because it could be 8",
+    "\\boxed{7} or maybe 8",  # an alternative after a box, on its line
+    "\\boxed{7}, or perhaps 8",
+    "The answer is 7. and 8",  # another value listed right after the cut
+    "#### 7 so #### 8",  # two statements on one #### line
+    "Answer: 7\nThe answer is 8",  # "Answer: N" is a statement too
 ]
 AGREEING = [
     "The answer is 7. The answer is 7.",
@@ -343,6 +348,9 @@ AGREEING = [
     "#### 7 so maybe 7",
     "The answer is 7 because she had 3 and got 4",  # an explanation, not an alternative
     "#### 7 as 3 + 4 could be 7",
+    "Answer: 7",
+    "\\boxed{7}. She had 3 and got 4",  # an explanation after the box
+    "#### 7 so #### 7",
 ]
 
 

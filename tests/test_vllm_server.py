@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -121,20 +122,27 @@ def test_after_a_reload_the_servers_sample_the_new_checkpoint(servers, servable,
     assert after != before and restored == before
 
 
-def test_an_expert_iteration_round_samples_through_the_servers(servers, servable_dir, tmp_path):
-    """One EI round with ``sampling_backend: vllm_server``: sampled through the servers (pieces written),
-    fine-tuned, and the servers then serve the round's weights."""
-    from trl_reasoning.trainers import ExpertIterationConfig, ExpertIterationTrainer
+def _ei_args(output: Path, urls: list[str], **overrides):
+    from trl_reasoning.trainers import ExpertIterationConfig
 
-    rows = add_prompts(load_task("arithmetic", split="train", num_examples=16))
-    args = ExpertIterationConfig(
-        output_dir=str(tmp_path / "ei"), num_rounds=1, num_generations=2, temperature=1.0, max_new_tokens=48,
-        task="arithmetic", sampling_backend="vllm_server", vllm_server_urls=servers.urls,
+    values = dict(
+        output_dir=str(output), num_rounds=1, num_generations=2, temperature=1.0, max_new_tokens=48,
+        task="arithmetic", sampling_backend="vllm_server", vllm_server_urls=urls,
         vllm_dtype="float32", sampling_piece_size=8, learning_rate=1e-3, num_train_epochs=1,
         per_device_train_batch_size=8, use_cpu=True, report_to="none", gradient_checkpointing=False,
         stop_when_no_new_solutions=False, include_reference_solutions=True, disable_tqdm=True,
         max_length=128, eval_num_generations=1, eval_temperature=0.0,
     )
+    return ExpertIterationConfig(**{**values, **overrides})
+
+
+def test_an_expert_iteration_round_samples_through_the_servers(servers, servable_dir, tmp_path):
+    """One EI round with ``sampling_backend: vllm_server``: sampled through the servers (pieces written),
+    fine-tuned, and the servers then serve the round's weights."""
+    from trl_reasoning.trainers import ExpertIterationTrainer
+
+    rows = add_prompts(load_task("arithmetic", split="train", num_examples=16))
+    args = _ei_args(tmp_path / "ei", servers.urls)
     trainer = ExpertIterationTrainer(model=str(servable_dir), args=args, train_dataset=rows)
     trainer.train()
     round_dir = tmp_path / "ei" / "round_001"
@@ -160,22 +168,44 @@ def test_an_expert_iteration_round_samples_through_the_servers(servers, servable
     assert greedy() != served
 
 
-def test_a_killed_server_leaves_its_prompts_to_the_other_and_then_the_call_fails_in_one_line(servers,
-                                                                                            servable,
-                                                                                            servable_dir):
-    model, tokenizer = servable
-    rows = _rows(12)
-    settings = _settings(backend="vllm_server", vllm_server_urls=servers.urls, vllm_server_timeout=30)
-    with Sampler(model, tokenizer, settings, model_path=str(servable_dir)) as sampler:
-        both = _texts(sampler.sample(rows["prompt"]))
-        os.killpg(servers.processes[1].pid, signal.SIGKILL)
-        servers.processes[1].wait()
-        assert _texts(sampler.sample(rows["prompt"])) == both  # same seeds, the other server
-        os.killpg(servers.processes[0].pid, signal.SIGKILL)
-        servers.processes[0].wait()
-        with pytest.raises(SamplingError, match="every server failed") as err:
-            sampler.sample(rows["prompt"])
+def test_servers_killed_mid_round_the_other_finishes_and_with_none_left_the_rerun_resumes(
+        servers, servable_dir, tmp_path, monkeypatch):
+    """An EI round in 4 pieces through both servers: server 1 is killed after piece 0 (its share of piece
+    1 goes to server 0), server 0 after piece 2, so piece 3 fails in one line naming the URLs. Rerun on
+    a fresh server, the round keeps the 3 written pieces (untouched), samples the last and finishes."""
+    from trl_reasoning.sampling.server_launch import LaunchedServers, ServerLaunch
+    from trl_reasoning.trainers import ExpertIterationTrainer, round_sampling
+
+    rows = add_prompts(load_task("arithmetic", split="train", num_examples=16))
+    kills, real = {"piece_written:0": 1, "piece_written:2": 0}, round_sampling.fault_point
+
+    def kill_then(name: str) -> None:
+        if name in kills:
+            os.killpg(servers.processes[kills[name]].pid, signal.SIGKILL)
+            servers.processes[kills[name]].wait()
+        real(name)
+
+    monkeypatch.setattr(round_sampling, "fault_point", kill_then)
+    args = _ei_args(tmp_path / "ei", servers.urls, sampling_piece_size=4, vllm_server_timeout=30)
+    with pytest.raises(SamplingError, match="every server failed") as err:
+        ExpertIterationTrainer(model=str(servable_dir), args=args, train_dataset=rows).train()
     assert servers.urls[0] in str(err.value) and "\n" not in str(err.value)
+    pieces = tmp_path / "ei" / "round_001" / "pieces"
+    written = {p.name: p.stat().st_mtime_ns for p in pieces.iterdir()}
+    assert sorted(written) == [f"piece_{i:05d}.jsonl" for i in range(3)]
+
+    launch = ServerLaunch(num_servers=1, startup_timeout=600, log_dir=str(tmp_path / "logs"))
+    fresh = LaunchedServers(str(servable_dir), launch, "float32", 512, seed=0, kv_cache_gib=1,
+                            enforce_eager=True, gpu_memory_utilization=0.3)
+    try:
+        args = _ei_args(tmp_path / "ei", fresh.urls, sampling_piece_size=4, vllm_server_timeout=30)
+        ExpertIterationTrainer(model=str(servable_dir), args=args, train_dataset=rows).train()
+    finally:
+        fresh.close()
+    assert {p.name: p.stat().st_mtime_ns for p in pieces.iterdir() if p.name in written} == written
+    assert (pieces / "piece_00003.jsonl").exists()
+    assert len((tmp_path / "ei" / "round_001" / "samples.jsonl").read_text().splitlines()) == 16 * 2
+    assert (tmp_path / "ei" / "round_001" / "checkpoint").is_dir()
 
 
 def test_an_unreachable_server_fails_when_the_sampler_is_built(servable):

@@ -1,8 +1,8 @@
 """Numeric answers (GSM8K, SVAMP, arithmetic): one stated final value, compared exactly as a rational.
 
 Strict mode reads the answer from an explicit final-answer statement: a ``#### N`` line, ``The (final)
-answer is N`` or ``\\boxed{N}``; flexible mode falls back to the last number in the text when no
-statement exists (as lm-evaluation-harness's ``flexible-extract``). A statement naming several values,
+answer is N``, ``Answer: N`` or ``\\boxed{N}``; flexible mode falls back to the last number in the text
+when no statement exists (as lm-evaluation-harness's ``flexible-extract``). A statement naming several values,
 or statements that disagree, state nothing (no reward for hedging).
 """
 
@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import re
 
-from .boxed import find_boxed
+from .boxed import boxed_spans
 from .numbers import NUMBER_RE, canonical_number, distinct_values, last_number, parse_number
 
 # Sampling stops once this line is complete: the answer is stated, the rest would be noise.
 ANSWER_LINE = r"####[^\n]*\d[^\n]*\n"
 
-_HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
-# "The answer is N": the number must follow directly, so "the answer is not 5" states nothing. The rest of
-# the line is a lookahead, so a second "the answer is M" on the same line is found too.
-_ANSWER_IS_RE = re.compile(r"\banswer\s+is\s*[:=]?\s*(?=((?:[-−$€£¥]\s?)*\.?\d[^\n]*))", re.IGNORECASE)
+# The rest of the line is a lookahead, so a second "####" on the line ("#### 7 so #### 8") is found too.
+_HASH_RE = re.compile(r"####[ \t]*(?=([^\n]*))")
+# "The answer is N" (or "Answer: N"): the number must follow directly, so "the answer is not 5" states
+# nothing. The rest of the line is a lookahead, so a second "the answer is M" on the same line is found too.
+_ANSWER_IS_RE = re.compile(r"\banswer(?:\s+is\s*[:=]?|\s*[:=])\s*(?=((?:[-−$€£¥]\s?)*\.?\d[^\n]*))",
+                           re.IGNORECASE)
 LATEX_FRAC_RE = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 # An answer phrase ends at its line's end, at a sentence end ("The answer is 7. Because ...") or where
 # an explanation starts ("The answer is 7 because she had 3 and got 4").
@@ -31,6 +33,8 @@ _HEDGE = object()  # a statement naming two or more different values
 _ALTERNATIVE_RE = re.compile(
     r"\b(?:or|maybe|perhaps|possibly|probably|alternatively|otherwise|either|might|could)\b", re.IGNORECASE
 )
+# Right after the cut, another value joined on as a list ("The answer is 7. and 8", "\boxed{7}, 8").
+_LISTS_NEXT_RE = re.compile(r"^[\s.]*(?:,|;|/|\band\b|\bor\b)", re.IGNORECASE)
 # A final line that only lists numbers ("7, 8", "7 or 8", "either 7 or 8", "7 and/or 8").
 _LIST_SEPARATORS_RE = re.compile(r"^(?:\s|,|;|/|\bor\b|\band\b|\beither\b|\bmaybe\b)*$", re.IGNORECASE)
 
@@ -49,16 +53,25 @@ def _stated_value(statement: str):
 
 
 def _offers_another(tail: str, value) -> bool:
-    """Whether the text after a statement's cut offers a different value as an alternative."""
-    match = _ALTERNATIVE_RE.search(tail)
+    """Whether the text after a statement's cut offers a different value as an alternative, or lists
+    one right after it."""
+    match = _ALTERNATIVE_RE.search(tail) or _LISTS_NEXT_RE.match(tail)
     return bool(match) and bool(distinct_values(tail[match.end():]) - {value})
+
+
+def _boxed_value(content: str, after: str):
+    """A box's value, ``_HEDGE`` when the rest of its line offers another ("\\boxed{7} or maybe 8")."""
+    value = _stated_value(content)
+    if value is not None and value is not _HEDGE and _offers_another(after.split("\n", 1)[0], value):
+        return _HEDGE
+    return value
 
 
 def _statements(text: str) -> list:
     statements = [m.group(1) for m in _HASH_RE.finditer(text)]
     statements += [m.group(1) for m in _ANSWER_IS_RE.finditer(text)]
-    statements += find_boxed(text)
-    return [_stated_value(s) for s in statements]
+    return [_stated_value(s) for s in statements] + [_boxed_value(content, text[end:])
+                                                     for content, end in boxed_spans(text)]
 
 
 def _lists_candidates(line: str) -> bool:
