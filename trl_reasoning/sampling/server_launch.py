@@ -96,6 +96,11 @@ class LaunchedServers:
         log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1",
                "VLLM_CPU_KVCACHE_SPACE": kv_cache_space(kv_cache_gib)}
+        if _on_cpu():
+            # a CPU server keeps one core per worker for its scheduler by default, so its model ran on 1 of
+            # this machine's 2 cores (0.56x the in-process engine's samples/s); the in-process engine uses
+            # them all, and so does a server we start, unless the environment says otherwise
+            env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         self.processes, self.urls, self.logs = [], [], []
         try:
             for index in range(launch.num_servers):
