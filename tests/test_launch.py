@@ -42,7 +42,8 @@ def test_command_line_overrides_the_recipe_section(monkeypatch):
 
 def test_cpu_rules_are_set_by_the_launcher():
     args, env = launch_arguments({"config": "zero2", "num_processes": 2}, cuda=False)
-    assert args[1].endswith("zero2.yaml") and args[2:] == ["--num_processes", "2", "--mixed_precision", "no"]
+    assert args[1].endswith("zero2.yaml")
+    assert args[2:] == ["--num_processes", "2", "--main_process_port", "0", "--mixed_precision", "no"]
     assert env["DS_ACCELERATOR"] == "cpu" and env[LAUNCHED_ENV] == "1"
     args, _ = launch_arguments({"num_processes": 2}, cuda=False)  # no config: the multi-process CPU one
     assert args[1].endswith("multi_cpu.yaml")
@@ -50,6 +51,17 @@ def test_cpu_rules_are_set_by_the_launcher():
     assert "--mixed_precision" not in args and "DS_ACCELERATOR" not in env
     with pytest.raises(RecipeError, match="FSDP needs GPUs: accelerate does not enable it on CPU; use zero2"):
         launch_arguments({"config": "fsdp"}, cuda=False)
+
+
+def test_a_one_machine_launch_takes_a_free_port_and_a_config_port_is_kept(tmp_path):
+    """Port 0 (accelerate picks a free one) on one machine, so two runs at once do not collide on 29500;
+    a config that names its port, or spans machines, keeps what it says."""
+    args, _ = launch_arguments({"config": "multi_cpu"}, cuda=False)
+    assert args[args.index("--main_process_port") + 1] == "0"
+    for extra in ("main_process_port: 29511", "num_machines: 2"):
+        config = tmp_path / "two.yaml"
+        config.write_text(f"distributed_type: MULTI_GPU\nnum_processes: 2\n{extra}\n")
+        assert "--main_process_port" not in launch_arguments({"config": str(config)}, cuda=True)[0]
     with pytest.raises(RecipeError, match="'zero9' is neither a file nor one of fsdp, multi_cpu, multi_gpu"):
         launch_arguments({"config": "zero9"}, cuda=False)
 

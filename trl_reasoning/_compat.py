@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .faults import fault_point
+
 
 def selective_log_softmax(logits, index):
     """``log_softmax(logits).gather(-1, index)`` row by row (TRL's, trl 1.16 ``trl.trainer.utils``)."""
@@ -43,6 +45,21 @@ def zero3_init_disabled():
         hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
+EXTRAS_WRITTEN = "checkpoint_extras_written.json"
+
+
+def last_complete_checkpoint(folder: str | Path, trainer_cls: type) -> str | None:
+    """The newest ``checkpoint-N`` in ``folder`` that was written to the end, or None. transformers writes
+    ``trainer_state.json`` after the weights, optimizer, scheduler and RNG states, and a ``CheckpointHooks``
+    trainer marks its extras after those; a run killed while saving leaves a checkpoint without them,
+    which ``get_last_checkpoint`` would resume from and fail on (or resume without the value model)."""
+    folder = Path(folder)
+    needed = ["trainer_state.json"] + ([EXTRAS_WRITTEN] if issubclass(trainer_cls, CheckpointHooks) else [])
+    done = [p for p in folder.glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()
+            and all((p / name).exists() for name in needed)] if folder.is_dir() else []
+    return str(max(done, key=lambda p: int(p.name.split("-", 1)[1]))) if done else None
+
+
 class CheckpointHooks:
     """Mixin for ``transformers.Trainer`` subclasses (TRL's included): public-named hooks around the
     trainer's private checkpoint methods (transformers 5.17-5.24 ``_save_checkpoint``, ``_get_output_dir``,
@@ -57,10 +74,13 @@ class CheckpointHooks:
         folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
         if folder.is_dir():
             self.save_checkpoint_extras(folder)
+            if self.is_world_process_zero():
+                (folder / EXTRAS_WRITTEN).write_text("{}\n")  # after the extras: the checkpoint is whole
 
     def _save(self, output_dir: str | None = None, state_dict=None):  # transformers private
         if not self.save_weights(output_dir or self.args.output_dir):
             super()._save(output_dir, state_dict)
+        fault_point(f"weights_saved:{self.state.global_step}")  # a checkpoint's weights, not yet its state
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None):  # transformers private
         if not self.load_weights(resume_from_checkpoint, model):

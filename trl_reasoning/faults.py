@@ -1,7 +1,8 @@
 """Test-only crash points: resume tests kill a run at a named point instead of racing it with a timer.
 
 ``TRL_REASONING_FAULT=samples_written:2`` exits right after round 2's samples are written (EI, RCRL);
-``checkpoint_saved:1`` right after PPO's step-1 checkpoint. Every process exits, with status 75.
+``checkpoint_saved:1`` right after PPO's step-1 checkpoint; ``weights_saved:4`` in the middle of writing a
+checkpoint (its weights written, its trainer state not). Every process exits, with status 75.
 """
 
 from __future__ import annotations

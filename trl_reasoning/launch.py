@@ -97,6 +97,10 @@ def launch_arguments(options: dict, cuda: bool) -> tuple[list[str], dict[str, st
     args, env = ["--config_file", str(path)], {LAUNCHED_ENV: "1"}
     if "num_processes" in options:
         args += ["--num_processes", str(options["num_processes"])]
+    if int(config.get("num_machines", 1)) == 1 and "main_process_port" not in config:
+        # one machine, no port chosen: a free one (accelerate's port 0), so two runs on one machine (or
+        # two tests at once) do not both wait on 29500; a multi-machine config names its own port
+        args += ["--main_process_port", "0"]
     if not cuda:
         args += ["--mixed_precision", "no"]  # the GPU configs ask for bf16
         if kind == "DEEPSPEED":

@@ -190,8 +190,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     questions, with the correctness reward and the section's ``dense_rewards`` as step-reward providers
     (``providers_kwarg``; None for TRL's own GRPOTrainer); resumes from its last checkpoint; saves a plain
     causal LM (LoRA merged) as ``final_model``."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    from .._compat import last_complete_checkpoint
     from ..eval_callback import bind_callbacks, samples_drawn
     from ..loading import load_tokenizer, remote_code_kwargs
     from ..rewards import CorrectnessReward
@@ -216,7 +215,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
         **providers,
     )
     bind_callbacks(trainer, callbacks)
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    last = last_complete_checkpoint(folder, trainer_cls)
     trainer.train(resume_from_checkpoint=last)
     if hasattr(trainer.model, "merge_and_unload"):  # LoRA: the eval stage and vLLM load a plain causal LM
         trainer.model = trainer.model.merge_and_unload()

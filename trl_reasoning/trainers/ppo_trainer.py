@@ -39,6 +39,7 @@ from .._compat import (
     GRPORolloutHooks,
     distributed_env,
     enable_vllm_colocate_on_cpu,
+    last_complete_checkpoint,
     restore_distributed_env,
 )
 from ..advantages import (
@@ -247,11 +248,9 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         """TRL's ``train``; resuming also restores the value model, its optimizer and the KL coefficient."""
-        from transformers.trainer_utils import get_last_checkpoint
-
         folder = resume_from_checkpoint
         if folder is True:
-            folder = get_last_checkpoint(self.args.output_dir)
+            folder = resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir, type(self))
         if isinstance(folder, str) and (Path(folder) / VALUE_STATE).exists():
             state = torch.load(Path(folder) / VALUE_STATE, map_location="cpu", weights_only=True)
             if self.value_model is not None:
