@@ -41,7 +41,7 @@ quickstart: setup  ## set up, then SFT -> Expert Iteration -> eval on CPU (runs/
 
 test: setup  ## set up, then lint and the fast suite (slow end-to-end runs excluded)
 	$(VENV)/bin/ruff check trl_reasoning tests benchmarks docs
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile  # two workers, each file's tests in order on one of them
 
 test-vllm: setup-vllm  ## the tests marked vllm, in the vLLM environment
 	$(VLLM_PY) -m pytest -m vllm

@@ -7,6 +7,17 @@ from pathlib import Path
 
 import pytest
 
+
+def pytest_configure(config):
+    """Under ``pytest -n 2`` (``make test``) each worker computes on one thread, so two workers share two
+    cores instead of four threads fighting over them; their subprocesses inherit the setting."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
 SHARED_DATA = Path(
     os.environ.get("TRL_REASONING_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )

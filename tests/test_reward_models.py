@@ -172,7 +172,9 @@ def test_fresh_implicit_head_scores_one_half_and_round_trips(tiny_model_dir, tmp
 
 
 def test_implicit_orm_learns_and_resumes_from_a_checkpoint(tiny_model_dir, tmp_path):
-    """The implicit head learns the same rule; its checkpoints (policy only) resume training."""
+    """The implicit head learns the same rule; resumed from its middle checkpoint (step 50 of 100), the
+    run's last 50 steps give what the uninterrupted run gave: weights, optimizer state, step count,
+    learning rate and loss."""
     import torch
     from datasets import Dataset
 
@@ -191,9 +193,10 @@ def test_implicit_orm_learns_and_resumes_from_a_checkpoint(tiny_model_dir, tmp_p
         per_device_train_batch_size=8,
         use_cpu=True,
         report_to="none",
-        save_strategy="epoch",
+        save_strategy="steps",
+        save_steps=50,
         disable_tqdm=True,
-        logging_steps=1000,
+        logging_steps=10,
         seed=0,
     )
     trainer = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train))
@@ -201,11 +204,21 @@ def test_implicit_orm_learns_and_resumes_from_a_checkpoint(tiny_model_dir, tmp_p
     after = reward_model_quality(trainer.reward_model, held_out)["final_auroc"]
     assert after > 0.85, after
     trained = trainer.reward_model.model.policy.state_dict()
-    checkpoint = str(tmp_path / "orm" / "checkpoint-100")
+    checkpoint = str(tmp_path / "orm" / "checkpoint-50")
     assert load_reward_model(checkpoint).head == "implicit"  # a checkpoint is a reward model too
     resumed = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train))
     resumed.train(resume_from_checkpoint=checkpoint)
-    assert all(torch.equal(v, resumed.reward_model.model.policy.state_dict()[k]) for k, v in trained.items())
+    assert resumed.state.global_step == trainer.state.global_step == 100
+    mine = resumed.reward_model.model.policy.state_dict()
+    assert all(torch.allclose(v, mine[k], atol=1e-6) for k, v in trained.items())
+    moments = [(a["exp_avg"], b["exp_avg"]) for a, b in zip(trainer.optimizer.state_dict()["state"].values(),
+                                                             resumed.optimizer.state_dict()["state"].values(),
+                                                             strict=True)]
+    assert moments and all(torch.allclose(a, b, atol=1e-6) for a, b in moments)
+    last = [[e for e in t.state.log_history if "loss" in e][-1] for t in (trainer, resumed)]
+    assert last[0]["step"] == last[1]["step"] == 100
+    assert last[0]["learning_rate"] == pytest.approx(last[1]["learning_rate"])
+    assert last[0]["loss"] == pytest.approx(last[1]["loss"], rel=1e-4)
     trainer.save_model(str(tmp_path / "saved"))
     loaded = load_reward_model(str(tmp_path / "saved"))
     row = held_out[0]

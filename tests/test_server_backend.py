@@ -4,6 +4,7 @@ the one-line errors, vocabulary checks and weight reloads. The real ``vllm serve
 ``test_vllm_server.py`` (vLLM environment)."""
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -215,3 +216,77 @@ def test_eval_and_sample_take_servers_on_the_command_line():
         assert _backend(args) == {"backend": "vllm_server",
                                   "vllm_server_urls": ["http://a:8000", "http://b:8000"]}
         assert _backend(_parse(kind, ["--model", "m", "--backend", "hf"])) == {"backend": "hf"}
+
+
+def test_launched_cpu_servers_split_the_cores_between_them(monkeypatch):
+    """Each server launched on CPU binds its own share of the cores (each rank its own part of it), so
+    two servers do not both spin threads on every core; one server takes them all."""
+    from trl_reasoning.sampling import server_launch
+
+    monkeypatch.setattr(server_launch, "_on_cpu", lambda: True)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    assert server_launch.cpu_binds(1, 1) == ["0,1,2,3,4,5,6,7"]
+    assert server_launch.cpu_binds(2, 1) == ["0,1,2,3", "4,5,6,7"]
+    assert server_launch.cpu_binds(2, 2) == ["0,1|2,3", "4,5|6,7"]
+    assert server_launch.cpu_binds(9, 1) is None  # fewer cores than servers: vLLM's own binding
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-3")
+    assert server_launch.cpu_binds(2, 1) is None  # the environment's binding wins
+
+
+FAKE_SERVER = """
+import http.server, os, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+open(os.environ["FAKE_SERVER_PID_FILE"], "a").write(f"{os.getpid()}\\n")
+
+class Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", port), Healthy).serve_forever()
+"""
+
+LAUNCHER = """
+import sys
+from trl_reasoning.sampling import server_launch
+server_launch.serve_entry = lambda model: [sys.executable, sys.argv[1]]
+launch = server_launch.ServerLaunch(num_servers=2, startup_timeout=60)
+servers = server_launch.LaunchedServers("model", launch, "float32", 256, 0, 1, True, 0.3)
+print("ready", flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_launched_servers_stop_when_the_run_that_started_them_is_killed(tmp_path):
+    """A run killed with SIGKILL never reaches ``close()``: its servers still stop (the kernel signals
+    them when their parent dies), instead of holding the machine's cores and ports."""
+    import select
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "fake_server.py").write_text(FAKE_SERVER)
+    pid_file = tmp_path / "pids"
+    run = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path / "fake_server.py")],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                           env={**os.environ, "FAKE_SERVER_PID_FILE": str(pid_file)})
+    assert run.stdout.readline().strip() == "ready"
+    servers = [int(line) for line in pid_file.read_text().split()]
+    handles = [os.pidfd_open(pid) for pid in servers]  # readable once that process has exited
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    try:
+        for handle, pid in zip(handles, servers, strict=True):
+            readable, _, _ = select.select([handle], [], [], 60)
+            assert readable, f"server {pid} outlived the run that started it"
+    finally:
+        for pid in servers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
