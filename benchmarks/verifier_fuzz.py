@@ -21,7 +21,10 @@ caught. Counted:
 * wrong rewards: an unstated completion that earns anything, in either mode, for any numeric task;
 * hedges rewarded: a completion stating two different final answers, the reference one of them (n/4 of
   them), that earns anything;
-* as a control, how many completions that state the reference once (and nothing else) earn 1.
+* as a control, how many completions that state the reference once (and nothing else) earn 1;
+* long repetitive completions near the size limit (n/500 of them): the slowest check's seconds.
+
+It exits with status 1 on any crash, wrong reward, rewarded hedge or missed control.
 
     python benchmarks/verifier_fuzz.py [--n 100000] [--math-n 2000] [--seed 0]
 
@@ -111,7 +114,9 @@ def hedged(rng: random.Random) -> tuple[str, int]:
         first.format(written(a, rng)) + rng.choice([" ", ". ", "\n", " so "])
         + second.format(written(b, rng)),
         "The answer is " + rng.choice(HEDGES).format(written(a, rng), written(b, rng)),
-        f"{rng.choice(FILLER)} {a} {rng.choice(FILLER)}\n" + rng.choice(HEDGES).format(
+        # a whole statement, then an alternative after it ("and 8" after a sentence end is not one:
+        # "The answer is 7. And 3 + 4 = 7" is honest)
+        f"{rng.choice(FILLER)} {a} {rng.choice(FILLER)}\n" + rng.choice(HEDGES[:-1]).format(
             first.format(written(a, rng)), written(b, rng)),
     ])
     return text, rng.choice([a, b])
@@ -176,6 +181,7 @@ def check_numeric(n: int, seed: int, limit: float) -> dict:
             counts["control_right"] += all(is_correct(control, str(reference), task, mode)
                                            for task in NUMERIC for mode in ("strict", "flexible"))
     _check_hedges(rng, n, counts, examples)
+    _check_long(rng, max(n // 500, 1), limit, counts, examples)
     counts["seconds"] = round(time.perf_counter() - start, 1)
     counts["examples"] = examples[:5]
     return counts
@@ -190,6 +196,26 @@ def _check_hedges(rng: random.Random, n: int, counts: dict, examples: list) -> N
                for mode in ("strict", "flexible")):
             counts["hedged_rewarded"] += 1
             examples.append(f"rewarded a hedge with {reference}: {text!r}")
+
+
+def _check_long(rng: random.Random, n: int, limit: float, counts: dict, examples: list) -> None:
+    """Long repetitive completions near the size limit (a regex that backtracks or rescans the rest of
+    the text per statement shows here): each check must stay under ``limit`` seconds."""
+    units = ["#### 1 ", "The answer is 1 ", "\\boxed{1} or ", "answer is ", " ", "\n", "1 ", "- ", "1,",
+             "Answer: ", "3 + 4 = 7 ", "(", "{"]
+    counts["long"], slowest = n, 0.0
+    for _ in range(n):
+        unit = "".join(rng.sample(units, rng.randint(1, 3)))
+        text = (unit * (30_000 // len(unit) + 1))[:rng.randint(20_000, 32_000)]
+        begin = time.perf_counter()
+        for mode in ("strict", "flexible"):
+            is_correct(text, "1", "gsm8k", mode)
+        spent = time.perf_counter() - begin
+        slowest = max(slowest, spent)
+        if spent > limit:
+            counts["time_limit_hits"] += 1
+            examples.append(f"{spent:.1f} s on {len(text)} characters of {unit!r}")
+    counts["long_slowest_s"] = round(slowest, 3)
 
 
 def check_math(n: int, seed: int, limit: float) -> dict:
@@ -234,6 +260,11 @@ def main() -> None:
         for example in counts["examples"]:
             print(f"  {example}")
     print(json.dumps(results))
+    numeric = results["numeric"]
+    failed = (numeric["crashes"] + numeric["wrong_rewards"] + numeric["hedged_rewarded"]
+              + numeric["control"] - numeric["control_right"] + results["math"]["crashes"]
+              + results["math"]["wrong_rewards"])
+    raise SystemExit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -138,11 +138,13 @@ def _check_records_alone_resume(recipe: Path, output: Path, results: dict) -> No
     again = _compare(recipe)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "method ei finished before" in again.stdout
-    assert not (seed / "sft").exists() and not (seed / "ei").exists()  # nothing retrained
+    assert not any((seed / name).exists() for name in ("sft", "ei", "sft_more"))  # nothing retrained
     assert json.loads((output / "results.json").read_text())["methods"] == results["methods"]
     changed = load_plan(recipe, [("ei.learning_rate", "1.0e-4")])
     ei, sft_more = (method_settings(changed, m, 1, seed) for m in changed.methods)
     assert load_method(seed, "ei", ei) is None and load_method(seed, "sft_more", sft_more) is not None
+    budget_changed = load_plan(recipe, [("compare.budget", "99")])  # the comparison's own section
+    assert load_method(seed, "ei", method_settings(budget_changed, budget_changed.methods[0], 1, seed))
     start_changed = load_plan(recipe, [("sft.warmup_steps", "0.2")])  # sft_more's own keys unchanged
     sft_more = method_settings(start_changed, start_changed.methods[1], 1, seed)
     assert load_method(seed, "sft_more", sft_more) is None

@@ -206,8 +206,18 @@ def test_implicit_orm_learns_and_resumes_from_a_checkpoint(tiny_model_dir, tmp_p
     trained = trainer.reward_model.model.policy.state_dict()
     checkpoint = str(tmp_path / "orm" / "checkpoint-50")
     assert load_reward_model(checkpoint).head == "implicit"  # a checkpoint is a reward model too
-    resumed = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train))
+    from transformers import TrainerCallback
+
+    class CountSteps(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            CountSteps.steps += 1
+
+    resumed = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train),
+                                 callbacks=[CountSteps()])
     resumed.train(resume_from_checkpoint=checkpoint)
+    assert CountSteps.steps == 50  # only the second half ran: the first came from the checkpoint
     assert resumed.state.global_step == trainer.state.global_step == 100
     mine = resumed.reward_model.model.policy.state_dict()
     assert all(torch.allclose(v, mine[k], atol=1e-6) for k, v in trained.items())

@@ -337,7 +337,6 @@ DISAGREEING = [
     "The answer is 7 because it could be 8",
     "\\boxed{7} or maybe 8",  # an alternative after a box, on its line
     "\\boxed{7}, or perhaps 8",
-    "The answer is 7. and 8",  # another value listed right after the cut
     "#### 7 so #### 8",  # two statements on one #### line
     "Answer: 7\nThe answer is 8",  # "Answer: N" is a statement too
 ]
@@ -350,6 +349,11 @@ AGREEING = [
     "#### 7 as 3 + 4 could be 7",
     "Answer: 7",
     "\\boxed{7}. She had 3 and got 4",  # an explanation after the box
+    "\\boxed{7}, which is 3 + 4",
+    "\\boxed{7}, so she has 10 - 3 = 7 left",
+    "\\boxed{7} - we could check: 3 + 4",
+    "The answer is 7. And 3 + 4 = 7",
+    "Answer: 7 apples",
     "#### 7 so #### 7",
 ]
 

@@ -70,17 +70,23 @@ class CheckpointHooks:
     when they did)."""
 
     def _save_checkpoint(self, model, trial):  # transformers private
-        super()._save_checkpoint(model, trial)
+        self._in_checkpoint = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._in_checkpoint = False
         folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
         if folder.is_dir():
             self.save_checkpoint_extras(folder)
-            if self.is_world_process_zero():
+            self.accelerator.wait_for_everyone()  # every process's part written before the marker
+            if self.args.should_save:
                 (folder / EXTRAS_WRITTEN).write_text("{}\n")  # after the extras: the checkpoint is whole
 
     def _save(self, output_dir: str | None = None, state_dict=None):  # transformers private
         if not self.save_weights(output_dir or self.args.output_dir):
             super()._save(output_dir, state_dict)
-        fault_point(f"weights_saved:{self.state.global_step}")  # a checkpoint's weights, not yet its state
+        if getattr(self, "_in_checkpoint", False):  # a checkpoint's weights written, not yet its state
+            fault_point(f"weights_saved:{self.state.global_step}")
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None):  # transformers private
         if not self.load_weights(resume_from_checkpoint, model):

@@ -22,22 +22,22 @@ def _braced(text: str, start: int) -> tuple[str, int] | None:
 
 def find_boxed(text: str) -> list[str]:
     """Contents of every ``\\boxed{...}``/``\\fbox{...}`` (and ``\\boxed 5``) in order of appearance."""
-    return [content for content, _ in boxed_spans(text)]
+    return [content for content, _, _ in boxed_spans(text)]
 
 
-def boxed_spans(text: str) -> list[tuple[str, int]]:
-    """``find_boxed``'s contents, each with the index just past it (where what follows the box starts)."""
+def boxed_spans(text: str) -> list[tuple[str, int, int]]:
+    """``find_boxed``'s contents, each with the index where its box starts and the one just past it."""
     found = []
     for m in _BOX_RE.finditer(text):
         pos = m.end()
         if pos < len(text) and text[pos] == "{":
             group = _braced(text, pos)
             if group is not None:
-                found.append((group[0].strip(), group[1]))
+                found.append((group[0].strip(), m.start(), group[1]))
         elif m.group(0).endswith(" "):  # "\boxed 5": the argument is the next token
             token = re.match(r"[^\s$.,]+", text[pos:])
             if token:
-                found.append((token.group(0), pos + token.end()))
+                found.append((token.group(0), m.start(), pos + token.end()))
     return found
 
 

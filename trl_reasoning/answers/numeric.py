@@ -16,12 +16,14 @@ from .numbers import NUMBER_RE, canonical_number, distinct_values, last_number, 
 # Sampling stops once this line is complete: the answer is stated, the rest would be noise.
 ANSWER_LINE = r"####[^\n]*\d[^\n]*\n"
 
-# The rest of the line is a lookahead, so a second "####" on the line ("#### 7 so #### 8") is found too.
-_HASH_RE = re.compile(r"####[ \t]*(?=([^\n]*))")
+# A statement runs to its line's end or to the next statement of its kind; it is read in a lookahead, so
+# a second one on the line ("#### 7 so #### 8") is found too, and each character is read once or twice.
+_HASH_RE = re.compile(r"####[ \t]*(?=([^\n]*?)(?:####|\n|$))")
 # "The answer is N" (or "Answer: N"): the number must follow directly, so "the answer is not 5" states
-# nothing. The rest of the line is a lookahead, so a second "the answer is M" on the same line is found too.
-_ANSWER_IS_RE = re.compile(r"\banswer(?:\s+is\s*[:=]?|\s*[:=])\s*(?=((?:[-−$€£¥]\s?)*\.?\d[^\n]*))",
-                           re.IGNORECASE)
+# nothing.
+_ANSWER_IS_RE = re.compile(
+    r"\banswer(?:\s+is\s*(?:[:=]\s*)?|\s*[:=]\s*)(?=((?:[-−$€£¥]\s?)*\.?\d[^\n]*?)(?:\banswer\b|\n|$))",
+    re.IGNORECASE)
 LATEX_FRAC_RE = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 # An answer phrase ends at its line's end, at a sentence end ("The answer is 7. Because ...") or where
 # an explanation starts ("The answer is 7 because she had 3 and got 4").
@@ -33,8 +35,10 @@ _HEDGE = object()  # a statement naming two or more different values
 _ALTERNATIVE_RE = re.compile(
     r"\b(?:or|maybe|perhaps|possibly|probably|alternatively|otherwise|either|might|could)\b", re.IGNORECASE
 )
-# Right after the cut, another value joined on as a list ("The answer is 7. and 8", "\boxed{7}, 8").
-_LISTS_NEXT_RE = re.compile(r"^[\s.]*(?:,|;|/|\band\b|\bor\b)", re.IGNORECASE)
+# What follows a box on its line, when it starts by offering an alternative ("\boxed{7} or maybe 8").
+_ALTERNATIVE_NEXT_RE = re.compile(
+    r"^[\s,;]*(?:or|maybe|perhaps|possibly|probably|alternatively|otherwise|either)\b", re.IGNORECASE
+)
 # A final line that only lists numbers ("7, 8", "7 or 8", "either 7 or 8", "7 and/or 8").
 _LIST_SEPARATORS_RE = re.compile(r"^(?:\s|,|;|/|\bor\b|\band\b|\beither\b|\bmaybe\b)*$", re.IGNORECASE)
 
@@ -52,17 +56,21 @@ def _stated_value(statement: str):
     return value
 
 
-def _offers_another(tail: str, value) -> bool:
-    """Whether the text after a statement's cut offers a different value as an alternative, or lists
-    one right after it."""
-    match = _ALTERNATIVE_RE.search(tail) or _LISTS_NEXT_RE.match(tail)
+def _offers_another(tail: str, value, pattern: re.Pattern = _ALTERNATIVE_RE) -> bool:
+    """Whether ``tail`` (the text after a statement's cut) offers a different value as an alternative."""
+    match = pattern.search(tail)
     return bool(match) and bool(distinct_values(tail[match.end():]) - {value})
 
 
 def _boxed_value(content: str, after: str):
-    """A box's value, ``_HEDGE`` when the rest of its line offers another ("\\boxed{7} or maybe 8")."""
+    """A box's value, ``_HEDGE`` when what follows it on its line (up to the next box) offers another:
+    right after it ("\\boxed{7} or maybe 8") or after a cut, as for the other statements
+    ("\\boxed{7} so maybe 8")."""
     value = _stated_value(content)
-    if value is not None and value is not _HEDGE and _offers_another(after.split("\n", 1)[0], value):
+    if value is None or value is _HEDGE:
+        return value
+    head, *rest = _SENTENCE_END_RE.split(after.split("\n", 1)[0], maxsplit=1)
+    if _offers_another(head, value, _ALTERNATIVE_NEXT_RE) or (rest and _offers_another(rest[0], value)):
         return _HEDGE
     return value
 
@@ -70,8 +78,11 @@ def _boxed_value(content: str, after: str):
 def _statements(text: str) -> list:
     statements = [m.group(1) for m in _HASH_RE.finditer(text)]
     statements += [m.group(1) for m in _ANSWER_IS_RE.finditer(text)]
-    return [_stated_value(s) for s in statements] + [_boxed_value(content, text[end:])
-                                                     for content, end in boxed_spans(text)]
+    boxes = boxed_spans(text)
+    ends = [start for _, start, _ in boxes[1:]] + [len(text)] * bool(boxes)  # a tail stops at the next box
+    return [_stated_value(s) for s in statements] + [_boxed_value(content, text[end:stop])
+                                                     for (content, _, end), stop in zip(boxes, ends,
+                                                                                        strict=True)]
 
 
 def _lists_candidates(line: str) -> bool:

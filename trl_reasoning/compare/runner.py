@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -35,15 +36,22 @@ def seed_folder(output: Path, seed: int) -> Path:
     return Path(output) / f"seed_{seed}"
 
 
+# Bumped when what a record measures changes (the verifier's rules, the evaluation), so older records
+# are not mixed with new ones in one table. 2: 'Answer: N' statements and hedges after a box.
+RECORD_VERSION = 2
+
+
 def settings_of(recipe, stage: str) -> dict:
     """What a method record must match to be reused: the recipe that ran stage ``stage``, but its output
-    folder and the sections of the other methods' stages (changing PPO's settings leaves EI's valid)."""
+    folder, its trackers, the comparison's own section (its other methods, budget and reference) and
+    the sections of the other methods' stages (changing PPO's settings leaves EI's valid)."""
     from ..stages import get_stage
 
     sections = {name: values for name, values in recipe.sections.items()
                 if name == stage or get_stage(name).role != "rl"}
-    fields = dataclasses.asdict(dataclasses.replace(recipe, output_dir="", sections=sections))
-    return json.loads(json.dumps(fields, sort_keys=True, default=str))
+    fields = dataclasses.asdict(dataclasses.replace(recipe, output_dir="", sections=sections, compare=None,
+                                                    report_to="none"))
+    return {"record_version": RECORD_VERSION, **json.loads(json.dumps(fields, sort_keys=True, default=str))}
 
 
 def method_settings(plan: ComparisonPlan, method: Method | None, seed: int, folder: Path) -> dict:
@@ -76,7 +84,8 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     records[plan.baseline] = load_method(folder, plan.baseline, method_settings(plan, None, seed, folder))
     pending = [m for m in methods if records[m.name] is None]
     if not pending and records[plan.baseline] and (folder / SEED_RESULTS).exists():
-        print(f"== seed {seed}: finished before ({folder / SEED_RESULTS}), reused ==", flush=True)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"== seed {seed}: finished before ({folder / SEED_RESULTS}), reused ==", flush=True)
         return _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])
     ctx = pipeline.run_context(recipe)
     total = len(plan.shared_stages) + len(methods) + 1
@@ -220,7 +229,5 @@ def machine() -> dict:
             info["matrix_extensions"] = sorted(f for f in flags
                                                if f.startswith(("avx512", "amx")) or f == "avx2")
             break
-    import os
-
     info["cores"] = os.cpu_count()
     return info

@@ -81,16 +81,25 @@ def server_command(model_path: str, port: int, launch: ServerLaunch, dtype: str,
     return command + (["--enforce-eager"] if enforce_eager else []) + list(launch.extra_args)
 
 
-def _die_with_parent() -> None:
-    """In the server's child before exec (Linux): SIGTERM it when the run that started it dies, however
-    it dies (a kill skips ``close()``); elsewhere ``close()`` alone stops it."""
+def _death_signal():
+    """A ``preexec_fn`` for a server's child (Linux): the kernel sends it SIGTERM when the thread that
+    started it dies, however it dies (a kill skips ``close()``; start servers from a thread that lives as
+    long as they should). None where libc has no ``prctl``: ``close()`` alone stops the servers."""
     import ctypes
     import signal
 
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: a child of a threaded parent
+    except (OSError, AttributeError):                    # may not load libraries or take locks
+        return None
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+
+    return die_with_parent
 
 
 def cpu_binds(num_servers: int, ranks: int) -> list[str] | None:
@@ -127,6 +136,7 @@ class LaunchedServers:
         env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1",
                "VLLM_CPU_KVCACHE_SPACE": kv_cache_space(kv_cache_gib)}
         binds = cpu_binds(launch.num_servers, launch.tensor_parallel_size * launch.data_parallel_size)
+        die_with_parent = _death_signal()
         self.processes, self.urls, self.logs = [], [], []
         try:
             for index in range(launch.num_servers):
@@ -138,7 +148,7 @@ class LaunchedServers:
                 with open(log, "w") as out:
                     self.processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                                            env={**env, **bound}, start_new_session=True,
-                                                           preexec_fn=_die_with_parent))
+                                                           preexec_fn=die_with_parent))
                 self.urls.append(f"http://127.0.0.1:{port}")
                 self.logs.append(log)
             for url, process, log in zip(self.urls, self.processes, self.logs, strict=True):

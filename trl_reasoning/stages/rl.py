@@ -197,8 +197,10 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
 
     recipe, section = ctx.recipe, ctx.recipe.section(name)
     section = {**section, "use_vllm": resolve_use_vllm(section.get("use_vllm", False), ctx.policy)}
+    # two checkpoints kept: transformers deletes the older one before the newer is marked whole, so a
+    # kill in between would otherwise leave none to resume from
     args = stage_config(config, section, folder, recipe.seed, report_to=recipe.report_to,
-                        save_strategy="steps", save_steps=50, save_total_limit=1)
+                        save_strategy="steps", save_steps=50, save_total_limit=2)
     if "save_steps" not in section:
         args.save_steps = generation_aligned(50, args)
     args.model_init_kwargs = {**remote_code_kwargs(), **(args.model_init_kwargs or {})}
