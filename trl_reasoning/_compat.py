@@ -81,6 +81,7 @@ class CheckpointHooks:
             self.accelerator.wait_for_everyone()  # every process's part written before the marker
             if self.args.should_save:
                 (folder / EXTRAS_WRITTEN).write_text("{}\n")  # after the extras: the checkpoint is whole
+            fault_point(f"checkpoint_saved:{self.state.global_step}", self.accelerator)
 
     def _save(self, output_dir: str | None = None, state_dict=None):  # transformers private
         if not self.save_weights(output_dir or self.args.output_dir):

@@ -53,7 +53,6 @@ from ..advantages import (
     whiten,
 )
 from ..distributed import gathered
-from ..faults import fault_point
 from .ppo_config import PPOConfig
 from .step_rewards import check_providers, completion_texts, policy_step_end_tokens, weighted_step_rewards
 from .value_model import PPOError, build_value_model, value_fingerprints
@@ -234,7 +233,6 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
                 else:
                     state["head"] = {k: v.clone() for k, v in self._value_head().state_dict().items()}
                 torch.save(state, folder / VALUE_STATE)
-        fault_point(f"checkpoint_saved:{self.state.global_step}", self.accelerator)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """TRL's ``save_model``; a shared value head is left out, so the folder is a plain causal LM."""
