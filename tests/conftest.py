@@ -108,3 +108,9 @@ def fit_on_texts(model, tokenizer, texts: list[str], steps: int, lr: float = 3e-
         optimizer.step()
         optimizer.zero_grad()
     return model.eval()
+
+
+def run_env(**extra) -> dict:
+    """The environment of a run a test starts as a subprocess: offline, one thread, quiet tokenizers."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+            **extra}

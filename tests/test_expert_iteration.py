@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 
@@ -115,7 +114,9 @@ ei:
 
 
 def _env():
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    from conftest import run_env
+
+    return run_env()
 
 
 def test_killed_run_resumes_at_the_round_it_was_in(tmp_path):

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_env
 
 RECIPE = """
 model: tiny
@@ -44,8 +45,7 @@ eval: {{num_generations: 2, temperature: 0.7, max_new_tokens: 16, batch_size: 16
 
 
 def _env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-            "PYTHONUNBUFFERED": "1"}
+    return run_env(PYTHONUNBUFFERED="1")  # lines reach the test as the run prints them
 
 
 def _kill_at_line(command: list[str], line: int) -> int:

@@ -81,7 +81,8 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     folder = seed_folder(output, seed)
     recipe = plan.for_seed(plan.recipe, seed, folder)
     records = {m.name: load_method(folder, m.name, method_settings(plan, m, seed, folder)) for m in methods}
-    records[plan.baseline] = load_method(folder, plan.baseline, method_settings(plan, None, seed, folder))
+    start_settings = method_settings(plan, None, seed, folder)
+    records[plan.baseline] = load_method(folder, plan.baseline, start_settings)
     pending = [m for m in methods if records[m.name] is None]
     if not pending and records[plan.baseline] and (folder / SEED_RESULTS).exists():
         if int(os.environ.get("RANK", "0")) == 0:
@@ -100,8 +101,7 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
             start = {"models": {plan.baseline: ctx.policy}, "samples": {plan.baseline: 0},
                      "methods": {plan.baseline: {"stage": "sft", "entry": plan.baseline}},
                      "wall_seconds": {plan.baseline: ctx.stage_records.get("sft", {}).get("wall_seconds")}}
-            settings = method_settings(plan, None, seed, folder)
-            records[plan.baseline] = _finish(ctx, plan.baseline, settings, start, {}, reranker)
+            records[plan.baseline] = _finish(ctx, plan.baseline, start_settings, start, {}, reranker)
     for index, method in enumerate(methods, start=len(plan.shared_stages) + 1):
         if records[method.name] is None:
             records[method.name] = _run_method(ctx, plan, method, seed, reranker, (index, total))
