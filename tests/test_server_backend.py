@@ -185,6 +185,37 @@ def test_reload_points_every_server_at_the_folder_and_resets_its_cache(servers):
                                                    "kwargs": {"weights_path": "/shared/weights_2"}}
 
 
+@pytest.mark.parametrize("shard_size", [None, "40KB"])
+def test_weights_written_for_a_reload_hold_the_tied_head(tiny_model_dir, tmp_path, shard_size):
+    """The tiny model ties its LM head to the input embeddings, so ``save_pretrained`` leaves
+    ``lm_head.weight`` out, and a server reloading that folder keeps its old head (vLLM 0.31; measured in
+    test_vllm_server.py: 8 vs 95 kept solutions). The written folder holds every weight of the state dict,
+    the head equal to the embeddings, in one file or listed by the shard index."""
+    import functools
+
+    from safetensors import safe_open
+
+    from trl_reasoning.loading import load_model, load_tokenizer
+    from trl_reasoning.sampling.server_backend import save_for_reload
+
+    model, tokenizer = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
+    assert model.config.tie_word_embeddings
+    if shard_size:
+        model.save_pretrained = functools.partial(model.save_pretrained, max_shard_size=shard_size)
+    save_for_reload(model, tokenizer, tmp_path)
+    index = tmp_path / "model.safetensors.index.json"
+    assert index.exists() == bool(shard_size)
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if shard_size else [
+        p.name for p in tmp_path.glob("*.safetensors")]
+    tensors = {}
+    for name in files:
+        with safe_open(str(tmp_path / name), "pt") as handle:
+            tensors.update({key: handle.get_tensor(key) for key in handle.keys()})
+    assert set(tensors) == set(model.state_dict())
+    assert (tensors["lm_head.weight"] == model.get_input_embeddings().weight).all()
+    assert (tmp_path / "tokenizer_config.json").exists()
+
+
 def test_settings_need_exactly_one_of_urls_and_launch():
     with pytest.raises(SamplingError, match="exactly one of them"):
         SamplingSettings(backend="vllm_server")

