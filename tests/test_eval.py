@@ -284,10 +284,11 @@ def test_eval_of_a_run_model_uses_its_task_card_and_matches_the_runs_eval(tmp_pa
     assert "warning: --seed 3 differs from the model's training setting 0" in capsys.readouterr().err
 
 
-def test_the_eval_stage_reuses_a_report_finished_with_the_same_settings(tiny_model_dir, tmp_path):
+def test_the_eval_stage_reuses_a_report_finished_with_the_same_settings(tiny_model_dir, tmp_path,
+                                                                        monkeypatch):
     """A rerun does not evaluate again a model whose report has the same settings (stop strings are a
-    tuple in memory and a list in metrics.json); other settings, or the same folder with weights
-    written anew (a stage extended by a round), evaluate again."""
+    tuple in memory and a list in metrics.json); other settings, the same folder with weights written
+    anew (a stage extended by a round), or a changed verifier (``EVALUATION_VERSION``) evaluate again."""
     import shutil
 
     from trl_reasoning.pipeline import run_recipe
@@ -311,5 +312,11 @@ def test_the_eval_stage_reuses_a_report_finished_with_the_same_settings(tiny_mod
     assert report.stat().st_mtime_ns == written
     weights = next(model.glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes())  # the same folder trained again
+    run_recipe(load_recipe(path))
+    assert report.stat().st_mtime_ns != written
+    written = report.stat().st_mtime_ns
+    from trl_reasoning import metrics
+
+    monkeypatch.setattr(metrics, "EVALUATION_VERSION", metrics.EVALUATION_VERSION + 1)
     run_recipe(load_recipe(path))
     assert report.stat().st_mtime_ns != written

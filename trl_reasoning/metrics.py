@@ -22,6 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# Bumped when what an evaluation measures changes (the verifier's rules, the metrics), so a cached
+# evaluation (eval/<model>/metrics.json) or a comparison record made under older rules is not reused.
+# 2: 'Answer: N' statements and hedges after a box.
+EVALUATION_VERSION = 2
+
 EVALUATE_METRIC = str(Path(__file__).parent / "evaluate_metric" / "reasoning_metrics.py")
 
 

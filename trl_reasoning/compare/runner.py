@@ -24,7 +24,7 @@ import platform
 from pathlib import Path
 
 from ..faults import fault_point
-from ..metrics import pass_at_k
+from ..metrics import EVALUATION_VERSION, pass_at_k
 from ..reporting import read_jsonl, write_json_atomic
 from .plan import ComparisonPlan, Method
 
@@ -36,9 +36,8 @@ def seed_folder(output: Path, seed: int) -> Path:
     return Path(output) / f"seed_{seed}"
 
 
-# Bumped when what a record measures changes (the verifier's rules, the evaluation), so older records
-# are not mixed with new ones in one table. 2: 'Answer: N' statements and hedges after a box.
-RECORD_VERSION = 2
+# What a record measures is the evaluation's: older records are not mixed with new ones in one table.
+RECORD_VERSION = EVALUATION_VERSION
 
 
 def settings_of(recipe, stage: str) -> dict:

@@ -46,6 +46,7 @@ def _scorer(reward_model: str | None):
 
 def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer, condition: dict) -> dict:
     from ..evaluation import evaluate, write_report
+    from ..metrics import EVALUATION_VERSION
     from ..loading import load_model, load_tokenizer
     from ..tasks import prompted_as_trained
 
@@ -53,7 +54,8 @@ def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer
     folder = Path(recipe.output_dir) / "eval" / name.replace(" ", "_")
     suffix, forced = condition.get("suffix", ""), condition.get("force_after_steps")
     held_out = ctx.held_out if name == "initial" else prompted_as_trained(ctx.held_out)
-    config = {"model": reference, "weights": _weights_fingerprint(reference), "reward_model": reward_model,
+    config = {"evaluation_version": EVALUATION_VERSION, "model": reference,
+              "weights": _weights_fingerprint(reference), "reward_model": reward_model,
               "prompt_suffix": suffix,
               "training_prompts": held_out is not ctx.held_out, **dataclasses.asdict(settings)}
     if forced:
