@@ -46,8 +46,8 @@ def _scorer(reward_model: str | None):
 
 def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer, condition: dict) -> dict:
     from ..evaluation import evaluate, write_report
-    from ..metrics import EVALUATION_VERSION
     from ..loading import load_model, load_tokenizer
+    from ..metrics import EVALUATION_VERSION
     from ..tasks import prompted_as_trained
 
     recipe, state = ctx.recipe, ctx.state
