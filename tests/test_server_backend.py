@@ -185,15 +185,27 @@ def test_reload_points_every_server_at_the_folder_and_resets_its_cache(servers):
                                                    "kwargs": {"weights_path": "/shared/weights_2"}}
 
 
+def _written_tensors(folder) -> dict:
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else [
+        p.name for p in folder.glob("*.safetensors")]
+    tensors = {}
+    for name in files:
+        with safe_open(str(folder / name), "pt") as handle:
+            tensors.update({key: handle.get_tensor(key) for key in handle.keys()})
+    return tensors
+
+
 @pytest.mark.parametrize("shard_size", [None, "40KB"])
 def test_weights_written_for_a_reload_hold_the_tied_head(tiny_model_dir, tmp_path, shard_size):
     """The tiny model ties its LM head to the input embeddings, so ``save_pretrained`` leaves
     ``lm_head.weight`` out, and a server reloading that folder keeps its old head (vLLM 0.31; measured in
     test_vllm_server.py: 8 vs 95 kept solutions). The written folder holds every weight of the state dict,
-    the head equal to the embeddings, in one file or listed by the shard index."""
+    the head equal to the embeddings, in one file or listed by the shard index; a stale file of an
+    earlier write in the folder is gone."""
     import functools
-
-    from safetensors import safe_open
 
     from trl_reasoning.loading import load_model, load_tokenizer
     from trl_reasoning.sampling.server_backend import save_for_reload
@@ -202,18 +214,44 @@ def test_weights_written_for_a_reload_hold_the_tied_head(tiny_model_dir, tmp_pat
     assert model.config.tie_word_embeddings
     if shard_size:
         model.save_pretrained = functools.partial(model.save_pretrained, max_shard_size=shard_size)
-    save_for_reload(model, tokenizer, tmp_path)
-    index = tmp_path / "model.safetensors.index.json"
-    assert index.exists() == bool(shard_size)
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if shard_size else [
-        p.name for p in tmp_path.glob("*.safetensors")]
-    tensors = {}
-    for name in files:
-        with safe_open(str(tmp_path / name), "pt") as handle:
-            tensors.update({key: handle.get_tensor(key) for key in handle.keys()})
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "stale.safetensors").write_bytes(b"old")
+    save_for_reload(model, tokenizer, tmp_path / "w")
+    assert (tmp_path / "w" / "model.safetensors.index.json").exists() == bool(shard_size)
+    assert not (tmp_path / "w" / "stale.safetensors").exists()
+    tensors = _written_tensors(tmp_path / "w")
     assert set(tensors) == set(model.state_dict())
     assert (tensors["lm_head.weight"] == model.get_input_embeddings().weight).all()
-    assert (tmp_path / "tokenizer_config.json").exists()
+    assert (tmp_path / "w" / "tokenizer_config.json").exists()
+
+
+def test_weights_of_an_untied_model_are_written_as_saved(tiny_model_dir, tmp_path):
+    """Nothing is added for a model whose head is its own weight: the folder is what save_pretrained
+    wrote (the head from the model, not the embeddings)."""
+    from transformers import AutoModelForCausalLM
+
+    from trl_reasoning.sampling.server_backend import TIED_WEIGHTS_FILE, save_for_reload
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), tie_word_embeddings=False)
+    assert model.lm_head.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
+    save_for_reload(model, None, tmp_path / "w")
+    assert not (tmp_path / "w" / TIED_WEIGHTS_FILE).exists()
+    tensors = _written_tensors(tmp_path / "w")
+    assert set(tensors) == set(model.state_dict())
+    assert (tensors["lm_head.weight"] == model.lm_head.weight).all()
+
+
+def test_a_model_with_unmerged_adapters_is_refused_before_any_write(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from trl_reasoning.loading import load_model
+    from trl_reasoning.sampling.server_backend import ServerEngine
+
+    model = get_peft_model(load_model(str(tiny_model_dir)), LoraConfig(r=2, target_modules="all-linear"))
+    engine = ServerEngine(VLLMServers(["http://127.0.0.1:9"]), weights_dir=str(tmp_path))
+    with pytest.raises(SamplingError, match="unmerged PEFT adapters"):
+        engine.load_weights(model)
+    assert not any(tmp_path.iterdir())
 
 
 def test_settings_need_exactly_one_of_urls_and_launch():

@@ -235,6 +235,9 @@ class ServerEngine:
 
         from ..loading import process_state
 
+        if getattr(model, "peft_config", None):
+            raise SamplingError("vllm_server: the model has unmerged PEFT adapters; the servers load whole "
+                                "weights (merge them first: model.merge_and_unload())")
         state = process_state()
         self.version += 1
         folder = self.weights_dir / f"weights_{self.version}"
@@ -244,7 +247,10 @@ class ServerEngine:
             self.pool.reload(str(folder))
             shutil.rmtree(self.weights_dir / f"weights_{self.version - 1}", ignore_errors=True)
 
-        _on_main_shared(write_and_reload, state)
+        from ..distributed import gathered
+
+        with gathered(model):  # ZeRO-3: every process gathers the shards, the main one writes them
+            _on_main_shared(write_and_reload, state)
 
     def close(self) -> None:
         if self.launched is not None:
@@ -259,21 +265,28 @@ TIED_WEIGHTS_FILE = "tied_weights.safetensors"
 
 
 def save_for_reload(model, tokenizer, folder: Path) -> None:
-    """``model`` written to ``folder`` so that a server's ``reload_weights`` replaces every weight.
+    """``model`` written to ``folder`` (emptied first) so that a server's ``reload_weights`` replaces
+    every weight.
 
-    ``save_pretrained`` leaves out tied weights (an LM head tied to the input embeddings, as in
-    SmolLM2), and vLLM's in-place reload from a folder then keeps the head's *old* weights ("Failed to
-    load weights" for ``ParallelLMHead``, vLLM 0.31): the servers would sample new layers under the
-    first checkpoint's head. So the tied weights are written too, in a file of their own, added to the
-    shard index when there is one (vLLM reads only the shards the index lists)."""
+    ``save_pretrained`` leaves out an LM head tied to the input embeddings (SmolLM2's), and vLLM's
+    in-place reload from such a folder keeps the head it had ("Failed to load weights" for
+    ``ParallelLMHead``, vLLM 0.31): the servers would sample the new layers under the first
+    checkpoint's head. So a tied head is written too, in a file of its own, added to the shard index
+    when there is one (vLLM reads only the shards the index lists). Only the head: other weights
+    ``save_pretrained`` writes under other names (checkpoint-format conversions) are left as written."""
     import json
+    import shutil
 
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    shutil.rmtree(folder, ignore_errors=True)  # an earlier engine's weights_N: no stale shard or index
     model.save_pretrained(str(folder))
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
+    head = _tied_head_name(model)
+    if head is None:
+        return
     index_path = folder / "model.safetensors.index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else None
     if index is not None:
@@ -281,14 +294,24 @@ def save_for_reload(model, tokenizer, folder: Path) -> None:
     else:
         with safe_open(str(folder / "model.safetensors"), "pt") as handle:
             saved = set(handle.keys())
-    tied = {name: tensor.detach().clone().contiguous() for name, tensor in model.state_dict().items()
-            if name not in saved and tensor.numel() > 0}
-    if not tied:
+    if head in saved:
         return
-    save_file(tied, str(folder / TIED_WEIGHTS_FILE), metadata={"format": "pt"})
+    # .cpu(), not a copy: the one tensor of the file shares its storage with nothing else in it
+    save_file({head: model.get_input_embeddings().weight.detach().cpu()}, str(folder / TIED_WEIGHTS_FILE),
+              metadata={"format": "pt"})
     if index is not None:
-        index["weight_map"].update(dict.fromkeys(tied, TIED_WEIGHTS_FILE))
+        index["weight_map"][head] = TIED_WEIGHTS_FILE
         index_path.write_text(json.dumps(index, indent=2))
+
+
+def _tied_head_name(model) -> str | None:
+    """The state-dict name of ``model``'s output embedding when its config ties it to the input one."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if not getattr(config, "tie_word_embeddings", False) or head is None:
+        return None
+    names = [name for name, module in model.named_modules() if module is head]
+    return f"{names[0]}.weight" if names else None
 
 
 def _on_main_shared(fn, state):
