@@ -65,3 +65,86 @@ def test_quantization_without_peft_is_one_line(tmp_path):
     path.write_text(RECIPE.format(out=tmp_path / "run").replace("peft:", "# peft:"))
     with pytest.raises(RecipeError, match="'quantization' \\(QLoRA\\) needs a 'peft' section"):
         load_recipe(path)
+
+
+RL_RECIPE = """
+model: tiny
+task: arithmetic
+output_dir: {out}
+stages: [ei, ppo]
+num_train_examples: 32
+num_eval_examples: 8
+tiny: {{hidden_size: 64, num_layers: 2, num_heads: 2}}
+peft: {{r: 8, lora_alpha: 16, lora_dropout: 0.0, target_modules: all-linear}}
+quantization: {{load_in_4bit: true, bnb_4bit_quant_type: nf4, bnb_4bit_compute_dtype: float32}}
+ei:
+  num_rounds: 1
+  num_generations: 2
+  max_new_tokens: 16
+  num_train_epochs: 3
+  per_device_train_batch_size: 16
+  learning_rate: 5.0e-3
+  gradient_checkpointing: false
+  max_length: 128
+  eval_num_generations: 1
+  include_reference_solutions: true   # an untrained model solves nothing: the round trains on these
+  sampling_backend: hf
+ppo:
+  num_generations: 4
+  max_completion_length: 12
+  temperature: 1.0
+  per_device_train_batch_size: 16
+  learning_rate: 5.0e-3
+  max_steps: 4
+  save_steps: 4
+  gradient_checkpointing: false
+  use_vllm: false
+"""
+
+
+def test_qlora_in_an_ei_round_and_in_ppo_trains_on_4bit_weights_and_saves_a_plain_model(tmp_path,
+                                                                                       monkeypatch):
+    """The ``quantization`` key reaches the RL stages: the EI round's fine-tune and PPO's policy and value
+    model train adapters on NF4 weights; each stage's adapters are merged into the full-precision policy,
+    so its saved model reloads without a ``quantization_config``. The EI round's merged policy fits its
+    kept solutions better than its start did, and PPO's differs from the EI policy it started from."""
+    pytest.importorskip("bitsandbytes", reason="no bitsandbytes (pip install -e '.[quantization]')")
+    import torch
+    from bitsandbytes.nn import Params4bit
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    from trl_reasoning.tasks import add_prompts, load_task
+    from trl_reasoning.trainers.ppo_trainer import PPOTrainer
+
+    def quantized_modules(model) -> int:  # weights in 4 bits (PEFT's wrappers show each one twice)
+        return sum(isinstance(p, Params4bit) for p in model.parameters())
+
+    trained_on = {}
+    sft_train, ppo_train = SFTTrainer.train, PPOTrainer.train
+
+    def sft_spy(self, *args, **kwargs):
+        trained_on["ei"] = quantized_modules(self.model)
+        return sft_train(self, *args, **kwargs)
+
+    def ppo_spy(self, *args, **kwargs):
+        trained_on["ppo"] = quantized_modules(self.model)
+        trained_on["ppo value"] = quantized_modules(self.value_model)
+        return ppo_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "train", sft_spy)
+    monkeypatch.setattr(PPOTrainer, "train", ppo_spy)
+    out = tmp_path / "run"
+    path = tmp_path / "qlora_rl.yaml"
+    path.write_text(RL_RECIPE.format(out=out))
+    run_recipe(load_recipe(path))
+    assert trained_on == {"ei": 14, "ppo": 14, "ppo value": 14}  # 2 layers x 7 linear layers, each run
+    ei_model, ppo_model = out / "ei" / "round_001" / "checkpoint", out / "ppo" / "final_model"
+    for folder in (ei_model, ppo_model):
+        assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    assert (out / "ei" / "round_001" / "adapter" / "adapter_config.json").exists()
+    assert (out / "ppo" / "adapter" / "adapter_config.json").exists()
+    rows = add_prompts(load_task("arithmetic", split="train", num_examples=32).select(range(16)))
+    assert _solution_loss(ei_model, rows) < _solution_loss(out / "tiny_init", rows) - 0.2
+    start, final = (AutoModelForCausalLM.from_pretrained(f).state_dict() for f in (ei_model, ppo_model))
+    assert any(not torch.equal(final[name], value) for name, value in start.items() if "layers" in name)

@@ -101,10 +101,11 @@ class Recipe:
     quantization: dict | None = field(
         default=None,
         metadata={
-            "help": "QLoRA for the sft stage: transformers.BitsAndBytesConfig fields (load_in_4bit: true, "
+            "help": "QLoRA for every training stage (sft, ei/rcrl round fine-tunes, ppo's policy and value "
+            "model, grpo, process_grpo): transformers.BitsAndBytesConfig fields (load_in_4bit: true, "
             "bnb_4bit_quant_type: nf4, ...); the base trains in 4 bits under the recipe's peft adapters, "
-            "which are merged into the full-precision base when the stage ends. Needs peft and bitsandbytes "
-            "(pip install 'trl-reasoning[quantization]')."
+            "which are merged into the full-precision policy when the stage (or round) ends. Needs peft "
+            "and bitsandbytes (pip install 'trl-reasoning[quantization]')."
         },
     )
     accelerate: dict | None = field(

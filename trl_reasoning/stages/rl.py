@@ -11,7 +11,14 @@ from pathlib import Path
 
 from ..errors import RecipeError
 from ..progress import DONE
-from .base import Stage, peft_config, register_stage, stage_config, training_eval_callbacks
+from .base import (
+    Stage,
+    peft_config,
+    quantization_config,
+    register_stage,
+    stage_config,
+    training_eval_callbacks,
+)
 
 
 def rounds_stage(
@@ -51,6 +58,7 @@ def rounds_stage(
             eval_dataset=ctx.held_out,
             peft_config=peft_config(recipe),
             callbacks=training_eval_callbacks(ctx, folder, fine_tuning=True),
+            **_quantized(recipe),
             **extra,
         )
         # an SFT policy of this run was trained on the training prompts: sample it with them from round 1
@@ -194,6 +202,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     from ..eval_callback import bind_callbacks, samples_drawn
     from ..loading import load_tokenizer, remote_code_kwargs
     from ..rewards import CorrectnessReward
+    from ..trainers.sft import merged_into_full_precision
 
     recipe, section = ctx.recipe, ctx.recipe.section(name)
     section = {**section, "use_vllm": resolve_use_vllm(section.get("use_vllm", False), ctx.policy)}
@@ -214,17 +223,27 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
         processing_class=load_tokenizer(ctx.policy, padding_side="left"),
         peft_config=peft_config(recipe),
         callbacks=(callbacks := training_eval_callbacks(ctx, folder)),
+        **_quantized(recipe),
         **providers,
     )
     bind_callbacks(trainer, callbacks)
     last = last_complete_checkpoint(folder, trainer_cls)
     trainer.train(resume_from_checkpoint=last)
-    if hasattr(trainer.model, "merge_and_unload"):  # LoRA: the eval stage and vLLM load a plain causal LM
+    if recipe.quantization:  # QLoRA: the adapters go into the full-precision policy, not the 4-bit base
+        trainer.model = merged_into_full_precision(trainer, ctx.policy, folder / "adapter")
+    elif hasattr(trainer.model, "merge_and_unload"):  # LoRA: the eval stage and vLLM load a plain causal LM
         trainer.model = trainer.model.merge_and_unload()
     trainer.save_model(str(folder / "final_model"))
     trainer.processing_class.save_pretrained(str(folder / "final_model"))
     return {"cumulative_samples": samples_drawn(trainer, trainer.state.global_step),
             "steps": trainer.state.global_step, "resumed_from": Path(last).name if last else None}
+
+
+def _quantized(recipe) -> dict:
+    """``quantization_config`` for a trainer when the recipe quantizes (QLoRA), else nothing: trainers
+    built by user functions need not know the argument."""
+    config = quantization_config(recipe)
+    return {"quantization_config": config} if config is not None else {}
 
 
 def generation_aligned(steps: int, args) -> int:

@@ -89,6 +89,7 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
         peft_config=None,
         dense_reward_funcs: Sequence | None = None,
         value_model=None,
+        quantization_config=None,
         **kwargs,
     ):
         args = args or PPOConfig(output_dir="runs/ppo")
@@ -102,7 +103,7 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
         self._launch_env = distributed_env()  # restored after train(): TRL's colocated engine overwrites it
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
-                         peft_config=peft_config, **kwargs)
+                         peft_config=peft_config, quantization_config=quantization_config, **kwargs)
         if args.kl_penalty == "reward":
             self.beta = 0.0  # GRPO adds beta * KL to the loss; here KL is part of the reward instead
         self.kl_controller = AdaptiveKLController(args.kl_coef, args.target_kl, args.kl_horizon)
@@ -112,7 +113,8 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
         else:
             value_peft = peft_config if args.value_model_peft else None
             self.value_model = build_value_model(value_model, model, self.model, self.processing_class,
-                                                 self.accelerator, peft_config=value_peft)
+                                                 self.accelerator, peft_config=value_peft,
+                                                 quantization_config=quantization_config)
             self.value_optimizer = ValueOptimizer(self.value_model, args, self.accelerator.num_processes)
         self.samples_seen = 0  # completions sampled for training, over all processes
 

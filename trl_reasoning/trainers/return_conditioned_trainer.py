@@ -83,6 +83,7 @@ class ReturnConditionedTrainer(RoundsTrainer):
         peft_config=None,
         callbacks=None,
         step_reward_func=None,
+        quantization_config=None,
     ):
         args = args or ReturnConditionedConfig(output_dir="runs/return_conditioned")
         if not isinstance(args, ReturnConditionedConfig):
@@ -95,7 +96,8 @@ class ReturnConditionedTrainer(RoundsTrainer):
                              "processor, "
                              "which vLLM does not run; use sampling_backend: auto or hf, or tag_mode: sparse")
         super().__init__(
-            model, args, train_dataset, eval_dataset, processing_class, reward_funcs, peft_config, callbacks
+            model, args, train_dataset, eval_dataset, processing_class, reward_funcs, peft_config, callbacks,
+            quantization_config=quantization_config,
         )
         for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
             if dataset is not None and not all(isinstance(p, str) for p in dataset["prompt"]):
@@ -110,6 +112,9 @@ class ReturnConditionedTrainer(RoundsTrainer):
         ]
         self._fit_embeddings(self.model)
         self.peft_config = _with_trainable_tags(peft_config, self.tag_ids, self.model)
+
+    def prepared_base(self, model):
+        return self._fit_embeddings(model)  # a base loaded from the initial policy lacks the tags' rows
 
     def _fit_embeddings(self, model):
         """Make room for the tags; new rows start from the words "good" / "bad" (distinct vectors)."""

@@ -28,12 +28,13 @@ class RoundCheckpoints:
         self.state.wait_for_everyone()
 
     def _initial_model_path(self) -> Path | str:
-        """Where the initial policy can be reloaded from (restarts and vLLM need it): the model
-        reference when one was given, else a copy saved into the run folder."""
+        """Where the initial policy can be reloaded from (restarts, vLLM and QLoRA's quantized base need
+        it): the model reference when one was given, else a copy saved into the run folder."""
         if self.model_reference is not None:
             return self.model_reference
         folder = self.run_dir / "initial_model"
-        if self.args.reinit_each_round and not (folder / "config.json").exists():
+        reloaded = self.args.reinit_each_round or getattr(self, "quantization_config", None) is not None
+        if reloaded and not (folder / "config.json").exists():
             self._save_checkpoint(folder)
         return folder
 

@@ -32,6 +32,7 @@ from .round_checkpoints import RoundCheckpoints
 from .round_reports import INTERVAL_PREFIX, RoundReports
 from .round_sampling import sample_in_pieces
 from .selection import select_solutions, sft_pair
+from .sft import merged_into_full_precision
 
 
 class RoundsTrainer(RoundCheckpoints, RoundReports):
@@ -51,6 +52,9 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         reward_funcs: TRL reward functions ``(prompts, completions, **columns) -> list[float]``; their
             sum is compared with ``args.reward_threshold``. Defaults to the task's verifier.
         peft_config: a PEFT config; each round trains an adapter, merged into the policy afterwards.
+        quantization_config: a ``BitsAndBytesConfig`` (QLoRA; needs ``peft_config``): each round's adapter
+            trains on a quantized copy of the policy, loaded from its last checkpoint, and is merged into
+            the full-precision policy, which is what samples and is saved.
         callbacks: ``transformers.TrainerCallback``s passed to every round's ``SFTTrainer``.
     """
 
@@ -68,6 +72,7 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         reward_funcs: Callable | Sequence[Callable] | None = None,
         peft_config=None,
         callbacks=None,
+        quantization_config=None,
     ):
         from ..loading import load_model, load_tokenizer, process_state
 
@@ -85,7 +90,11 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         if peft_config is not None and zero3_enabled():
             raise ValueError(f"peft_config: {self.algorithm_name} merges each round's adapter, which ZeRO-3 "
                              "shards cannot do; use zero2 (or no peft_config)")
+        if quantization_config is not None and peft_config is None:
+            raise ValueError("quantization_config: a quantized policy trains adapters only; pass a "
+                             "peft_config (QLoRA)")
         self.peft_config, self.callbacks = peft_config, callbacks
+        self.quantization_config = quantization_config
         self.run_dir = Path(self.args.output_dir)
         self.history: list[dict] = []
         self.seen: set[tuple[str, str]] = set()
@@ -275,7 +284,7 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
             seed=self.args.seed + len(self.history),
         )
         trainer = SFTTrainer(
-            model=self.model,
+            model=self._quantized_base() if self.quantization_config is not None else self.model,
             args=args,
             train_dataset=Dataset.from_list(pairs),
             processing_class=self.processing_class,
@@ -284,12 +293,29 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         )
         self._bind_eval_callbacks(trainer, samples_drawn)
         trainer.train()
-        model = whole_copy(trainer.model)  # ZeRO-3 leaves shards: sampling and saving need the whole
-        if self.peft_config is not None:
-            model = model.merge_and_unload()
+        if self.quantization_config is not None:  # QLoRA: the adapters go into the full-precision policy
+            model = merged_into_full_precision(trainer, self.model, round_dir / "adapter")
+        else:
+            model = whole_copy(trainer.model)  # ZeRO-3 leaves shards: sampling and saving need the whole
+            if self.peft_config is not None:
+                model = model.merge_and_unload()
         self._set_policy(model.eval())
         self.policy_fine_tuned = True
         self._save_checkpoint(round_dir / "checkpoint")
+
+    def _quantized_base(self):
+        """The current policy, quantized, from where it was last saved (the initial policy when every
+        round restarts from it)."""
+        from ..loading import load_model
+
+        folder = self._initial_model_path() if self.args.reinit_each_round else self._current_checkpoint()
+        base = load_model(str(folder), device=str(self.state.device),
+                          quantization_config=self.quantization_config)
+        return self.prepared_base(base)
+
+    def prepared_base(self, model):
+        """A freshly loaded base before a round trains on it (subclasses add what their policy has)."""
+        return model
 
     def _bind_eval_callbacks(self, trainer, this_round: int) -> None:
         """``ReasoningEvalCallback``s evaluate this round's fine-tune; ``this_round`` samples were drawn

@@ -28,8 +28,8 @@ def sft_examples(dataset) -> list[dict]:
 def run_sft(model, tokenizer, dataset, args, peft_config=None, callbacks=None, merge_into=None) -> Path:
     """Train with ``SFTTrainer`` and save model + tokenizer into ``args.output_dir``; returns that folder.
 
-    ``merge_into`` (QLoRA: ``model`` is a quantized base): the folder or Hub id of the full-precision
-    base the trained adapters are merged into, so the saved model is a plain full-precision one."""
+    ``merge_into`` (QLoRA: ``model`` is a quantized base): the full-precision base (folder, Hub id or
+    model) the trained adapters are merged into, so the saved model is a plain full-precision one."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -56,9 +56,10 @@ def run_sft(model, tokenizer, dataset, args, peft_config=None, callbacks=None, m
     return Path(args.output_dir)
 
 
-def merged_into_full_precision(trainer, base_reference: str, adapter_folder: Path):
-    """Save the trained adapters (``adapter_folder``) and merge them into the full-precision base: merging
-    into the quantized base would round the merged weights to 4 bits."""
+def merged_into_full_precision(trainer, base, adapter_folder: Path):
+    """Save the trained adapters (``adapter_folder``) and merge them into the full-precision ``base`` (a
+    folder or Hub id, or the model itself, merged in place): merging into the quantized base the adapters
+    trained on would round the merged weights to 4 bits."""
     from peft import PeftModel
 
     from ..loading import load_model
@@ -66,5 +67,6 @@ def merged_into_full_precision(trainer, base_reference: str, adapter_folder: Pat
     if trainer.accelerator.is_main_process:  # every process holds the same adapters
         trainer.model.save_pretrained(adapter_folder)
     trainer.accelerator.wait_for_everyone()
-    base = load_model(base_reference, device=str(trainer.accelerator.device))
+    if isinstance(base, (str, Path)):
+        base = load_model(str(base), device=str(trainer.accelerator.device))
     return PeftModel.from_pretrained(base, adapter_folder).merge_and_unload()

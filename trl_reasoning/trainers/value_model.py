@@ -17,19 +17,30 @@ class PPOError(ValueError):
     """A PPO set-up or reward that cannot be trained on; the message says what was expected."""
 
 
-def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, peft_config=None):
+def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, peft_config=None,
+                      quantization_config=None):
     """The value model to train: ``value_model`` (a model, folder or Hub id), else the policy's backbone
     under a new scalar head (``policy_ref`` when the policy was given by name, else ``policy``). With
-    ``peft_config`` it trains as adapters of that config plus its whole head (``value_adapters``)."""
+    ``peft_config`` it trains as adapters of that config plus its whole head (``value_adapters``);
+    ``quantization_config`` (QLoRA) loads a value model given by name quantized, as TRL loads the
+    policy."""
     if value_model is None and isinstance(policy_ref, str):
         value_model = policy_ref
     if value_model is None:
+        if quantization_config is not None:
+            raise PPOError("quantization_config: the value model is loaded quantized from a folder or Hub "
+                           "id; pass the policy (or value_model) by name, not as a model")
         value_model = value_model_like(accelerator.unwrap_model(policy))
     elif isinstance(value_model, str):
         from ..loading import load_scalar_head_model
 
         check_value_tokenizer(value_model, tokenizer)
-        value_model = load_scalar_head_model(value_model)
+        quantized = {} if quantization_config is None else {
+            "quantization_config": _head_kept_whole(quantization_config),
+            "device_map": str(accelerator.device)}
+        value_model = load_scalar_head_model(value_model, **quantized)
+        if quantization_config is not None:
+            _keep_training_layout(value_model)
     if getattr(value_model.config, "num_labels", None) != 1:
         raise PPOError("value_model: expected a token-classification model with num_labels=1")
     if value_model.config.vocab_size < len(tokenizer):
@@ -40,11 +51,33 @@ def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, p
     if peft_config is not None and not hasattr(value_model, "peft_config"):  # not a given PeftModel
         value_model = value_adapters(value_model, peft_config)
     value_model.train()  # same mode on every path: dropout in the value loss, eval mode at rollout time
-    on_cpu = accelerator.device.type == "cpu"
+    # on CPU in float32 (bf16 is slow there); a quantized model's 4-bit weights stay as they are
+    on_cpu = accelerator.device.type == "cpu" and quantization_config is None
     prepared = accelerator.prepare_model(value_model.float() if on_cpu else value_model)
     if not isinstance(prepared, torch.nn.parallel.DistributedDataParallel):  # DeepSpeed: no DDP
         broadcast_parameters(prepared, accelerator.num_processes)  # a fresh head differs per process
     return prepared
+
+
+def _head_kept_whole(quantization_config):
+    """``quantization_config`` leaving the new scalar head out: a freshly initialised layer is not in the
+    checkpoint, so bitsandbytes would never quantize its weights (its forward fails), and the head trains
+    whole anyway."""
+    import copy
+
+    config = copy.deepcopy(quantization_config)
+    config.llm_int8_skip_modules = [*(config.llm_int8_skip_modules or []), "score", "classifier"]
+    return config
+
+
+def _keep_training_layout(model) -> None:
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weights for inference the first
+    time it runs in eval mode without grad, and the repacked layer then fails under autograd (an in-place
+    bias add on a view). The value model alternates (eval at rollout, train in the loss), so its layers
+    keep the training layout."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def value_adapters(value_model, peft_config):
