@@ -75,12 +75,14 @@ def _same(a: dict, b: dict) -> bool:
 @pytest.mark.parametrize("config", ["zero2", "zero3"])
 def test_ei_rounds_on_two_deepspeed_processes_checkpoint_and_resume(tmp_path, config):
     """One command: SFT then EI rounds under DeepSpeed in 2 CPU processes; killed after round 2's
-    samples, the same command resumes there without resampling round 1."""
+    samples, the same command resumes there without resampling round 1 and trains round 2 (every round
+    restarts from the SFT policy on all solutions kept so far, so round 2 trains even when it keeps
+    nothing new: the resumed run must fine-tune, not just finish)."""
     from trl_reasoning.tasks import load_task
 
     out = tmp_path / "run"
     recipe = tmp_path / "short.yaml"
-    recipe.write_text(SHORT.format(out=out, rounds=2))
+    recipe.write_text(SHORT.format(out=out, rounds=2) + "  reinit_each_round: true\n")
     crashed = _launch(recipe, config, **{FAULT_ENV: "samples_written:2"})
     assert crashed.returncode != 0
     assert (out / "ei" / "round_002" / "samples.jsonl").exists()
@@ -95,10 +97,11 @@ def test_ei_rounds_on_two_deepspeed_processes_checkpoint_and_resume(tmp_path, co
     ids = [s["id"] for s in _samples(out / "ei" / "round_002" / "samples.jsonl")]
     train_ids = set(load_task("arithmetic", split="train", num_examples=48)["id"])
     assert set(ids) == train_ids and all(ids.count(i) == 2 for i in train_ids)  # each question once, K=2
-    # round 1 fine-tuned the SFT policy; round 2 kept nothing new, so the final model is round 1's
-    round_one = _weights(out / "ei" / "round_001" / "checkpoint")
-    assert not _same(round_one, _weights(out / "sft"))
-    assert _same(round_one, _weights(out / "ei" / "final_model"))
+    # each round fine-tuned the SFT policy (round 2 after the resume, with another seed): three models
+    sft, final = _weights(out / "sft"), _weights(out / "ei" / "final_model")
+    round_one, round_two = (_weights(out / "ei" / f"round_00{r}" / "checkpoint") for r in (1, 2))
+    assert not _same(round_one, sft) and not _same(round_two, sft) and not _same(round_two, round_one)
+    assert _same(round_two, final)
 
 
 @pytest.mark.parametrize(
