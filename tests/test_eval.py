@@ -320,3 +320,33 @@ def test_the_eval_stage_reuses_a_report_finished_with_the_same_settings(tiny_mod
     monkeypatch.setattr(metrics, "EVALUATION_VERSION", metrics.EVALUATION_VERSION + 1)
     run_recipe(load_recipe(path))
     assert report.stat().st_mtime_ns != written
+
+
+def test_the_eval_stage_reloads_models_of_one_shape_into_one_engine(tiny_model_dir, tmp_path):
+    """Models whose weights have the shapes (and vocabulary) of the one the engine serves are reloaded
+    into it; a model with another vocabulary (RCRL's tags) gets an engine of its own. Each model is
+    sampled as itself: greedy completions of a changed model differ from the first one's."""
+    import torch
+
+    from trl_reasoning.evaluation import EvalSettings
+    from trl_reasoning.loading import load_tokenizer
+    from trl_reasoning.stages.evaluation import SharedEngine
+
+    first, tokenizer = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
+    second = load_model(str(tiny_model_dir))
+    with torch.no_grad():
+        second.model.norm.weight.zero_()  # same shapes; every logit 0, so greedy repeats token 0
+    tagged_tokenizer = load_tokenizer(str(tiny_model_dir))
+    tagged_tokenizer.add_special_tokens({"additional_special_tokens": ["[GOOD]"]})
+    tagged = load_model(str(tiny_model_dir))
+    tagged.resize_token_embeddings(len(tagged_tokenizer))
+    prompts = ["Question: 1 + 2 = ?", "Question: 7 - 3 = ?"]
+    with SharedEngine(EvalSettings(backend="hf", max_new_tokens=6), "arithmetic") as engine:
+        one = engine.for_model(first, tokenizer, str(tiny_model_dir))
+        greedy_first = one.sample(prompts, num_generations=1, temperature=0.0).completions
+        two = engine.for_model(second, tokenizer, str(tiny_model_dir))
+        greedy_second = two.sample(prompts, num_generations=1, temperature=0.0).completions
+        assert two is one and two.model is second and engine.started == 1
+        three = engine.for_model(tagged, tagged_tokenizer, str(tiny_model_dir))
+        assert three is not one and three.model is tagged and engine.started == 2
+    assert [c[0].text for c in greedy_first] != [c[0].text for c in greedy_second]

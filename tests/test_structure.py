@@ -96,3 +96,28 @@ def test_modules_are_small_and_functions_short():
                     )
     assert not long_modules, long_modules
     assert not long_functions, long_functions
+
+
+def auto_class_loads(source: str) -> list[str]:
+    """``AutoX.from_pretrained(...)`` calls in ``source`` (transformers' auto classes), as ``AutoX``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "from_pretrained" and isinstance(node.func.value, ast.Name)
+                and node.func.value.id.startswith("Auto")):
+            found.append(node.func.value.id)
+    return found
+
+
+def test_every_model_load_goes_through_the_one_loader():
+    """Models and configs are loaded by ``loading.from_pretrained``/``load_config`` only, so the loading
+    rules (paths checked, GGUF, dtype on CPU, whole weights under ZeRO-3, one-line errors) hold for
+    every load. Tokenizers too (``load_tokenizer``)."""
+    outside = {str(path.relative_to(PACKAGE)): calls for path in PACKAGE.rglob("*.py")
+               if path.name != "loading.py" and (calls := auto_class_loads(path.read_text()))}
+    assert outside == {}
+
+
+def test_the_loader_check_finds_a_direct_load():
+    assert auto_class_loads("from transformers import AutoConfig\nAutoConfig.from_pretrained('x')\n") == [
+        "AutoConfig"]

@@ -385,3 +385,44 @@ def test_reasoning_eval_callback_samples_through_trls_colocated_engine(servable_
     hf = evaluate(policy, trainer.processing_class, held_out, "arithmetic",
                   EvalSettings(num_generations=1, temperature=0.0, max_new_tokens=24, backend="hf"))
     assert logged[-1]["reasoning/maj@1"] == hf["metrics"]["maj@1"]
+
+
+def test_the_eval_stage_samples_several_models_through_one_engine_as_fresh_engines_would(
+        servable, servable_dir, tmp_path, monkeypatch):
+    """Two models of one shape (the servable model and a perturbed copy) evaluated by one eval call: one
+    vLLM engine starts, the second model's weights are reloaded into it, and each model's greedy and
+    sampled completions are those a fresh engine of its own draws (one call per model)."""
+    from trl_reasoning.pipeline import run_context
+    from trl_reasoning.recipes import load_recipe
+    from trl_reasoning.sampling import vllm_backend
+    from trl_reasoning.stages.evaluation import evaluate_models
+
+    model, tokenizer = servable
+    changed = tmp_path / "changed"
+    _perturbed(model).save_pretrained(changed)
+    tokenizer.save_pretrained(changed)
+    models = {"first": str(servable_dir), "second": str(changed)}
+    starts = []
+    engine_init = vllm_backend.VLLMEngine.__init__
+
+    def counted(self, *args, **kwargs):
+        starts.append(args[0] if args else kwargs.get("model"))
+        engine_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(vllm_backend.VLLMEngine, "__init__", counted)
+
+    def run(out, chosen):
+        path = tmp_path / f"{out}.yaml"
+        path.write_text(f"model: {servable_dir}\ntask: arithmetic\noutput_dir: {tmp_path / out}\n"
+                        "stages: [eval]\nnum_eval_examples: 12\n"
+                        "eval: {num_generations: 4, temperature: 1.0, max_new_tokens: 24, backend: vllm, "
+                        "vllm_dtype: float32}\n")
+        evaluate_models(run_context(load_recipe(path)), chosen)
+        return {n: (tmp_path / out / "eval" / n / "samples.jsonl").read_text() for n in chosen}
+
+    shared = run("shared", models)
+    assert len(starts) == 1
+    alone = {name: run(f"alone_{name}", {name: ref})[name] for name, ref in models.items()}
+    assert len(starts) == 3
+    assert shared == alone
+    assert shared["first"] != shared["second"]

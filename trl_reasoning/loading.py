@@ -194,33 +194,63 @@ def load_tokenizer(reference: str, padding_side: str = "left"):
     return tokenizer
 
 
-def load_model(reference: str, dtype: str = "auto", device: str | None = None, quantization_config=None):
-    """The causal LM of ``reference`` in eval mode; ``dtype`` is ``auto``, ``float32``, ``bfloat16``…
+def from_pretrained(auto_class, reference: str, dtype: str = "auto", device: str | None = None,
+                    quantization_config=None, what: str = "model", **kwargs):
+    """``auto_class.from_pretrained`` of ``reference`` under the project's loading rules; every model the
+    project loads (policies, value models, reward models and their implicit heads, checkpoints to
+    resume) comes through here, so a new rule lands in one place:
 
-    On CPU, ``auto`` means float32 (bf16 matmuls are slow or unsupported on many CPUs).
-    ``quantization_config`` (a ``BitsAndBytesConfig``) loads the weights quantized, onto ``device``.
-    """
+    * ``reference`` is resolved first (``resolve``: folders checked, GGUF dequantised, ``pip:NAME``,
+      ``trust_remote_code`` only when the run allows it);
+    * ``dtype`` ``auto`` is float32 on CPU (bf16 matmuls are slow or unsupported on many CPUs);
+    * whole weights, never ZeRO-3 partitions (``whole_models``): a DeepSpeed engine partitions what it
+      trains when it starts;
+    * ``quantization_config`` (a ``BitsAndBytesConfig``) loads quantized onto ``device``;
+    * a load that fails is one line naming ``what`` and the reference (``ModelLoadError``).
+
+    Returns the model on ``device`` (``None``: where transformers puts it)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    name, kwargs = resolve(reference)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch_dtype = torch.float32 if dtype == "auto" and device == "cpu" else dtype
+    from .distributed import whole_models
+
+    name, resolved = resolve(reference)
+    on_cpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
+    torch_dtype = torch.float32 if dtype == "auto" and on_cpu else dtype
     if isinstance(torch_dtype, str) and torch_dtype != "auto":
         if not isinstance(getattr(torch, torch_dtype, None), torch.dtype):
             raise ModelLoadError(f"dtype: unknown dtype {dtype!r}; expected auto, float32, bfloat16 or "
                                  "float16")
         torch_dtype = getattr(torch, torch_dtype)
-    from .distributed import whole_models
-
+    if quantization_config is not None:
+        kwargs = {**kwargs, "quantization_config": quantization_config, "device_map": device}
     try:
-        with whole_models():  # a DeepSpeed engine partitions what it trains, when it starts
-            if quantization_config is not None:
-                kwargs = {**kwargs, "quantization_config": quantization_config, "device_map": device}
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **kwargs)
+        with whole_models():
+            model = auto_class.from_pretrained(name, dtype=torch_dtype, **resolved, **kwargs)
     except OSError as err:
-        raise ModelLoadError(f"model: cannot load {reference!r} ({_first_line(err)})") from None
-    return (model if quantization_config is not None else model.to(device)).eval()
+        raise ModelLoadError(f"{what}: cannot load {reference!r} ({_first_line(err)})") from None
+    return model.to(device) if device is not None and quantization_config is None else model
+
+
+def load_config(reference: str):
+    """The transformers config of ``reference`` (resolved as models are)."""
+    from transformers import AutoConfig
+
+    name, resolved = resolve(reference)
+    try:
+        return AutoConfig.from_pretrained(name, **resolved)
+    except OSError as err:
+        raise ModelLoadError(f"model: cannot load a config from {reference!r} ({_first_line(err)})") from None
+
+
+def load_model(reference: str, dtype: str = "auto", device: str | None = None, quantization_config=None):
+    """The causal LM of ``reference`` in eval mode; ``dtype`` is ``auto``, ``float32``, ``bfloat16``…
+    (``from_pretrained``'s rules; ``device`` defaults to CUDA when there is one, else the CPU)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return from_pretrained(AutoModelForCausalLM, reference, dtype=dtype, device=device,
+                           quantization_config=quantization_config).eval()
 
 
 def load_scalar_head_model(reference: str, **kwargs):
@@ -228,20 +258,12 @@ def load_scalar_head_model(reference: str, **kwargs):
     (``AutoModelForTokenClassification``, ``num_labels=1``): a fresh value model or value-head reward
     model."""
     from transformers import AutoModelForTokenClassification
-    from transformers.utils import logging
 
-    name, load_kwargs = resolve(reference)
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # the new head's "newly initialised" report is expected
-    from .distributed import whole_models
-
+    restore = _quiet_transformers()  # the new head's "newly initialised" report is expected
     try:
-        with whole_models():
-            return AutoModelForTokenClassification.from_pretrained(
-                name, num_labels=1, **load_kwargs, **kwargs
-            )
+        return from_pretrained(AutoModelForTokenClassification, reference, num_labels=1, **kwargs)
     finally:
-        logging.set_verbosity(verbosity)
+        restore()
 
 
 def _first_line(err: Exception) -> str:

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..distributed import whole_models
 from ..rewards import completion_text, prompt_as_text
 from ..steps import (
     DEFAULT_DELIMITER,
@@ -138,13 +137,12 @@ class TokenRewardModel:
     ):
         """A fresh reward model from a causal LM (folder or Hub id): its backbone under a new value
         head, or (``head="implicit"``) the LM itself, trained against a frozen copy of it."""
-        from ..loading import load_scalar_head_model, load_tokenizer, resolve
+        from ..loading import load_scalar_head_model, load_tokenizer
 
         if head not in HEADS:
             raise RewardModelError(f"reward model: head must be one of {', '.join(HEADS)}, got {head!r}")
         if head == "implicit":
-            name, load_kwargs = resolve(reference)
-            model = _implicit_network(name, {**load_kwargs, **kwargs}, implicit_beta)
+            model = _implicit_network(reference, kwargs, implicit_beta)
         else:
             model = load_scalar_head_model(reference, **kwargs)
         return cls(model, load_tokenizer(reference, padding_side="right"), step_delimiter, max_length)
@@ -152,12 +150,11 @@ class TokenRewardModel:
     @classmethod
     def from_pretrained(cls, reference: str, **kwargs):
         """Load a reward model saved by ``save_pretrained`` (folder or Hub id)."""
-        from transformers import AutoConfig, AutoModelForTokenClassification
+        from transformers import AutoModelForTokenClassification
 
-        from ..loading import load_tokenizer, resolve
+        from ..loading import from_pretrained, load_config, load_tokenizer
 
-        name, load_kwargs = resolve(reference)
-        settings = getattr(AutoConfig.from_pretrained(name, **load_kwargs), CONFIG_KEY, None)
+        settings = getattr(load_config(reference), CONFIG_KEY, None)
         if not settings:
             raise RewardModelError(f"reward model: {reference!r} is not a trl-reasoning reward model (no "
                                    f"{CONFIG_KEY} in its config)")
@@ -166,10 +163,9 @@ class TokenRewardModel:
                                    f"{cls.kind}")
         target = reward_model_class(settings["kind"]) if cls.kind == "base" else cls
         if settings.get("head", "value") == "implicit":
-            model = _implicit_network(name, {**load_kwargs, **kwargs}, settings["implicit_beta"], saved=True)
+            model = _implicit_network(reference, kwargs, settings["implicit_beta"], saved=True)
         else:
-            with whole_models():
-                model = AutoModelForTokenClassification.from_pretrained(name, **load_kwargs, **kwargs)
+            model = from_pretrained(AutoModelForTokenClassification, reference, what="reward model", **kwargs)
         loaded = target(
             model,
             load_tokenizer(reference, padding_side="right"),
@@ -318,8 +314,9 @@ def _implicit_network(
     the reference from its subfolder for a saved one."""
     from transformers import AutoModelForCausalLM
 
+    from ..loading import from_pretrained
+
     reference_kwargs = {**load_kwargs, "subfolder": REFERENCE_FOLDER} if saved else load_kwargs
-    with whole_models():
-        policy = AutoModelForCausalLM.from_pretrained(name, **load_kwargs)
-        reference = AutoModelForCausalLM.from_pretrained(name, **reference_kwargs)
+    policy = from_pretrained(AutoModelForCausalLM, name, what="reward model", **load_kwargs)
+    reference = from_pretrained(AutoModelForCausalLM, name, what="reward model", **reference_kwargs)
     return ImplicitRewardNetwork(policy, reference, beta)

@@ -30,10 +30,53 @@ def evaluate_models(ctx, models: dict[str, str], reward_model: str | None = None
     settings = EvalSettings(**{"seed": recipe.seed, **recipe.section("eval")})
     scorer = _scorer(reward_model)
     results = {}
-    for name, reference in models.items():
-        condition = (conditioning or {}).get(name, {})
-        results[name] = _evaluate_one(ctx, name, reference, settings, reward_model, scorer, condition)
+    with SharedEngine(settings, recipe.task) as engine:
+        for name, reference in models.items():
+            condition = (conditioning or {}).get(name, {})
+            results[name] = _evaluate_one(ctx, name, reference, settings, reward_model, scorer, condition,
+                                          engine)
     return results
+
+
+class SharedEngine:
+    """One sampling engine for the models of one evaluation: a model whose weights have the shapes of
+    the one the engine serves (and the same vocabulary) is reloaded into it, as EI rounds reload theirs,
+    instead of starting an engine per model (a vLLM start costs more than a reload, the more so on
+    GPUs); another shape (RCRL's added tags) starts a new one."""
+
+    def __init__(self, settings, task: str):
+        self.settings, self.task = settings, task
+        self.sampler, self.signature = None, None
+        self.started = 0  # engines (samplers) started; read by tests
+
+    def for_model(self, model, tokenizer, reference: str):
+        """A ``Sampler`` that samples ``model`` (the last one's engine when shapes and vocabulary match)."""
+        from ..loading import resolve
+        from ..sampling import Sampler, answer_pattern_for
+
+        signature = ({name: tuple(v.shape) for name, v in model.state_dict().items()}, tokenizer.get_vocab())
+        if self.sampler is not None and signature == self.signature:
+            self.sampler.tokenizer = tokenizer
+            self.sampler.load_weights(model)
+            return self.sampler
+        self.close()
+        folder = resolve(reference)[0]
+        self.sampler = Sampler(model, tokenizer, self.settings, answer_pattern_for(self.task),
+                               model_path=folder if Path(folder).is_dir() else None)
+        self.signature, self.started = signature, self.started + 1
+        return self.sampler
+
+    def close(self) -> None:
+        if self.sampler is not None:
+            self.sampler.close()
+            self.sampler = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def _scorer(reward_model: str | None):
@@ -44,7 +87,8 @@ def _scorer(reward_model: str | None):
     return load_reward_model(reward_model).rerank_scorer
 
 
-def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer, condition: dict) -> dict:
+def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer, condition: dict,
+                  engine: SharedEngine) -> dict:
     from ..evaluation import evaluate, write_report
     from ..loading import load_model, load_tokenizer
     from ..metrics import EVALUATION_VERSION
@@ -67,7 +111,8 @@ def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer
     model, tokenizer = load_model(reference, device=str(state.device)), load_tokenizer(reference)
     questions = held_out.map(lambda row: {"prompt": row["prompt"] + suffix}) if suffix else held_out
     report = evaluate(model, tokenizer, questions, recipe.task, settings, reward_scorer=scorer,
-                      logits_processors=_forced_tag(tokenizer, forced))
+                      logits_processors=_forced_tag(tokenizer, forced),
+                      sampler=engine.for_model(model, tokenizer, reference))
     if state.is_main_process:
         write_report(report, folder, config, title=f"{name} on {recipe.task}")
     state.wait_for_everyone()

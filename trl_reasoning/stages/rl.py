@@ -175,13 +175,11 @@ def resolve_use_vllm(value, policy_ref: str) -> bool:
     vLLM is installed and can serve the policy)."""
     if value != "auto":
         return value
-    from transformers import AutoConfig
-
-    from ..loading import remote_code_kwargs
+    from ..loading import load_config
     from ..sampling import vllm_installed
     from ..sampling.vllm_backend import unservable_reason
 
-    config = AutoConfig.from_pretrained(policy_ref, **remote_code_kwargs())
+    config = load_config(policy_ref)
     return vllm_installed() and unservable_reason(config) is None
 
 

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from transformers import Trainer
 
 from .._compat import CheckpointHooks
-from ..distributed import whole_models
 from ..metrics import auroc
 from ..reward_models.base import (
     IGNORE_LABEL,
@@ -185,12 +184,13 @@ class RewardModelTrainer(CheckpointHooks, Trainer):
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
+        from ..loading import from_pretrained
+
         policy = self.reward_model.model.policy
         if isinstance(policy, PeftModel):
             policy.load_adapter(resume_from_checkpoint, policy.active_adapter, is_trainable=True)
         else:
-            with whole_models():
-                saved = AutoModelForCausalLM.from_pretrained(resume_from_checkpoint)
+            saved = from_pretrained(AutoModelForCausalLM, resume_from_checkpoint, what="checkpoint")
             policy.load_state_dict(saved.state_dict())
         return True
 

@@ -43,6 +43,20 @@ class RoundCheckpoints:
 
         return load_model(str(folder), device=str(self.state.device))
 
+    def _quantized_base(self):
+        """The current policy, quantized, from where it was last saved (the initial policy when every
+        round restarts from it)."""
+        from ..loading import load_model
+
+        folder = self._initial_model_path() if self.args.reinit_each_round else self._current_checkpoint()
+        base = load_model(str(folder), device=str(self.state.device),
+                          quantization_config=self.quantization_config)
+        return self.prepared_base(base)
+
+    def prepared_base(self, model):
+        """A freshly loaded base before a round trains on it (subclasses add what their policy has)."""
+        return model
+
     def _latest_checkpoint(self) -> Path | None:
         for record in reversed(self.history):
             folder = self._round_dir(record["round"]) / "checkpoint"

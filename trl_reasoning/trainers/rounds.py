@@ -303,20 +303,6 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         self.policy_fine_tuned = True
         self._save_checkpoint(round_dir / "checkpoint")
 
-    def _quantized_base(self):
-        """The current policy, quantized, from where it was last saved (the initial policy when every
-        round restarts from it)."""
-        from ..loading import load_model
-
-        folder = self._initial_model_path() if self.args.reinit_each_round else self._current_checkpoint()
-        base = load_model(str(folder), device=str(self.state.device),
-                          quantization_config=self.quantization_config)
-        return self.prepared_base(base)
-
-    def prepared_base(self, model):
-        """A freshly loaded base before a round trains on it (subclasses add what their policy has)."""
-        return model
-
     def _bind_eval_callbacks(self, trainer, this_round: int) -> None:
         """``ReasoningEvalCallback``s evaluate this round's fine-tune; ``this_round`` samples were drawn
         in the round, on top of the earlier rounds'."""

@@ -36,8 +36,7 @@ def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, p
 
         check_value_tokenizer(value_model, tokenizer)
         quantized = {} if quantization_config is None else {
-            "quantization_config": _head_kept_whole(quantization_config),
-            "device_map": str(accelerator.device)}
+            "quantization_config": _head_kept_whole(quantization_config), "device": str(accelerator.device)}
         value_model = load_scalar_head_model(value_model, **quantized)
         if quantization_config is not None:
             _keep_training_layout(value_model)
