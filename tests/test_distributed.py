@@ -162,3 +162,56 @@ def test_an_ei_round_in_two_processes_keeps_what_one_process_keeps(tmp_path):
     assert (one / "kept.jsonl").read_text() == (two / "kept.jsonl").read_text()
     ids = [s["id"] for s in _samples(two / "samples.jsonl")]
     assert len(ids) == 48 * 2 and all(ids.count(i) == 2 for i in set(ids))  # each question once, K=2
+
+
+# SFT that does not move the weights (learning rate 0), then the eval stage: the models of a one- and a
+# two-process run are the same, so everything evaluated from them must be too
+FROZEN_SFT_EVAL = """
+model: {model}
+task: arithmetic
+output_dir: {out}
+stages: [sft, eval]
+num_train_examples: 16
+num_eval_examples: 10
+training_eval: {{limit: 10, num_generations: 2, max_new_tokens: 8, backend: hf}}
+sft: {{num_train_epochs: 1, per_device_train_batch_size: 4, learning_rate: 0.0, gradient_checkpointing: false,
+       max_length: 64}}
+eval: {{num_generations: 2, max_new_tokens: 8, backend: hf}}
+"""
+
+
+def test_training_time_and_stage_evaluations_on_two_processes_match_one(servable_dir, tmp_path):
+    """``ReasoningEvalCallback`` during SFT and the eval stage, in one process and in two over gloo, on
+    the same (unmoved) weights of a model taught the task's format (its completions vary): the
+    two-process run evaluates every question once (each process samples its share, the shares are
+    gathered) and writes one file with the one-process run's evaluations, and the eval stage's samples
+    and metrics are the same."""
+    outputs = {}
+    for name, config in (("one", None), ("two", "multi_cpu")):
+        outputs[name] = tmp_path / name
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(FROZEN_SFT_EVAL.format(model=servable_dir, out=outputs[name]))
+        if config is None:
+            done = subprocess.run([sys.executable, "-m", "trl_reasoning", "train", str(path)], env=_env(),
+                                  capture_output=True, text=True, timeout=900)
+        else:
+            done = _launch(path, config)
+        assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((outputs["two"] / "sft" / "stage_complete.json").read_text())
+    assert record["num_processes"] == 2 and record["distributed_type"] == "MULTI_CPU"
+    during = {n: json.loads((outputs[n] / "sft" / "reasoning_eval" / "metrics.json").read_text())
+              for n in outputs}
+    keys = ("metrics", "confidence_intervals", "exploration")  # not the step: 2 processes take half
+    strip = [{k: e[k] for k in keys} for e in during["one"]["evaluations"]]
+    assert strip == [{k: e[k] for k in keys} for e in during["two"]["evaluations"]]
+    assert len(strip) == 1 and during["two"]["num_questions"] == 10
+    for name in ("samples.jsonl", "metrics.json"):
+        one, two = ((outputs[n] / "eval" / "sft" / name) for n in outputs)
+        if name == "samples.jsonl":
+            assert one.read_text() == two.read_text()
+            records = [json.loads(x) for x in two.read_text().splitlines()]
+            assert len({r["id"] for r in records}) == 10
+            assert len({r["completion"] for r in records}) > 5  # not one repeated token on both sides
+        else:
+            first, second = json.loads(one.read_text()), json.loads(two.read_text())
+            assert first["metrics"] == second["metrics"] and second["num_processes"] == 2
