@@ -146,5 +146,32 @@ def test_qlora_in_an_ei_round_and_in_ppo_trains_on_4bit_weights_and_saves_a_plai
     assert (out / "ppo" / "adapter" / "adapter_config.json").exists()
     rows = add_prompts(load_task("arithmetic", split="train", num_examples=32).select(range(16)))
     assert _solution_loss(ei_model, rows) < _solution_loss(out / "tiny_init", rows) - 0.2
-    start, final = (AutoModelForCausalLM.from_pretrained(f).state_dict() for f in (ei_model, ppo_model))
+    init, start, final = (AutoModelForCausalLM.from_pretrained(f).state_dict()
+                          for f in (out / "tiny_init", ei_model, ppo_model))
     assert any(not torch.equal(final[name], value) for name, value in start.items() if "layers" in name)
+    # the adapters (linear layers only) were merged into the full-precision policy each stage started
+    # from, not into a dequantized 4-bit copy: every weight outside them is that policy's, bit for bit
+    for before, after in ((init, start), (start, final)):
+        untouched = [n for n in before if not n.endswith("proj.weight") and not n.endswith("proj.bias")]
+        assert untouched and all(torch.equal(before[n], after[n]) for n in untouched)
+
+
+def test_a_quantized_value_model_without_adapters_is_one_line():
+    from transformers import BitsAndBytesConfig
+
+    from trl_reasoning.trainers.value_model import PPOError, build_value_model
+
+    with pytest.raises(PPOError, match="value_model_peft: a quantized value model trains through adapters"):
+        build_value_model("unused", "unused", None, None, None, peft_config=None,
+                          quantization_config=BitsAndBytesConfig(load_in_4bit=True))
+
+
+def test_quantization_under_deepspeed_is_one_line(tmp_path, monkeypatch):
+    pytest.importorskip("bitsandbytes", reason="no bitsandbytes (pip install -e '.[quantization]')")
+    from trl_reasoning.stages.base import quantization_config
+
+    path = tmp_path / "q.yaml"
+    path.write_text(RECIPE.format(out=tmp_path / "run"))
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(RecipeError, match="does not run under DeepSpeed"):
+        quantization_config(load_recipe(path))

@@ -102,6 +102,22 @@ def test_dense_tags_start_every_step_and_are_never_loss_targets(tiny_model_dir, 
     assert losses[-1] == tokenizer.eos_token_id
 
 
+def test_a_dense_round_trains_on_the_completion_text_only_not_the_prompt_or_tags(tiny_model_dir, tmp_path):
+    train = add_prompts(load_task("arithmetic", split="train", num_examples=4))
+    trainer = ReturnConditionedTrainer(model=str(tiny_model_dir), args=_args(tmp_path, tag_mode="dense"),
+                                       train_dataset=train, step_reward_func=DigitSteps())
+    row = {"id": train[0]["id"], "completion": " 1 + 2 = 3\n#### 3", "step_tags": [True, False]}
+    example = trainer.training_pair(train[0]["prompt"], row)
+    sft = trainer.round_trainer([row], tmp_path / "round_001")
+    batch = sft.data_collator([sft.train_dataset[0]])
+    assert batch["input_ids"][0].tolist() == example["input_ids"]
+    targets = [t for t in batch["labels"][0].tolist() if t != -100]
+    expected = [t for t, m in zip(example["input_ids"], example["completion_mask"], strict=True) if m]
+    # TRL puts the loss on every token of a pre-tokenised row unless told the mask counts
+    assert targets == expected and len(targets) < len(example["input_ids"])
+    assert not set(trainer.tag_ids) & set(targets)
+
+
 def test_good_tag_is_forced_after_every_step_at_generation_time(tiny_model_dir, tmp_path):
     from trl_reasoning.sampling import sample_completions
     from trl_reasoning.trainers.return_conditioned_trainer import ForceTokenAfterDelimiter

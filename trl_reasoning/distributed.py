@@ -20,6 +20,13 @@ def zero3_enabled() -> bool:
     return is_deepspeed_zero3_enabled()
 
 
+def deepspeed_enabled() -> bool:
+    """True in a process accelerate launched with a DeepSpeed config (any ZeRO stage)."""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
 def whole_models():
     """Context in which ``from_pretrained`` loads whole models, not ZeRO-3 shards."""
     from ._compat import zero3_init_disabled

@@ -89,6 +89,7 @@ def _has_weights(folder: Path) -> bool:
 
 def resolve(reference: str) -> tuple[str, dict]:
     """``(name_or_folder, from_pretrained kwargs)`` for a folder, a ``.gguf`` file or a Hub id."""
+    reference = os.fspath(reference) if isinstance(reference, os.PathLike) else reference
     if not isinstance(reference, str) or not reference.strip():
         raise ModelLoadError("model: expected a local folder, a .gguf file or a Hub id, got nothing")
     if reference.startswith(PIP_PREFIX):
@@ -205,7 +206,8 @@ def from_pretrained(auto_class, reference: str, dtype: str = "auto", device: str
     * ``dtype`` ``auto`` is float32 on CPU (bf16 matmuls are slow or unsupported on many CPUs);
     * whole weights, never ZeRO-3 partitions (``whole_models``): a DeepSpeed engine partitions what it
       trains when it starts;
-    * ``quantization_config`` (a ``BitsAndBytesConfig``) loads quantized onto ``device``;
+    * ``quantization_config`` (a ``BitsAndBytesConfig``) loads quantized onto ``device``, its 4-bit
+      layers kept in their training layout (``keep_training_layout``);
     * a load that fails is one line naming ``what`` and the reference (``ModelLoadError``).
 
     Returns the model on ``device`` (``None``: where transformers puts it)."""
@@ -228,7 +230,20 @@ def from_pretrained(auto_class, reference: str, dtype: str = "auto", device: str
             model = auto_class.from_pretrained(name, dtype=torch_dtype, **resolved, **kwargs)
     except OSError as err:
         raise ModelLoadError(f"{what}: cannot load {reference!r} ({_first_line(err)})") from None
-    return model.to(device) if device is not None and quantization_config is None else model
+    if quantization_config is not None:
+        keep_training_layout(model)
+        return model
+    return model.to(device) if device is not None else model
+
+
+def keep_training_layout(model) -> None:
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weights for inference the first
+    time it runs in eval mode without grad, and the repacked layer then fails under autograd (an in-place
+    bias add on a view). A model that trains is also evaluated and sampled between steps (rollouts,
+    training-time evaluation), so its 4-bit layers keep the training layout."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def load_config(reference: str):

@@ -101,11 +101,11 @@ class Recipe:
     quantization: dict | None = field(
         default=None,
         metadata={
-            "help": "QLoRA for every training stage (sft, ei/rcrl round fine-tunes, ppo's policy and value "
-            "model, grpo, process_grpo): transformers.BitsAndBytesConfig fields (load_in_4bit: true, "
-            "bnb_4bit_quant_type: nf4, ...); the base trains in 4 bits under the recipe's peft adapters, "
-            "which are merged into the full-precision policy when the stage (or round) ends. Needs peft "
-            "and bitsandbytes (pip install 'trl-reasoning[quantization]')."
+            "help": "QLoRA for the policy stages (sft, ei/rcrl round fine-tunes, ppo's policy and value "
+            "model, grpo, process_grpo; not under DeepSpeed): transformers.BitsAndBytesConfig fields "
+            "(load_in_4bit: true, bnb_4bit_quant_type: nf4, ...); the base trains in 4 bits under the "
+            "recipe's peft adapters, which are merged into the full-precision policy when the stage (or "
+            "round) ends. Needs peft and bitsandbytes (pip install 'trl-reasoning[quantization]')."
         },
     )
     accelerate: dict | None = field(

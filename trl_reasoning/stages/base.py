@@ -240,6 +240,11 @@ def quantization_config(recipe):
     if importlib.util.find_spec("bitsandbytes") is None:
         raise RecipeError("recipe: 'quantization' needs bitsandbytes: "
                           "pip install 'trl-reasoning[quantization]'")
+    from ..distributed import deepspeed_enabled
+
+    if deepspeed_enabled():  # its engine saves the 4-bit adapter model, not the merged full-precision one
+        raise RecipeError("recipe: 'quantization' (QLoRA) does not run under DeepSpeed here; launch with "
+                          "multi_gpu (DDP) or one process")
     try:
         return BitsAndBytesConfig(**recipe.quantization)
     except (TypeError, ValueError) as err:

@@ -54,7 +54,7 @@ class SharedEngine:
         from ..loading import resolve
         from ..sampling import Sampler, answer_pattern_for
 
-        signature = ({name: tuple(v.shape) for name, v in model.state_dict().items()}, tokenizer.get_vocab())
+        signature = _serving_signature(model, tokenizer)
         if self.sampler is not None and signature == self.signature:
             self.sampler.tokenizer = tokenizer
             self.sampler.load_weights(model)
@@ -65,6 +65,11 @@ class SharedEngine:
                                model_path=folder if Path(folder).is_dir() else None)
         self.signature, self.started = signature, self.started + 1
         return self.sampler
+
+    def release_model(self) -> None:
+        """Drop the served model from memory (the engine keeps its own copy) before the next one loads."""
+        if self.sampler is not None:
+            self.sampler.model = None
 
     def close(self) -> None:
         if self.sampler is not None:
@@ -77,6 +82,17 @@ class SharedEngine:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _serving_signature(model, tokenizer) -> tuple:
+    """What must match for an engine to take another model's weights in place: weight shapes, dtype, the
+    config (tied head, stop tokens, ...) and the vocabulary."""
+    config = {k: v for k, v in model.config.to_diff_dict().items()
+              if k not in ("_name_or_path", "transformers_version", "name_or_path")}
+    generation = getattr(model, "generation_config", None)
+    return ({name: tuple(v.shape) for name, v in model.state_dict().items()}, str(model.dtype),
+            json.dumps(config, sort_keys=True, default=str), str(getattr(generation, "eos_token_id", None)),
+            tokenizer.get_vocab(), tokenizer.eos_token_id)
 
 
 def _scorer(reward_model: str | None):
@@ -108,6 +124,7 @@ def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer
     previous = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
     if previous.get("config") == config:  # finished before a crash, with the same settings
         return previous
+    engine.release_model()  # the last model is in the engine: one policy in memory at a time
     model, tokenizer = load_model(reference, device=str(state.device)), load_tokenizer(reference)
     questions = held_out.map(lambda row: {"prompt": row["prompt"] + suffix}) if suffix else held_out
     report = evaluate(model, tokenizer, questions, recipe.task, settings, reward_scorer=scorer,

@@ -198,7 +198,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     causal LM (LoRA merged) as ``final_model``."""
     from .._compat import last_complete_checkpoint
     from ..eval_callback import bind_callbacks, samples_drawn
-    from ..loading import load_tokenizer, remote_code_kwargs
+    from ..loading import keep_training_layout, load_tokenizer, remote_code_kwargs
     from ..rewards import CorrectnessReward
     from ..trainers.sft import merged_into_full_precision
 
@@ -225,6 +225,8 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
         **providers,
     )
     bind_callbacks(trainer, callbacks)
+    if recipe.quantization:  # TRL loaded the 4-bit policy: it samples rollouts between training steps
+        keep_training_layout(trainer.model)
     last = last_complete_checkpoint(folder, trainer_cls)
     trainer.train(resume_from_checkpoint=last)
     if recipe.quantization:  # QLoRA: the adapters go into the full-precision policy, not the 4-bit base

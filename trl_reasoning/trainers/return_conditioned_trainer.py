@@ -114,7 +114,18 @@ class ReturnConditionedTrainer(RoundsTrainer):
         self.peft_config = _with_trainable_tags(peft_config, self.tag_ids, self.model)
 
     def prepared_base(self, model):
-        return self._fit_embeddings(model)  # a base loaded from the initial policy lacks the tags' rows
+        """A base loaded from a checkpoint: the tags' rows (input and output embeddings) are the policy's,
+        not new ones (a base loaded from the initial policy lacks them; resizing would draw new rows)."""
+        import torch
+
+        model = self._fit_embeddings(model)
+        pairs = ((model.get_input_embeddings(), self.model.get_input_embeddings()),
+                 (model.get_output_embeddings(), self.model.get_output_embeddings()))
+        with torch.no_grad():
+            for mine, policy in pairs:
+                if mine is not None and policy is not None:
+                    mine.weight[self.tag_ids] = policy.weight[self.tag_ids].to(mine.weight.dtype)
+        return model
 
     def _fit_embeddings(self, model):
         """Make room for the tags; new rows start from the words "good" / "bad" (distinct vectors)."""

@@ -34,8 +34,10 @@ class RoundCheckpoints:
             return self.model_reference
         folder = self.run_dir / "initial_model"
         reloaded = self.args.reinit_each_round or getattr(self, "quantization_config", None) is not None
-        if reloaded and not (folder / "config.json").exists():
-            self._save_checkpoint(folder)
+        if reloaded:
+            self.state.wait_for_everyone()  # every process looks before the main one writes: all agree
+            if not (folder / "config.json").exists():
+                self._save_checkpoint(folder)
         return folder
 
     def _reload(self, folder: Path | str):

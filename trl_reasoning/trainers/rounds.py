@@ -272,18 +272,21 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
 
     # ------------------------------------------------------------------ fine-tuning
 
-    def _fine_tune(self, rows: list[dict], round_dir: Path, samples_drawn: int = 0) -> None:
+    def round_trainer(self, rows: list[dict], round_dir: Path):
+        """The TRL ``SFTTrainer`` that fine-tunes the policy on ``rows`` in the round ``round_dir``."""
         from datasets import Dataset
         from trl import SFTTrainer
 
         column = TRAINING_PROMPT if TRAINING_PROMPT in self.train_dataset.column_names else "prompt"
         prompts = dict(zip(self.train_dataset["id"], self.train_dataset[column], strict=True))
         pairs = [self.training_pair(prompts[row["id"]], row) for row in rows]
+        # completion_only_loss explicitly: TRL infers it only for prompt/completion columns, and would put
+        # the loss on the prompt (and RCRL's dense tags) of pre-tokenised rows that carry a completion_mask
         args = dataclasses.replace(
             self.args, output_dir=str(round_dir / "trainer"), save_strategy="no", push_to_hub=False,
-            seed=self.args.seed + len(self.history),
+            seed=self.args.seed + len(self.history), completion_only_loss=True,
         )
-        trainer = SFTTrainer(
+        return SFTTrainer(
             model=self._quantized_base() if self.quantization_config is not None else self.model,
             args=args,
             train_dataset=Dataset.from_list(pairs),
@@ -291,6 +294,9 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
             peft_config=self.peft_config,
             callbacks=self.callbacks,
         )
+
+    def _fine_tune(self, rows: list[dict], round_dir: Path, samples_drawn: int = 0) -> None:
+        trainer = self.round_trainer(rows, round_dir)
         self._bind_eval_callbacks(trainer, samples_drawn)
         trainer.train()
         if self.quantization_config is not None:  # QLoRA: the adapters go into the full-precision policy

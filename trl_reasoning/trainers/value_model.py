@@ -26,6 +26,9 @@ def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, p
     policy."""
     if value_model is None and isinstance(policy_ref, str):
         value_model = policy_ref
+    if quantization_config is not None and peft_config is None:
+        raise PPOError("value_model_peft: a quantized value model trains through adapters only (its 4-bit "
+                       "weights take no gradient); set value_model_peft: true, or leave out quantization")
     if value_model is None:
         if quantization_config is not None:
             raise PPOError("quantization_config: the value model is loaded quantized from a folder or Hub "
@@ -38,8 +41,6 @@ def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, p
         quantized = {} if quantization_config is None else {
             "quantization_config": _head_kept_whole(quantization_config), "device": str(accelerator.device)}
         value_model = load_scalar_head_model(value_model, **quantized)
-        if quantization_config is not None:
-            _keep_training_layout(value_model)
     if getattr(value_model.config, "num_labels", None) != 1:
         raise PPOError("value_model: expected a token-classification model with num_labels=1")
     if value_model.config.vocab_size < len(tokenizer):
@@ -67,16 +68,6 @@ def _head_kept_whole(quantization_config):
     config = copy.deepcopy(quantization_config)
     config.llm_int8_skip_modules = [*(config.llm_int8_skip_modules or []), "score", "classifier"]
     return config
-
-
-def _keep_training_layout(model) -> None:
-    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weights for inference the first
-    time it runs in eval mode without grad, and the repacked layer then fails under autograd (an in-place
-    bias add on a view). The value model alternates (eval at rollout, train in the loss), so its layers
-    keep the training layout."""
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
 
 
 def value_adapters(value_model, peft_config):
