@@ -276,6 +276,24 @@ def test_a_recipe_naming_servers_twice_fails_when_loaded():
     assert recipe.section("ei")["vllm_server_urls"] == ["http://h:8000"]
 
 
+def test_the_cluster_recipe_samples_every_round_and_the_eval_through_the_servers_it_is_given(tiny_model_dir):
+    """recipes/ei_gsm8k_servers.yaml with the overrides its header (and docs/servers.md) quote."""
+    from trl_reasoning.recipe_catalog import resolve_recipe
+    from trl_reasoning.recipes import load_recipe, parse_overrides
+
+    start = tiny_model_dir  # stands in for the SFT checkpoint on shared storage
+    urls = "[http://node1:8000, http://node2:8000]"
+    recipe = load_recipe("ei_gsm8k_servers", parse_overrides(
+        ["--model", str(start), "--ei.vllm_server_urls", urls, "--eval.vllm_server_urls", urls]))
+    ei, evaluation = recipe.section("ei"), recipe.section("eval")
+    assert ei["sampling_backend"] == evaluation["backend"] == "vllm_server"
+    assert ei["vllm_server_urls"] == evaluation["vllm_server_urls"] == ["http://node1:8000", "http://node2:8000"]
+    assert ei["num_generations"] == 96 and recipe.stages == ["ei", "eval"]  # the rest is ei_gsm8k's
+    header = "\n".join(line for line in resolve_recipe("ei_gsm8k_servers").read_text().splitlines()
+                       if line.startswith("#"))
+    assert "--eval.vllm_server_urls" in header and "VLLM_SERVER_DEV_MODE=1 vllm serve" in header
+
+
 def test_eval_and_sample_take_servers_on_the_command_line():
     from trl_reasoning.cli import _backend, _parse
     from trl_reasoning.cli_arguments import EvalArguments, SampleArguments
