@@ -168,8 +168,13 @@ def test_resume_restores_the_value_model(tiny_model_dir, tmp_path):
     saved = {k: v.clone() for k, v in first.value_model.state_dict().items()}
 
     class AtStart(TrainerCallback):
+        steps: list[int] = []
+
         def on_train_begin(self, args, state, control, **kwargs):
             self.values = {k: v.clone() for k, v in second.value_model.state_dict().items()}
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps.append(state.global_step)
 
     at_start = AtStart()
     second = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(64),
@@ -177,7 +182,9 @@ def test_resume_restores_the_value_model(tiny_model_dir, tmp_path):
     assert any(not torch.equal(second.value_model.state_dict()[k], saved[k]) for k in saved)
     second.train(resume_from_checkpoint=True)
     assert all(torch.equal(at_start.values[k], saved[k]) for k in saved)  # restored before training went on
-    assert second.state.global_step >= 3 and second.samples_seen > first.samples_seen
+    # steps 3 and 4 ran, after checkpoint-2: a run that ignored the checkpoint would run steps 1-4
+    assert at_start.steps == [3, 4] and second.state.global_step == 4
+    assert second.samples_seen > first.samples_seen
 
 
 def _rollout(trainer, texts: list[str], prompts: list[str] | None = None):

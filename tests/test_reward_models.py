@@ -265,9 +265,18 @@ def test_trainer_rejects_bad_datasets(tiny_model_dir, tmp_path):
 
 def test_implicit_head_with_a_lora_adapter(tiny_model_dir, tmp_path):
     """PEFT: the adapter sits on the policy (the reference stays frozen), checkpoints keep the
-    adapter and resume, and the final save merges it into a plain reward model."""
+    adapter and resume (from the middle one: the 5 steps after it reproduce the uninterrupted run's
+    scores), and the final save merges it into a plain reward model."""
     from datasets import Dataset
     from peft import LoraConfig
+    from transformers import TrainerCallback
+
+    class Steps(TrainerCallback):
+        def __init__(self):
+            self.seen = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seen.append(state.global_step)
 
     from trl_reasoning import RewardModelConfig, RewardModelTrainer
 
@@ -277,7 +286,7 @@ def test_implicit_head_with_a_lora_adapter(tiny_model_dir, tmp_path):
         head="implicit",
         implicit_beta=0.5,
         label_positions="final",
-        num_train_epochs=1,
+        num_train_epochs=2,
         learning_rate=1e-2,
         per_device_train_batch_size=8,
         use_cpu=True,
@@ -290,10 +299,13 @@ def test_implicit_head_with_a_lora_adapter(tiny_model_dir, tmp_path):
     rows = Dataset.from_list(_orm_rows(40, 0))
     trainer = RewardModelTrainer(str(tiny_model_dir), args, train_dataset=rows, peft_config=lora)
     trainer.train()
-    checkpoint = tmp_path / "orm" / "checkpoint-5"
-    assert (checkpoint / "adapter_config.json").is_file()
-    resumed = RewardModelTrainer(str(tiny_model_dir), args, train_dataset=rows, peft_config=lora)
+    checkpoint = tmp_path / "orm" / "checkpoint-5"  # the end of epoch 1 of 2
+    assert (checkpoint / "adapter_config.json").is_file() and trainer.state.global_step == 10
+    steps = Steps()
+    resumed = RewardModelTrainer(str(tiny_model_dir), args, train_dataset=rows, peft_config=lora,
+                                 callbacks=[steps])
     resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert steps.seen == [6, 7, 8, 9, 10]  # it went on from the checkpoint; it did not start over
     trainer.save_model(str(tmp_path / "merged"))
     loaded = load_reward_model(str(tmp_path / "merged"))
     first = trainer.reward_model.score([PROMPT], [COMPLETION])[0].final

