@@ -175,3 +175,63 @@ def test_quantization_under_deepspeed_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(RecipeError, match="does not run under DeepSpeed"):
         quantization_config(load_recipe(path))
+
+
+RCRL_RECIPE = """
+model: tiny
+task: arithmetic
+output_dir: {out}
+stages: [rcrl]
+num_train_examples: 32
+num_eval_examples: 8
+tiny: {{hidden_size: 64, num_layers: 2, num_heads: 2, tie_word_embeddings: false}}  # LoRA trains the tag rows
+peft: {{r: 8, lora_alpha: 16, lora_dropout: 0.0, target_modules: all-linear}}
+quantization: {{load_in_4bit: true, bnb_4bit_quant_type: nf4, bnb_4bit_compute_dtype: float32}}
+rcrl:
+  num_rounds: 2
+  num_generations: 2
+  max_new_tokens: 16
+  num_train_epochs: 2
+  per_device_train_batch_size: 16
+  learning_rate: 5.0e-3
+  gradient_checkpointing: false
+  max_length: 128
+  eval_num_generations: 1
+  include_reference_solutions: true
+  stop_when_no_new_solutions: false
+  sampling_backend: hf
+"""
+
+
+def test_qlora_in_rcrl_rounds_trains_on_4bit_weights_whose_tag_rows_are_the_policys(tmp_path, monkeypatch):
+    """RCRL rounds under ``quantization`` train adapters on an NF4 copy of the round's starting policy
+    (round 1: the initial model, which has no tag rows; round 2: round 1's checkpoint). The copy's tag
+    rows, input and output (untied here, so resizing draws new output rows), are the in-memory policy's,
+    and the merged rounds reload as plain models."""
+    pytest.importorskip("bitsandbytes", reason="no bitsandbytes (pip install -e '.[quantization]')")
+    import torch
+    from bitsandbytes.nn import Params4bit
+
+    from trl_reasoning.trainers.return_conditioned_trainer import ReturnConditionedTrainer
+
+    checks = []
+    original = ReturnConditionedTrainer._quantized_base
+
+    def spy(self):
+        base = original(self)
+        rows = [(layer(base), layer(self.model)) for layer in (lambda m: m.get_input_embeddings(),
+                                                               lambda m: m.get_output_embeddings())]
+        same = all(torch.equal(mine.weight[self.tag_ids].float(), policy.weight[self.tag_ids].float())
+                   for mine, policy in rows)
+        checks.append((sum(isinstance(p, Params4bit) for p in base.parameters()), same))
+        return base
+
+    monkeypatch.setattr(ReturnConditionedTrainer, "_quantized_base", spy)
+    out = tmp_path / "run"
+    path = tmp_path / "qlora_rcrl.yaml"
+    path.write_text(RCRL_RECIPE.format(out=out))
+    run_recipe(load_recipe(path))
+    assert checks == [(14, True), (14, True)]  # 2 layers x 7 linear layers in 4 bits, each round
+    for round_index in (1, 2):
+        folder = out / "rcrl" / f"round_{round_index:03d}" / "checkpoint"
+        assert "quantization_config" not in json.loads((folder / "config.json").read_text())

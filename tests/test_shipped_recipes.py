@@ -46,6 +46,9 @@ def _stage_overrides(name: str) -> list[str]:
     for stage in raw["stages"]:
         for item in SHRINK.get(stage, []):
             key, value = item.split("=")
+            given = (raw.get(stage) or {}).get(key)
+            if isinstance(given, int) and not isinstance(given, bool) and given < int(value):
+                continue  # shrink, never grow (a greedy-only eval keeps its K of 1)
             args += [f"--{stage}.{key}", value]
         # a recipe written for vLLM samples with it where it is installed, with transformers elsewhere
         if (raw.get(stage) or {}).get("sampling_backend") == "vllm":

@@ -28,7 +28,8 @@ from .stages import get_stage, stage_names
 from .tasks import task_names_help
 from .trackers import check_installed as check_trackers_installed
 
-TINY_KEYS = ("arch", "vocab_size", "hidden_size", "num_layers", "num_heads", "max_positions")
+TINY_KEYS = ("arch", "vocab_size", "hidden_size", "num_layers", "num_heads", "max_positions",
+             "tie_word_embeddings")
 __all__ = ["Recipe", "RecipeError", "check_section", "load_recipe", "parse_overrides", "read_raw",
            "recipe_from_raw", "stage_names"]
 

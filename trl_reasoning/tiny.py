@@ -64,8 +64,10 @@ def build_model(
     num_heads: int = 4,
     max_positions: int = 1024,
     seed: int = 0,
+    tie_word_embeddings: bool = True,
 ):
-    """A randomly initialised causal LM sized for CPU tests, with the tokenizer's pad/eos ids."""
+    """A randomly initialised causal LM sized for CPU tests, with the tokenizer's pad/eos ids (input and
+    output embeddings tied unless ``tie_word_embeddings`` is false)."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
@@ -81,7 +83,7 @@ def build_model(
         num_attention_heads=num_heads,
         num_key_value_heads=num_heads,
         max_position_embeddings=max_positions,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=eos_ids,
         bos_token_id=None,
