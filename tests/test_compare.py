@@ -137,7 +137,7 @@ def _check_records_alone_resume(recipe: Path, output: Path, results: dict) -> No
         shutil.rmtree(seed / gone) if (seed / gone).is_dir() else (seed / gone).unlink()
     again = _compare(recipe)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "method ei finished before" in again.stdout
+    assert "seed 1: finished before" in again.stdout  # its records, from one start, are all it needs
     assert not any((seed / name).exists() for name in ("sft", "ei", "sft_more"))  # nothing retrained
     assert json.loads((output / "results.json").read_text())["methods"] == results["methods"]
     changed = load_plan(recipe, [("ei.learning_rate", "1.0e-4")])
@@ -148,6 +148,22 @@ def _check_records_alone_resume(recipe: Path, output: Path, results: dict) -> No
     start_changed = load_plan(recipe, [("sft.warmup_steps", "0.2")])  # sft_more's own keys unchanged
     sft_more = method_settings(start_changed, start_changed.methods[1], 1, seed)
     assert load_method(seed, "sft_more", sft_more) is None
+    _check_other_start_weights_rerun(recipe, seed)
+
+
+def _check_other_start_weights_rerun(recipe: Path, seed: Path) -> None:
+    """A record measured from other start weights (the same recipe and seed trained elsewhere) is rerun
+    from this machine's SFT policy; the records from the same weights are kept."""
+    path = seed / "methods" / "ei.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "start_weights": "another-machine"}))
+    again = _compare(recipe)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "method ei was measured from other start weights" in again.stdout
+    assert "method sft_more finished before" in again.stdout
+    weights = {json.loads((seed / "methods" / f"{n}.json").read_text())["start_weights"]
+               for n in ("sft", "ei", "sft_more")}
+    assert len(weights) == 1 and "another-machine" not in weights  # the SFT retrained to the same weights
 
 
 def _check_results_page(output: Path, pages: Path) -> None:

@@ -83,27 +83,31 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     start_settings = method_settings(plan, None, seed, folder)
     records[plan.baseline] = load_method(folder, plan.baseline, start_settings)
     pending = [m for m in methods if records[m.name] is None]
-    if not pending and records[plan.baseline] and (folder / SEED_RESULTS).exists():
+    if not pending and _one_start(records):  # every record there, from one start: nothing to train
+        record = _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"== seed {seed}: finished before ({folder / SEED_RESULTS}), reused ==", flush=True)
-        return _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])
+            if not (folder / SEED_RESULTS).exists():
+                write_json_atomic(folder / SEED_RESULTS, record)
+            print(f"== seed {seed}: finished before ({folder / METHODS}), reused ==", flush=True)
+        return record
     ctx = pipeline.run_context(recipe)
     total = len(plan.shared_stages) + len(methods) + 1
-    if pending or records[plan.baseline] is None:  # every record there: nothing needs the shared stages
-        for index, name in enumerate(plan.shared_stages, start=1):
-            title = f"seed {seed}: {get_stage(name).title or name}"
-            with stage_banner(recipe, name, title, index, total, ctx.state):
-                run_stage(ctx, name)
+    for index, name in enumerate(plan.shared_stages, start=1):
+        title = f"seed {seed}: {get_stage(name).title or name}"
+        with stage_banner(recipe, name, title, index, total, ctx.state):
+            run_stage(ctx, name)
+    weights = start_weights(ctx)
+    _drop_other_starts(records, weights, seed, ctx.state.is_main_process)
     reranker = recipe.reward_model or ctx.reward_models.get("orm") or ctx.reward_models.get("prm")
     if records[plan.baseline] is None:
         with stage_banner(recipe, "eval", f"seed {seed}: the SFT start, held out", total, total, ctx.state):
             start = {"models": {plan.baseline: ctx.policy}, "samples": {plan.baseline: 0},
                      "methods": {plan.baseline: {"stage": "sft", "entry": plan.baseline}},
                      "wall_seconds": {plan.baseline: ctx.stage_records.get("sft", {}).get("wall_seconds")}}
-            records[plan.baseline] = _finish(ctx, plan.baseline, start_settings, start, {}, reranker)
+            records[plan.baseline] = _finish(ctx, plan.baseline, start_settings, start, {}, reranker, weights)
     for index, method in enumerate(methods, start=len(plan.shared_stages) + 1):
         if records[method.name] is None:
-            records[method.name] = _run_method(ctx, plan, method, seed, reranker, (index, total))
+            records[method.name] = _run_method(ctx, plan, method, seed, (reranker, weights), (index, total))
         elif ctx.state.is_main_process:
             print(f"== seed {seed}: method {method.name} finished before ({folder}/{METHODS}/"
                   f"{method.name}.json), reused ==", flush=True)
@@ -115,6 +119,40 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     return record
 
 
+def start_weights(ctx) -> str:
+    """A digest of the weights every method of a seed starts from or is scored with: the SFT policy and
+    the reward models. The same recipe and seed train other weights on another CPU (its kernels sum in
+    another order), so records are reused only with the weights they were measured from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for model in [ctx.policy, *(ctx.reward_models[k] for k in sorted(ctx.reward_models))]:
+        files = sorted(p for p in Path(model).glob("*") if p.suffix == ".safetensors"
+                       or p.name.startswith(("pytorch_model", "adapter_model")))  # not training_args.bin
+        for path in files:
+            digest.update(path.name.encode())
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _one_start(records: dict) -> bool:
+    """Every record there, all measured from the same start weights (a known digest)."""
+    starts = {record.get("start_weights") if record else None for record in records.values()}
+    return None not in starts and len(starts) == 1
+
+
+def _drop_other_starts(records: dict, weights: str, seed: int, main: bool) -> None:
+    """Forget the records measured from other start weights (or from unknown ones): they are rerun."""
+    for name, record in records.items():
+        if record is not None and record.get("start_weights") != weights:
+            records[name] = None
+            if main:
+                print(f"== seed {seed}: method {name} was measured from other start weights "
+                      f"({record.get('start_weights')} != {weights}): rerun ==", flush=True)
+
+
 def _seed_record(seed: int, recipe, method_records: list[dict]) -> dict:
     """One seed's record: every method record's entries side by side."""
     record = {"seed": seed, "eval_split": recipe.eval_split, "machine": machine(),
@@ -124,7 +162,7 @@ def _seed_record(seed: int, recipe, method_records: list[dict]) -> dict:
     return record
 
 
-def _run_method(ctx, plan: ComparisonPlan, method: Method, seed: int, reranker: str | None,
+def _run_method(ctx, plan: ComparisonPlan, method: Method, seed: int, scoring: tuple[str | None, str],
                 position: tuple[int, int]) -> dict:
     """Run ``method`` from the seed's SFT policy into ``folder/<method>/``, evaluate its models and write
     its record."""
@@ -156,14 +194,15 @@ def _run_method(ctx, plan: ComparisonPlan, method: Method, seed: int, reranker: 
     with stage_banner(recipe, "eval", f"seed {seed}: method {method.name}, held out", index, total,
                       ctx.state):
         settings = method_settings(plan, method, seed, folder)
-        return _finish(ctx, method.name, settings, found, conditioning, reranker,
+        return _finish(ctx, method.name, settings, found, conditioning, *scoring,
                        stage_folder=folder / method.name / method.stage)
 
 
 def _finish(ctx, name: str, settings: dict, found: dict, conditioning: dict, reranker: str | None,
-            stage_folder: Path | None = None) -> dict:
+            weights: str, stage_folder: Path | None = None) -> dict:
     """Evaluate ``found``'s models on the seed's held-out questions (into the seed's ``eval/``) and write
-    the method's record: what the report needs, so that the record alone resumes the method."""
+    the method's record: what the report needs, so that the record alone resumes the method (from the
+    same ``weights``, the digest of its start)."""
     from ..stages import evaluate_models
 
     folder = Path(ctx.recipe.output_dir)
@@ -171,6 +210,7 @@ def _finish(ctx, name: str, settings: dict, found: dict, conditioning: dict, rer
     k = sampled_k(results)
     record = {**{key: found[key] for key in ("samples", "methods", "wall_seconds")}, "results": results,
               "reranker": reranker, "num_questions": len(ctx.held_out), "settings": settings,
+              "start_weights": weights,
               "per_question": {n: per_question(folder, n, k) for n in found["models"]},
               "training_points": {n: training_points(stage_folder) if stage_folder and
                                   found["methods"][n]["entry"] == found["methods"][n]["stage"] else []
