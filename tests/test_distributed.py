@@ -215,3 +215,25 @@ def test_training_time_and_stage_evaluations_on_two_processes_match_one(servable
         else:
             first, second = json.loads(one.read_text()), json.loads(two.read_text())
             assert first["metrics"] == second["metrics"] and second["num_processes"] == 2
+
+
+def test_process_grpo_normalises_a_group_split_over_two_processes(tiny_model_dir, tmp_path):
+    """A group of 4 completions, 2 on each process: every process normalises the step rewards of the
+    whole group (gathered in rank order), and its own rows are its slice of them (a process that
+    normalised its 2 rows alone would fail: 2 rows do not make a group of 4)."""
+    from trl_reasoning.advantages import group_normalised_step_rewards
+
+    script = Path(__file__).parent / "launched" / "process_grpo_groups.py"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", "0", str(script), str(tiny_model_dir), str(tmp_path)]
+    done = subprocess.run(launch, env=_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank_{r}.json").read_text()) for r in (0, 1)]
+    assert [r["num_processes"] for r in ranks] == [2, 2] and [r["process_index"] for r in ranks] == [0, 1]
+    everyone = ranks[0]["everyone"]
+    assert ranks[1]["everyone"] == everyone and len(everyone) == 4 and ranks[0]["group_size"] == 4
+    assert everyone[:2] == ranks[0]["local"] and everyone[2:] == ranks[1]["local"]
+    assert len({tuple(row) for row in everyone}) > 1  # the group's rewards differ: normalising moves them
+    for r in ranks:
+        assert r["normalised"] == group_normalised_step_rewards(everyone, 4)
