@@ -235,5 +235,6 @@ def test_process_grpo_normalises_a_group_split_over_two_processes(tiny_model_dir
     assert ranks[1]["everyone"] == everyone and len(everyone) == 4 and ranks[0]["group_size"] == 4
     assert everyone[:2] == ranks[0]["local"] and everyone[2:] == ranks[1]["local"]
     assert len({tuple(row) for row in everyone}) > 1  # the group's rewards differ: normalising moves them
-    for r in ranks:
-        assert r["normalised"] == group_normalised_step_rewards(everyone, 4)
+    whole = group_normalised_step_rewards(everyone, 4)
+    for index, r in enumerate(ranks):
+        assert r["normalised"] == whole and r["used"] == whole[2 * index:2 * index + 2]

@@ -45,6 +45,13 @@ def main(model: str, out: Path) -> None:
         return seen["local"]
 
     process_grpo_trainer.weighted_step_rewards = scoring
+    place = process_grpo_trainer.advantages_to_go
+
+    def placing(step_rewards, *args, **kwargs):
+        seen["used"] = [list(r) for r in step_rewards]  # this process's slice of the normalised group
+        return place(step_rewards, *args, **kwargs)
+
+    process_grpo_trainer.advantages_to_go = placing
     args = ProcessGRPOConfig(output_dir=str(out / "run"), learning_rate=1e-3, per_device_train_batch_size=2,
                              num_generations=4, max_completion_length=12, temperature=1.0, use_cpu=True,
                              bf16=False, report_to="none", save_strategy="no", max_steps=1, seed=0,

@@ -86,8 +86,7 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     if not pending and _one_start(records):  # every record there, from one start: nothing to train
         record = _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])
         if int(os.environ.get("RANK", "0")) == 0:
-            if not (folder / SEED_RESULTS).exists():
-                write_json_atomic(folder / SEED_RESULTS, record)
+            write_json_atomic(folder / SEED_RESULTS, record)  # records copied in may be newer than it
             print(f"== seed {seed}: finished before ({folder / METHODS}), reused ==", flush=True)
         return record
     ctx = pipeline.run_context(recipe)
@@ -97,7 +96,7 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
         with stage_banner(recipe, name, title, index, total, ctx.state):
             run_stage(ctx, name)
     weights = start_weights(ctx)
-    _drop_other_starts(records, weights, seed, ctx.state.is_main_process)
+    _drop_other_starts(records, weights, seed, ctx, baseline=plan.baseline)
     reranker = recipe.reward_model or ctx.reward_models.get("orm") or ctx.reward_models.get("prm")
     if records[plan.baseline] is None:
         with stage_banner(recipe, "eval", f"seed {seed}: the SFT start, held out", total, total, ctx.state):
@@ -143,14 +142,24 @@ def _one_start(records: dict) -> bool:
     return None not in starts and len(starts) == 1
 
 
-def _drop_other_starts(records: dict, weights: str, seed: int, main: bool) -> None:
-    """Forget the records measured from other start weights (or from unknown ones): they are rerun."""
+def _drop_other_starts(records: dict, weights: str, seed: int, ctx, baseline: str) -> None:
+    """Forget the records measured from other start weights (or from unknown ones), and the folders their
+    methods trained and were evaluated in (a finished stage folder would be skipped, its evaluation
+    reused): they are rerun from these weights."""
+    import shutil
+
+    folder, main = Path(ctx.recipe.output_dir), ctx.state.is_main_process
     for name, record in records.items():
-        if record is not None and record.get("start_weights") != weights:
-            records[name] = None
-            if main:
-                print(f"== seed {seed}: method {name} was measured from other start weights "
-                      f"({record.get('start_weights')} != {weights}): rerun ==", flush=True)
+        if record is None or record.get("start_weights") == weights:
+            continue
+        records[name] = None
+        if main:
+            print(f"== seed {seed}: method {name} was measured from other start weights "
+                  f"({record.get('start_weights')} != {weights}): rerun ==", flush=True)
+            stale = [folder / "eval" / model.replace(" ", "_") for model in record.get("results", {})]
+            for path in stale + ([folder / name] if name != baseline else []):
+                shutil.rmtree(path, ignore_errors=True)
+    ctx.state.wait_for_everyone()
 
 
 def _seed_record(seed: int, recipe, method_records: list[dict]) -> dict:

@@ -124,7 +124,8 @@ class ReturnConditionedTrainer(RoundsTrainer):
         with torch.no_grad():
             for mine, policy in pairs:
                 if mine is not None and policy is not None:
-                    mine.weight[self.tag_ids] = policy.weight[self.tag_ids].to(mine.weight.dtype)
+                    rows = policy.weight[self.tag_ids]
+                    mine.weight[self.tag_ids] = rows.to(mine.weight.device, mine.weight.dtype)
         return model
 
     def _fit_embeddings(self, model):

@@ -35,8 +35,9 @@ class RoundCheckpoints:
         folder = self.run_dir / "initial_model"
         reloaded = self.args.reinit_each_round or getattr(self, "quantization_config", None) is not None
         if reloaded:
-            self.state.wait_for_everyone()  # every process looks before the main one writes: all agree
-            if not (folder / "config.json").exists():
+            exists = (folder / "config.json").exists()
+            self.state.wait_for_everyone()  # every process has looked before the main one writes: all agree
+            if not exists:
                 self._save_checkpoint(folder)
         return folder
 
