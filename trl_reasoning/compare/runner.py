@@ -86,7 +86,8 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     if not pending and _one_start(records):  # every record there, from one start: nothing to train
         record = _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])
         if int(os.environ.get("RANK", "0")) == 0:
-            write_json_atomic(folder / SEED_RESULTS, record)  # records copied in may be newer than it
+            if not (folder / SEED_RESULTS).exists():  # a finished seed's files stay untouched
+                write_json_atomic(folder / SEED_RESULTS, record)
             print(f"== seed {seed}: finished before ({folder / METHODS}), reused ==", flush=True)
         return record
     ctx = pipeline.run_context(recipe)
