@@ -84,7 +84,26 @@ def section(name: str) -> str:
     for figure in CURVE_FILES.values():
         body = body.replace(f"]({figure})", f"]({name}/{figure})")
     seeds = ", ".join(map(str, results["seeds"]))
-    return f"## {title}\n\n```bash\n{command}\n```\n\nSeeds {seeds}.{body}\n"
+    return f"## {title}\n\n```bash\n{command}\n```\n\nSeeds {seeds}.{still_to_run(command, results)}{body}\n"
+
+
+def still_to_run(command: str, results: dict) -> str:
+    """A note naming the recipe's methods that ``results`` lacks (a report of a run still going, written
+    with ``compare --only`` and the finished methods), or nothing once every method is there."""
+    import re
+
+    from trl_reasoning.compare import load_plan
+
+    recipe = re.search(r"recipes/\S+\.yaml", command)
+    if recipe is None or "--only" in command:  # a run of some methods on purpose
+        return ""
+    listed = [m.name for m in load_plan(DOCS.parent / recipe.group(0), []).methods]
+    missing = [name for name in listed if name not in results["methods"]]
+    if not missing:
+        return ""
+    return (f" **The run is still going:** {len(listed) - len(missing)} of {len(listed)} methods have "
+            f"finished and are reported here; still to run: {', '.join(missing)}. The command above "
+            "resumes it.")
 
 
 def build_pages() -> list[Path]:

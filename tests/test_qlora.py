@@ -107,7 +107,7 @@ def test_qlora_in_an_ei_round_and_in_ppo_trains_on_4bit_weights_and_saves_a_plai
     """The ``quantization`` key reaches the RL stages: the EI round's fine-tune and PPO's policy and value
     model train adapters on NF4 weights; each stage's adapters are merged into the full-precision policy,
     so its saved model reloads without a ``quantization_config``. The EI round's merged policy fits its
-    kept solutions better than its start did, and PPO's differs from the EI policy it started from."""
+    kept solutions better than its start did, and PPO's differs from the EI policy."""
     pytest.importorskip("bitsandbytes", reason="no bitsandbytes (pip install -e '.[quantization]')")
     import torch
     from bitsandbytes.nn import Params4bit
@@ -149,13 +149,13 @@ def test_qlora_in_an_ei_round_and_in_ppo_trains_on_4bit_weights_and_saves_a_plai
     init, start, final = (AutoModelForCausalLM.from_pretrained(f).state_dict()
                           for f in (out / "tiny_init", ei_model, ppo_model))
     assert any(not torch.equal(final[name], value) for name, value in start.items() if "layers" in name)
-    # the round's adapters were merged into the full-precision policy it started from, not into a
-    # dequantized 4-bit copy: each projection moved by a LoRA product (rank <= r = 8), where 4-bit
-    # rounding would have moved it at full rank. PPO's merged policy is left out: it differs from its
-    # start by a rank-16 update, not the saved adapter's rank 8 (measured; an open question).
+    # each stage's adapters were merged into the full-precision policy it started from (both RL stages
+    # start from the recipe's initial policy), not into a dequantized 4-bit copy: each projection moved
+    # by one LoRA product (rank <= r = 8), where 4-bit rounding would have moved it at full rank
     projections = [n for n in init if n.endswith("proj.weight")]
-    ranks = [int(torch.linalg.matrix_rank(start[n] - init[n])) for n in projections]
-    assert projections and 0 < max(ranks) <= 8, ranks
+    for stage, after in (("ei", start), ("ppo", final)):
+        ranks = [int(torch.linalg.matrix_rank(after[n] - init[n])) for n in projections]
+        assert projections and 0 < max(ranks) <= 8, (stage, ranks)
 
 
 def test_a_quantized_value_model_without_adapters_is_one_line():
