@@ -105,24 +105,30 @@ def test_ei_rounds_on_two_deepspeed_processes_checkpoint_and_resume(tmp_path, co
 
 
 @pytest.mark.parametrize(
-    ("config", "kind", "crash"),
-    [("multi_cpu", "MULTI_CPU", False), ("zero2", "DEEPSPEED", True), ("zero3", "DEEPSPEED", True)],
+    ("config", "kind", "crash", "value_mode"),
+    [("multi_cpu", "MULTI_CPU", False, "separate"), ("zero2", "DEEPSPEED", True, "shared"),
+     ("zero3", "DEEPSPEED", True, "separate")],
 )
-def test_reward_model_epoch_and_ppo_steps_on_two_processes(tmp_path, config, kind, crash):
+def test_reward_model_epoch_and_ppo_steps_on_two_processes(tmp_path, config, kind, crash, value_mode):
     """An ORM epoch, then PPO with it as a dense reward, in 2 processes; under DeepSpeed the run dies right
-    after PPO's step-1 checkpoint and the same command resumes from it; the checkpoints reload."""
+    after PPO's step-1 checkpoint and the same command resumes from it; the checkpoints reload. Under
+    ZeRO-2 the value head is PPO's shared one (on the policy, in DeepSpeed's engine), under ZeRO-3 a
+    separate value model (outside it, synced by us)."""
     import torch
 
     out = tmp_path / "run"
     recipe = tmp_path / "rm_ppo.yaml"
-    recipe.write_text(RM_PPO.format(out=out))
+    recipe.write_text(RM_PPO.format(out=out) + f"  value_model_mode: {value_mode}\n")
     if crash:
         crashed = _launch(recipe, config, **{FAULT_ENV: "checkpoint_saved:1"})
         assert crashed.returncode != 0 and (out / "ppo" / "checkpoint-1" / "value_model.pt").exists()
         assert not (out / "ppo" / "stage_complete.json").exists()
         value_state = torch.load(out / "ppo" / "checkpoint-1" / "value_model.pt", weights_only=True)
-        first, second = value_state["replica_fingerprints"]  # each process's copy of the value model
-        assert first == second  # trained alike: DeepSpeed does not sync a model outside its engine, we do
+        if value_mode == "separate":
+            first, second = value_state["replica_fingerprints"]  # each process's copy of the value model
+            assert first == second  # trained alike: DeepSpeed does not sync a model outside its engine, we do
+        else:  # the shared head trains inside DeepSpeed's engine with the policy; its weights ride along
+            assert value_state["head"] and "model" not in value_state
         step_one = value_state["samples_seen"]
     done = _launch(recipe, config)
     assert done.returncode == 0, done.stderr[-3000:]
