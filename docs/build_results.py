@@ -103,7 +103,7 @@ def still_to_run(command: str, results: dict) -> str:
         return ""
     return (f" **The run is still going:** {len(listed) - len(missing)} of {len(listed)} methods have "
             f"finished and are reported here; still to run: {', '.join(missing)}. The command above "
-            "resumes it.")
+            "resumes it.\n")
 
 
 def build_pages() -> list[Path]:
