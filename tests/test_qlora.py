@@ -190,10 +190,10 @@ tiny: {{hidden_size: 64, num_layers: 2, num_heads: 2, tie_word_embeddings: false
 peft: {{r: 8, lora_alpha: 16, lora_dropout: 0.0, target_modules: all-linear}}
 quantization: {{load_in_4bit: true, bnb_4bit_quant_type: nf4, bnb_4bit_compute_dtype: float32}}
 rcrl:
-  num_rounds: 2
+  num_rounds: 1
   num_generations: 2
   max_new_tokens: 16
-  num_train_epochs: 2
+  num_train_epochs: 1
   per_device_train_batch_size: 16
   learning_rate: 5.0e-3
   gradient_checkpointing: false
@@ -206,10 +206,10 @@ rcrl:
 
 
 def test_qlora_in_rcrl_rounds_trains_on_4bit_weights_whose_tag_rows_are_the_policys(tmp_path, monkeypatch):
-    """RCRL rounds under ``quantization`` train adapters on an NF4 copy of the round's starting policy
-    (round 1: the initial model, which has no tag rows; round 2: round 1's checkpoint). The copy's tag
-    rows, input and output (untied here, so resizing draws new output rows), are the in-memory policy's,
-    and the merged rounds reload as plain models."""
+    """An RCRL round under ``quantization`` trains adapters on an NF4 copy of the round's starting policy
+    (for round 1 the initial model, which has no tag rows: resizing draws new ones). The copy's tag rows,
+    input and output (untied here), are the in-memory policy's, and the merged round reloads as a plain
+    model. (Later rounds load the previous round's checkpoint, which has the policy's rows already.)"""
     pytest.importorskip("bitsandbytes", reason="no bitsandbytes (pip install -e '.[quantization]')")
     import torch
     from bitsandbytes.nn import Params4bit
@@ -233,7 +233,6 @@ def test_qlora_in_rcrl_rounds_trains_on_4bit_weights_whose_tag_rows_are_the_poli
     path = tmp_path / "qlora_rcrl.yaml"
     path.write_text(RCRL_RECIPE.format(out=out))
     run_recipe(load_recipe(path))
-    assert checks == [(14, True), (14, True)]  # 2 layers x 7 linear layers in 4 bits, each round
-    for round_index in (1, 2):
-        folder = out / "rcrl" / f"round_{round_index:03d}" / "checkpoint"
-        assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    assert checks == [(14, True)]  # 2 layers x 7 linear layers in 4 bits
+    folder = out / "rcrl" / "round_001" / "checkpoint"
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
