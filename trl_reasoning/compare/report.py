@@ -166,7 +166,7 @@ def results_markdown(results: dict) -> str:
     rows = []
     for name, entry in methods.items():
         cells = [_with_seeds(entry["metrics"][n]) for n in shown]
-        rows.append([name, *cells, _mean(entry["samples"])])
+        rows.append([name, *cells, f"{_mean(entry['samples']):,.0f}"])  # a count, not a rate
     table = markdown_table(["method", *shown, "training samples"], rows)
     gain_rows = [[name, _cell(e.get("gain_over_sft", {}).get("maj@1")),
                   _cell(e.get("gain_over_sft", {}).get(f"pass@{k}")),
