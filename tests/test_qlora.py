@@ -175,7 +175,11 @@ def test_quantization_under_deepspeed_is_one_line(tmp_path, monkeypatch):
     path = tmp_path / "q.yaml"
     path.write_text(RECIPE.format(out=tmp_path / "run"))
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    with pytest.raises(RecipeError, match="does not run under DeepSpeed"):
+    with pytest.raises(RecipeError, match=r"does not run under DeepSpeed here \(the launch uses DeepSpeed"):
+        quantization_config(load_recipe(path))
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
+    path.write_text(RECIPE.format(out=tmp_path / "run").replace("sft: {", "sft: {deepspeed: zero2.json, "))
+    with pytest.raises(RecipeError, match="'sft.deepspeed' is set"):
         quantization_config(load_recipe(path))
 
 

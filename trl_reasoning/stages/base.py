@@ -242,9 +242,13 @@ def quantization_config(recipe):
                           "pip install 'trl-reasoning[quantization]'")
     from ..distributed import deepspeed_enabled
 
-    if deepspeed_enabled():  # its engine saves the 4-bit adapter model, not the merged full-precision one
-        raise RecipeError("recipe: 'quantization' (QLoRA) does not run under DeepSpeed here; launch with "
-                          "multi_gpu (DDP) or one process")
+    # its engine saves the 4-bit adapter model, not the merged full-precision one; DeepSpeed comes from the
+    # launch (accelerate's config) or from a stage section's own `deepspeed:` training argument
+    sections = [name for name in recipe.stages if (recipe.section(name) or {}).get("deepspeed")]
+    if deepspeed_enabled() or sections:
+        where = f"'{sections[0]}.deepspeed' is set" if sections else "the launch uses DeepSpeed"
+        raise RecipeError(f"recipe: 'quantization' (QLoRA) does not run under DeepSpeed here ({where}); "
+                          "launch with multi_gpu (DDP) or one process")
     try:
         return BitsAndBytesConfig(**recipe.quantization)
     except (TypeError, ValueError) as err:
