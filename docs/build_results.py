@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
+import sys
 from pathlib import Path
 
 from trl_reasoning.compare.report import CURVE_FILES, results_markdown
@@ -22,6 +24,8 @@ from trl_reasoning.compare.runner import METHODS
 
 DOCS = Path(__file__).resolve().parent
 RESULTS = DOCS / "results"
+sys.path.insert(0, str(DOCS.parent / "benchmarks"))
+FACTS = "arithmetic_facts_seed_{seed}.json"  # benchmarks/arithmetic_facts.py's rows, per seed
 # name -> (page, title, the command that produced the run)
 RUNS = {
     "compare_quickstart": ("comparison.md", "The algorithm comparison on the arithmetic task",
@@ -72,7 +76,56 @@ def copy_run(name: str, folder: Path) -> Path:
     for figure in CURVE_FILES.values():
         if (folder / figure).exists():
             shutil.copy2(folder / figure, target / figure)
+    recipe = _recipe_of(name)
+    if recipe is not None and _task_of(recipe) == "arithmetic":
+        write_fact_tables(recipe, folder, target)
     return target
+
+
+def _recipe_of(name: str) -> str | None:
+    found = re.search(r"recipes/\S+\.yaml", RUNS[name][2])
+    return str(DOCS.parent / found.group(0)) if found else None
+
+
+def _task_of(recipe: str) -> str:
+    from trl_reasoning.recipes import load_recipe
+
+    return load_recipe(recipe).task
+
+
+def write_fact_tables(recipe: str, folder: Path, target: Path) -> None:
+    """For each seed whose eval samples are in ``folder``: step errors by arithmetic fact
+    (benchmarks/arithmetic_facts.py), the measured explanation of a method ending below its start."""
+    from arithmetic_facts import table
+
+    for seed_folder in sorted(folder.glob("seed_*")):
+        if (seed_folder / "eval" / "sft" / "samples.jsonl").exists():
+            seed = int(seed_folder.name.split("_", 1)[1])
+            rows = table(recipe, folder, seed)
+            (target / FACTS.format(seed=seed)).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def facts_section(name: str) -> str:
+    """The step-error table of each seed written by ``write_fact_tables``, or nothing."""
+    parts = []
+    for path in sorted((RESULTS / name).glob(FACTS.format(seed="*"))):
+        seed = path.stem.rsplit("_", 1)[1]
+        lines = ["| method | maj@1 | wrong equations: facts in the RL questions' references (count) | "
+                 "wrong equations: other facts (count) | wrong equations in its own training rows |",
+                 "|---|---|---|---|---|"]
+        for r in json.loads(path.read_text()):
+            trained = "" if r["trained_rows_error"] is None else f"{r['trained_rows_error']:.3f}"
+            lines.append(f"| {r['method']} | {r['maj@1']:.3f} | {r['error_in']:.3f} ({r['equations_in']}) | "
+                         f"{r['error_out']:.3f} ({r['equations_out']}) | {trained} |")
+        parts.append(f"Seed {seed}:\n\n" + "\n".join(lines))
+    if not parts:
+        return ""
+    return ("### Step errors by arithmetic fact\n\nEvery equation `a op b = c` in a greedy held-out "
+            "completion uses one fact `a op b`; the tiny model learns facts one by one. Share of wrong "
+            "equations, split by whether the fact is in the reference solutions of the questions the RL "
+            "methods sample, and (EI, RCRL) the share of wrong equations among the rows the method "
+            "fine-tuned on. Built from the run's eval samples by\n`python benchmarks/arithmetic_facts.py "
+            "RECIPE OUTPUT --seed S`.\n\n" + "\n\n".join(parts) + "\n")
 
 
 def section(name: str) -> str:
@@ -84,14 +137,13 @@ def section(name: str) -> str:
     for figure in CURVE_FILES.values():
         body = body.replace(f"]({figure})", f"]({name}/{figure})")
     seeds = ", ".join(map(str, results["seeds"]))
-    return f"## {title}\n\n```bash\n{command}\n```\n\nSeeds {seeds}.{still_to_run(command, results)}{body}\n"
+    return (f"## {title}\n\n```bash\n{command}\n```\n\nSeeds {seeds}.{still_to_run(command, results)}{body}\n"
+            f"{facts_section(name)}")
 
 
 def still_to_run(command: str, results: dict) -> str:
     """A note naming the recipe's methods that ``results`` lacks (a report of a run still going, written
     with ``compare --only`` and the finished methods), or nothing once every method is there."""
-    import re
-
     from trl_reasoning.compare import load_plan
 
     recipe = re.search(r"recipes/\S+\.yaml", command)

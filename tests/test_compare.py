@@ -180,6 +180,35 @@ def _check_results_page(output: Path, pages: Path) -> None:
     assert "| ei |" in text and "maj@1 gain over sft" in text and "The paper's findings" in text
     assert "](compare_quickstart/accuracy_vs_samples.png)" in text
     assert (pages / "compare_quickstart" / "accuracy_vs_samples.png").read_bytes()[:4] == b"\x89PNG"
+    assert "### Step errors by arithmetic fact" in text and "| sft | " in text.split("by arithmetic fact")[1]
+
+
+def test_the_fact_table_counts_wrong_equations_inside_and_outside_the_rl_facts(tmp_path):
+    """benchmarks/arithmetic_facts.py on hand-written files: every count below is worked out by hand."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("facts", ROOT / "benchmarks" / "arithmetic_facts.py")
+    facts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(facts)
+    samples = tmp_path / "samples.jsonl"
+    rows = [  # 3 greedy rows (2 right), one sampled row that must be ignored
+        {"kind": "greedy", "correct": True, "completion": " 3 + 4 = 7\n7 - 2 = 5\n#### 5"},
+        {"kind": "greedy", "correct": False, "completion": " 3 + 4 = 8\n8 - 1 = 6\n#### 6"},
+        {"kind": "greedy", "correct": True, "completion": " 10 - 12 = -2\n-2 + 9 = 7\n#### 7"},
+        {"kind": "sampled", "correct": False, "completion": " 3 + 4 = 9\n#### 9"},
+    ]
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    known = {(3, "+", 4), (10, "-", 12)}
+    found = facts.step_errors(samples, known)
+    # inside: 3+4=7 right, 3+4=8 wrong, 10-12=-2 right: 1 of 3; outside: 7-2=5, 8-1=6 (wrong), -2+9=7
+    assert found["equations_in"] == 3 and found["error_in"] == pytest.approx(1 / 3)
+    assert found["equations_out"] == 3 and found["error_out"] == pytest.approx(1 / 3)
+    assert found["maj@1"] == pytest.approx(2 / 3)
+    kept = tmp_path / "ei" / "ei" / "round_001" / "kept.jsonl"
+    kept.parent.mkdir(parents=True)
+    kept.write_text(json.dumps({"completion": " 2 + 2 = 5\n5 + 1 = 6"}) + "\n")
+    assert facts.trained_rows_error(tmp_path / "ei") == pytest.approx(0.5)
+    assert facts.trained_rows_error(tmp_path / "ppo") is None
 
 
 def test_a_bad_compare_section_fails_in_one_line(tmp_path):
