@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -165,18 +166,77 @@ def test_help_renders(capsys):
     assert "usage: trl-reasoning train" in capsys.readouterr().out
 
 
-def test_remote_code_stays_off_unless_asked(tmp_path):
-    from trl_reasoning.loading import allow_remote_code, resolve
-    from trl_reasoning.recipes import Recipe
+CUSTOM_CONFIG = """from transformers import Qwen2Config
+
+
+class CustomConfig(Qwen2Config):
+    model_type = "trl_reasoning_custom"
+"""
+CUSTOM_MODEL = """from transformers import Qwen2ForCausalLM
+
+from .configuration_custom import CustomConfig
+
+
+class CustomForCausalLM(Qwen2ForCausalLM):
+    config_class = CustomConfig
+"""
+
+
+def _custom_code_model(folder: Path) -> Path:
+    """A tiny model whose config and class live in its own folder (loaded only with trust_remote_code)."""
+    from trl_reasoning.tiny import make_tiny_model
+
+    make_tiny_model(folder, hidden_size=32, num_layers=1, num_heads=2)
+    (folder / "configuration_custom.py").write_text(CUSTOM_CONFIG)
+    (folder / "modeling_custom.py").write_text(CUSTOM_MODEL)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="trl_reasoning_custom", architectures=["CustomForCausalLM"],
+                  auto_map={"AutoConfig": "configuration_custom.CustomConfig",
+                            "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"})
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_remote_code_runs_only_where_a_load_asks_for_it(tmp_path):
+    """No module state: each load says whether the model's own code may run (loaders' keyword, the
+    recipe key in stages, TRL's model_init_kwargs in trainers), and a refusal is one line naming them."""
+    from datasets import Dataset
+
+    from trl_reasoning.loading import ModelLoadError, load_model, resolve, runs_remote_code
+    from trl_reasoning.pipeline import run_context
+    from trl_reasoning.recipes import Recipe, load_recipe
+    from trl_reasoning.stages.sft import run_sft
+    from trl_reasoning.tiny import make_tiny_model
+    from trl_reasoning.trainers import ExpertIterationConfig, ExpertIterationTrainer
 
     assert Recipe(model="tiny").trust_remote_code is False
     assert "trust_remote_code" not in resolve("some-org/some-model")[1]
-    allow_remote_code(True)
-    try:
-        assert resolve("some-org/some-model")[1] == {"trust_remote_code": True}
-    finally:
-        allow_remote_code(False)
-    assert "trust_remote_code" not in resolve("some-org/some-model")[1]
+    assert resolve("some-org/some-model", trust_remote_code=True)[1] == {"trust_remote_code": True}
+    folder = _custom_code_model(tmp_path / "custom")
+    with pytest.raises(ModelLoadError, match="ships its own modelling code.*trust_remote_code: true"):
+        load_model(str(folder))
+    assert runs_remote_code(load_model(str(folder), trust_remote_code=True))
+    plain = make_tiny_model(tmp_path / "plain", hidden_size=32, num_layers=1, num_heads=2)
+    assert not runs_remote_code(load_model(str(plain), trust_remote_code=True))  # transformers' own class
+    rows = Dataset.from_list([{"id": "q1", "prompt": "Question: 1 + 2?\nAnswer:", "answer": "3",
+                              "solution": "1 + 2 = 3"}])
+    args = dict(output_dir=str(tmp_path / "ei"), num_rounds=1, report_to=[], bf16=False)
+    with pytest.raises(ModelLoadError, match="model_init_kwargs"):
+        ExpertIterationTrainer(str(folder), args=ExpertIterationConfig(**args), train_dataset=rows)
+    trainer = ExpertIterationTrainer(str(folder), train_dataset=rows, args=ExpertIterationConfig(
+        **args, model_init_kwargs={"trust_remote_code": True}))
+    assert runs_remote_code(trainer.model)
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(f"model: {folder}\ntask: arithmetic\noutput_dir: {tmp_path / 'run'}\n"
+                           "stages: [sft]\nnum_train_examples: 8\nnum_eval_examples: 4\n"
+                           "sft: {max_steps: 1, per_device_train_batch_size: 4, report_to: []}\n")
+    recipe = load_recipe(recipe_file)
+    with pytest.raises(ModelLoadError, match="trust_remote_code: true in the recipe"):
+        run_sft(run_context(recipe), tmp_path / "run" / "sft")
+    trusted = load_recipe(recipe_file, [("trust_remote_code", "true")])
+    run_sft(run_context(trusted), tmp_path / "run" / "sft")
+    saved = json.loads((tmp_path / "run" / "sft" / "config.json").read_text())
+    assert saved["model_type"] == "trl_reasoning_custom"
 
 
 def test_help_describes_commands_and_recipe_sections_without_heavy_imports():

@@ -42,9 +42,9 @@ def run_eval(args: EvalArguments, task_extras: dict | None = None) -> dict:
     """Load, sample, score and write the report; returns the metrics (main process writes files).
     ``task_extras`` go to ``load_task`` (the arithmetic difficulty a model was trained on)."""
     from .evaluation import EvalSettings, evaluate, write_report
-    from .loading import allow_remote_code, load_model, load_tokenizer, process_state
+    from .loading import load_model, load_tokenizer, process_state
 
-    allow_remote_code(args.trust_remote_code)
+    trust = args.trust_remote_code
     settings = EvalSettings(
         num_generations=args.num_generations,
         temperature=args.temperature,
@@ -55,15 +55,15 @@ def run_eval(args: EvalArguments, task_extras: dict | None = None) -> dict:
         extraction=args.extraction,
         **_backend(args),
     )
-    tokenizer = load_tokenizer(args.model)  # fails fast on a bad model path, before any data work
+    tokenizer = load_tokenizer(args.model, trust_remote_code=trust)  # a bad model path fails before data work
     scorer = None
     if args.reward_model:
         from .reward_models.base import load_reward_model
 
-        scorer = load_reward_model(args.reward_model).rerank_scorer
+        scorer = load_reward_model(args.reward_model, trust_remote_code=trust).rerank_scorer
     dataset = _prepare_dataset(args, task_extras)
     state = process_state()
-    model = load_model(args.model, dtype=args.dtype, device=str(state.device))
+    model = load_model(args.model, dtype=args.dtype, device=str(state.device), trust_remote_code=trust)
     with _sampler(model, tokenizer, settings, args) as sampler:
         report = evaluate(
             model, tokenizer, dataset, args.task, settings, reward_scorer=scorer, sampler=sampler
@@ -78,21 +78,21 @@ def run_sample(args: SampleArguments, task_extras: dict | None = None) -> list[d
     """Sample K completions per question, label them, write ``output/samples.jsonl``."""
     from pathlib import Path
 
-    from .loading import allow_remote_code, load_model, load_tokenizer, process_state
+    from .loading import load_model, load_tokenizer, process_state
     from .reporting import write_jsonl_atomic
     from .reward_models.data import LabelSettings, sample_and_label
 
-    allow_remote_code(args.trust_remote_code)
+    trust = args.trust_remote_code
     settings = LabelSettings(
         task=args.task, num_generations=args.num_generations, temperature=args.temperature, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed, **_backend(args),
         extraction=args.extraction, mc_rollouts=args.mc_rollouts, mc_estimate=args.mc_estimate,
         step_delimiter=args.step_delimiter,
     )
-    tokenizer = load_tokenizer(args.model)
+    tokenizer = load_tokenizer(args.model, trust_remote_code=trust)
     dataset = _prepare_dataset(args, task_extras)
     state = process_state()
-    model = load_model(args.model, dtype=args.dtype, device=str(state.device))
+    model = load_model(args.model, dtype=args.dtype, device=str(state.device), trust_remote_code=trust)
     with _sampler(model, tokenizer, settings, args) as sampler:
         rows = sample_and_label(model, tokenizer, dataset, settings, sampler)
     if state.is_main_process:

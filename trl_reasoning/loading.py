@@ -18,19 +18,34 @@ class ModelLoadError(ValueError):
     """A model reference that cannot be loaded."""
 
 
-# Code shipped inside a Hub repository runs only when a recipe (``trust_remote_code: true``) or the
-# ``--trust_remote_code`` flag asks for it; every load goes through ``resolve``, which adds the flag.
-_REMOTE_CODE = {"trusted": False}
+# Code shipped inside a Hub repository runs only when the caller asks for it, load by load: every loader
+# here takes ``trust_remote_code`` (off by default, as in transformers); stages pass the recipe's key,
+# the CLI its flag, trainers TRL's ``args.model_init_kwargs["trust_remote_code"]``.
 
 
-def allow_remote_code(enabled: bool) -> None:
-    """Let later loads run a model repository's own code (transformers' ``trust_remote_code``)."""
-    _REMOTE_CODE["trusted"] = bool(enabled)
+def remote_code_kwargs(trust_remote_code: bool) -> dict:
+    """``{"trust_remote_code": True}`` when asked, else nothing (transformers' default: off)."""
+    return {"trust_remote_code": True} if trust_remote_code else {}
 
 
-def remote_code_kwargs() -> dict:
-    """``{"trust_remote_code": True}`` when allowed, else nothing (transformers' default: off)."""
-    return {"trust_remote_code": True} if _REMOTE_CODE["trusted"] else {}
+def trusts_remote_code(args) -> bool:
+    """Whether a TRL-style config asks for the model's own code (``model_init_kwargs``, as TRL's
+    trainers read it when they load a model from a name)."""
+    return bool((getattr(args, "model_init_kwargs", None) or {}).get("trust_remote_code", False))
+
+
+def with_remote_code(args, trust_remote_code: bool):
+    """``args`` (a TRL-style config) with the recipe's ``trust_remote_code`` in ``model_init_kwargs``,
+    where the trainer reads it; an entry the section set itself wins."""
+    args.model_init_kwargs = {**remote_code_kwargs(trust_remote_code), **(args.model_init_kwargs or {})}
+    return args
+
+
+def runs_remote_code(model) -> bool:
+    """Whether ``model``'s class came from its repository's own code (transformers' dynamic modules):
+    an engine serving this very model needs that code too, and the caller already chose to run it."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # under PEFT
+    return type(inner).__module__.startswith("transformers_modules")
 
 
 def process_state():
@@ -87,28 +102,30 @@ def _has_weights(folder: Path) -> bool:
     return any(any(folder.glob(pattern)) for pattern in _WEIGHT_PATTERNS)
 
 
-def resolve(reference: str) -> tuple[str, dict]:
-    """``(name_or_folder, from_pretrained kwargs)`` for a folder, a ``.gguf`` file or a Hub id."""
+def resolve(reference: str, trust_remote_code: bool = False) -> tuple[str, dict]:
+    """``(name_or_folder, from_pretrained kwargs)`` for a folder, a ``.gguf`` file or a Hub id; the kwargs
+    carry ``trust_remote_code`` only when asked."""
     reference = os.fspath(reference) if isinstance(reference, os.PathLike) else reference
     if not isinstance(reference, str) or not reference.strip():
         raise ModelLoadError("model: expected a local folder, a .gguf file or a Hub id, got nothing")
     if reference.startswith(PIP_PREFIX):
-        return str(dequantized_gguf(gguf_in_package(reference[len(PIP_PREFIX):]))), remote_code_kwargs()
+        folder = dequantized_gguf(gguf_in_package(reference[len(PIP_PREFIX):]))
+        return str(folder), remote_code_kwargs(trust_remote_code)
     path = Path(os.path.expanduser(reference))
     if reference.endswith(".gguf"):
         if not path.is_file():
             raise ModelLoadError(f"model: GGUF file {reference!r} does not exist")
-        return str(dequantized_gguf(path)), remote_code_kwargs()
+        return str(dequantized_gguf(path)), remote_code_kwargs(trust_remote_code)
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"model: folder {reference!r} has no config.json (not a saved model)")
         if not _has_weights(path):
             raise ModelLoadError(f"model: folder {reference!r} has a config.json but no weights "
                                  f"(*.safetensors, *.bin or a PEFT adapter); was the save interrupted?")
-        return str(path), remote_code_kwargs()
+        return str(path), remote_code_kwargs(trust_remote_code)
     if _looks_like_path(reference):
         raise ModelLoadError(f"model: path {reference!r} does not exist")
-    return reference, remote_code_kwargs()  # a Hub id
+    return reference, remote_code_kwargs(trust_remote_code)  # a Hub id
 
 
 GGUF_CACHE_ENV = "TRL_REASONING_CACHE"  # where dequantised GGUF folders go (default ~/.cache/trl_reasoning)
@@ -178,13 +195,15 @@ def _quiet_transformers():
     return lambda: logging.set_verbosity(verbosity)
 
 
-def load_tokenizer(reference: str, padding_side: str = "left"):
+def load_tokenizer(reference: str, padding_side: str = "left", trust_remote_code: bool = False):
     """The tokenizer of ``reference``, with a pad token (eos when the model defines none)."""
     from transformers import AutoTokenizer
 
-    name, kwargs = resolve(reference)
+    name, kwargs = resolve(reference, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    except ValueError as err:
+        raise _refused_code(err, "model", reference) from None
     except OSError as err:
         raise ModelLoadError(
             f"model: cannot load a tokenizer from {reference!r} ({_first_line(err)})"
@@ -196,13 +215,13 @@ def load_tokenizer(reference: str, padding_side: str = "left"):
 
 
 def from_pretrained(auto_class, reference: str, dtype: str = "auto", device: str | None = None,
-                    quantization_config=None, what: str = "model", **kwargs):
+                    quantization_config=None, what: str = "model", trust_remote_code: bool = False, **kwargs):
     """``auto_class.from_pretrained`` of ``reference`` under the project's loading rules; every model the
     project loads (policies, value models, reward models and their implicit heads, checkpoints to
     resume) comes through here, so a new rule lands in one place:
 
     * ``reference`` is resolved first (``resolve``: folders checked, GGUF dequantised, ``pip:NAME``,
-      ``trust_remote_code`` only when the run allows it);
+      ``trust_remote_code`` only when the caller passes it);
     * ``dtype`` ``auto`` is float32 on CPU (bf16 matmuls are slow or unsupported on many CPUs);
     * whole weights, never ZeRO-3 partitions (``whole_models``): a DeepSpeed engine partitions what it
       trains when it starts;
@@ -215,7 +234,7 @@ def from_pretrained(auto_class, reference: str, dtype: str = "auto", device: str
 
     from .distributed import whole_models
 
-    name, resolved = resolve(reference)
+    name, resolved = resolve(reference, trust_remote_code)
     on_cpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
     torch_dtype = torch.float32 if dtype == "auto" and on_cpu else dtype
     if isinstance(torch_dtype, str) and torch_dtype != "auto":
@@ -228,6 +247,8 @@ def from_pretrained(auto_class, reference: str, dtype: str = "auto", device: str
     try:
         with whole_models():
             model = auto_class.from_pretrained(name, dtype=torch_dtype, **resolved, **kwargs)
+    except ValueError as err:
+        raise _refused_code(err, what, reference) from None
     except OSError as err:
         raise ModelLoadError(f"{what}: cannot load {reference!r} ({_first_line(err)})") from None
     if quantization_config is not None:
@@ -246,18 +267,21 @@ def keep_training_layout(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def load_config(reference: str):
+def load_config(reference: str, trust_remote_code: bool = False):
     """The transformers config of ``reference`` (resolved as models are)."""
     from transformers import AutoConfig
 
-    name, resolved = resolve(reference)
+    name, resolved = resolve(reference, trust_remote_code)
     try:
         return AutoConfig.from_pretrained(name, **resolved)
+    except ValueError as err:
+        raise _refused_code(err, "model", reference) from None
     except OSError as err:
         raise ModelLoadError(f"model: cannot load a config from {reference!r} ({_first_line(err)})") from None
 
 
-def load_model(reference: str, dtype: str = "auto", device: str | None = None, quantization_config=None):
+def load_model(reference: str, dtype: str = "auto", device: str | None = None, quantization_config=None,
+               trust_remote_code: bool = False):
     """The causal LM of ``reference`` in eval mode; ``dtype`` is ``auto``, ``float32``, ``bfloat16``…
     (``from_pretrained``'s rules; ``device`` defaults to CUDA when there is one, else the CPU)."""
     import torch
@@ -265,7 +289,8 @@ def load_model(reference: str, dtype: str = "auto", device: str | None = None, q
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return from_pretrained(AutoModelForCausalLM, reference, dtype=dtype, device=device,
-                           quantization_config=quantization_config).eval()
+                           quantization_config=quantization_config,
+                           trust_remote_code=trust_remote_code).eval()
 
 
 def load_scalar_head_model(reference: str, **kwargs):
@@ -279,6 +304,16 @@ def load_scalar_head_model(reference: str, **kwargs):
         return from_pretrained(AutoModelForTokenClassification, reference, num_labels=1, **kwargs)
     finally:
         restore()
+
+
+def _refused_code(err: ValueError, what: str, reference: str) -> Exception:
+    """transformers' refusal to run a repository's own code, as one line saying which switch allows it;
+    any other ``ValueError`` unchanged."""
+    if "trust_remote_code" not in str(err):
+        return err
+    return ModelLoadError(f"{what}: {reference!r} ships its own modelling code, which runs only when "
+                          "asked: trust_remote_code: true in the recipe, --trust_remote_code on the command "
+                          "line, or model_init_kwargs={'trust_remote_code': True} in a trainer's config")
 
 
 def _first_line(err: Exception) -> str:

@@ -86,10 +86,9 @@ def _train_and_validation(recipe: Recipe, load):
 
 def run_context(recipe: Recipe, state=None) -> RunContext:
     """What the stages of ``recipe`` share: process state, initial model and datasets."""
-    from .loading import allow_remote_code, process_state
+    from .loading import process_state
 
     state = state or process_state()
-    allow_remote_code(recipe.trust_remote_code)
     initial = initial_model(recipe, state)
     sft_train, rl_train, held_out = load_datasets(recipe)
     return RunContext(recipe, state, initial, sft_train, rl_train, held_out)

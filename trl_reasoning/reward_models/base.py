@@ -136,7 +136,8 @@ class TokenRewardModel:
         **kwargs,
     ):
         """A fresh reward model from a causal LM (folder or Hub id): its backbone under a new value
-        head, or (``head="implicit"``) the LM itself, trained against a frozen copy of it."""
+        head, or (``head="implicit"``) the LM itself, trained against a frozen copy of it. ``kwargs`` go
+        to ``from_pretrained`` (``trust_remote_code`` to the tokenizer too)."""
         from ..loading import load_scalar_head_model, load_tokenizer
 
         if head not in HEADS:
@@ -145,16 +146,20 @@ class TokenRewardModel:
             model = _implicit_network(reference, kwargs, implicit_beta)
         else:
             model = load_scalar_head_model(reference, **kwargs)
-        return cls(model, load_tokenizer(reference, padding_side="right"), step_delimiter, max_length)
+        tokenizer = load_tokenizer(reference, padding_side="right",
+                                   trust_remote_code=kwargs.get("trust_remote_code", False))
+        return cls(model, tokenizer, step_delimiter, max_length)
 
     @classmethod
     def from_pretrained(cls, reference: str, **kwargs):
-        """Load a reward model saved by ``save_pretrained`` (folder or Hub id)."""
+        """Load a reward model saved by ``save_pretrained`` (folder or Hub id); ``kwargs`` go to
+        ``from_pretrained`` (``trust_remote_code`` to the config and tokenizer too)."""
         from transformers import AutoModelForTokenClassification
 
         from ..loading import from_pretrained, load_config, load_tokenizer
 
-        settings = getattr(load_config(reference), CONFIG_KEY, None)
+        trust = kwargs.get("trust_remote_code", False)
+        settings = getattr(load_config(reference, trust_remote_code=trust), CONFIG_KEY, None)
         if not settings:
             raise RewardModelError(f"reward model: {reference!r} is not a trl-reasoning reward model (no "
                                    f"{CONFIG_KEY} in its config)")
@@ -168,7 +173,7 @@ class TokenRewardModel:
             model = from_pretrained(AutoModelForTokenClassification, reference, what="reward model", **kwargs)
         loaded = target(
             model,
-            load_tokenizer(reference, padding_side="right"),
+            load_tokenizer(reference, padding_side="right", trust_remote_code=trust),
             settings["step_delimiter"],
             settings.get("max_length"),
         )
@@ -294,9 +299,9 @@ class TokenRewardModel:
         return [s.final for s in self.score(prompts, completions)]
 
 
-def load_reward_model(reference: str) -> TokenRewardModel:
+def load_reward_model(reference: str, trust_remote_code: bool = False) -> TokenRewardModel:
     """Load a saved ORM or PRM, whichever ``reference`` holds."""
-    return TokenRewardModel.from_pretrained(reference)
+    return TokenRewardModel.from_pretrained(reference, trust_remote_code=trust_remote_code)
 
 
 def reward_model_class(kind: str) -> type[TokenRewardModel]:

@@ -144,6 +144,7 @@ class Sampler:
     # ------------------------------------------------------------------ engine
 
     def _start_engine(self):
+        from ..loading import runs_remote_code
         from .vllm_backend import VLLMEngine, engine_length, serving_dtype
 
         if self._engine is None:
@@ -154,6 +155,7 @@ class Sampler:
                 max_model_len=engine_length(self.model.config), kv_cache_gib=self.settings.vllm_kv_cache_gib,
                 gpu_memory_utilization=self.settings.vllm_gpu_memory_utilization,
                 enforce_eager=self.settings.vllm_enforce_eager,
+                trust_remote_code=runs_remote_code(self.model),  # the model's own code already runs here
             )
             if self.model_path:  # the folder may hold other weights than the model in memory
                 self._engine.load_weights(self.model)

@@ -112,7 +112,8 @@ class VLLMEngine:
     """A ``vllm.LLM`` started once from ``model_path`` and reused for every sampling call."""
 
     def __init__(self, model_path: str, dtype: str, seed: int, max_model_len: int,
-                 kv_cache_gib: float = 2.0, gpu_memory_utilization: float = 0.3, enforce_eager: bool = True):
+                 kv_cache_gib: float = 2.0, gpu_memory_utilization: float = 0.3, enforce_eager: bool = True,
+                 trust_remote_code: bool = False):
         vllm = require_vllm()
         from ..loading import remote_code_kwargs
 
@@ -125,7 +126,7 @@ class VLLMEngine:
                 self.llm = vllm.LLM(
                     model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
                     distributed_executor_backend="uni", enforce_eager=enforce_eager,
-                    gpu_memory_utilization=gpu_memory_utilization, **remote_code_kwargs(),
+                    gpu_memory_utilization=gpu_memory_utilization, **remote_code_kwargs(trust_remote_code),
                 )
             except Exception as err:  # vLLM raises many types here; the user needs one line
                 raise SamplingError(_start_failure(model_path, err)) from None

@@ -28,7 +28,7 @@ def evaluate_models(ctx, models: dict[str, str], reward_model: str | None = None
 
     recipe = ctx.recipe
     settings = EvalSettings(**{"seed": recipe.seed, **recipe.section("eval")})
-    scorer = _scorer(reward_model)
+    scorer = _scorer(reward_model, recipe.trust_remote_code)
     results = {}
     with SharedEngine(settings, recipe.task) as engine:
         for name, reference in models.items():
@@ -95,12 +95,12 @@ def _serving_signature(model, tokenizer) -> tuple:
             tokenizer.get_vocab(), tokenizer.eos_token_id)
 
 
-def _scorer(reward_model: str | None):
+def _scorer(reward_model: str | None, trust_remote_code: bool):
     if not reward_model:
         return None
     from ..reward_models import load_reward_model
 
-    return load_reward_model(reward_model).rerank_scorer
+    return load_reward_model(reward_model, trust_remote_code=trust_remote_code).rerank_scorer
 
 
 def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer, condition: dict,
@@ -125,7 +125,9 @@ def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer
     if previous.get("config") == config:  # finished before a crash, with the same settings
         return previous
     engine.release_model()  # the last model is in the engine: one policy in memory at a time
-    model, tokenizer = load_model(reference, device=str(state.device)), load_tokenizer(reference)
+    trust = recipe.trust_remote_code
+    model = load_model(reference, device=str(state.device), trust_remote_code=trust)
+    tokenizer = load_tokenizer(reference, trust_remote_code=trust)
     questions = held_out.map(lambda row: {"prompt": row["prompt"] + suffix}) if suffix else held_out
     report = evaluate(model, tokenizer, questions, recipe.task, settings, reward_scorer=scorer,
                       logits_processors=_forced_tag(tokenizer, forced),

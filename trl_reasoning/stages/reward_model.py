@@ -37,7 +37,9 @@ def _labelled_samples(ctx, folder, args, kind: str) -> tuple[list[dict], list[di
 
     recipe, state = ctx.recipe, ctx.state
     settings = _label_settings(recipe, args, kind)
-    policy, tokenizer = load_model(ctx.policy, device=str(state.device)), load_tokenizer(ctx.policy)
+    trust = recipe.trust_remote_code
+    policy = load_model(ctx.policy, device=str(state.device), trust_remote_code=trust)
+    tokenizer = load_tokenizer(ctx.policy, trust_remote_code=trust)
     train = first(ctx.sft_train, recipe.rm_train_limit)
     held_settings = dataclasses.replace(settings, seed=recipe.seed + 1)
     with Sampler(
@@ -57,6 +59,7 @@ def run_reward_model(ctx, folder, kind: str) -> dict:
     """Sample + label (resumable), train an ORM (``outcome``) or PRM (``process``), measure it."""
     from datasets import Dataset
 
+    from ..loading import with_remote_code
     from ..trainers.reward_model_trainer import RewardModelTrainer, reward_model_quality
 
     recipe = ctx.recipe
@@ -70,6 +73,7 @@ def run_reward_model(ctx, folder, kind: str) -> dict:
         report_to=recipe.report_to,
         save_strategy="no",
     )
+    with_remote_code(args, recipe.trust_remote_code)
     rows, held_rows = _labelled_samples(ctx, folder, args, kind)
     trainer = RewardModelTrainer(ctx.policy, args, train_dataset=Dataset.from_list(rows))
     trainer.train()

@@ -39,6 +39,8 @@ def rounds_stage(
     completion record (read back by ``evaluated_as``)."""
 
     def run(ctx, folder: Path) -> dict:
+        from ..loading import with_remote_code
+
         recipe = ctx.recipe
         args = stage_config(
             config(),
@@ -50,6 +52,7 @@ def rounds_stage(
             run_name=f"{Path(recipe.output_dir).name}-{name}",
             save_strategy="no",
         )
+        with_remote_code(args, recipe.trust_remote_code)
         extra = trainer_kwargs(ctx, args) if trainer_kwargs else {}
         trainer = trainer_cls(
             model=ctx.policy,
@@ -84,7 +87,7 @@ def step_reward_provider(source: str, ctx):
     path = (ctx.reward_models.get(source) or ctx.recipe.reward_model) if source in ("orm", "prm") else source
     if not path:
         raise RecipeError(f"recipe: dense reward '{source}' needs an {source} stage or 'reward_model: PATH'")
-    return load_reward_model(path)
+    return load_reward_model(path, trust_remote_code=ctx.recipe.trust_remote_code)
 
 
 # ------------------------------------------------------------------ ei and rcrl
@@ -198,7 +201,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     causal LM (LoRA merged) as ``final_model``."""
     from .._compat import last_complete_checkpoint
     from ..eval_callback import bind_callbacks, samples_drawn
-    from ..loading import keep_training_layout, load_tokenizer, remote_code_kwargs
+    from ..loading import keep_training_layout, load_tokenizer, with_remote_code
     from ..rewards import CorrectnessReward
     from ..trainers.sft import merged_into_full_precision
 
@@ -210,7 +213,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
                         save_strategy="steps", save_steps=50, save_total_limit=2)
     if "save_steps" not in section:
         args.save_steps = generation_aligned(50, args)
-    args.model_init_kwargs = {**remote_code_kwargs(), **(args.model_init_kwargs or {})}
+    with_remote_code(args, recipe.trust_remote_code)
     providers = {providers_kwarg: [step_reward_provider(source, ctx) for source in args.dense_rewards]
                  } if providers_kwarg else {}
     trainer = trainer_cls(
@@ -218,7 +221,8 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
         reward_funcs=[CorrectnessReward(recipe.task)],
         args=args,
         train_dataset=rl_dataset(ctx.as_policy_sees(ctx.rl_train)),
-        processing_class=load_tokenizer(ctx.policy, padding_side="left"),
+        processing_class=load_tokenizer(ctx.policy, padding_side="left",
+                                        trust_remote_code=recipe.trust_remote_code),
         peft_config=peft_config(recipe),
         callbacks=(callbacks := training_eval_callbacks(ctx, folder)),
         **_quantized(recipe),

@@ -25,13 +25,16 @@ def run_sft(ctx, folder) -> dict:
     args = stage_config(_config(), ctx.recipe.section("sft"), folder, ctx.recipe.seed, save_strategy="no",
                         report_to=ctx.recipe.report_to)
     quantization = quantization_config(ctx.recipe)
-    model = load_model(ctx.policy, device=str(ctx.state.device), quantization_config=quantization)
+    trust = ctx.recipe.trust_remote_code
+    model = load_model(ctx.policy, device=str(ctx.state.device), quantization_config=quantization,
+                       trust_remote_code=trust)
     done = {"questions": len(ctx.sft_train), "epochs": args.num_train_epochs}
     if quantization is not None:
         done["quantized_modules"] = quantized_modules(model)
     # QLoRA: the adapters trained on the 4-bit base are merged into the full-precision one
     merge_into = ctx.policy if quantization is not None else None
-    fine_tune(model, load_tokenizer(ctx.policy), ctx.sft_train, args, peft_config=peft_config(ctx.recipe),
+    fine_tune(model, load_tokenizer(ctx.policy, trust_remote_code=trust), ctx.sft_train, args,
+              peft_config=peft_config(ctx.recipe),
               merge_into=merge_into, callbacks=training_eval_callbacks(ctx, folder, fine_tuning=True))
     return done
 

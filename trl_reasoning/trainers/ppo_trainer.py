@@ -53,6 +53,7 @@ from ..advantages import (
     whiten,
 )
 from ..distributed import gathered
+from ..loading import trusts_remote_code
 from .ppo_config import PPOConfig
 from .step_rewards import check_providers, completion_texts, policy_step_end_tokens, weighted_step_rewards
 from .value_model import PPOError, build_value_model, value_fingerprints
@@ -114,7 +115,8 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
             value_peft = peft_config if args.value_model_peft else None
             self.value_model = build_value_model(value_model, model, self.model, self.processing_class,
                                                  self.accelerator, peft_config=value_peft,
-                                                 quantization_config=quantization_config)
+                                                 quantization_config=quantization_config,
+                                                 trust_remote_code=trusts_remote_code(args))
             self.value_optimizer = ValueOptimizer(self.value_model, args, self.accelerator.num_processes)
         self.samples_seen = 0  # completions sampled for training, over all processes
 

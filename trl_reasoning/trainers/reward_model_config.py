@@ -33,6 +33,9 @@ class RewardModelConfig(TrainingArguments):
             Costs a second forward pass and a second copy of the weights; learns far faster on small
             models (README).
         implicit_beta (`float`, defaults to `0.1`): Scale of the implicit head's log-likelihood ratio.
+        model_init_kwargs (`dict`, *optional*): Keyword arguments for loading the model when the trainer
+            gets a name or folder (as in TRL's configs); `{"trust_remote_code": true}` runs the model
+            repository's own code.
     """
 
     kind: str = field(default="outcome", metadata={"help": "outcome (ORM) or process (PRM)."})
@@ -48,6 +51,9 @@ class RewardModelConfig(TrainingArguments):
                                                          "(log-likelihood ratio to the frozen start)."})
     implicit_beta: float = field(default=0.1, metadata={"help": "Implicit head: scale of the log-likelihood "
                                                                 "ratio (> 0)."})
+    model_init_kwargs: dict | None = field(default=None, metadata={
+        "help": "Keyword arguments for from_pretrained when the trainer loads the model from a name or "
+                "folder (as TRL's configs); trust_remote_code: true runs the repository's own code."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the tokenised columns the "
                                                                          "collator needs."})
     def __post_init__(self):

@@ -79,7 +79,8 @@ class RewardModelTrainer(CheckpointHooks, Trainer):
             self.reward_model = model
         else:
             self.reward_model = cls.from_causal_lm(
-                model, args.step_delimiter, args.max_length, args.head, args.implicit_beta
+                model, args.step_delimiter, args.max_length, args.head, args.implicit_beta,
+                **(args.model_init_kwargs or {}),
             )
         if processing_class is not None:
             self.reward_model.tokenizer = processing_class
@@ -190,7 +191,8 @@ class RewardModelTrainer(CheckpointHooks, Trainer):
         if isinstance(policy, PeftModel):
             policy.load_adapter(resume_from_checkpoint, policy.active_adapter, is_trainable=True)
         else:
-            saved = from_pretrained(AutoModelForCausalLM, resume_from_checkpoint, what="checkpoint")
+            saved = from_pretrained(AutoModelForCausalLM, resume_from_checkpoint, what="checkpoint",
+                                    **(self.args.model_init_kwargs or {}))
             policy.load_state_dict(saved.state_dict())
         return True
 

@@ -42,18 +42,20 @@ class RoundCheckpoints:
         return folder
 
     def _reload(self, folder: Path | str):
-        from ..loading import load_model
+        from ..loading import load_model, trusts_remote_code
 
-        return load_model(str(folder), device=str(self.state.device))
+        return load_model(str(folder), device=str(self.state.device),
+                          trust_remote_code=trusts_remote_code(self.args))
 
     def _quantized_base(self):
         """The current policy, quantized, from where it was last saved (the initial policy when every
         round restarts from it)."""
-        from ..loading import load_model
+        from ..loading import load_model, trusts_remote_code
 
         folder = self._initial_model_path() if self.args.reinit_each_round else self._current_checkpoint()
         base = load_model(str(folder), device=str(self.state.device),
-                          quantization_config=self.quantization_config)
+                          quantization_config=self.quantization_config,
+                          trust_remote_code=trusts_remote_code(self.args))
         return self.prepared_base(base)
 
     def prepared_base(self, model):

@@ -74,15 +74,17 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         callbacks=None,
         quantization_config=None,
     ):
-        from ..loading import load_model, load_tokenizer, process_state
+        from ..loading import load_model, load_tokenizer, process_state, trusts_remote_code
 
         self.args = args or ExpertIterationConfig(output_dir="runs/expert_iteration")
         _check_dataset(train_dataset, "train_dataset", True, self.algorithm_name)
         _check_dataset(eval_dataset, "eval_dataset", False, self.algorithm_name)
         self.state = process_state()
-        self.model = load_model(model, device=str(self.state.device)) if isinstance(model, str) else model
+        trust = trusts_remote_code(self.args)  # TRL's model_init_kwargs, for a model given by name
+        self.model = load_model(model, device=str(self.state.device), trust_remote_code=trust) \
+            if isinstance(model, str) else model
         self.model_reference = model if isinstance(model, str) else None
-        self.processing_class = processing_class or load_tokenizer(model)
+        self.processing_class = processing_class or load_tokenizer(model, trust_remote_code=trust)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         if reward_funcs is None:
             reward_funcs = [CorrectnessReward(self.args.task, self.args.extraction)]

@@ -62,11 +62,12 @@ def merged_into_full_precision(trainer, base, adapter_folder: Path):
     trained on would round the merged weights to 4 bits."""
     from peft import PeftModel
 
-    from ..loading import load_model
+    from ..loading import load_model, trusts_remote_code
 
     if trainer.accelerator.is_main_process:  # every process holds the same adapters
         trainer.model.save_pretrained(adapter_folder)
     trainer.accelerator.wait_for_everyone()
     if isinstance(base, (str, Path)):
-        base = load_model(str(base), device=str(trainer.accelerator.device))
+        base = load_model(str(base), device=str(trainer.accelerator.device),
+                          trust_remote_code=trusts_remote_code(trainer.args))
     return PeftModel.from_pretrained(base, adapter_folder).merge_and_unload()

@@ -18,7 +18,7 @@ class PPOError(ValueError):
 
 
 def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, peft_config=None,
-                      quantization_config=None):
+                      quantization_config=None, trust_remote_code: bool = False):
     """The value model to train: ``value_model`` (a model, folder or Hub id), else the policy's backbone
     under a new scalar head (``policy_ref`` when the policy was given by name, else ``policy``). With
     ``peft_config`` it trains as adapters of that config plus its whole head (``value_adapters``);
@@ -37,10 +37,10 @@ def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, p
     elif isinstance(value_model, str):
         from ..loading import load_scalar_head_model
 
-        check_value_tokenizer(value_model, tokenizer)
+        check_value_tokenizer(value_model, tokenizer, trust_remote_code)
         quantized = {} if quantization_config is None else {
             "quantization_config": _head_kept_whole(quantization_config), "device": str(accelerator.device)}
-        value_model = load_scalar_head_model(value_model, **quantized)
+        value_model = load_scalar_head_model(value_model, trust_remote_code=trust_remote_code, **quantized)
     if getattr(value_model.config, "num_labels", None) != 1:
         raise PPOError("value_model: expected a token-classification model with num_labels=1")
     if value_model.config.vocab_size < len(tokenizer):
@@ -83,12 +83,12 @@ def value_adapters(value_model, peft_config):
     return get_peft_model(value_model, config)
 
 
-def check_value_tokenizer(reference: str, tokenizer) -> None:
+def check_value_tokenizer(reference: str, tokenizer, trust_remote_code: bool = False) -> None:
     """The value model at ``reference`` must read the policy's token ids."""
     from ..loading import load_tokenizer
 
     try:
-        theirs = load_tokenizer(reference)
+        theirs = load_tokenizer(reference, trust_remote_code=trust_remote_code)
     except Exception:  # no tokenizer saved with the value model: nothing to compare
         return
     if theirs.get_vocab() != tokenizer.get_vocab():
