@@ -47,7 +47,21 @@ PAGE_HEADERS = {
                  "train-split problems, no solution shared with the training questions) and seed 100, "
                  "which no reported result uses. Each method's best greedy maj@1 is the setting the "
                  "comparison uses. Built by `python docs/build_results.py` from the sweep's "
-                 "`results.json`.\n",
+                 "`results.json`.\n\n"
+                 "**Why methods end below their SFT start here** (the step-error table at the end of "
+                 "the page is built from the runs' own samples; read its lines for the figures). Every "
+                 "equation the tiny model writes uses one memorised fact `a op b`, and it learns facts "
+                 "one by one. The RL methods sample 512 of the 4,000 SFT questions; a fine-tune on their "
+                 "own samples rehearses the facts of those questions only. At the learning rates that "
+                 "lose least, EI keeps its error on the facts it rehearses and loses on the others "
+                 "(forgetting); at higher rates the error rises on both (the fine-tune itself disturbs "
+                 "the model, which more epochs partly repair). Two more epochs of SFT on all 4,000 "
+                 "references (`sft_more`) lower both, so the start was not converged either. RCRL "
+                 "fine-tunes on every distinct sample, right or wrong: right samples repeat and collapse "
+                 "under deduplication while wrong ones differ, so a large share of the equations in its "
+                 "rows are wrong, and the tiny model does not learn in this budget to write differently "
+                 "after `[GOOD]` than after `[BAD]` (conditioned and unconditioned maj@1 are close), so it "
+                 "learns the wrong facts too.\n",
     "comparison.md": "# Results on the arithmetic task\n\nBuilt by `python docs/build_results.py` from "
                      "each run's `results.json` (copied under `docs/results/<run>/`). Every figure is a mean "
                      "over seeds with each seed's value in brackets; every gain and gap carries a 95% "
@@ -105,6 +119,24 @@ def write_fact_tables(recipe: str, folder: Path, target: Path) -> None:
             (target / FACTS.format(seed=seed)).write_text(json.dumps(rows, indent=2) + "\n")
 
 
+def _below_start(rows: list[dict]) -> str:
+    """One line per method that ends below the SFT start: where its extra wrong equations are."""
+    start = next((r for r in rows if r["method"] == "sft"), None)
+    if start is None:
+        return ""
+    lines = []
+    for r in rows:
+        if r["method"] == "sft" or r["maj@1"] >= start["maj@1"]:
+            continue
+        trained = ("" if r["trained_rows_error"] is None
+                   else f"; {r['trained_rows_error']:.3f} of the equations it fine-tuned on were wrong")
+        lines.append(f"- {r['method']} ends below the start ({r['maj@1']:.3f} < {start['maj@1']:.3f}): "
+                     f"wrong equations on facts in the RL questions {start['error_in']:.3f} -> "
+                     f"{r['error_in']:.3f}, on other facts {start['error_out']:.3f} -> {r['error_out']:.3f}"
+                     f"{trained}.")
+    return "\n".join(lines)
+
+
 def facts_section(name: str) -> str:
     """The step-error table of each seed written by ``write_fact_tables``, or nothing."""
     parts = []
@@ -117,7 +149,8 @@ def facts_section(name: str) -> str:
             trained = "" if r["trained_rows_error"] is None else f"{r['trained_rows_error']:.3f}"
             lines.append(f"| {r['method']} | {r['maj@1']:.3f} | {r['error_in']:.3f} ({r['equations_in']}) | "
                          f"{r['error_out']:.3f} ({r['equations_out']}) | {trained} |")
-        parts.append(f"Seed {seed}:\n\n" + "\n".join(lines))
+        below = _below_start(json.loads(path.read_text()))
+        parts.append(f"Seed {seed}:\n\n" + "\n".join(lines) + "\n\n" + below)
     if not parts:
         return ""
     return ("### Step errors by arithmetic fact\n\nEvery equation `a op b = c` in a greedy held-out "

@@ -67,8 +67,10 @@ def assert_gain(after: list[float], before: list[float]) -> None:
     from trl_reasoning.metrics import paired_difference
 
     gain = paired_difference(after, before)
-    assert gain.ci_low > 0, (f"held-out maj@1 {sum(before) / len(before):.3f} -> {sum(after) / len(after):.3f}, "
-                             f"gain {gain.mean:+.3f} [{gain.ci_low:+.3f}, {gain.ci_high:+.3f}]")
+    report = (f"held-out maj@1 {sum(before) / len(before):.3f} -> {sum(after) / len(after):.3f}, "
+              f"gain {gain.mean:+.3f} [{gain.ci_low:+.3f}, {gain.ci_high:+.3f}]")
+    print(report)  # shown with pytest -s: the figures the closing notes quote
+    assert gain.ci_low > 0, report
 
 
 def _rounds_args(config_cls, tmp_path, **overrides):
