@@ -42,6 +42,9 @@ RUNS = {
                          "--output runs/quickstart_seeds"),
 }
 PAGE_HEADERS = {
+    "real_model.md": "# Real model results\n\nSmolLM2-135M-Instruct on SVAMP. Built by `python "
+                     "docs/build_results.py` from the runs' files under `docs/results/`. Earlier measured "
+                     "runs: [real_model_history.md](real_model_history.md).\n",
     "tuning.md": "# Choosing the comparison's settings\n\nEvery method of `recipes/compare_quickstart.yaml` "
                  "with 3-4 settings, on 500 validation questions carved from the train split (more "
                  "train-split problems, no solution shared with the training questions) and seed 100, "
@@ -191,9 +194,44 @@ def still_to_run(command: str, results: dict) -> str:
             "resumes it.\n")
 
 
+SMOLLM2_TRIALS = "smollm2_val"  # docs/results/smollm2_val/<format>_e<epochs>_lr<rate>/ (results, SFT record)
+SMOLLM2_TRIAL_COMMAND = (
+    "trl-reasoning train recipes/smollm2_svamp_sft_ei.yaml --stages [sft,eval] --eval_split validation \\\n"
+    "    --sft.bf16 false --eval.num_generations 4 --solution_format FORMAT --sft.num_train_epochs E \\\n"
+    "    --sft.learning_rate LR --output_dir runs/smollm2_val/FORMAT_eE_lrLR")
+
+
+def smollm2_trials_section() -> str:
+    """The SmolLM2 SFT settings measured on SVAMP's validation split (one folder per trial, named for its
+    settings by the command), or nothing."""
+    rows = []
+    for folder in sorted((RESULTS / SMOLLM2_TRIALS).glob("*_e*_lr*")):
+        if not (folder / "results.json").exists():
+            continue
+        solution_format, epochs, rate = re.fullmatch(r"(.+)_e(\d+)_lr(.+)", folder.name).groups()
+        sft = json.loads((folder / "results.json").read_text())["sft"]
+        record = json.loads((folder / "sft_stage_complete.json").read_text())
+        low, high = sft["confidence_intervals"]["maj@1"]
+        rows.append(f"| {solution_format} | {epochs} | {rate} | {sft['metrics']['maj@1']:.3f} [{low:.3f}, "
+                    f"{high:.3f}] | {sft['metrics']['pass@4']:.3f} | {sft['num_questions']} | "
+                    f"{record['wall_seconds']:.0f} |")
+    if not rows:
+        return ""
+    return ("## SFT settings for SmolLM2, chosen on a validation split\n\n"
+            "SmolLM2-135M-Instruct, LoRA, fp32, on SVAMP's train questions less a validation split carved "
+            "from them (never the 300 test questions); greedy maj@1 and pass@4 (K=4, T=0.7) on the "
+            "validation questions; SFT wall seconds on one core of the 2-core AMD EPYC (AVX2, no AMX), "
+            "another run beside it on the other core.\n\n"
+            f"```bash\n{SMOLLM2_TRIAL_COMMAND}\n```\n\n"
+            "| solution format | epochs | learning rate | maj@1 [95%] | pass@4 | questions | SFT s |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
 def build_pages() -> list[Path]:
     """Write every page that has at least one copied run; returns the pages written."""
     pages: dict[str, list[str]] = {}
+    if (trials := smollm2_trials_section()):
+        pages["real_model.md"] = [trials]
     for name, (page, _, _) in RUNS.items():
         if (RESULTS / name / "results.json").exists():
             pages.setdefault(page, []).append(section(name))
