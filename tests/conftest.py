@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from trl_reasoning.tasks import ArithmeticConfig
+
 
 def pytest_configure(config):
     """Under ``pytest -n 2`` (``make test``) each worker computes on one thread, so two workers share two
@@ -89,6 +91,44 @@ def servable_dir(tmp_path_factory):
     ]
     torch.manual_seed(0)
     fit_on_texts(model, tokenizer, texts, steps=120)
+    model.save_pretrained(folder)
+    return folder
+
+
+# Easy arithmetic (2-3 additions of numbers up to 4): a tiny model learns its steps in seconds
+EASY_ARITHMETIC = ArithmeticConfig(max_operand=4, operators=("+",), min_steps=2, max_steps=3)
+EASY_ARITHMETIC_RECIPE = "arithmetic: {max_operand: 4, operators: ['+'], min_steps: 2, max_steps: 3}"
+
+
+@pytest.fixture(scope="session")
+def arithmetic_start(tmp_path_factory) -> Path:
+    """A tiny model fine-tuned (400 steps, ~25 s) on 250 easy-arithmetic references whose answer line is
+    off by one half the time: it writes most steps right, then copies the result into ``#### N`` right or
+    wrong about equally (about a quarter of held-out questions right, greedy). A verifier reward can fix
+    that habit, and it carries over to questions never seen: the start of the held-out learning tests,
+    and a policy whose samples are right often enough for EI to keep some."""
+    import random
+
+    import torch
+
+    from trl_reasoning.loading import load_model, load_tokenizer
+    from trl_reasoning.tasks import build_prompt, completion_target, load_task
+    from trl_reasoning.tiny import make_tiny_model
+
+    folder = make_tiny_model(tmp_path_factory.mktemp("arithmetic_start"), hidden_size=64, num_layers=2,
+                             num_heads=2)
+    model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder), padding_side="right")
+    rng = random.Random(0)
+
+    def off_by_one_half_the_time(solution: str) -> str:
+        head, answer = solution.rsplit("#### ", 1)
+        return f"{head}#### {int(answer) + 1}" if rng.random() < 0.5 else solution
+
+    rows = load_task("arithmetic", split="train", num_examples=250, arithmetic_config=EASY_ARITHMETIC)
+    texts = [build_prompt(r["question"]) + completion_target(off_by_one_half_the_time(r["solution"]))
+             + tokenizer.eos_token for r in rows]
+    torch.manual_seed(0)
+    fit_on_texts(model, tokenizer, texts, steps=400)
     model.save_pretrained(folder)
     return folder
 

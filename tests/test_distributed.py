@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import EASY_ARITHMETIC_RECIPE
 from test_launch import SHORT
 
 from trl_reasoning.faults import FAULT_ENV
@@ -144,17 +145,31 @@ def test_reward_model_epoch_and_ppo_steps_on_two_processes(tmp_path, config, kin
     assert not _same(last, _weights(out / "tiny_init"))
 
 
-def test_an_ei_round_in_two_processes_keeps_what_one_process_keeps(tmp_path):
+# one EI round from a policy that is right often enough to keep its own samples (no references)
+EI_KEEPS = """
+model: {model}
+task: arithmetic
+output_dir: {out}
+stages: [ei]
+num_train_examples: 48
+num_eval_examples: 8
+""" + EASY_ARITHMETIC_RECIPE.replace("{", "{{").replace("}", "}}") + """
+ei: {{num_rounds: 1, num_generations: 4, max_new_tokens: 32, generation_batch_size: 64, sampling_backend: hf,
+      include_reference_solutions: false, num_train_epochs: 1, per_device_train_batch_size: 16,
+      gradient_checkpointing: false, max_length: 128, eval_num_generations: 1}}
+"""
+
+
+def test_an_ei_round_in_two_processes_keeps_what_one_process_keeps(arithmetic_start, tmp_path):
     """From the same policy, 2 processes over gloo (DDP) draw byte-identical samples, every question once
     with its K samples, and keep the same solutions as one process (sampling is seeded per question, not
-    per process). Trained policies differ only by floating-point summation order, which many steps
-    amplify, so whole runs match closely, not exactly (README: the quickstart under ZeRO-2)."""
-    recipe = SHORT.replace("{rounds}", "1").replace("stages: [sft, ei]", "stages: [ei]")
+    per process), and those are the policy's own right samples. Trained policies differ only by
+    floating-point summation order, which many steps amplify, so whole runs match closely, not exactly."""
     outputs = {}
     for name, config in (("one", None), ("two", "multi_cpu")):
         outputs[name] = tmp_path / name
         path = tmp_path / f"{name}.yaml"
-        path.write_text(recipe.format(out=outputs[name]))
+        path.write_text(EI_KEEPS.format(model=arithmetic_start, out=outputs[name]))
         if config is None:
             done = subprocess.run([sys.executable, "-m", "trl_reasoning", "train", str(path)], env=_env(),
                                   capture_output=True, text=True, timeout=900)
@@ -166,8 +181,10 @@ def test_an_ei_round_in_two_processes_keeps_what_one_process_keeps(tmp_path):
     assert record["num_processes"] == 2 and record["distributed_type"] == "MULTI_CPU"
     assert (one / "samples.jsonl").read_text() == (two / "samples.jsonl").read_text()
     assert (one / "kept.jsonl").read_text() == (two / "kept.jsonl").read_text()
+    kept = _samples(two / "kept.jsonl")
+    assert len(kept) >= 10 and all(k["correct"] and not k.get("reference") for k in kept), len(kept)
     ids = [s["id"] for s in _samples(two / "samples.jsonl")]
-    assert len(ids) == 48 * 2 and all(ids.count(i) == 2 for i in set(ids))  # each question once, K=2
+    assert len(ids) == 48 * 4 and all(ids.count(i) == 4 for i in set(ids))  # each question once, K=4
 
 
 # SFT that does not move the weights (learning rate 0), then the eval stage: the models of a one- and a

@@ -4,73 +4,66 @@ as the reward (no stand-in reward, no training prompts in the evaluation).
 The start is a tiny model fine-tuned on references whose answer line is off by one half the time
 (``#### 7`` after ``3 + 3 = 6``): it computes most steps right and then copies the result into the
 answer line right or wrong about equally. That is a habit a reward can fix in a few steps and that carries
-over to questions never seen, so a trainer that learns from the verifier raises held-out greedy maj@1
-(paired over the same questions, 95% bootstrap interval above 0) and one that does not, does not.
+over to questions never seen, so a trainer that learns from the verifier raises held-out accuracy (pass@1
+from 8 samples per question, paired over the same questions, 95% bootstrap interval above 0; greedy
+maj@1 is printed beside it) and one that does not, does not.
 Held-out means no test question shares its reference solution (numbers and steps) with a train question.
+
+Return-conditioned RL has no such test: measured with these settings it does not beat this start (held-out
+0.233 -> 0.083 after 2 rounds of 2 epochs, 0.167 after 3 of 4, 0.183 after 2 of 10). About a fifth of its
+deduplicated rows are tagged [GOOD], and the model does not learn to write differently after [GOOD] than
+after [BAD] (the log-ratio of the right to the off-by-one answer line is -0.86 after one, -0.95 after the
+other); a plain fine-tune on balanced tagged pairs does learn it, after ~600 steps (+0.92 vs -1.86).
 """
 
 from __future__ import annotations
 
-import random
-
 import pytest
+from conftest import EASY_ARITHMETIC
 
-from trl_reasoning.tasks import ArithmeticConfig, add_prompts, build_prompt, completion_target, load_task
+from trl_reasoning.tasks import add_prompts, load_task
 
-EASY = ArithmeticConfig(max_operand=4, operators=("+",), min_steps=2, max_steps=3)
-NUM_TRAIN, NUM_TEST = 250, 60
-
-
-def _off_by_one_half_the_time(solution: str, rng: random.Random) -> str:
-    if rng.random() < 0.5:
-        head, answer = solution.rsplit("#### ", 1)
-        return f"{head}#### {int(answer) + 1}"
-    return solution
+NUM_TRAIN, NUM_TEST, K = 250, 60, 8
 
 
 @pytest.fixture(scope="module")
-def noisy_start(tmp_path_factory):
+def noisy_start(arithmetic_start):
     """(start folder, train questions, held-out questions, the start's held-out greedy correctness)."""
-    import torch
-    from conftest import fit_on_texts
-
     from trl_reasoning.loading import load_model, load_tokenizer
-    from trl_reasoning.tiny import make_tiny_model
 
-    train = load_task("arithmetic", split="train", num_examples=NUM_TRAIN, arithmetic_config=EASY)
-    test = load_task("arithmetic", split="test", num_examples=NUM_TEST, arithmetic_config=EASY)
+    train = load_task("arithmetic", split="train", num_examples=NUM_TRAIN, arithmetic_config=EASY_ARITHMETIC)
+    test = load_task("arithmetic", split="test", num_examples=NUM_TEST, arithmetic_config=EASY_ARITHMETIC)
     assert not {r["solution"] for r in train} & {r["solution"] for r in test}  # held out by content
-    folder = make_tiny_model(tmp_path_factory.mktemp("noisy_start"), hidden_size=64, num_layers=2, num_heads=2)
-    model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder), padding_side="right")
-    rng = random.Random(0)
-    texts = [build_prompt(r["question"]) + completion_target(_off_by_one_half_the_time(r["solution"], rng))
-             + tokenizer.eos_token for r in train]
-    torch.manual_seed(0)
-    fit_on_texts(model, tokenizer, texts, steps=400)
-    model.save_pretrained(folder)
     train, test = add_prompts(train), add_prompts(test)
-    return folder, train, test, held_out_correct(model, load_tokenizer(str(folder)), test)
+    before = held_out_correct(load_model(str(arithmetic_start)), load_tokenizer(str(arithmetic_start)), test)
+    return arithmetic_start, train, test, before
 
 
-def held_out_correct(model, tokenizer, test, suffix: str = "") -> list[float]:
-    """Greedy correctness (1/0) per held-out question, in the dataset's order."""
+def held_out_correct(model, tokenizer, test) -> dict[str, list[float]]:
+    """Per held-out question, in the dataset's order: greedy correctness (1/0, maj@1) and the share of
+    K=8 samples at T=0.7 that are right (pass@1, a finer measure of the same skill on 60 questions)."""
     from trl_reasoning.evaluation import EvalSettings, evaluate
 
-    questions = test.map(lambda row: {"prompt": row["prompt"] + suffix}) if suffix else test
-    settings = EvalSettings(num_generations=1, temperature=0.0, max_new_tokens=32, batch_size=NUM_TEST, seed=0)
-    report = evaluate(model.eval(), tokenizer, questions, "arithmetic", settings)
-    by_id = {r["id"]: float(r["correct"]) for r in report["records"] if r["kind"] == "greedy"}
-    return [by_id[row["id"]] for row in test]
+    settings = EvalSettings(num_generations=K, temperature=0.7, max_new_tokens=32, batch_size=NUM_TEST * K,
+                            seed=0)
+    report = evaluate(model.eval(), tokenizer, test, "arithmetic", settings)
+    greedy = {r["id"]: float(r["correct"]) for r in report["records"] if r["kind"] == "greedy"}
+    sampled: dict[str, float] = {}
+    for r in report["records"]:
+        if r["kind"] != "greedy":
+            sampled[r["id"]] = sampled.get(r["id"], 0.0) + float(r["correct"]) / K
+    return {"maj@1": [greedy[row["id"]] for row in test], "pass@1": [sampled[row["id"]] for row in test]}
 
 
-def assert_gain(after: list[float], before: list[float]) -> None:
+def assert_gain(after: dict, before: dict) -> None:
+    """The held-out pass@1 gain's paired 95% interval lies above 0 (maj@1 is reported beside it)."""
     from trl_reasoning.metrics import paired_difference
 
-    gain = paired_difference(after, before)
-    report = (f"held-out maj@1 {sum(before) / len(before):.3f} -> {sum(after) / len(after):.3f}, "
-              f"gain {gain.mean:+.3f} [{gain.ci_low:+.3f}, {gain.ci_high:+.3f}]")
+    gains = {k: paired_difference(after[k], before[k]) for k in ("maj@1", "pass@1")}
+    report = "; ".join(f"held-out {k} {sum(before[k]) / NUM_TEST:.3f} -> {sum(after[k]) / NUM_TEST:.3f}, "
+                       f"gain {g.mean:+.3f} [{g.ci_low:+.3f}, {g.ci_high:+.3f}]" for k, g in gains.items())
     print(report)  # shown with pytest -s: the figures the closing notes quote
-    assert gain.ci_low > 0, report
+    assert gains["pass@1"].ci_low > 0, report
 
 
 def _rounds_args(config_cls, tmp_path, **overrides):
@@ -85,7 +78,8 @@ def _rounds_args(config_cls, tmp_path, **overrides):
 def _grpo_args(config_cls, tmp_path, **overrides):
     values = dict(output_dir=str(tmp_path / "run"), per_device_train_batch_size=32, num_generations=4,
                   max_completion_length=32, temperature=1.0, use_cpu=True, bf16=False, report_to="none",
-                  save_strategy="no", logging_steps=5, gradient_checkpointing=False, disable_tqdm=True, seed=0)
+                  save_strategy="no", logging_steps=5, gradient_checkpointing=False, disable_tqdm=True,
+                  seed=0)
     return config_cls(**{**values, **overrides})
 
 
@@ -120,7 +114,7 @@ def test_ppo_beats_its_start_on_held_out_questions(noisy_start, tmp_path):
     from trl_reasoning.trainers import PPOConfig, PPOTrainer
 
     folder, train, test, before = noisy_start
-    args = _grpo_args(PPOConfig, tmp_path, learning_rate=5e-4, num_train_epochs=3, kl_coef=0.01,
+    args = _grpo_args(PPOConfig, tmp_path, learning_rate=1e-3, num_train_epochs=3, kl_coef=0.01,
                       value_learning_rate=1e-3)
     trainer = PPOTrainer(model=str(folder), reward_funcs=[CorrectnessReward("arithmetic")], args=args,
                          train_dataset=train.select_columns(["prompt", "answer", "solution"]))
