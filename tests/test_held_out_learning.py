@@ -93,6 +93,7 @@ def test_expert_iteration_beats_its_start_on_held_out_questions(noisy_start, tmp
     assert_gain(held_out_correct(trainer.model, trainer.processing_class, test), before)
 
 
+@pytest.mark.slow  # measured here: pass@1 +0.144 [+0.015, +0.265], too thin a margin for CI on other CPUs
 def test_process_supervised_grpo_beats_its_start_on_held_out_questions(noisy_start, tmp_path):
     from trl_reasoning.reward_models import HeuristicStepReward
     from trl_reasoning.rewards import CorrectnessReward
@@ -108,7 +109,7 @@ def test_process_supervised_grpo_beats_its_start_on_held_out_questions(noisy_sta
     assert_gain(held_out_correct(trainer.model, trainer.processing_class, test), before)
 
 
-@pytest.mark.slow  # 3 epochs of rollouts with a value model: ~90 s alone
+@pytest.mark.slow  # 3 epochs of rollouts with a value model; measured here: pass@1 +0.108 [+0.002, +0.212]
 def test_ppo_beats_its_start_on_held_out_questions(noisy_start, tmp_path):
     from trl_reasoning.rewards import CorrectnessReward
     from trl_reasoning.trainers import PPOConfig, PPOTrainer
