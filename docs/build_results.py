@@ -16,7 +16,6 @@ import argparse
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 from trl_reasoning.compare.report import CURVE_FILES, results_markdown
@@ -24,7 +23,6 @@ from trl_reasoning.compare.runner import METHODS
 
 DOCS = Path(__file__).resolve().parent
 RESULTS = DOCS / "results"
-sys.path.insert(0, str(DOCS.parent / "benchmarks"))
 FACTS = "arithmetic_facts_seed_{seed}.json"  # benchmarks/arithmetic_facts.py's rows, per seed
 # name -> (page, title, the command that produced the run)
 RUNS = {
@@ -94,7 +92,7 @@ def copy_run(name: str, folder: Path) -> Path:
         if (folder / figure).exists():
             shutil.copy2(folder / figure, target / figure)
     recipe = _recipe_of(name)
-    if recipe is not None and _task_of(recipe) == "arithmetic":
+    if recipe is not None and "git checkout" not in RUNS[name][2] and _task_of(recipe) == "arithmetic":
         write_fact_tables(recipe, folder, target)
     return target
 
@@ -113,12 +111,18 @@ def _task_of(recipe: str) -> str:
 def write_fact_tables(recipe: str, folder: Path, target: Path) -> None:
     """For each seed whose eval samples are in ``folder``: step errors by arithmetic fact
     (benchmarks/arithmetic_facts.py), the measured explanation of a method ending below its start."""
-    from arithmetic_facts import table
+    import importlib.util
 
+    spec = importlib.util.spec_from_file_location("arithmetic_facts", DOCS.parent / "benchmarks" /
+                                                  "arithmetic_facts.py")
+    facts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(facts)
+    for stale in target.glob(FACTS.format(seed="*")):
+        stale.unlink()
     for seed_folder in sorted(folder.glob("seed_*")):
         if (seed_folder / "eval" / "sft" / "samples.jsonl").exists():
             seed = int(seed_folder.name.split("_", 1)[1])
-            rows = table(recipe, folder, seed)
+            rows = facts.table(recipe, folder, seed)
             (target / FACTS.format(seed=seed)).write_text(json.dumps(rows, indent=2) + "\n")
 
 
@@ -206,9 +210,11 @@ def smollm2_trials_section() -> str:
     settings by the command), or nothing."""
     rows = []
     for folder in sorted((RESULTS / SMOLLM2_TRIALS).glob("*_e*_lr*")):
-        if not (folder / "results.json").exists():
-            continue
-        solution_format, epochs, rate = re.fullmatch(r"(.+)_e(\d+)_lr(.+)", folder.name).groups()
+        named = re.fullmatch(r"(.+)_e(\d+)_lr(.+)", folder.name)
+        files = (folder / "results.json", folder / "sft_stage_complete.json")
+        if not named or not all(f.exists() for f in files):
+            continue  # a trial still running, or a folder the command did not name
+        solution_format, epochs, rate = named.groups()
         sft = json.loads((folder / "results.json").read_text())["sft"]
         record = json.loads((folder / "sft_stage_complete.json").read_text())
         low, high = sft["confidence_intervals"]["maj@1"]

@@ -1,8 +1,9 @@
 """Each trainer beats its start on held-out questions of the arithmetic task, with the task's own verifier
 as the reward (no stand-in reward, no training prompts in the evaluation).
 
-The start is a tiny model fine-tuned on references whose answer line is off by one half the time
-(``#### 7`` after ``3 + 3 = 6``): it computes most steps right and then copies the result into the
+Process-supervised GRPO adds the heuristic step reward (steps checked against the reference's numbers)
+to the verifier's. The start is a tiny model fine-tuned on references whose answer line is off by one half
+the time (``#### 7`` after ``3 + 3 = 6``): it computes most steps right and then copies the result into the
 answer line right or wrong about equally. That is a habit a reward can fix in a few steps and that carries
 over to questions never seen, so a trainer that learns from the verifier raises held-out accuracy (pass@1
 from 8 samples per question, paired over the same questions, 95% bootstrap interval above 0; greedy
@@ -36,6 +37,7 @@ def noisy_start(arithmetic_start):
     assert not {r["solution"] for r in train} & {r["solution"] for r in test}  # held out by content
     train, test = add_prompts(train), add_prompts(test)
     before = held_out_correct(load_model(str(arithmetic_start)), load_tokenizer(str(arithmetic_start)), test)
+    assert all(sum(v) / NUM_TEST < 0.4 for v in before.values()), before  # a start with room to learn
     return arithmetic_start, train, test, before
 
 

@@ -213,8 +213,10 @@ def test_remote_code_runs_only_where_a_load_asks_for_it(tmp_path):
     assert "trust_remote_code" not in resolve("some-org/some-model")[1]
     assert resolve("some-org/some-model", trust_remote_code=True)[1] == {"trust_remote_code": True}
     folder = _custom_code_model(tmp_path / "custom")
-    with pytest.raises(ModelLoadError, match="ships its own modelling code.*trust_remote_code: true"):
+    refusal = "ships its own modelling code.*trust_remote_code: true"
+    with pytest.raises(ModelLoadError, match=refusal) as refused:
         load_model(str(folder))
+    assert "\n" not in str(refused.value)
     assert runs_remote_code(load_model(str(folder), trust_remote_code=True))
     plain = make_tiny_model(tmp_path / "plain", hidden_size=32, num_layers=1, num_heads=2)
     assert not runs_remote_code(load_model(str(plain), trust_remote_code=True))  # transformers' own class

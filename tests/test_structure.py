@@ -121,3 +121,23 @@ def test_every_model_load_goes_through_the_one_loader():
 def test_the_loader_check_finds_a_direct_load():
     assert auto_class_loads("from transformers import AutoConfig\nAutoConfig.from_pretrained('x')\n") == [
         "AutoConfig"]
+
+
+LOADERS = {"load_model", "load_tokenizer", "load_config", "load_scalar_head_model", "load_reward_model",
+           "from_pretrained"}
+
+
+def test_every_model_load_says_whether_remote_code_may_run():
+    """No module state decides it: every call of the project's loaders outside ``loading.py`` passes
+    ``trust_remote_code=`` (or forwards ``**kwargs`` that carry it). Attribute calls such as
+    ``AutoModel.from_pretrained`` are transformers' own and are not counted."""
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "loading.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in LOADERS:
+                keywords = {k.arg for k in node.keywords}
+                if "trust_remote_code" not in keywords and None not in keywords:  # None: a **kwargs splat
+                    missing.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.func.id}")
+    assert not missing, missing

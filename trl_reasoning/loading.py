@@ -29,15 +29,20 @@ def remote_code_kwargs(trust_remote_code: bool) -> dict:
 
 
 def trusts_remote_code(args) -> bool:
-    """Whether a TRL-style config asks for the model's own code (``model_init_kwargs``, as TRL's
-    trainers read it when they load a model from a name)."""
-    return bool((getattr(args, "model_init_kwargs", None) or {}).get("trust_remote_code", False))
+    """Whether a TRL-style config asks for the model's own code: ``model_init_kwargs`` (as TRL's trainers
+    read it when they load a model from a name) or TRL's own ``trust_remote_code`` field."""
+    return bool((getattr(args, "model_init_kwargs", None) or {}).get("trust_remote_code", False)
+                or getattr(args, "trust_remote_code", False))
 
 
 def with_remote_code(args, trust_remote_code: bool):
-    """``args`` (a TRL-style config) with the recipe's ``trust_remote_code`` in ``model_init_kwargs``,
-    where the trainer reads it; an entry the section set itself wins."""
-    args.model_init_kwargs = {**remote_code_kwargs(trust_remote_code), **(args.model_init_kwargs or {})}
+    """``args`` (a TRL-style config) with the recipe's ``trust_remote_code`` where trainers read it:
+    ``model_init_kwargs`` (models loaded from a name) and TRL's own ``trust_remote_code`` field (its
+    colocated vLLM engine and processor loads). Nothing is set when nothing is trusted."""
+    if trust_remote_code:
+        args.model_init_kwargs = {"trust_remote_code": True, **(args.model_init_kwargs or {})}
+        if hasattr(args, "trust_remote_code"):
+            args.trust_remote_code = True
     return args
 
 

@@ -338,6 +338,7 @@ def _launch_on_main(sampler, state):
     """(launched servers on the main process or None, their URLs): started on this machine only."""
     import os
 
+    from ..loading import runs_remote_code
     from .server_launch import LaunchedServers, ServerLaunch
     from .vllm_backend import engine_length, serving_dtype
 
@@ -354,7 +355,8 @@ def _launch_on_main(sampler, state):
         box["launched"] = LaunchedServers(
             sampler.model_path or sampler._save_model(), ServerLaunch.from_dict(s.vllm_server_launch),
             dtype, engine_length(sampler.model.config), s.seed, s.vllm_kv_cache_gib,
-            s.vllm_enforce_eager, s.vllm_gpu_memory_utilization)
+            s.vllm_enforce_eager, s.vllm_gpu_memory_utilization,
+            trust_remote_code=runs_remote_code(sampler.model))  # the model's own code already runs here
         return box["launched"].urls
 
     urls = _on_main_shared(launch, state)

@@ -66,13 +66,16 @@ def serve_entry(model_path: str) -> list[str]:
 
 
 def server_command(model_path: str, port: int, launch: ServerLaunch, dtype: str, max_model_len: int,
-                   seed: int, enforce_eager: bool, gpu_memory_utilization: float) -> list[str]:
+                   seed: int, enforce_eager: bool, gpu_memory_utilization: float,
+                   trust_remote_code: bool = False) -> list[str]:
     """The ``vllm serve`` command line for one server."""
     command = [*serve_entry(model_path), "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype,
                "--max-model-len", str(max_model_len), "--seed", str(seed),
                "--tensor-parallel-size", str(launch.tensor_parallel_size),
                "--data-parallel-size", str(launch.data_parallel_size),
                "--gpu-memory-utilization", str(gpu_memory_utilization)]
+    if trust_remote_code:
+        command.append("--trust-remote-code")
     if _on_cpu():
         # vLLM's CPU sampler cannot rewind a seeded generator, which it does for a prefill cut in chunks
         # (set_offset: "CPU Generator does not use offset", and the engine dies): whole prefills only,
@@ -125,7 +128,8 @@ class LaunchedServers:
     stops them (terminate, then kill after 30 s)."""
 
     def __init__(self, model_path: str, launch: ServerLaunch, dtype: str, max_model_len: int, seed: int,
-                 kv_cache_gib: float, enforce_eager: bool, gpu_memory_utilization: float):
+                 kv_cache_gib: float, enforce_eager: bool, gpu_memory_utilization: float,
+                 trust_remote_code: bool = False):
         import tempfile
 
         from .server_http import wait_until_healthy
@@ -143,7 +147,7 @@ class LaunchedServers:
                 port = launch.port + index if launch.port else _free_port()
                 log = log_dir / f"vllm_server_{port}.log"
                 command = server_command(model_path, port, launch, dtype, max_model_len, seed + index,
-                                         enforce_eager, gpu_memory_utilization)
+                                         enforce_eager, gpu_memory_utilization, trust_remote_code)
                 bound = {"VLLM_CPU_OMP_THREADS_BIND": binds[index]} if binds else {}
                 with open(log, "w") as out:
                     self.processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,

@@ -173,7 +173,7 @@ def rl_dataset(dataset):
     return dataset.select_columns(keep)
 
 
-def resolve_use_vllm(value, policy_ref: str) -> bool:
+def resolve_use_vllm(value, policy_ref: str, trust_remote_code: bool = False) -> bool:
     """A PPO (or GRPO) section's ``use_vllm``: true, false, or ``auto`` (TRL's colocated vLLM engine when
     vLLM is installed and can serve the policy)."""
     if value != "auto":
@@ -182,7 +182,7 @@ def resolve_use_vllm(value, policy_ref: str) -> bool:
     from ..sampling import vllm_installed
     from ..sampling.vllm_backend import unservable_reason
 
-    config = load_config(policy_ref)
+    config = load_config(policy_ref, trust_remote_code=trust_remote_code)
     return vllm_installed() and unservable_reason(config) is None
 
 
@@ -206,7 +206,8 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     from ..trainers.sft import merged_into_full_precision
 
     recipe, section = ctx.recipe, ctx.recipe.section(name)
-    section = {**section, "use_vllm": resolve_use_vllm(section.get("use_vllm", False), ctx.policy)}
+    section = {**section, "use_vllm": resolve_use_vllm(section.get("use_vllm", False), ctx.policy,
+                                                               recipe.trust_remote_code)}
     # two checkpoints kept: transformers deletes the older one before the newer is marked whole, so a
     # kill in between would otherwise leave none to resume from
     args = stage_config(config, section, folder, recipe.seed, report_to=recipe.report_to,
