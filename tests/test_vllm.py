@@ -340,6 +340,39 @@ def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
     process_state().wait_for_everyone()
 
 
+TRL_GRPO_TWICE = """
+model: {model}
+task: arithmetic
+output_dir: {out}
+stages: [grpo]
+num_train_examples: 16
+num_eval_examples: 4
+grpo: {{use_vllm: true, vllm_mode: colocate, vllm_gpu_memory_utilization: 0.1, num_generations: 4,
+        max_completion_length: 8, per_device_train_batch_size: 16, max_steps: 1,
+        gradient_checkpointing: false}}
+"""
+
+
+def test_trls_grpo_stage_gives_back_the_launch_variables_its_engine_took(servable_dir, tmp_path):
+    """TRL's GRPOTrainer with its colocated vLLM engine sets RANK/WORLD_SIZE/... and never unsets them;
+    the stage puts them back, so a second such stage in the same process (a comparison's next method)
+    saves and passes its barrier (it failed there: "Default process group has not been initialized")."""
+    from trl_reasoning.loading import process_state
+    from trl_reasoning.pipeline import run_context
+    from trl_reasoning.recipes import load_recipe
+    from trl_reasoning.stages import run_stage
+
+    keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    launch_env = {key: os.environ.get(key) for key in keys}
+    for run in ("first", "second"):
+        recipe_file = tmp_path / f"{run}.yaml"
+        recipe_file.write_text(TRL_GRPO_TWICE.format(model=servable_dir, out=tmp_path / run))
+        run_stage(run_context(load_recipe(recipe_file)), "grpo")
+        assert {key: os.environ.get(key) for key in keys} == launch_env
+        assert (tmp_path / run / "grpo" / "final_model" / "config.json").exists()
+    process_state().wait_for_everyone()
+
+
 def test_reasoning_eval_callback_samples_through_trls_colocated_engine(servable_dir, tmp_path, monkeypatch):
     """GRPO with TRL's colocated vLLM: the callback samples through the trainer's engine (no second one
     starts), after syncing the trained weights into it: its greedy maj@1 equals HF's on the same policy."""

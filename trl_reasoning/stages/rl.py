@@ -199,7 +199,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     questions, with the correctness reward and the section's ``dense_rewards`` as step-reward providers
     (``providers_kwarg``; None for TRL's own GRPOTrainer); resumes from its last checkpoint; saves a plain
     causal LM (LoRA merged) as ``final_model``."""
-    from .._compat import last_complete_checkpoint
+    from .._compat import distributed_env, last_complete_checkpoint, restore_distributed_env
     from ..eval_callback import bind_callbacks, samples_drawn
     from ..loading import keep_training_layout, load_tokenizer, with_remote_code
     from ..rewards import CorrectnessReward
@@ -215,6 +215,9 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     if "save_steps" not in section:
         args.save_steps = generation_aligned(50, args)
     with_remote_code(args, recipe.trust_remote_code)
+    # TRL's colocated engine overwrites the launch variables; PPO and process GRPO put them back
+    # themselves, TRL's GRPOTrainer does not
+    launch_env = distributed_env()
     providers = {providers_kwarg: [step_reward_provider(source, ctx) for source in args.dense_rewards]
                  } if providers_kwarg else {}
     trainer = trainer_cls(
@@ -233,7 +236,10 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     if recipe.quantization:  # TRL loaded the 4-bit policy: it samples rollouts between training steps
         keep_training_layout(trainer.model)
     last = last_complete_checkpoint(folder, trainer_cls)
-    trainer.train(resume_from_checkpoint=last)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    finally:  # left set, the next stage's barrier fails once the engine tore its group down
+        restore_distributed_env(launch_env)
     if recipe.quantization:  # QLoRA: the adapters go into the full-precision policy, not the 4-bit base
         trainer.model = merged_into_full_precision(trainer, ctx.policy, folder / "adapter")
     elif hasattr(trainer.model, "merge_and_unload"):  # LoRA: the eval stage and vLLM load a plain causal LM
