@@ -123,3 +123,29 @@ def test_ppo_beats_its_start_on_held_out_questions(noisy_start, tmp_path):
                          train_dataset=train.select_columns(["prompt", "answer", "solution"]))
     trainer.train()
     assert_gain(held_out_correct(trainer.model, trainer.processing_class, test), before)
+
+
+def _everything_right(completions, **kwargs):
+    return [1.0] * len(completions)
+
+
+@pytest.mark.slow  # the control of the EI test: the same run with every sample called right
+def test_expert_iteration_gains_from_the_verifier_not_from_fine_tuning_on_its_own_samples(noisy_start,
+                                                                                            tmp_path):
+    """EI whose reward calls every sample right keeps them all (off-by-one answer lines included): it
+    fine-tunes on the start's own habits and must end below the EI that keeps only verified samples."""
+    from trl_reasoning.metrics import paired_difference
+    from trl_reasoning.trainers import ExpertIterationConfig, ExpertIterationTrainer
+
+    folder, train, test, _ = noisy_start
+    after = {}
+    for name, reward in (("verified", None), ("everything", _everything_right)):
+        trainer = ExpertIterationTrainer(model=str(folder), train_dataset=train,
+                                         args=_rounds_args(ExpertIterationConfig, tmp_path / name),
+                                         **({"reward_funcs": [reward]} if reward else {}))
+        trainer.train()
+        after[name] = held_out_correct(trainer.model, trainer.processing_class, test)
+    gap = paired_difference(after["verified"]["pass@1"], after["everything"]["pass@1"])
+    print(f"held-out pass@1, verified minus everything kept: {gap.mean:+.3f} [{gap.ci_low:+.3f}, "
+          f"{gap.ci_high:+.3f}]")
+    assert gap.ci_low > 0, gap
