@@ -31,7 +31,10 @@ def equations(text: str) -> list[tuple[int, str, int, int]]:
 
 
 def holds(a: int, op: str, b: int, c: int) -> bool:
-    return (a + b if op == "+" else a - b) == c
+    """The project's own equation check (what ``check_equations`` keeps by), on one equation."""
+    from trl_reasoning.answers.equations import equations_hold
+
+    return equations_hold(f"{a} {op} {b} = {c}")
 
 
 def rl_facts(recipe_path: str, seed: int) -> set[tuple[int, str, int]]:
