@@ -298,3 +298,31 @@ def test_a_cycle_of_bases_fails_in_one_line(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\ntask: arithmetic\n")
     with pytest.raises(RecipeError, match="a cycle of bases"):
         load_recipe(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize("capability, section, warns", [
+    ("AVX2", {"bf16": True}, True), ("AVX512", {"bf16": True}, False), ("AVX2", {}, False)])
+def test_bf16_on_a_cpu_without_bf16_kernels_warns_naming_the_field(monkeypatch, tmp_path, capability,
+                                                                    section, warns):
+    """On an AVX2 CPU bf16 autocast ran PPO's step ~100x slower than float32 (benchmarks/ppo_step_profile.py):
+    a stage asked for bf16 there says so in one line naming the field; AVX-512 CPUs and the CPU default
+    (bf16 off) stay quiet."""
+    import platform
+    import warnings
+
+    import torch
+    from trl import SFTConfig
+
+    from trl_reasoning.stages.base import stage_config
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stage_config(SFTConfig, section, tmp_path, 0)
+    messages = [str(w.message) for w in caught if "bf16: true on a CPU" in str(w.message)]
+    assert len(messages) == int(warns), messages
+    if warns:
+        assert messages[0].startswith("SFTConfig.bf16: true on a CPU without AVX-512 (torch sees AVX2)")
+        assert "\n" not in messages[0]

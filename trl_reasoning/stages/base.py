@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +183,18 @@ def _rename_checkpointing(config_cls, values: dict) -> None:
     values["activation_checkpointing"] = values.pop("gradient_checkpointing", default)
 
 
+def slow_bf16_cpu() -> bool:
+    """An x86 CPU whose best kernels torch can use are AVX2 or older: no bfloat16 units (AVX512-BF16,
+    AMX) and no AVX-512 to emulate them, so bf16 autocast falls to slow reference kernels (measured on
+    an AMD EPYC with AVX2: 1.1 GFLOP/s against 153 in float32, two threads)."""
+    import platform
+
+    import torch
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
+    return x86 and torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT", "NO AVX")
+
+
 def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defaults):
     """Build a stage's TRL config; CPU-safe defaults when no GPU is present; one-line errors."""
     import torch
@@ -190,6 +203,11 @@ def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defau
     if not torch.cuda.is_available():
         values.setdefault("use_cpu", True)
         values.setdefault("bf16", False)
+        if values["bf16"] and slow_bf16_cpu():
+            warnings.warn(f"{config_cls.__name__}.bf16: true on a CPU without AVX-512 (torch sees "
+                          f"{torch.backends.cpu.get_cpu_capability()}): bfloat16 matmuls run 50-140x slower "
+                          "than float32 there (benchmarks/ppo_step_profile.py); set bf16: false",
+                          stacklevel=2)
     if "project" in {f.name for f in dataclasses.fields(config_cls)}:
         values.setdefault("project", "trl-reasoning")  # trackers group a run's stages under one project
     _rename_checkpointing(config_cls, values)
