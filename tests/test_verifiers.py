@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import threading
 import time
@@ -156,6 +157,35 @@ def test_the_time_limit_counts_cpu_time_not_a_busy_machines_wall_time():
     assert call_with_time_limit(sleepy, (1,), 1.0) is True
     assert call_with_time_limit(spin, (1,), 1.0) is None
     assert call_with_time_limit(broken, (1,), 1.0) is False
+
+
+def _spin_forever(x):
+    while True:
+        x += 1
+
+
+def _is_one(x):
+    return x == 1
+
+
+def test_module_level_checks_share_one_child_until_one_is_stopped():
+    """A check pickle can name runs in one long-lived child (forking a process that holds a model for
+    every LaTeX comparison cost ~40 ms against a ~20 ms check): calls reuse it; a call that spins past
+    its CPU limit gets None and its child is replaced, and the next call answers again."""
+    from trl_reasoning.answers import time_limit
+
+    assert time_limit.call_with_time_limit(_is_one, (1,), 1.0) is True
+    child = time_limit._WORKER._pid
+    assert time_limit.call_with_time_limit(_is_one, (2,), 1.0) is False
+    assert time_limit._WORKER._pid == child and child != os.getpid()
+    start = time.process_time()
+    assert time_limit.call_with_time_limit(_spin_forever, (1,), 1.0) is None
+    assert time.process_time() - start < 0.5  # the child spun, not this process
+    assert time_limit._WORKER._pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # stopped at its limit and reaped
+    assert time_limit.call_with_time_limit(_is_one, (1,), 1.0) is True
+    assert time_limit._WORKER._pid not in (None, child)
 
 
 def test_time_limit_works_off_the_main_thread():
