@@ -26,7 +26,7 @@ caught. Counted:
 
 It exits with status 1 on any crash, wrong reward, rewarded hedge or missed control.
 
-    python benchmarks/verifier_fuzz.py [--n 100000] [--math-n 2000] [--seed 0]
+    python benchmarks/verifier_fuzz.py [--n 100000] [--math-n 100000] [--seed 0]
 
 The last line is one JSON object with the counts and seconds per kind.
 """
@@ -249,7 +249,7 @@ def check_math(n: int, seed: int, limit: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="numeric completions")
-    parser.add_argument("--math-n", type=int, default=2_000, help="LaTeX completions (each may fork)")
+    parser.add_argument("--math-n", type=int, default=100_000, help="LaTeX completions")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=float, default=1.0, help="seconds a call may take")
     args = parser.parse_args()

@@ -262,10 +262,54 @@ def smollm2_recipe_section() -> str:
             + "\n".join(lines) + "\n")
 
 
+def ppo_profile_section() -> str:
+    """``benchmarks/ppo_step_profile.py``'s JSON files under ``docs/results/ppo_profile/``: one PPO step's
+    phases beside their matmul floor, and the bare model's own forward and backward; or nothing."""
+    parts = []
+    for path in sorted((RESULTS / "ppo_profile").glob("*.json")):
+        report = json.loads(path.read_text())
+        if "bare_model" not in report:
+            continue  # written by an earlier version of the benchmark
+        lines = ["| phase | s per step | share | GFLOP per step | floor s | x floor | ms per 1k tokens |",
+                 "|---|---|---|---|---|---|---|"]
+        for row in report["phases"]:
+            cells = [row["seconds_per_step"], row["share"], row["gflop_per_step"], row["floor_seconds"],
+                     row["ratio"], row["ms_per_1k_tokens"]]
+            lines.append(f"| {row['phase']} | " + " | ".join("" if c is None else f"{c:g}" for c in cells)
+                         + " |")
+        bare, rates = report["bare_model"] or {}, report["matmul_gflops"]
+        parts.append(
+            f"### `{path.stem}`\n\n```bash\n{report['command']}\n```\n\n{report['cpu']}, "
+            f"{report['threads']} threads, nothing else running; matmul rate at the model's MLP shape: "
+            f"{rates['float32']} GFLOP/s float32, {rates['bfloat16']} bfloat16. {report['steps_measured']} "
+            f"optimizer steps measured after the first rollout ({report['completions_per_step']} completions "
+            f"per step, {report['completions_sampled_per_step']:g} of them newly sampled). **Step "
+            f"{report['step_seconds']} s against a matmul floor of {report['floor_seconds']} s: "
+            f"{report['ratio']}x.**\n\n" + "\n".join(lines) + "\n")
+        if bare:
+            rows, width, completion = bare["shape"]
+            parts.append(
+                f"The model alone on one micro-batch ({rows} x {width} tokens, log-probs of the last "
+                f"{completion}): forward {bare['forward_seconds']} s against a floor of "
+                f"{bare['forward_floor_seconds']} s ({bare['forward_ms_per_1k_tokens']} ms per 1k tokens); "
+                f"forward + backward through every weight {bare['forward_backward_seconds']} s against "
+                f"{bare['forward_backward_floor_seconds']} s ({bare['forward_backward_ms_per_1k_tokens']} ms "
+                "per 1k tokens).\n")
+    if not parts:
+        return ""
+    return ("## Where a PPO step's time goes\n\nEach phase's exclusive wall time per optimizer step, "
+            "beside a floor: its matmul FLOPs (2 x N x tokens forward; backward 2 x N x tokens more "
+            "through frozen LoRA weights, 4 x N x tokens through trained ones; the output matmul on "
+            "completion positions only) at the machine's measured matmul rate. Generation's floor uses "
+            "the faster rate (vLLM runs its own kernels). How the benchmark counts is in its "
+            "docstring.\n\n" + "\n".join(parts))
+
+
 def build_pages() -> list[Path]:
     """Write every page that has at least one copied run; returns the pages written."""
     pages: dict[str, list[str]] = {}
-    real = [part for part in (smollm2_trials_section(), smollm2_recipe_section()) if part]
+    real = [part for part in (smollm2_trials_section(), smollm2_recipe_section(), ppo_profile_section())
+            if part]
     if real:
         pages["real_model.md"] = real
     for name, (page, _, _) in RUNS.items():
