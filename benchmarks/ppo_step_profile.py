@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import functools
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -350,6 +351,7 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     from trl_reasoning.cli import run_train
 
+    load = os.getloadavg()[0]  # other work on the machine shows in every phase
     clock, marks, started = PhaseClock(), [], []
     install(clock)
     watch_steps(clock, marks, started, args.steps)
@@ -375,7 +377,7 @@ def main() -> None:
               "completions_per_step": a.per_device_train_batch_size * a.gradient_accumulation_steps,
               "completions_sampled_per_step": window["generated_rows"] / steps if steps else None,
               "matmul_gflops": {k: round(v / 1e9, 1) for k, v in rates.items()}, "sizes": sizes,
-              "threads": torch.get_num_threads(), "cpu": cpu_name(),
+              "threads": torch.get_num_threads(), "cpu": cpu_name(), "load_average": round(load, 2),
               "command": " ".join(["python", "benchmarks/ppo_step_profile.py", *sys.argv[1:]])}
     for r in rows:
         print(f"{r['phase']:>22}  {r['seconds_per_step']:8.2f} s  {r['share'] or 0:6.1%}  "

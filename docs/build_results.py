@@ -262,6 +262,37 @@ def smollm2_recipe_section() -> str:
             + "\n".join(lines) + "\n")
 
 
+def _load(report: dict) -> str:
+    """The machine's load when the profile started (the profile of 12-06 ran with the other runs paused)."""
+    if "load_average" in report:
+        return f", load average {report['load_average']:.2f} as it started"
+    return ", the machine's other runs paused"
+
+
+def _profile_reading(report: dict) -> str:
+    """What holds the step back, in ratios of the report's own per-token figures."""
+    phase = {row["phase"]: row for row in report["phases"]}
+    bare = report["bare_model"]
+
+    def vs_bare(name):  # a phase's time per token over the bare model's forward
+        return phase[name]["ms_per_1k_tokens"] / bare["forward_ms_per_1k_tokens"]
+
+    floor = bare["forward_seconds"] / bare["forward_floor_seconds"]
+    return (f"Reading it: the model alone runs at {floor:.2f}x its matmul floor, so the floor is "
+            "reachable on this CPU. The trainer's forwards are not: the value model's rollout forward "
+            f"(no adapters, no gradients) costs {vs_bare('rollout values'):.2f}x the bare model per "
+            f"token; the same model's forward with gradients {vs_bare('value forward'):.2f}x; the LoRA "
+            f"policy's forward without gradients {vs_bare('log-probs (no grad)'):.2f}x and with them "
+            f"{vs_bare('policy forward'):.2f}x (the policy differs from the value model by its LoRA "
+            "adapters on every linear layer: two small matmuls and full-size elementwise passes each). "
+            f"Generation is {phase['generate']['ratio']:g}x its floor: decoding "
+            f"{report['completions_sampled_per_step']:g} completions a step reads every weight once per "
+            "decoding step, which matmul FLOPs do not count. With bf16 autocast (the recipe's earlier "
+            f"`bf16: true`) this CPU multiplies at {report['matmul_gflops']['bfloat16']:g} GFLOP/s and "
+            "the first step did not finish in 15 minutes: the recipe trains in float32, and a stage "
+            "asked for bf16 on a CPU without AVX-512 warns.\n")
+
+
 def ppo_profile_section() -> str:
     """``benchmarks/ppo_step_profile.py``'s JSON files under ``docs/results/ppo_profile/``: one PPO step's
     phases beside their matmul floor, and the bare model's own forward and backward; or nothing."""
@@ -280,7 +311,7 @@ def ppo_profile_section() -> str:
         bare, rates = report["bare_model"] or {}, report["matmul_gflops"]
         parts.append(
             f"### `{path.stem}`\n\n```bash\n{report['command']}\n```\n\n{report['cpu']}, "
-            f"{report['threads']} threads, nothing else running; matmul rate at the model's MLP shape: "
+            f"{report['threads']} threads{_load(report)}; matmul rate at the model's MLP shape: "
             f"{rates['float32']} GFLOP/s float32, {rates['bfloat16']} bfloat16. {report['steps_measured']} "
             f"optimizer steps measured after the first rollout ({report['completions_per_step']} completions "
             f"per step, {report['completions_sampled_per_step']:g} of them newly sampled). **Step "
@@ -295,6 +326,7 @@ def ppo_profile_section() -> str:
                 f"forward + backward through every weight {bare['forward_backward_seconds']} s against "
                 f"{bare['forward_backward_floor_seconds']} s ({bare['forward_backward_ms_per_1k_tokens']} ms "
                 "per 1k tokens).\n")
+            parts.append(_profile_reading(report))
     if not parts:
         return ""
     return ("## Where a PPO step's time goes\n\nEach phase's exclusive wall time per optimizer step, "
