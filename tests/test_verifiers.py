@@ -168,24 +168,80 @@ def _is_one(x):
     return x == 1
 
 
+def _burn_then_is_one(x, seconds=0.6):
+    """About ``seconds`` of CPU, then a verdict."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    return x == 1
+
+
+def _sleep_then_is_one(x):
+    time.sleep(0.5)
+    return x == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the long-lived child is forked")
 def test_module_level_checks_share_one_child_until_one_is_stopped():
-    """A check pickle can name runs in one long-lived child (forking a process that holds a model for
-    every LaTeX comparison cost ~40 ms against a ~20 ms check): calls reuse it; a call that spins past
-    its CPU limit gets None and its child is replaced, and the next call answers again."""
+    """A check pickle can name runs in one long-lived child (a fresh child per LaTeX comparison cost ten
+    times the comparison, benchmarks/latex_check_speed.py): calls reuse it; a call that spins past its
+    CPU limit is stopped by that limit (not by the wall-clock safety net), gets None and its child is
+    replaced, and the next call answers again."""
     from trl_reasoning.answers import time_limit
 
     assert time_limit.call_with_time_limit(_is_one, (1,), 1.0) is True
     child = time_limit._WORKER._pid
+    assert child is not None and child != os.getpid()
     assert time_limit.call_with_time_limit(_is_one, (2,), 1.0) is False
-    assert time_limit._WORKER._pid == child and child != os.getpid()
-    start = time.process_time()
+    assert time_limit._WORKER._pid == child
+    start, cpu = time.perf_counter(), time.process_time()
     assert time_limit.call_with_time_limit(_spin_forever, (1,), 1.0) is None
-    assert time.process_time() - start < 0.5  # the child spun, not this process
+    assert time.perf_counter() - start < time_limit.WALL_FACTOR / 3  # the CPU limit stopped it
+    assert time.process_time() - cpu < 0.5  # the child spun, not this process
     assert time_limit._WORKER._pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)  # stopped at its limit and reaped
     assert time_limit.call_with_time_limit(_is_one, (1,), 1.0) is True
     assert time_limit._WORKER._pid not in (None, child)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the long-lived child is forked")
+def test_each_call_in_the_shared_child_gets_its_whole_limit():
+    """The limit is per call, not on the child's lifetime: three checks of ~0.6 s CPU each under a 1 s
+    limit all answer, from the same child (a limit on the child's total CPU time stops the second)."""
+    from trl_reasoning.answers import time_limit
+
+    verdicts = [time_limit.call_with_time_limit(_burn_then_is_one, (x,), 1.0) for x in (1, 2, 1)]
+    assert verdicts == [True, False, True]
+    pids = {time_limit._WORKER._pid}
+    assert time_limit.call_with_time_limit(_burn_then_is_one, (1,), 1.0) is True
+    assert pids == {time_limit._WORKER._pid} and None not in pids
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the long-lived child is forked")
+def test_an_interrupted_call_leaves_no_answer_for_the_next_one():
+    """A caller's own timeout (SIGALRM) interrupts a check mid-call: the next calls get their own
+    verdicts, not the interrupted call's late one."""
+    import signal
+
+    from trl_reasoning.answers import time_limit
+
+    class Interrupted(Exception):
+        pass
+
+    def alarm(signum, frame):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(Interrupted):
+            time_limit.call_with_time_limit(_sleep_then_is_one, (1,), 1.0)  # its answer would be True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time_limit.call_with_time_limit(_is_one, (2,), 1.0) is False
+    assert time_limit.call_with_time_limit(_is_one, (1,), 1.0) is True
 
 
 def test_time_limit_works_off_the_main_thread():

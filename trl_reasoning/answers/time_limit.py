@@ -18,8 +18,9 @@ def call_with_time_limit(fn: Callable[..., bool], args: tuple, seconds: float) -
     seconds, rounded up): the kernel stops it there, also inside C code, and the verdict does not depend
     on how loaded the machine is (a wall-clock limit made equal expressions "not equal" on a busy
     machine). The parent also stops waiting after ``WALL_FACTOR`` times that in wall time. A module-level
-    ``fn`` (one pickle can name) runs in one long-lived child, forked once per process and again after
-    a call it was stopped in: forking a process that holds a model costs ~40 ms, the check itself ~1 ms.
+    ``fn`` (one pickle can name) runs in one long-lived child (``_Worker``), forked once per process and
+    again after a call it was stopped in, under a CPU-time timer of exactly ``seconds``: a fresh child per
+    LaTeX comparison cost ten times the comparison in a warm one (benchmarks/latex_check_speed.py).
     Other callables get a child of their own per call. Elsewhere a daemon thread is used: the caller
     still gets its answer on time when the work releases the GIL.
     """
@@ -67,32 +68,58 @@ def _by_reference(fn) -> bool:
         return False
 
 
+NOT_RUN = "not run"  # the child's answer to a request it could not unpickle
+
+
 class _Worker:
     """The long-lived child of this process that runs time-limited calls one at a time.
 
-    Before each call it moves its own soft ``RLIMIT_CPU`` to the CPU time it has used plus the call's
-    limit (rounded up to whole seconds, as for a fresh child), so a call that runs past its limit gets
-    SIGXCPU and the child dies; the parent reads end-of-file, answers ``None`` and forks a new child at
-    the next call. A call that waits past ``WALL_FACTOR`` times its limit is given up on and its child
-    killed. One owner process per child: a process forked from the owner (a DataLoader worker) makes
-    its own."""
+    Each call runs under a CPU-time timer of exactly its limit (``ITIMER_PROF``, default action: the
+    child dies), so a call that runs past it kills the child; the parent reads end-of-file, answers
+    ``None`` and forks a new child at the next call. A call that waits past ``WALL_FACTOR`` times its
+    limit is given up on and its child killed, and so is a call the caller interrupts (a signal, an
+    exception), so no answer is ever read for another call. A request the child cannot unpickle, or
+    arguments pickle cannot send, run in a child of their own instead.
+
+    The child is forked from the process at its first call and sees the modules' state as it was then
+    (math-verify warmed up; a later monkeypatch does not reach it). It shares the parent's memory
+    copy-on-write: pages the parent rewrites later (weights a CPU run trains) are duplicated in it.
+    One owner process per child: a process forked from the owner (a DataLoader worker) makes its own."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._owner = self._pid = self._conn = None
 
     def call(self, fn, args: tuple, seconds: float) -> bool | None:
+        try:
+            request = pickle.dumps((fn, args, seconds))
+        except Exception:  # noqa: BLE001 - arguments pickle cannot send run in a child of their own
+            return _call_in_fresh_child(fn, args, seconds)
         with self._lock:
+            try:
+                reply = self._exchange(request, seconds)
+            except BaseException:  # interrupted: the child's answer must not reach the next call
+                self._stop()
+                raise
+        return _call_in_fresh_child(fn, args, seconds) if reply == NOT_RUN else reply
+
+    def _exchange(self, request: bytes, seconds: float):
+        for _ in range(2):  # a child that died between calls (OOM killer, a signal) is replaced once
             if self._owner != os.getpid():
                 self._start()
             try:
-                self._conn.send((fn, args, seconds))
+                self._conn.send_bytes(request)
+            except OSError:
+                self._stop()
+                continue
+            try:
                 if self._conn.poll(seconds * WALL_FACTOR):
                     return self._conn.recv()
             except (EOFError, OSError):
                 pass  # the child died at its CPU limit
             self._stop()
             return None
+        return None
 
     def _start(self) -> None:
         from multiprocessing import Pipe
@@ -115,6 +142,8 @@ class _Worker:
         self._owner = self._pid = self._conn = None
 
     def _stop(self) -> None:
+        if self._pid is None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self._pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
@@ -124,26 +153,33 @@ class _Worker:
 
 
 def _serve(conn) -> None:
-    """The long-lived child's loop: each request under a CPU limit counted from what it used so far."""
-    import math
+    """The long-lived child's loop: each request under a CPU-time timer of its own limit."""
     import resource
 
     try:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]  # only the soft limit moves (lowering the
-        while True:                                          # hard one could not be undone)
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)  # the timer's signal ends the child, whatever
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGPROF})  # the parent had set up
+        keep = conn.fileno()  # descriptors the parent held (sockets, pipes) are not the child's to keep
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 65536)
+        while True:
             try:
-                fn, args, seconds = conn.recv()
+                data = conn.recv_bytes()
             except (EOFError, OSError):
                 break  # the owner went away
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            soft = math.ceil(usage.ru_utime + usage.ru_stime + max(seconds, 1e-3))
-            resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else
-                                                     min(soft, hard), hard))
+            try:
+                fn, args, seconds = pickle.loads(data)
+            except Exception:  # noqa: BLE001 - e.g. a function defined after the fork
+                conn.send(NOT_RUN)
+                continue
+            signal.setitimer(signal.ITIMER_PROF, max(seconds, 1e-3))
             try:
                 verdict = bool(fn(*args))
             except Exception:  # noqa: BLE001 - an error is a "no", as in a fresh child
                 verdict = False
+            finally:
+                signal.setitimer(signal.ITIMER_PROF, 0)
             conn.send(verdict)
     finally:
         os._exit(0)
