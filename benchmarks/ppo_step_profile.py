@@ -14,7 +14,8 @@ phase, counted exclusively (a phase's time leaves out the phases inside it):
 * ``other``: the rest of the wall time (data collation, GAE, logging, the Trainer's loop).
 
 The FLOP estimate counts the matmuls on the tokens each phase runs (prompt + completion, padded as the
-batch is): 2 x N x tokens for what only runs forward, 6 x N x tokens for what trains every weight and
+batch is; the output matmul on the unpadded completion tokens only, generation on unpadded tokens):
+2 x N x tokens for what only runs forward, 6 x N x tokens for what trains every weight and
 4 x N x tokens for a LoRA forward + backward (the frozen weights pass gradients on but get none); N is the
 model's parameter count (SmolLM2's tied embedding counted once: it is the output matmul). Its time is the
 FLOPs over this machine's measured matmul rate at the model's shapes and dtype, so ``ratio`` is how far
@@ -30,6 +31,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import os
 import platform
 import sys
@@ -55,7 +57,6 @@ class PhaseClock:
         self.seconds: dict[str, float] = defaultdict(float)
         self.tokens: dict[str, int] = defaultdict(int)
         self.completion_tokens: dict[str, int] = defaultdict(int)
-        self.dtypes: dict[str, str] = {}
         self.shapes: dict[str, list] = {}  # (rows, positions, completion positions) of each call
         self.rollout_tokens = self.rollout_completion_tokens = 0  # unpadded: what the engine generated
         self.rollout_rows = 0
@@ -73,13 +74,13 @@ class PhaseClock:
             if self._stack:
                 self._stack[-1][2] += spent
 
-    def count(self, phase: str, ids: torch.Tensor, completion_width: int) -> None:
-        """Count a forward over ``ids`` (batch x positions) scoring its last ``completion_width``."""
+    def count(self, phase: str, ids: torch.Tensor, mask: torch.Tensor, completion_width: int) -> None:
+        """Count a forward over ``ids`` (batch x positions, padded: the body runs on every position)
+        scoring its last ``completion_width`` (the output matmul runs on the unpadded ones: TRL skips
+        the positions it masks)."""
         self.tokens[phase] += ids.numel()
-        self.completion_tokens[phase] += ids.shape[0] * completion_width
+        self.completion_tokens[phase] += int(mask[:, -completion_width:].sum())
         self.shapes.setdefault(phase, []).append((ids.shape[0], ids.shape[1], completion_width))
-        autocast = torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
-        self.dtypes.setdefault(phase, "bfloat16" if autocast else "float32")
 
     def wrap(self, owner, attribute: str, name_of):
         """Replace ``owner.attribute`` (a class's function) by a timed one; ``name_of(args, kwargs)``
@@ -105,11 +106,11 @@ def install(clock: PhaseClock) -> None:
 
     def logps(args, kwargs):  # (self, model, input_ids, attention_mask, logits_to_keep, ...)
         phase = "policy forward" if torch.is_grad_enabled() else "log-probs (no grad)"
-        clock.count(phase, args[2], args[4])
+        clock.count(phase, args[2], args[3], args[4])
         return phase
 
     def values(args, kwargs):  # (self, input_ids, attention_mask, logits_to_keep)
-        clock.count("rollout values", args[1], args[3])
+        clock.count("rollout values", args[1], args[2], args[3])
         clock.rollout_tokens += int(args[2].sum())
         clock.rollout_rows += args[1].shape[0]
         clock.rollout_completion_tokens += int(args[2][:, -args[3]:].sum())
@@ -118,7 +119,8 @@ def install(clock: PhaseClock) -> None:
     def value_loss(args, kwargs):  # (self, inputs)
         inputs = args[1]
         ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-        clock.count("value forward", ids, inputs["completion_ids"].shape[1])
+        mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        clock.count("value forward", ids, mask, inputs["completion_ids"].shape[1])
         return "value forward"
 
     clock.wrap(PPOTrainer, "_get_per_token_logps_and_entropies", logps)
@@ -218,9 +220,10 @@ def difference(late: dict, early: dict) -> dict:
 
 
 def rollout_steps(args) -> int:
-    """Optimizer steps per rollout batch: TRL samples every steps_per_generation x num_iterations
-    micro-batches."""
-    return max(1, args.steps_per_generation * args.num_iterations // args.gradient_accumulation_steps)
+    """Optimizer steps spanning whole rollouts: TRL samples every steps_per_generation x num_iterations
+    micro-batches, an optimizer step takes gradient_accumulation_steps of them."""
+    micro = args.steps_per_generation * args.num_iterations  # micro-batches per rollout
+    return math.lcm(micro, args.gradient_accumulation_steps) // args.gradient_accumulation_steps
 
 
 def watch_steps(clock: PhaseClock, marks: list, sizes: list, steps: int) -> None:
@@ -246,14 +249,14 @@ def watch_steps(clock: PhaseClock, marks: list, sizes: list, steps: int) -> None
         if steps < 2 * cycle:  # before any step runs
             raise SystemExit(f"--steps: at least {2 * cycle} (two rollouts of {cycle} steps; the first is "
                              "left out as warm-up)")
-        sizes.append((model_sizes(self), self.args, engine_dtype(self)))
+        sizes.append((model_sizes(self), self.args, engine_dtype(self), train_dtype(self)))
         return train(self, *args, **kwargs)
 
     CallbackHandler.on_step_begin, CallbackHandler.on_step_end = on_step_begin, on_step_end
     PPOTrainer.train = keep
 
 
-def table(window: dict, flops: dict, rates: dict, dtypes: dict, generate_dtype: str,
+def table(window: dict, flops: dict, rates: dict, dtype: str, generate_dtype: str,
           steps: int) -> list[dict]:
     """One row per phase: seconds per optimizer step, share of the step, FLOPs and the floor."""
     accounted = sum(window["seconds"].values())
@@ -262,19 +265,26 @@ def table(window: dict, flops: dict, rates: dict, dtypes: dict, generate_dtype: 
     for phase in PHASES:
         spent = seconds.get(phase, 0.0) / steps
         work = flops.get(phase)
-        dtype = generate_dtype if phase == "generate" else dtypes.get(phase, "float32")
         # vLLM runs its own kernels, not torch's: its floor is at the faster of the rates measured
         rate = max(rates.values()) if phase == "generate" else rates[dtype]
         floor = work / steps / rate if work else None
         rows.append({"phase": phase, "seconds_per_step": round(spent, 3),
                      "share": round(spent * steps / window["wall"], 3) if window["wall"] else None,
                      "gflop_per_step": round(work / steps / 1e9, 1) if work else None,
-                     "dtype": dtype if work else None,
+                     "dtype": (generate_dtype if phase == "generate" else dtype) if work else None,
                      "floor_seconds": round(floor, 3) if floor else None,
                      "ratio": round(spent / floor, 2) if floor else None,
                      "ms_per_1k_tokens": round(1e6 * seconds[phase] / window["tokens"][phase], 2)
                      if window["tokens"].get(phase) else None})
     return rows
+
+
+def train_dtype(trainer) -> str:
+    """The matmul dtype of the trainer's passes: bf16/fp16 autocast when asked for, else the weights'."""
+    if trainer.args.bf16:
+        return "bfloat16"
+    dtype = str(trainer.accelerator.unwrap_model(trainer.model).dtype).removeprefix("torch.")
+    return dtype if dtype in ("float32", "bfloat16") else "float32"
 
 
 def engine_dtype(trainer) -> str:
@@ -358,14 +368,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         run_train([args.recipe, "--model", args.model, "--stages", "[ppo]", "--output_dir", folder,
                    "--ppo.max_steps", str(args.steps), "--ppo.save_steps", "1000000", *overrides])
-    sizes, a, generate_dtype = started[-1]
+    sizes, a, generate_dtype, dtype = started[-1]
     cycle = rollout_steps(a)
     steady = (len(marks) - 1) // cycle * cycle  # whole rollouts only, the first one left out
     window, first = difference(marks[steady], marks[cycle]), difference(marks[cycle], marks[0])
     steps = steady - cycle
     rates = {"float32": matmul_rate(torch.float32, 2048, sizes["hidden"], sizes["intermediate"]),
              "bfloat16": matmul_rate(torch.bfloat16, 2048, sizes["hidden"], sizes["intermediate"])}
-    rows = table(window, estimate_flops(sizes, window), rates, clock.dtypes, generate_dtype, steps)
+    rows = table(window, estimate_flops(sizes, window), rates, dtype, generate_dtype, steps)
     floor = sum(r["floor_seconds"] or 0 for r in rows)
     # the bare model is loaded from a folder ('tiny' is built inside the run and gone by now)
     bare = bare_model(args.model, clock.shapes, sizes, rates["float32"]) if Path(args.model).is_dir() \

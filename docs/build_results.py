@@ -270,27 +270,24 @@ def _load(report: dict) -> str:
 
 
 def _profile_reading(report: dict) -> str:
-    """What holds the step back, in ratios of the report's own per-token figures."""
+    """The report's own ratios, per token against the bare model's forward; claims only what they show."""
     phase = {row["phase"]: row for row in report["phases"]}
     bare = report["bare_model"]
 
-    def vs_bare(name):  # a phase's time per token over the bare model's forward
-        return phase[name]["ms_per_1k_tokens"] / bare["forward_ms_per_1k_tokens"]
+    def vs_bare(name):  # a phase's time per token over the bare model's forward (None: not measured)
+        per_token = phase.get(name, {}).get("ms_per_1k_tokens")
+        return f"{per_token / bare['forward_ms_per_1k_tokens']:.2f}x" if per_token else "not measured"
 
+    adapters = "LoRA policy" if report["sizes"].get("policy_lora") else "policy"
     floor = bare["forward_seconds"] / bare["forward_floor_seconds"]
-    return (f"Reading it: the model alone runs at {floor:.2f}x its matmul floor, so the floor is "
-            "reachable on this CPU. The trainer's forwards are not: the value model's rollout forward "
-            f"(no adapters, no gradients) costs {vs_bare('rollout values'):.2f}x the bare model per "
-            f"token; the same model's forward with gradients {vs_bare('value forward'):.2f}x; the LoRA "
-            f"policy's forward without gradients {vs_bare('log-probs (no grad)'):.2f}x and with them "
-            f"{vs_bare('policy forward'):.2f}x (the policy differs from the value model by its LoRA "
-            "adapters on every linear layer: two small matmuls and full-size elementwise passes each). "
-            f"Generation is {phase['generate']['ratio']:g}x its floor: decoding "
-            f"{report['completions_sampled_per_step']:g} completions a step reads every weight once per "
-            "decoding step, which matmul FLOPs do not count. With bf16 autocast (the recipe's earlier "
-            f"`bf16: true`) this CPU multiplies at {report['matmul_gflops']['bfloat16']:g} GFLOP/s and "
-            "the first step did not finish in 15 minutes: the recipe trains in float32, and a stage "
-            "asked for bf16 on a CPU without AVX-512 warns.\n")
+    return (f"Reading it: the model alone runs at {floor:.2f}x its matmul floor on this CPU. Per token, "
+            "against that bare forward: the value model's rollout "
+            f"forward {vs_bare('rollout values')}, its forward with gradients {vs_bare('value forward')}; "
+            f"the {adapters}'s log-prob forwards without gradients {vs_bare('log-probs (no grad)')} (half "
+            f"of them the reference pass, adapters off) and with them {vs_bare('policy forward')}. "
+            f"Generation is {phase['generate']['ratio']}x its matmul floor. bf16 matmuls run at "
+            f"{report['matmul_gflops']['bfloat16']:g} GFLOP/s here against "
+            f"{report['matmul_gflops']['float32']:g} in float32.\n")
 
 
 def ppo_profile_section() -> str:

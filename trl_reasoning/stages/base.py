@@ -184,19 +184,19 @@ def _rename_checkpointing(config_cls, values: dict) -> None:
 
 
 def slow_bf16_cpu() -> bool:
-    """An x86 CPU whose best kernels torch can use are AVX2 or older: no bfloat16 units (AVX512-BF16,
-    AMX) and no AVX-512 to emulate them, so bf16 autocast falls to slow reference kernels (measured on
-    an AMD EPYC with AVX2: 1.1 GFLOP/s against 153 in float32, two threads)."""
+    """An x86 CPU without bf16 units (AMX, AVX512-BF16), where bf16 autocast falls to slow kernels
+    (measured on an AMD EPYC with AVX2: 1.2 GFLOP/s against 113 in float32 at SmolLM2's MLP shape)."""
     import platform
 
-    import torch
+    from ..sampling.vllm_backend import cpu_has_native_bf16
 
-    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
-    return x86 and torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT", "NO AVX")
+    return platform.machine().lower() in ("x86_64", "amd64", "i686") and not cpu_has_native_bf16()
 
 
-def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defaults):
-    """Build a stage's TRL config; CPU-safe defaults when no GPU is present; one-line errors."""
+def stage_config(config_cls, section: dict, output_dir: Path, seed: int, section_name: str = "",
+                 **defaults):
+    """Build a stage's TRL config; CPU-safe defaults when no GPU is present; one-line errors naming the
+    recipe section (``section_name``)."""
     import torch
 
     values = {"output_dir": str(output_dir), "seed": seed, "report_to": "none", **defaults, **section}
@@ -204,10 +204,9 @@ def stage_config(config_cls, section: dict, output_dir: Path, seed: int, **defau
         values.setdefault("use_cpu", True)
         values.setdefault("bf16", False)
         if values["bf16"] and slow_bf16_cpu():
-            warnings.warn(f"{config_cls.__name__}.bf16: true on a CPU without AVX-512 (torch sees "
-                          f"{torch.backends.cpu.get_cpu_capability()}): bfloat16 matmuls run 50-140x slower "
-                          "than float32 there (benchmarks/ppo_step_profile.py); set bf16: false",
-                          stacklevel=2)
+            warnings.warn(f"{section_name or config_cls.__name__}.bf16: true on a CPU without bf16 units "
+                          "(AMX, AVX512-BF16): bfloat16 matmuls ran ~100x slower than float32 on an AVX2 "
+                          "CPU (benchmarks/ppo_step_profile.py); set bf16: false", stacklevel=2)
     if "project" in {f.name for f in dataclasses.fields(config_cls)}:
         values.setdefault("project", "trl-reasoning")  # trackers group a run's stages under one project
     _rename_checkpointing(config_cls, values)

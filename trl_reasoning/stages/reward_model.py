@@ -69,6 +69,7 @@ def run_reward_model(ctx, folder, kind: str) -> dict:
         section,
         folder / "trainer",
         recipe.seed,
+        section_name=folder.name,
         task=recipe.task,
         report_to=recipe.report_to,
         save_strategy="no",

@@ -47,6 +47,7 @@ def rounds_stage(
             recipe.section(name),
             folder,
             recipe.seed,
+            section_name=name,
             task=recipe.task,
             report_to=recipe.report_to,
             run_name=f"{Path(recipe.output_dir).name}-{name}",
@@ -210,7 +211,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
                                                                recipe.trust_remote_code)}
     # two checkpoints kept: transformers deletes the older one before the newer is marked whole, so a
     # kill in between would otherwise leave none to resume from
-    args = stage_config(config, section, folder, recipe.seed, report_to=recipe.report_to,
+    args = stage_config(config, section, folder, recipe.seed, section_name=name, report_to=recipe.report_to,
                         save_strategy="steps", save_steps=50, save_total_limit=2)
     if "save_steps" not in section:
         args.save_steps = generation_aligned(50, args)

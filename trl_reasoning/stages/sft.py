@@ -22,8 +22,8 @@ def run_sft(ctx, folder) -> dict:
     from ..loading import load_model, load_tokenizer, with_remote_code
     from ..trainers.sft import run_sft as fine_tune
 
-    args = stage_config(_config(), ctx.recipe.section("sft"), folder, ctx.recipe.seed, save_strategy="no",
-                        report_to=ctx.recipe.report_to)
+    args = stage_config(_config(), ctx.recipe.section("sft"), folder, ctx.recipe.seed, section_name="sft",
+                        save_strategy="no", report_to=ctx.recipe.report_to)
     quantization = quantization_config(ctx.recipe)
     trust = ctx.recipe.trust_remote_code
     with_remote_code(args, trust)  # the QLoRA merge reloads the policy through the trainer's args
