@@ -195,8 +195,8 @@ def slow_bf16_cpu() -> bool:
 
 def stage_config(config_cls, section: dict, output_dir: Path, seed: int, section_name: str = "",
                  **defaults):
-    """Build a stage's TRL config; CPU-safe defaults when no GPU is present; one-line errors naming the
-    recipe section (``section_name``)."""
+    """Build a stage's TRL config; CPU-safe defaults when no GPU is present; one-line errors; a one-line
+    warning naming the recipe key (``section_name``) for bf16 on a CPU without bf16 units."""
     import torch
 
     values = {"output_dir": str(output_dir), "seed": seed, "report_to": "none", **defaults, **section}
