@@ -16,7 +16,12 @@ import argparse
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/: real_model_pages
+
+import real_model_pages  # noqa: E402 - beside this file (docs/), found through the path set above
 
 from trl_reasoning.compare.report import CURVE_FILES, results_markdown
 from trl_reasoning.compare.runner import METHODS
@@ -198,147 +203,10 @@ def still_to_run(command: str, results: dict) -> str:
             "resumes it.\n")
 
 
-SMOLLM2_TRIALS = "smollm2_val"  # docs/results/smollm2_val/<format>_e<epochs>_lr<rate>/ (results, SFT record)
-SMOLLM2_TRIAL_COMMAND = (
-    "trl-reasoning train recipes/smollm2_svamp_sft_ei.yaml --stages [sft,eval] --eval_split validation \\\n"
-    "    --sft.bf16 false --eval.num_generations 4 --solution_format FORMAT --sft.num_train_epochs E \\\n"
-    "    --sft.learning_rate LR --output_dir runs/smollm2_val/FORMAT_eE_lrLR")
-
-
-def smollm2_trials_section() -> str:
-    """The SmolLM2 SFT settings measured on SVAMP's validation split (one folder per trial, named for its
-    settings by the command), or nothing."""
-    rows = []
-    for folder in sorted((RESULTS / SMOLLM2_TRIALS).glob("*_e*_lr*")):
-        named = re.fullmatch(r"(.+)_e(\d+)_lr(.+)", folder.name)
-        files = (folder / "results.json", folder / "sft_stage_complete.json")
-        if not named or not all(f.exists() for f in files):
-            continue  # a trial still running, or a folder the command did not name
-        solution_format, epochs, rate = named.groups()
-        sft = json.loads((folder / "results.json").read_text())["sft"]
-        record = json.loads((folder / "sft_stage_complete.json").read_text())
-        low, high = sft["confidence_intervals"]["maj@1"]
-        rows.append(f"| {solution_format} | {epochs} | {rate} | {sft['metrics']['maj@1']:.3f} [{low:.3f}, "
-                    f"{high:.3f}] | {sft['metrics']['pass@4']:.3f} | {sft['num_questions']} | "
-                    f"{record['wall_seconds']:.0f} |")
-    if not rows:
-        return ""
-    return ("## SFT settings for SmolLM2, chosen on a validation split\n\n"
-            "SmolLM2-135M-Instruct, LoRA, fp32, on SVAMP's train questions less a validation split carved "
-            "from them (never the 300 test questions); greedy maj@1 and pass@4 (K=4, T=0.7) on the "
-            "validation questions; SFT wall seconds on one core of the 2-core AMD EPYC (AVX2, no AMX), "
-            "another run beside it on the other core.\n\n"
-            f"```bash\n{SMOLLM2_TRIAL_COMMAND}\n```\n\n"
-            "| solution format | epochs | learning rate | maj@1 [95%] | pass@4 | questions | SFT s |\n"
-            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
-
-
-SMOLLM2_RECIPE = "smollm2_recipe"  # docs/results/smollm2_recipe/: the recipe's stage records, EI rounds
-
-
-def smollm2_recipe_section() -> str:
-    """``recipes/smollm2_svamp_sft_ei.yaml`` on the 300 test questions: greedy maj@1 after SFT (EI's round
-    0) and after each EI round, with the stages' wall times; or nothing before a run was copied."""
-    folder = RESULTS / SMOLLM2_RECIPE
-    rounds = sorted((folder / "ei").glob("round_*/metrics.json"))
-    if not rounds:
-        return ""
-    lines = ["| model | greedy maj@1 [95%] | samples drawn | stage wall s |", "|---|---|---|---|"]
-    sft = json.loads((folder / "sft" / "stage_complete.json").read_text())
-    for path in rounds:
-        record = json.loads(path.read_text())
-        low, high = record["eval"]["ci95/maj@1"]
-        name = "SFT" if record["round"] == 0 else f"EI round {record['round']}"
-        seconds = sft["wall_seconds"] if record["round"] == 0 else sum(record["seconds"].values())
-        wall = f"{seconds:.0f}"
-        lines.append(f"| {name} | {record['eval']['maj@1']:.3f} [{low:.3f}, {high:.3f}] | "
-                     f"{record['cumulative_samples']} | {wall} |")
-    done = (folder / "ei" / "stage_complete.json").exists()
-    return ("## The recipe on the 300 held-out questions\n\n```bash\ntrl-reasoning train "
-            "recipes/smollm2_svamp_sft_ei.yaml\n```\n\nSFT with the settings above on all 700 train "
-            "questions, then Expert Iteration rounds; greedy maj@1 on SVAMP's 300 test questions after each "
-            "(round 0 is the SFT policy). One core of the 2-core AMD EPYC (AVX2, no AMX), with other runs on "
-            f"the machine.{'' if done else ' **The run is still going**: the rounds so far.'}\n\n"
-            + "\n".join(lines) + "\n")
-
-
-def _load(report: dict) -> str:
-    """The machine's load when the profile started (the profile of 12-06 ran with the other runs paused)."""
-    if "load_average" in report:
-        return f", load average {report['load_average']:.2f} as it started"
-    return ", the machine's other runs paused"
-
-
-def _profile_reading(report: dict) -> str:
-    """The report's own ratios, per token against the bare model's forward; claims only what they show."""
-    phase = {row["phase"]: row for row in report["phases"]}
-    bare = report["bare_model"]
-
-    def vs_bare(name):  # a phase's time per token over the bare model's forward (None: not measured)
-        per_token = phase.get(name, {}).get("ms_per_1k_tokens")
-        return f"{per_token / bare['forward_ms_per_1k_tokens']:.2f}x" if per_token else "not measured"
-
-    adapters = "LoRA policy" if report["sizes"].get("policy_lora") else "policy"
-    floor = bare["forward_seconds"] / bare["forward_floor_seconds"]
-    return (f"Reading it: the model alone runs at {floor:.2f}x its matmul floor on this CPU. Per token, "
-            "against that bare forward: the value model's rollout "
-            f"forward {vs_bare('rollout values')}, its forward with gradients {vs_bare('value forward')}; "
-            f"the {adapters}'s log-prob forwards without gradients {vs_bare('log-probs (no grad)')} (half "
-            f"of them the reference pass, adapters off) and with them {vs_bare('policy forward')}. "
-            f"Generation is {phase['generate']['ratio']}x its matmul floor. bf16 matmuls run at "
-            f"{report['matmul_gflops']['bfloat16']:g} GFLOP/s here against "
-            f"{report['matmul_gflops']['float32']:g} in float32.\n")
-
-
-def ppo_profile_section() -> str:
-    """``benchmarks/ppo_step_profile.py``'s JSON files under ``docs/results/ppo_profile/``: one PPO step's
-    phases beside their matmul floor, and the bare model's own forward and backward; or nothing."""
-    parts = []
-    for path in sorted((RESULTS / "ppo_profile").glob("*.json")):
-        report = json.loads(path.read_text())
-        if "bare_model" not in report:
-            continue  # written by an earlier version of the benchmark
-        lines = ["| phase | s per step | share | GFLOP per step | floor s | x floor | ms per 1k tokens |",
-                 "|---|---|---|---|---|---|---|"]
-        for row in report["phases"]:
-            cells = [row["seconds_per_step"], row["share"], row["gflop_per_step"], row["floor_seconds"],
-                     row["ratio"], row["ms_per_1k_tokens"]]
-            lines.append(f"| {row['phase']} | " + " | ".join("" if c is None else f"{c:g}" for c in cells)
-                         + " |")
-        bare, rates = report["bare_model"] or {}, report["matmul_gflops"]
-        parts.append(
-            f"### `{path.stem}`\n\n```bash\n{report['command']}\n```\n\n{report['cpu']}, "
-            f"{report['threads']} threads{_load(report)}; matmul rate at the model's MLP shape: "
-            f"{rates['float32']} GFLOP/s float32, {rates['bfloat16']} bfloat16. {report['steps_measured']} "
-            f"optimizer steps measured after the first rollout ({report['completions_per_step']} completions "
-            f"per step, {report['completions_sampled_per_step']:g} of them newly sampled). **Step "
-            f"{report['step_seconds']} s against a matmul floor of {report['floor_seconds']} s: "
-            f"{report['ratio']}x.**\n\n" + "\n".join(lines) + "\n")
-        if bare:
-            rows, width, completion = bare["shape"]
-            parts.append(
-                f"The model alone on one micro-batch ({rows} x {width} tokens, log-probs of the last "
-                f"{completion}): forward {bare['forward_seconds']} s against a floor of "
-                f"{bare['forward_floor_seconds']} s ({bare['forward_ms_per_1k_tokens']} ms per 1k tokens); "
-                f"forward + backward through every weight {bare['forward_backward_seconds']} s against "
-                f"{bare['forward_backward_floor_seconds']} s ({bare['forward_backward_ms_per_1k_tokens']} ms "
-                "per 1k tokens).\n")
-            parts.append(_profile_reading(report))
-    if not parts:
-        return ""
-    return ("## Where a PPO step's time goes\n\nEach phase's exclusive wall time per optimizer step, "
-            "beside a floor: its matmul FLOPs (2 x N x tokens forward; backward 2 x N x tokens more "
-            "through frozen LoRA weights, 4 x N x tokens through trained ones; the output matmul on "
-            "completion positions only) at the machine's measured matmul rate. Generation's floor uses "
-            "the faster rate (vLLM runs its own kernels). How the benchmark counts is in its "
-            "docstring.\n\n" + "\n".join(parts))
-
-
 def build_pages() -> list[Path]:
     """Write every page that has at least one copied run; returns the pages written."""
     pages: dict[str, list[str]] = {}
-    real = [part for part in (smollm2_trials_section(), smollm2_recipe_section(), ppo_profile_section())
-            if part]
+    real = real_model_pages.sections(RESULTS)
     if real:
         pages["real_model.md"] = real
     for name, (page, _, _) in RUNS.items():
@@ -350,6 +218,42 @@ def build_pages() -> list[Path]:
         path.write_text(PAGE_HEADERS.get(page, "") + "\n" + "\n".join(sections))
         written.append(path)
     return written
+
+
+README = DOCS.parent / "README.md"
+README_MARKS = ("<!-- quickstart results: written by docs/build_results.py from "
+                "docs/results/quickstart_seeds/results.json -->", "<!-- end of quickstart results -->")
+
+
+def readme_quickstart_table(results: dict) -> str:
+    """The README's quickstart table: SFT and EI over the seeds (mean, each seed's value in brackets),
+    and EI's gain over SFT with its two-level interval."""
+    k, seeds = results["k"], results["seeds"]
+    lines = [f"| model | greedy maj@1 | maj@{k} | pass@{k} |", "|---|---|---|---|"]
+    for name, label in (("sft", "SFT"), ("ei", "SFT -> 3 EI rounds")):
+        metrics = results["methods"][name]["metrics"]
+        cells = [f"{metrics[m]['mean']:.3f} ({', '.join(f'{v:.3f}' for v in metrics[m]['per_seed'])})"
+                 for m in ("maj@1", f"maj@{k}", f"pass@{k}")]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    gain = results["methods"]["ei"]["gain_over_sft"]["maj@1"]
+    low, high = gain["ci95"]
+    return ("\n".join(lines) + f"\n\nEI's greedy maj@1 gain over SFT: **{gain['mean']:+.3f} [{low:+.3f}, "
+            f"{high:+.3f}]** (95%, two-level bootstrap over seeds {', '.join(map(str, seeds))} and "
+            f"{results['num_questions'][0]} held-out questions each; seeds never used to choose the "
+            f"recipe's settings; {results['machine']['cpu']}, {results['machine']['cores']} cores).")
+
+
+def update_readme() -> bool:
+    """Rewrite the README's quickstart table between its marks from the copied quickstart_seeds run."""
+    path = RESULTS / "quickstart_seeds" / "results.json"
+    text = README.read_text()
+    start, end = README_MARKS
+    if not path.exists() or start not in text:
+        return False
+    head, rest = text.split(start, 1)
+    table = readme_quickstart_table(json.loads(path.read_text()))
+    README.write_text(f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
+    return True
 
 
 def main() -> None:
@@ -366,6 +270,8 @@ def main() -> None:
         copy_run(name, Path(folder))
     for path in build_pages():
         print(f"wrote {path}")
+    if update_readme():
+        print(f"wrote {README}'s quickstart table")
 
 
 if __name__ == "__main__":

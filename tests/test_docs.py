@@ -62,6 +62,31 @@ def test_readme_is_at_most_250_lines():
     assert lines <= 250, f"README.md has {lines} lines; keep it at most 250 (move detail into docs/)"
 
 
+def _results_builder():
+    spec = importlib.util.spec_from_file_location("build_results", DOCS / "build_results.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    return builder
+
+
+def test_readme_quickstart_table_is_the_one_built_from_its_run():
+    """The README's quickstart results are what docs/build_results.py makes of the copied run's
+    results.json, between its marks: a rerun rewrites them, a hand edit fails here, and there is no
+    table without its run."""
+    import json
+
+    builder = _results_builder()
+    path = builder.RESULTS / "quickstart_seeds" / "results.json"
+    start, end = builder.README_MARKS
+    text = README.read_text()
+    if not path.exists():
+        assert start not in text, "README has a quickstart table but docs/results/quickstart_seeds/ no run"
+        return
+    assert start in text and end in text, "README lacks the quickstart table's marks"
+    block = text.split(start, 1)[1].split(end, 1)[0].strip()
+    assert block == builder.readme_quickstart_table(json.loads(path.read_text())).strip()
+
+
 # ------------------------------------------------------------------ (b) links
 
 
