@@ -191,4 +191,14 @@ def results_markdown(results: dict) -> str:
             f"({', '.join(f'{v:.3f}' for v in spread['per_seed'])}).\n\n"
             f"Machine: {results['machine'].get('cpu', 'unknown CPU')}, "
             f"{', '.join(results['machine'].get('matrix_extensions', []))}.\n\n"
-            f"![maj@1 vs samples]({CURVE_FILES['maj@1']})\n\n![pass@{k} vs samples]({CURVE_FILES['pass']})\n")
+            f"![maj@1 vs samples]({CURVE_FILES['maj@1']})\n" + _pass_figure(results, k))
+
+
+def _pass_figure(results: dict, k: int) -> str:
+    """The pass@k figure's link, where ``plot_comparison`` drew one: only methods whose training-time
+    evaluations sampled k completions have pass@k points (EI's rounds greedy-only do not)."""
+    for curve in results["curves"].values():
+        per_seed = curve.get(f"pass@{k}") or []
+        if per_seed and _band(per_seed, results["num_questions"])[0]:  # as plot_comparison decides
+            return f"\n![pass@{k} vs samples]({CURVE_FILES['pass']})\n"
+    return ""
