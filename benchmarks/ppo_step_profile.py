@@ -44,7 +44,7 @@ import torch
 
 PHASES = ("generate", "weight sync", "log-probs (no grad)", "rollout values", "rewards", "policy forward",
           "policy backward", "policy optimizer", "value forward", "value backward + step", "other")
-TRL_PROFILE_NAMES = {"vLLM.generate": "generate", "transformers.generate": "generate",
+TRL_PROFILE_NAMES = {"vLLM.generate": "generate", "transformers.generate": "generate",  # TRL's own names
                      "transformers.generate_batch": "generate", "sync_weights": "weight sync"}
 
 
@@ -200,6 +200,7 @@ def estimate_flops(sizes: dict, window: dict) -> dict:
 
 
 def snapshot(clock: PhaseClock) -> dict:
+    """The clock's counts now (phases' seconds and tokens, what the engine generated, wall time)."""
     return {"seconds": dict(clock.seconds), "tokens": dict(clock.tokens),
             "completion": dict(clock.completion_tokens),
             "generated": (clock.rollout_tokens, clock.rollout_completion_tokens),
@@ -208,12 +209,9 @@ def snapshot(clock: PhaseClock) -> dict:
 
 def difference(late: dict, early: dict) -> dict:
     """What happened between two snapshots."""
-    def minus(a, b):
-        return {k: v - b.get(k, 0) for k, v in a.items()}
-
-    return {"seconds": minus(late["seconds"], early["seconds"]),
-            "tokens": minus(late["tokens"], early["tokens"]),
-            "completion": minus(late["completion"], early["completion"]),
+    counts = {key: {k: v - early[key].get(k, 0) for k, v in late[key].items()}
+              for key in ("seconds", "tokens", "completion")}
+    return {**counts,
             "generated": tuple(x - y for x, y in zip(late["generated"], early["generated"], strict=True)),
             "generated_rows": late["generated_rows"] - early["generated_rows"],
             "wall": late["time"] - early["time"]}
@@ -311,12 +309,12 @@ def cpu_name() -> str:
 
 def _best_of(work, repeats: int = 3) -> float:
     work()  # warm-up
-    best = float("inf")
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
         work()
-        best = min(best, time.perf_counter() - start)
-    return best
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def bare_model(folder: str, shapes: dict, sizes: dict, rate: float) -> dict:
