@@ -33,7 +33,6 @@ import functools
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -296,15 +295,11 @@ def engine_dtype(trainer) -> str:
 
 
 def cpu_name() -> str:
-    """The CPU's model name (results differ between CPUs: AMX or not, AVX-512 or AVX2)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        flags = open("/proc/cpuinfo").read()
-        units = [u for u in ("amx_tile", "avx512_bf16", "avx512f", "avx2") if f" {u}" in flags]
-        return f"{names[0]} ({', '.join(units)})" if names else platform.processor()
-    except OSError:
-        return platform.processor() or platform.machine()
+    """The CPU's model name and matrix instruction sets, read as ``trl-reasoning compare`` records them."""
+    from trl_reasoning.compare.runner import machine
+
+    info = machine()
+    return f"{info.get('cpu', info['processor'])} ({', '.join(info.get('matrix_extensions', []))})"
 
 
 def _best_of(work, repeats: int = 3) -> float:
