@@ -67,15 +67,44 @@ def smollm2_recipe_section(results: Path) -> str:
         low, high = record["eval"]["ci95/maj@1"]
         name = "SFT" if record["round"] == 0 else f"EI round {record['round']}"
         seconds = sft["wall_seconds"] if record["round"] == 0 else sum(record["seconds"].values())
-        wall = f"{seconds:.0f}"
+        # a round resumed after its samples were written spent its sampling time before the restart
+        resumed = record["round"] and record["seconds"].get("sampling", 1) < 1 and record["train"]["samples"]
+        wall = f"{seconds:.0f}" + (" (sampling resumed from disk, its time not counted)" if resumed else "")
         lines.append(f"| {name} | {record['eval']['maj@1']:.3f} [{low:.3f}, {high:.3f}] | "
                      f"{record['cumulative_samples']} | {wall} |")
     done = (folder / "ei" / "stage_complete.json").exists()
+    final = _recipe_eval_table(folder)
     return ("## The recipe on the 300 held-out questions\n\n```bash\ntrl-reasoning train "
             "recipes/smollm2_svamp_sft_ei.yaml\n```\n\nSFT with the settings above on all 700 train "
             "questions, then Expert Iteration rounds; greedy maj@1 on SVAMP's 300 test questions after each "
             "(round 0 is the SFT policy). One core of the 2-core AMD EPYC (AVX2, no AMX), with other runs on "
             f"the machine.{'' if done else ' **The run is still going**: the rounds so far.'}\n\n"
+            + "\n".join(lines) + "\n" + final)
+
+
+def _recipe_eval_table(folder: Path) -> str:
+    """The eval stage's SFT and final models (the run's ``results.json``): greedy maj@1, maj@8, pass@1,
+    pass@8, distinct correct solutions and the paired gain; or nothing before the stage finished."""
+    path = folder / "results.json"
+    if not path.exists():
+        return ""
+    from trl_reasoning.stages.evaluation import paired_gains
+
+    results = json.loads(path.read_text())
+    # the copied eval/<model>/samples.jsonl hold the greedy rows only (what the paired gain reads)
+    gains = paired_gains(folder, results)
+    lines = ["| model | greedy maj@1 [95%] | maj@8 | pass@1 | pass@8 [95%] | distinct correct / question | "
+             "gain over SFT, paired 95% |", "|---|---|---|---|---|---|---|"]
+    for name, record in results.items():
+        metrics, ci = record["metrics"], record["confidence_intervals"]
+        gain = gains.get(name)
+        paired = f"{gain['gain']:+.3f} [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain else ""
+        lines.append(f"| {name} | {metrics['maj@1']:.3f} [{ci['maj@1'][0]:.3f}, {ci['maj@1'][1]:.3f}] | "
+                     f"{metrics['maj@8']:.3f} | {metrics['pass@1']:.3f} | {metrics['pass@8']:.3f} "
+                     f"[{ci['pass@8'][0]:.3f}, {ci['pass@8'][1]:.3f}] | "
+                     f"{record['exploration']['distinct_correct_solutions']:.3f} | {paired} |")
+    return ("\nThe eval stage, K=8 samples at T=0.7 beside the greedy answer, on the same 300 questions "
+            "(the run's `results.json`; the paired gain from its greedy records):\n\n"
             + "\n".join(lines) + "\n")
 
 
