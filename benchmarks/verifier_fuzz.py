@@ -17,14 +17,16 @@ caught. Counted:
 
 * crashes (any exception from ``extract_answer``, ``is_correct``, the correctness reward, the equation
   check or the heuristic step reward);
-* time-limit hits (a call over ``--limit`` seconds; the LaTeX verifier's own limit answers ``None``);
+* time-limit hits: numeric, a check over ``--limit`` seconds of wall time; LaTeX, a math-verify comparison
+  stopped at the verifier's own CPU limit (it answers ``None``), its slowest check's wall time beside it;
 * wrong rewards: an unstated completion that earns anything, in either mode, for any numeric task;
 * hedges rewarded: a completion stating two different final answers, the reference one of them (n/4 of
   them), that earns anything;
 * as a control, how many completions that state the reference once (and nothing else) earn 1;
 * long repetitive completions near the size limit (n/500 of them): the slowest check's seconds.
 
-It exits with status 1 on any crash, wrong reward, rewarded hedge or missed control.
+It exits with status 1 on any crash, wrong reward, rewarded hedge, missed control or LaTeX check stopped
+at its time limit.
 
     python benchmarks/verifier_fuzz.py [--n 100000] [--math-n 100000] [--seed 0]
 
@@ -218,13 +220,28 @@ def _check_long(rng: random.Random, n: int, limit: float, counts: dict, examples
     counts["long_slowest_s"] = round(slowest, 3)
 
 
-def check_math(n: int, seed: int, limit: float) -> dict:
-    """LaTeX answers: no crash, bounded time, and a boxed integer other than the reference earns 0."""
-    rng = random.Random(seed)
+def check_math(n: int, seed: int) -> dict:
+    """LaTeX answers: no crash, bounded time, and a boxed integer other than the reference earns 0.
+
+    A time-limit hit is a math-verify comparison stopped at its CPU limit (the limited call answers
+    ``None``), counted by wrapping the call the LaTeX module makes; wall time is reported apart (the
+    slowest check), since a check that waits for a shared core is not one the limit stopped."""
+    from trl_reasoning.answers import latex
+
+    rng, stopped = random.Random(seed), []
     counts = {"inputs": n, "crashes": 0, "time_limit_hits": 0, "unstated": 0, "wrong_rewards": 0}
+    limited = latex.call_with_time_limit
+
+    def counting(fn, args, seconds):
+        verdict = limited(fn, args, seconds)
+        if verdict is None:
+            stopped.append(args)
+        return verdict
+
+    latex.call_with_time_limit = counting
     pieces = ["\\frac{1}{2}", "x^2", "\\sqrt{2}", "\\pi", "(x+1)^2", "\\{", "}", "{", "^", "_", "\\left(",
               "\\right)", "2x", "\\infty", "\\cdot", "3", "-"]
-    start, examples = time.perf_counter(), []
+    start, examples, slowest = time.perf_counter(), [], 0.0
     for _ in range(n):
         reference = rng.randint(0, 50)
         boxed = rng.choice([r for r in range(0, 60) if r != reference])
@@ -237,10 +254,15 @@ def check_math(n: int, seed: int, limit: float) -> dict:
             counts["crashes"] += 1
             examples.append(f"crash {type(err).__name__}: {text!r}")
             continue
-        counts["time_limit_hits"] += time.perf_counter() - begin > limit
+        slowest = max(slowest, time.perf_counter() - begin)
         if "so \\boxed" in text:
             counts["unstated"] += 1
             counts["wrong_rewards"] += bool(earned)
+    latex.call_with_time_limit = limited
+    counts["time_limit_hits"] = len(stopped)
+    examples += [f"stopped at the {latex.MATH_VERIFY_TIMEOUT_S} s CPU limit: gold {gold!r}, answer {pred!r}"
+                 for gold, pred in stopped]
+    counts["slowest_check_s"] = round(slowest, 3)
     counts["seconds"] = round(time.perf_counter() - start, 1)
     counts["examples"] = examples[:5]
     return counts
@@ -251,10 +273,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="numeric completions")
     parser.add_argument("--math-n", type=int, default=100_000, help="LaTeX completions")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=float, default=1.0, help="seconds a call may take")
+    parser.add_argument("--limit", type=float, default=1.0,
+                        help="seconds a numeric check may take (LaTeX: the verifier's own CPU limit)")
     args = parser.parse_args()
     results = {"numeric": check_numeric(args.n, args.seed, args.limit),
-               "math": check_math(args.math_n, args.seed, args.limit)}
+               "math": check_math(args.math_n, args.seed)}
     for kind, counts in results.items():
         print(f"{kind}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "examples"))
         for example in counts["examples"]:
@@ -263,7 +286,7 @@ def main() -> None:
     numeric = results["numeric"]
     failed = (numeric["crashes"] + numeric["wrong_rewards"] + numeric["hedged_rewarded"]
               + numeric["control"] - numeric["control_right"] + results["math"]["crashes"]
-              + results["math"]["wrong_rewards"])
+              + results["math"]["wrong_rewards"] + results["math"]["time_limit_hits"])
     raise SystemExit(1 if failed else 0)
 
 

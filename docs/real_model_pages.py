@@ -11,7 +11,8 @@ from pathlib import Path
 
 def sections(results: Path) -> list[str]:
     """The page's sections that have files under ``results``, in page order."""
-    parts = (smollm2_trials_section(results), smollm2_recipe_section(results), ppo_profile_section(results))
+    parts = (smollm2_trials_section(results), smollm2_recipe_section(results), starts_section(results),
+             ppo_profile_section(results))
     return [part for part in parts if part]
 
 
@@ -106,6 +107,49 @@ def _recipe_eval_table(folder: Path) -> str:
     return ("\nThe eval stage, K=8 samples at T=0.7 beside the greedy answer, on the same 300 questions "
             "(the run's `results.json`; the paired gain from its greedy records):\n\n"
             + "\n".join(lines) + "\n")
+
+
+SMOLLM2_PRETRAINED = "smollm2_pretrained_ei"  # docs/results/smollm2_pretrained_ei/: EI from pretrained
+PRETRAINED_COMMAND = ("trl-reasoning train recipes/smollm2_svamp_ei.yaml --ei.num_rounds 3 "
+                      "--output_dir runs/smollm2_pretrained_ei")
+
+
+def _greedy(run: Path, model: str) -> dict[str, float]:
+    """A copied eval stage's greedy correctness per question id."""
+    from trl_reasoning.reporting import read_jsonl
+
+    rows = read_jsonl(run / "eval" / model / "samples.jsonl")
+    return {r["id"]: float(r["correct"]) for r in rows if r["kind"] == "greedy"}
+
+
+def starts_section(results: Path) -> str:
+    """Finding (d): EI from the SFT policy against EI from the pretrained model (4-shot prompted), the same
+    rounds and samples, per question on the same 300 test questions; or nothing before both ran."""
+    from trl_reasoning.metrics import paired_difference
+
+    sft_run, pre_run = results / SMOLLM2_RECIPE, results / SMOLLM2_PRETRAINED
+    if not all((run / "results.json").exists() for run in (sft_run, pre_run)):
+        return ""
+    pairs = {"before EI": (_greedy(sft_run, "sft"), _greedy(pre_run, "initial")),
+             "after 3 EI rounds": (_greedy(sft_run, "ei"), _greedy(pre_run, "ei"))}
+    ids = sorted(pairs["before EI"][0])
+    if any(set(ids) != set(model) for pair in pairs.values() for model in pair):
+        raise ValueError(f"{pre_run}: evaluated on other questions than {sft_run}")
+    lines = ["| | SFT start | pretrained start (4-shot) | gap, paired 95% |", "|---|---|---|---|"]
+    gaps = {}
+    for label, (mine, theirs) in pairs.items():
+        gaps[label] = [mine[i] - theirs[i] for i in ids]
+        g = paired_difference([mine[i] for i in ids], [theirs[i] for i in ids])
+        lines.append(f"| greedy maj@1 {label} | {sum(mine.values()) / len(ids):.3f} | "
+                     f"{sum(theirs.values()) / len(ids):.3f} | "
+                     f"{g.mean:+.3f} [{g.ci_low:+.3f}, {g.ci_high:+.3f}] |")
+    change = paired_difference(gaps["after 3 EI rounds"], gaps["before EI"])
+    return ("## Finding (d): SFT start against pretrained start\n\n```bash\n" + PRETRAINED_COMMAND
+            + "\n```\n\nExpert Iteration from the pretrained model (prompted 4-shot, then trained and "
+            "evaluated zero-shot) with the SFT-start recipe's rounds and samples (3 rounds of 700 questions "
+            "x 8), on the same 300 test questions; every gap is paired by question.\n\n" + "\n".join(lines)
+            + f"\n\nThrough EI the gap changed by {change.mean:+.3f} [{change.ci_low:+.3f}, "
+            f"{change.ci_high:+.3f}].\n")
 
 
 def _load(report: dict) -> str:

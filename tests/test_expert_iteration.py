@@ -25,6 +25,15 @@ def test_select_solutions_dedups_caps_and_remembers():
     assert len(select_solutions(samples, set(), max_per_question=1)) == 2
 
 
+def test_select_solutions_without_deduplication_keeps_every_sample_as_drawn_within_the_cap():
+    right, wrong, empty = (" 1 + 1 = 2\n#### 2", True), (" wrong", False), ("  ", False)
+    samples = [{"id": "q1", "completion": text, "correct": ok} for text, ok in [right] * 3 + [wrong, empty]]
+    seen = {("q1", "1 + 1 = 2 #### 2")}  # kept in an earlier round
+    kept = select_solutions(samples, seen, None, only_correct=False, deduplicate=False)
+    assert [k["completion"] for k in kept] == [" 1 + 1 = 2\n#### 2"] * 3 + [" wrong"]  # empty ones never
+    assert len(select_solutions(samples, set(), 2, only_correct=False, deduplicate=False)) == 2
+
+
 def answer_marker_reward(completions, **kwargs):
     """A TRL reward function an untrained tiny model can learn fast: write the answer marker ``####``
     (about 5% of its random 8-token completions do)."""

@@ -10,11 +10,18 @@ from 8 samples per question, paired over the same questions, 95% bootstrap inter
 maj@1 is printed beside it) and one that does not, does not.
 Held-out means no test question shares its reference solution (numbers and steps) with a train question.
 
-Return-conditioned RL has no such test: measured with these settings it does not beat this start (held-out
-0.233 -> 0.083 after 2 rounds of 2 epochs, 0.167 after 3 of 4, 0.183 after 2 of 10). About a fifth of its
-deduplicated rows are tagged [GOOD], and the model does not learn to write differently after [GOOD] than
-after [BAD] (the log-ratio of the right to the off-by-one answer line is -0.86 after one, -0.95 after the
-other); a plain fine-tune on balanced tagged pairs does learn it, after ~600 steps (+0.92 vs -1.86).
+Return-conditioned RL trains on every sample as drawn (``deduplicate=False``) for 10 epochs a round, and its
+test reads greedy maj@1 conditioned on [GOOD], what RCRL's own evaluation reports. Measured (seed 0, this
+machine): with deduplicated rows it does not beat this start (held-out greedy 0.233 -> 0.083 after 2 rounds
+of 2 epochs, 0.167 after 3 of 4, 0.183 after 2 of 10): about a fifth of the deduplicated rows are [GOOD]
+(a right solution is one text, the wrong ones are many), which moves the unconditioned model toward wrong
+answers (0.167), and the model had not learned to write differently after [GOOD] than after [BAD] (the
+log-ratio of the right to the off-by-one answer line -0.86 after one, -0.95 after the other). Kept as
+drawn, the rows follow the policy's own distribution and the unconditioned model stays at its start (0.250
+after 2 rounds of 2 epochs), but 2 epochs are too few to learn the tag (conditioned 0.250); 10 epochs
+(~600 steps, what a plain fine-tune on balanced tagged pairs needed) give conditioned greedy 0.233 -> 0.400,
+gain +0.167 [+0.033, +0.300], unconditioned 0.167; sampled pass@1 at T=0.7 does not move (+0.017
+[-0.050, +0.081]).
 """
 
 from __future__ import annotations
@@ -57,15 +64,15 @@ def held_out_correct(model, tokenizer, test) -> dict[str, list[float]]:
     return {"maj@1": [greedy[row["id"]] for row in test], "pass@1": [sampled[row["id"]] for row in test]}
 
 
-def assert_gain(after: dict, before: dict) -> None:
-    """The held-out pass@1 gain's paired 95% interval lies above 0 (maj@1 is reported beside it)."""
+def assert_gain(after: dict, before: dict, metric: str = "pass@1") -> None:
+    """The held-out ``metric`` gain's paired 95% interval lies above 0 (the other is reported beside it)."""
     from trl_reasoning.metrics import paired_difference
 
     gains = {k: paired_difference(after[k], before[k]) for k in ("maj@1", "pass@1")}
     report = "; ".join(f"held-out {k} {sum(before[k]) / NUM_TEST:.3f} -> {sum(after[k]) / NUM_TEST:.3f}, "
                        f"gain {g.mean:+.3f} [{g.ci_low:+.3f}, {g.ci_high:+.3f}]" for k, g in gains.items())
     print(report)  # shown with pytest -s: the figures the closing notes quote
-    assert gains["pass@1"].ci_low > 0, report
+    assert gains[metric].ci_low > 0, report
 
 
 def _rounds_args(config_cls, tmp_path, **overrides):
@@ -123,6 +130,21 @@ def test_ppo_beats_its_start_on_held_out_questions(noisy_start, tmp_path):
                          train_dataset=train.select_columns(["prompt", "answer", "solution"]))
     trainer.train()
     assert_gain(held_out_correct(trainer.model, trainer.processing_class, test), before)
+
+
+@pytest.mark.slow  # ~600 optimizer steps; measured here: conditioned greedy maj@1 +0.167 [+0.033, +0.300]
+def test_return_conditioned_rl_beats_its_start_on_held_out_questions_when_conditioned_on_good(noisy_start,
+                                                                                              tmp_path):
+    from trl_reasoning.trainers import ReturnConditionedConfig, ReturnConditionedTrainer
+
+    folder, train, test, before = noisy_start
+    args = _rounds_args(ReturnConditionedConfig, tmp_path, num_train_epochs=10, deduplicate=False)
+    trainer = ReturnConditionedTrainer(model=str(folder), args=args, train_dataset=train)
+    trainer.train()
+    plain = held_out_correct(trainer.model, trainer.processing_class, test)
+    print(f"unconditioned: held-out maj@1 {sum(plain['maj@1']) / NUM_TEST:.3f}")
+    good = test.map(lambda row: {"prompt": row["prompt"] + args.good_token})
+    assert_gain(held_out_correct(trainer.model, trainer.processing_class, good), before, metric="maj@1")
 
 
 def _everything_right(completions, **kwargs):

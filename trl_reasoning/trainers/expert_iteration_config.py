@@ -58,6 +58,10 @@ class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
             be true, which drops lucky guesses (right answer, wrong steps); made for plain-equation
             formats such as the arithmetic task (96.7% of GSM8K reference solutions pass it).
         max_solutions_per_question (`int` or `None`): Cap on kept solutions per question over all rounds.
+        deduplicate (`bool`, defaults to `True`): Keep a solution text once per question over all rounds
+            (the paper's EI). Off, every sample is kept as drawn (within the cap), so the training rows
+            follow the policy's own distribution: what return-conditioned RL models (see
+            `ReturnConditionedTrainer`).
         include_reference_solutions (`bool`, defaults to `False`): Add the dataset's reference solutions.
 
         > Evaluation
@@ -106,6 +110,10 @@ class ExpertIterationConfig(SFTConfig, SamplerBackendArguments):
     )
     max_solutions_per_question: int | None = field(
         default=None, metadata={"help": "Cap on kept solutions per question, over all rounds (None: no cap)."}
+    )
+    deduplicate: bool = field(
+        default=True, metadata={"help": "Keep each solution text once per question over all rounds (off: "
+                                        "every sample as drawn, within max_solutions_per_question)."}
     )
     include_reference_solutions: bool = field(
         default=False, metadata={"help": "Also train on the dataset's reference solutions."}

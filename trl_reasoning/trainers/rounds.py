@@ -248,9 +248,8 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
         for row in self.kept_union:
             if not row.get("reference"):
                 counts[row["id"]] = counts.get(row["id"], 0) + 1
-        kept = select_solutions(
-            samples, self.seen, self.args.max_solutions_per_question, counts, only_correct
-        )
+        cap = self.args.max_solutions_per_question
+        kept = select_solutions(samples, self.seen, cap, counts, only_correct, self.args.deduplicate)
         if self.args.include_reference_solutions:
             references = [
                 {

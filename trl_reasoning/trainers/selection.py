@@ -19,9 +19,10 @@ def select_solutions(
     max_per_question: int | None,
     counts: dict[str, int] | None = None,
     only_correct: bool = True,
+    deduplicate: bool = True,
 ) -> list[dict]:
-    """Samples not seen before (per question, by normalised text; correct ones only unless
-    ``only_correct=False``; empty ones never), capped at ``max_per_question`` per question.
+    """Samples not seen before (per question, by normalised text, unless ``deduplicate=False``; correct
+    ones only unless ``only_correct=False``; empty ones never), capped at ``max_per_question`` per question.
 
     ``seen`` and ``counts`` (rows already kept per question, e.g. in earlier rounds) are updated in
     place, so the cap applies to everything kept over all rounds.
@@ -29,7 +30,7 @@ def select_solutions(
     kept, counts = [], {} if counts is None else counts
     for sample in samples:
         key = (sample["id"], normalise_solution(sample["completion"]))
-        if (only_correct and not sample["correct"]) or not key[1] or key in seen:
+        if (only_correct and not sample["correct"]) or not key[1] or (deduplicate and key in seen):
             continue
         if max_per_question is not None and counts.get(sample["id"], 0) >= max_per_question:
             continue
