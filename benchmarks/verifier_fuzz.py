@@ -223,9 +223,10 @@ def _check_long(rng: random.Random, n: int, limit: float, counts: dict, examples
 def check_math(n: int, seed: int) -> dict:
     """LaTeX answers: no crash, bounded time, and a boxed integer other than the reference earns 0.
 
-    A time-limit hit is a math-verify comparison stopped at its CPU limit (the limited call answers
-    ``None``), counted by wrapping the call the LaTeX module makes; wall time is reported apart (the
-    slowest check), since a check that waits for a shared core is not one the limit stopped."""
+    A time-limit hit is a math-verify comparison the limited call stopped (it answers ``None``: its CPU
+    limit, its wall guard of 30 times that, or a dead worker), counted by wrapping the call the LaTeX
+    module makes; wall time is reported apart (the slowest check), since a check that waits for a shared
+    core is not one the limit stopped."""
     from trl_reasoning.answers import latex
 
     rng, stopped = random.Random(seed), []
@@ -239,28 +240,30 @@ def check_math(n: int, seed: int) -> dict:
         return verdict
 
     latex.call_with_time_limit = counting
-    pieces = ["\\frac{1}{2}", "x^2", "\\sqrt{2}", "\\pi", "(x+1)^2", "\\{", "}", "{", "^", "_", "\\left(",
-              "\\right)", "2x", "\\infty", "\\cdot", "3", "-"]
-    start, examples, slowest = time.perf_counter(), [], 0.0
-    for _ in range(n):
-        reference = rng.randint(0, 50)
-        boxed = rng.choice([r for r in range(0, 60) if r != reference])
-        body = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
-        text = body + (f" so \\boxed{{{boxed}}}" if rng.random() < 0.5 else f"\\boxed{{{body}}}")
-        begin = time.perf_counter()
-        try:
-            earned = is_correct(text, str(reference), "math", rng.choice(["strict", "flexible"]))
-        except Exception as err:  # noqa: BLE001
-            counts["crashes"] += 1
-            examples.append(f"crash {type(err).__name__}: {text!r}")
-            continue
-        slowest = max(slowest, time.perf_counter() - begin)
-        if "so \\boxed" in text:
-            counts["unstated"] += 1
-            counts["wrong_rewards"] += bool(earned)
-    latex.call_with_time_limit = limited
+    try:
+        pieces = ["\\frac{1}{2}", "x^2", "\\sqrt{2}", "\\pi", "(x+1)^2", "\\{", "}", "{", "^", "_", "\\left(",
+                  "\\right)", "2x", "\\infty", "\\cdot", "3", "-"]
+        start, examples, slowest = time.perf_counter(), [], 0.0
+        for _ in range(n):
+            reference = rng.randint(0, 50)
+            boxed = rng.choice([r for r in range(0, 60) if r != reference])
+            body = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+            text = body + (f" so \\boxed{{{boxed}}}" if rng.random() < 0.5 else f"\\boxed{{{body}}}")
+            begin = time.perf_counter()
+            try:
+                earned = is_correct(text, str(reference), "math", rng.choice(["strict", "flexible"]))
+            except Exception as err:  # noqa: BLE001
+                counts["crashes"] += 1
+                examples.append(f"crash {type(err).__name__}: {text!r}")
+                continue
+            slowest = max(slowest, time.perf_counter() - begin)
+            if "so \\boxed" in text:
+                counts["unstated"] += 1
+                counts["wrong_rewards"] += bool(earned)
+    finally:
+        latex.call_with_time_limit = limited
     counts["time_limit_hits"] = len(stopped)
-    examples += [f"stopped at the {latex.MATH_VERIFY_TIMEOUT_S} s CPU limit: gold {gold!r}, answer {pred!r}"
+    examples += [f"stopped (limit {latex.MATH_VERIFY_TIMEOUT_S} s of CPU): gold {gold!r}, answer {pred!r}"
                  for gold, pred in stopped]
     counts["slowest_check_s"] = round(slowest, 3)
     counts["seconds"] = round(time.perf_counter() - start, 1)

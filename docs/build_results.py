@@ -67,10 +67,10 @@ PAGE_HEADERS = {
                  "under deduplication while wrong ones differ, so a large share of the equations in its "
                  "rows are wrong, and the tiny model does not learn in this budget to write differently "
                  "after `[GOOD]` than after `[BAD]` (conditioned and unconditioned maj@1 are close), so it "
-                 "learns the wrong facts too. Keeping the rows as drawn (`deduplicate: false`) kept "
-                 "the unconditioned model at its start on the held-out learning test, and with enough "
-                 "epochs the tag was learnt there ([Return-conditioned RL](../algorithms/"
-                 "return-conditioned.md)); this sweep predates that option.\n",
+                 "learns the wrong facts too. On the held-out learning test, rows kept as drawn "
+                 "(`deduplicate: false`) and 10 epochs a round did learn the tag (one run; "
+                 "[Return-conditioned RL](../algorithms/return-conditioned.md)); this sweep predates "
+                 "that option.\n",
     "comparison.md": "# Results on the arithmetic task\n\nBuilt by `python docs/build_results.py` from "
                      "each run's `results.json` (copied under `docs/results/<run>/`). Every figure is a mean "
                      "over seeds with each seed's value in brackets; every gain and gap carries a 95% "

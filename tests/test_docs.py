@@ -87,31 +87,35 @@ def test_readme_quickstart_table_is_the_one_built_from_its_run():
     assert block == builder.readme_quickstart_table(json.loads(path.read_text())).strip()
 
 
-def _eval_run(folder: Path, models: dict[str, list[int]]) -> None:
-    """A copied eval stage: per model, greedy rows (1/0 per question q0, q1, ...) and a results.json."""
+def _eval_run(folder: Path, models: dict[str, list[int]], reverse: bool = False) -> None:
+    """A copied eval stage: per model, greedy rows (1/0 for questions q0, q1, ...; written last first with
+    ``reverse``) and a results.json."""
     import json
 
     for name, correct in models.items():
         rows = [{"id": f"q{i}", "kind": "greedy", "correct": bool(c)} for i, c in enumerate(correct)]
         (folder / "eval" / name).mkdir(parents=True)
-        (folder / "eval" / name / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        lines = [json.dumps(r) + "\n" for r in (rows[::-1] if reverse else rows)]
+        (folder / "eval" / name / "samples.jsonl").write_text("".join(lines))
     (folder / "results.json").write_text(json.dumps({name: {} for name in models}))
 
 
 def test_finding_d_section_pairs_the_two_starts_by_question(tmp_path):
-    """The SFT-start and pretrained-start gaps, before and after EI, are per-question paired means (here
-    by hand: 3/4 - 1/4 before, 4/4 - 3/4 after, a change of -0.25); no section until both runs exist;
-    runs on other questions are refused."""
+    """The gaps between the SFT and the pretrained start, before and after EI, pair each question with
+    itself (by id, whatever the files' order): before, every question scores the same for both, so the
+    paired gap and its interval are exactly 0 (paired by line they would not be); after, 3/4 - 1/4. No
+    section until both runs exist; runs on other questions are refused."""
     spec = importlib.util.spec_from_file_location("real_model_pages", DOCS / "real_model_pages.py")
     pages = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pages)
-    _eval_run(tmp_path / pages.SMOLLM2_RECIPE, {"sft": [1, 1, 1, 0], "ei": [1, 1, 1, 1]})
+    _eval_run(tmp_path / pages.SMOLLM2_RECIPE, {"sft": [1, 0, 1, 0], "ei": [1, 1, 1, 0]})
     assert pages.starts_section(tmp_path) == ""
-    _eval_run(tmp_path / pages.SMOLLM2_PRETRAINED, {"initial": [0, 0, 1, 0], "ei": [1, 1, 0, 1]})
+    pretrained = {"initial": [1, 0, 1, 0], "ei": [0, 0, 1, 0]}
+    _eval_run(tmp_path / pages.SMOLLM2_PRETRAINED, pretrained, reverse=True)
     text = pages.starts_section(tmp_path)
-    assert "| greedy maj@1 before EI | 0.750 | 0.250 | +0.500 [" in text
-    assert "| greedy maj@1 after 3 EI rounds | 1.000 | 0.750 | +0.250 [" in text
-    assert "the gap changed by -0.250 [" in text
+    assert "| greedy maj@1 before EI | 0.500 | 0.500 | +0.000 [+0.000, +0.000] |" in text
+    assert "| greedy maj@1 after 3 EI rounds | 0.750 | 0.250 | +0.500 [" in text
+    assert "the gap changed by +0.500 [" in text
     (tmp_path / pages.SMOLLM2_PRETRAINED / "eval" / "ei" / "samples.jsonl").write_text(
         '{"id": "other", "kind": "greedy", "correct": true}\n')
     with pytest.raises(ValueError, match="other questions"):

@@ -34,6 +34,21 @@ def test_select_solutions_without_deduplication_keeps_every_sample_as_drawn_with
     assert len(select_solutions(samples, set(), 2, only_correct=False, deduplicate=False)) == 2
 
 
+def test_the_deduplicate_field_reaches_each_rounds_selection(tmp_path):
+    """The config's ``deduplicate`` decides what a round keeps (three copies of one right solution)."""
+    from types import SimpleNamespace
+
+    from trl_reasoning.trainers import ExpertIterationConfig
+    from trl_reasoning.trainers.rounds import RoundsTrainer
+
+    samples = [{"id": "q1", "completion": " 1 + 1 = 2\n#### 2", "correct": True}] * 3
+    for deduplicate, kept in ((True, 1), (False, 3)):
+        args = ExpertIterationConfig(output_dir=str(tmp_path), deduplicate=deduplicate, use_cpu=True,
+                                     report_to="none")
+        rounds = SimpleNamespace(args=args, seen=set(), kept_union=[])
+        assert len(RoundsTrainer._select(rounds, samples, only_correct=True)) == kept
+
+
 def answer_marker_reward(completions, **kwargs):
     """A TRL reward function an untrained tiny model can learn fast: write the answer marker ``####``
     (about 5% of its random 8-token completions do)."""

@@ -11,17 +11,14 @@ maj@1 is printed beside it) and one that does not, does not.
 Held-out means no test question shares its reference solution (numbers and steps) with a train question.
 
 Return-conditioned RL trains on every sample as drawn (``deduplicate=False``) for 10 epochs a round, and its
-test reads greedy maj@1 conditioned on [GOOD], what RCRL's own evaluation reports. Measured (seed 0, this
-machine): with deduplicated rows it does not beat this start (held-out greedy 0.233 -> 0.083 after 2 rounds
-of 2 epochs, 0.167 after 3 of 4, 0.183 after 2 of 10): about a fifth of the deduplicated rows are [GOOD]
-(a right solution is one text, the wrong ones are many), which moves the unconditioned model toward wrong
-answers (0.167), and the model had not learned to write differently after [GOOD] than after [BAD] (the
-log-ratio of the right to the off-by-one answer line -0.86 after one, -0.95 after the other). Kept as
-drawn, the rows follow the policy's own distribution and the unconditioned model stays at its start (0.250
-after 2 rounds of 2 epochs), but 2 epochs are too few to learn the tag (conditioned 0.250); 10 epochs
-(~600 steps, what a plain fine-tune on balanced tagged pairs needed) give conditioned greedy 0.233 -> 0.400,
-gain +0.167 [+0.033, +0.300], unconditioned 0.167; sampled pass@1 at T=0.7 does not move (+0.017
-[-0.050, +0.081]).
+test reads greedy maj@1 conditioned on [GOOD], what RCRL's own evaluation reports. Measured once each (seed
+0, this machine; greedy from 0.233): deduplicated rows do not beat this start (0.083 after 2 rounds of 2
+epochs, 0.167 after 3 of 4, 0.183 after 2 of 10): about a fifth of them are [GOOD] (a right solution is
+one text, the wrong ones are many), and the model had not learned to write differently after [GOOD] than
+after [BAD] (the log-ratio of the right to the off-by-one answer line -0.86 after one, -0.95 after the
+other). Rows as drawn, 2 epochs: conditioned and unconditioned 0.250. Rows as drawn, 10 epochs (about 950
+optimizer steps over the two rounds): conditioned 0.400, gain +0.167 [+0.033, +0.300], unconditioned
+0.167; sampled pass@1 at T=0.7 does not move (+0.017 [-0.050, +0.081]).
 """
 
 from __future__ import annotations
@@ -132,7 +129,7 @@ def test_ppo_beats_its_start_on_held_out_questions(noisy_start, tmp_path):
     assert_gain(held_out_correct(trainer.model, trainer.processing_class, test), before)
 
 
-@pytest.mark.slow  # ~600 optimizer steps; measured here: conditioned greedy maj@1 +0.167 [+0.033, +0.300]
+@pytest.mark.slow  # ~950 optimizer steps; measured here: conditioned greedy maj@1 +0.167 [+0.033, +0.300]
 def test_return_conditioned_rl_beats_its_start_on_held_out_questions_when_conditioned_on_good(noisy_start,
                                                                                               tmp_path):
     from trl_reasoning.trainers import ReturnConditionedConfig, ReturnConditionedTrainer

@@ -5,8 +5,8 @@ Each round:
 1. sample K solutions per training question from the current policy;
 2. score them with the verifier (or the given TRL ``reward_funcs``; optionally also requiring every
    written equation to hold, ``check_equations``) and keep the correct ones,
-   deduplicated (exact, then whitespace-normalised), optionally capped per question and joined by the
-   reference solutions;
+   deduplicated (exact, then whitespace-normalised; ``deduplicate=False`` keeps them as drawn),
+   optionally capped per question and joined by the reference solutions;
 3. fine-tune with TRL's ``SFTTrainer`` (loss on the solution only) on the union of everything kept
    so far (deduplicated across rounds, the per-question cap applying to that union), either
    continuing from the last policy or restarting from the initial checkpoint (``reinit_each_round``);
@@ -42,5 +42,6 @@ class ExpertIterationTrainer(RoundsTrainer):
     algorithm_summary = "sample, keep verified-correct solutions, fine-tune, repeat"
 
     def training_rows(self, samples: list[dict]) -> list[dict]:
-        """New correct solutions, deduplicated against every earlier round, within the per-question cap."""
+        """New correct solutions, deduplicated against every earlier round (unless ``deduplicate`` is
+        off), within the per-question cap."""
         return self._select(samples, only_correct=True)

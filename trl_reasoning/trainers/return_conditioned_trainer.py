@@ -1,10 +1,11 @@
 """Return-Conditioned RL (Havrilla et al., 2024, section 3.3; in the spirit of Decision Transformer).
 
 Rounds as in Expert Iteration, but nothing is filtered away for being wrong: every distinct sampled
-solution is kept with a return token, ``[GOOD]`` or ``[BAD]``, and the policy is fine-tuned on all
-of them, so it learns what separates the two. ``sparse``: one tag right after the prompt, from the
-verifier. ``dense``: a tag at the start of every step (right after the prompt and right after every
-step delimiter), from a step scorer (ORM/PRM step scores or the heuristic) and a threshold.
+solution (every sample as drawn with ``deduplicate=False``) is kept with a return token, ``[GOOD]`` or
+``[BAD]``, and the policy is fine-tuned on all of them, so it learns what separates the two. ``sparse``:
+one tag right after the prompt, from the verifier. ``dense``: a tag at the start of every step (right
+after the prompt and right after every step delimiter), from a step scorer (ORM/PRM step scores or the
+heuristic) and a threshold.
 
 Tags are conditioning, never loss targets: in sparse mode the tag ends the prompt; in dense mode the
 examples are tokenised here with the tag tokens masked out of the loss. At generation time (from
@@ -170,8 +171,9 @@ class ReturnConditionedTrainer(RoundsTrainer):
     # ------------------------------------------------------------------ tagging
 
     def training_rows(self, samples: list[dict]) -> list[dict]:
-        """Every distinct non-empty sample, right or wrong, within the per-question cap (over all
-        rounds), plus the reference solutions when asked; dense mode adds step tags."""
+        """Every distinct non-empty sample (every one as drawn with ``deduplicate=False``), right or
+        wrong, within the per-question cap (over all rounds), plus the reference solutions when asked;
+        dense mode adds step tags."""
         rows = [dict(r) for r in self._select(samples, only_correct=False)]
         if self.args.tag_mode == "dense":
             self._add_step_tags(rows)
