@@ -114,24 +114,17 @@ PRETRAINED_COMMAND = ("trl-reasoning train recipes/smollm2_svamp_ei.yaml --ei.nu
                       "--output_dir runs/smollm2_pretrained_ei")
 
 
-def _greedy(run: Path, model: str) -> dict[str, float]:
-    """A copied eval stage's greedy correctness per question id."""
-    from trl_reasoning.reporting import read_jsonl
-
-    rows = read_jsonl(run / "eval" / model / "samples.jsonl")
-    return {r["id"]: float(r["correct"]) for r in rows if r["kind"] == "greedy"}
-
-
 def starts_section(results: Path) -> str:
     """Finding (d): EI from the SFT policy against EI from the pretrained model (4-shot prompted), the same
     rounds and samples, per question on the same 300 test questions; or nothing before both ran."""
     from trl_reasoning.metrics import paired_difference
+    from trl_reasoning.stages.evaluation import greedy_correct as greedy
 
     sft_run, pre_run = results / SMOLLM2_RECIPE, results / SMOLLM2_PRETRAINED
     if not all((run / "results.json").exists() for run in (sft_run, pre_run)):
         return ""
-    pairs = {"before EI": (_greedy(sft_run, "sft"), _greedy(pre_run, "initial")),
-             "after 3 EI rounds": (_greedy(sft_run, "ei"), _greedy(pre_run, "ei"))}
+    pairs = {"before EI": (greedy(sft_run, "sft"), greedy(pre_run, "initial")),
+             "after 3 EI rounds": (greedy(sft_run, "ei"), greedy(pre_run, "ei"))}
     ids = sorted(pairs["before EI"][0])
     if any(set(ids) != set(model) for pair in pairs.values() for model in pair):
         raise ValueError(f"{pre_run}: evaluated on other questions than {sft_run}")

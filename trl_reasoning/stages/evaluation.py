@@ -176,20 +176,24 @@ def comparison_table(results: dict[str, dict], samples_used: dict[str, int]) -> 
     return markdown_table(headers, rows)
 
 
+def greedy_correct(output_dir: Path, name: str) -> dict[str, float]:
+    """One evaluated model's greedy correctness (1.0 or 0.0) per question id, from the eval stage's
+    ``samples.jsonl`` under ``output_dir``."""
+    from ..reporting import read_jsonl
+
+    records = read_jsonl(Path(output_dir) / "eval" / name.replace(" ", "_") / "samples.jsonl")
+    return {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}
+
+
 def paired_gains(output_dir: Path, results: dict, baseline: str = "sft") -> dict[str, dict]:
     """Greedy maj@1 gain of each evaluated model over ``baseline`` on the same held-out questions, with
     a paired bootstrap 95% interval (from the eval stage's ``samples.jsonl``)."""
     from ..metrics import paired_difference
-    from ..reporting import read_jsonl
 
-    def greedy(name: str) -> dict[str, float]:
-        records = read_jsonl(Path(output_dir) / "eval" / name.replace(" ", "_") / "samples.jsonl")
-        return {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}
-
-    base, gains = greedy(baseline), {}
+    base, gains = greedy_correct(output_dir, baseline), {}
     for name in results:
         if name != baseline:
-            mine = greedy(name)
+            mine = greedy_correct(output_dir, name)
             gain = paired_difference([mine[i] for i in base], list(base.values()))
             gains[name] = {"gain": gain.mean, "ci95": [gain.ci_low, gain.ci_high]}
     return gains
