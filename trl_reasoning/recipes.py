@@ -125,6 +125,15 @@ class Recipe:
             "<stage>/reasoning_eval/metrics.json."
         },
     )
+    time_budget_seconds: float | None = field(
+        default=None,
+        metadata={
+            "help": "Wall-clock budget of each RL stage (ei, rcrl, ppo, grpo, process_grpo), in seconds, for "
+            "comparisons at equal wall time (a compare method may set it): a WallClockBudget callback stops "
+            "a trainer after the optimizer step that spends it; EI and RCRL start a round only when the "
+            "last round's time fits in what is left. A resumed stage counts the time recorded before."
+        },
+    )
     report_to: str | list[str] = field(
         default="none",
         metadata={
@@ -254,6 +263,7 @@ def recipe_from_raw(raw: dict, path: str | Path) -> Recipe:
     _check_servers(recipe)
     _check_eval_split(recipe)
     check_trackers_installed(recipe)  # report_to names only installed trackers
+    _check_time_budget(recipe.time_budget_seconds)
     if recipe.training_eval is not None:
         from .eval_callback import TrainingEvalSettings
 
@@ -261,6 +271,13 @@ def recipe_from_raw(raw: dict, path: str | Path) -> Recipe:
             raise RecipeError("recipe: 'training_eval' must be a mapping of TrainingEvalSettings fields")
         check_section(recipe.training_eval, TrainingEvalSettings, "training_eval.")
     return recipe
+
+
+def _check_time_budget(seconds) -> None:
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+                                or seconds <= 0):
+        raise RecipeError(f"recipe: 'time_budget_seconds' must be a positive number of seconds, got "
+                          f"{seconds!r}")
 
 
 def _check_eval_split(recipe: Recipe) -> None:

@@ -11,8 +11,8 @@ recipe's sections overridden, all validated before any work starts.
         sft_more: {stage: sft, sft: {num_train_epochs: 2}}   # SFT trained further, from the SFT policy
 
 A method's sections are merged key by key over the recipe's (``ppo: {kl_coef: 0.1}`` changes one field).
-Methods share each seed's data, SFT policy and reward models, so only stage sections and
-``training_eval`` may differ between them.
+Methods share each seed's data, SFT policy and reward models, so only stage sections,
+``training_eval`` and ``time_budget_seconds`` may differ between them.
 """
 
 from __future__ import annotations
@@ -74,11 +74,12 @@ def _method(name: str, spec, raw: dict, path: Path) -> Method:
         raise RecipeError(f"recipe: compare.methods.{name}.stage: {stage.name!r} trains no policy; expected "
                           "an RL stage (ei, ppo, rcrl, grpo, process_grpo, ...) or sft")
     overrides = {k: v for k, v in spec.items() if k != "stage"}
-    allowed = set(stage_names()) | {"training_eval"}
+    allowed = set(stage_names()) | {"training_eval", "time_budget_seconds"}
     bad = sorted(set(overrides) - allowed)
     if bad:
-        raise RecipeError(f"recipe: compare.methods.{name}.{bad[0]}: a method may override stage sections "
-                          "and training_eval only (methods share each seed's data and SFT policy)")
+        raise RecipeError(f"recipe: compare.methods.{name}.{bad[0]}: a method may override stage sections, "
+                          "training_eval and time_budget_seconds only (methods share each seed's data and "
+                          "SFT policy)")
     return Method(name, stage.name, recipe_from_raw(_deep_merge(raw, overrides), path))
 
 

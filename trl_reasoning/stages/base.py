@@ -237,6 +237,16 @@ def training_eval_callbacks(ctx, folder: Path, fine_tuning: bool = False) -> lis
                                   eval_steps=settings.eval_steps, output_dir=Path(folder) / "reasoning_eval")]
 
 
+def time_budget_callbacks(ctx) -> list:
+    """The recipe's ``time_budget_seconds`` as a ``WallClockBudget`` for an RL stage's trainer (empty
+    without one)."""
+    if not ctx.recipe.time_budget_seconds:
+        return []
+    from ..time_budget import WallClockBudget
+
+    return [WallClockBudget(ctx.recipe.time_budget_seconds)]
+
+
 def peft_config(recipe):
     """The recipe's ``peft`` section as a ``LoraConfig`` (``None`` without one)."""
     if not recipe.peft:

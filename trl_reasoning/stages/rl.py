@@ -17,6 +17,7 @@ from .base import (
     quantization_config,
     register_stage,
     stage_config,
+    time_budget_callbacks,
     training_eval_callbacks,
 )
 
@@ -61,7 +62,7 @@ def rounds_stage(
             train_dataset=ctx.rl_train,
             eval_dataset=ctx.held_out,
             peft_config=peft_config(recipe),
-            callbacks=training_eval_callbacks(ctx, folder, fine_tuning=True),
+            callbacks=training_eval_callbacks(ctx, folder, fine_tuning=True) + time_budget_callbacks(ctx),
             **_quantized(recipe),
             **extra,
         )
@@ -216,6 +217,8 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     if "save_steps" not in section:
         args.save_steps = generation_aligned(50, args)
     with_remote_code(args, recipe.trust_remote_code)
+    budget = time_budget_callbacks(ctx)
+    args.restore_callback_states_from_checkpoint = bool(budget)  # a resumed stage counts the time spent
     # TRL's colocated engine overwrites the launch variables; PPO and process GRPO put them back
     # themselves, TRL's GRPOTrainer does not
     launch_env = distributed_env()
@@ -229,7 +232,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
         processing_class=load_tokenizer(ctx.policy, padding_side="left",
                                         trust_remote_code=recipe.trust_remote_code),
         peft_config=peft_config(recipe),
-        callbacks=(callbacks := training_eval_callbacks(ctx, folder)),
+        callbacks=(callbacks := training_eval_callbacks(ctx, folder)) + budget,
         **_quantized(recipe),
         **providers,
     )

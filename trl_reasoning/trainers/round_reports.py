@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ..distributed import world
 from ..reporting import markdown_table, plot_curves, write_json_atomic, write_text_atomic
+from ..trackers import log_round
 
 INTERVAL_PREFIX = "ci95/"  # eval entries holding a metric's bootstrap interval [low, high]
 
@@ -33,6 +35,28 @@ def _config_fields(args) -> dict:
 class RoundReports:
     """Reports of a ``RoundsTrainer`` (a mixin: needs ``args``, ``state``, ``history``, ``model``,
     ``processing_class``, ``run_dir`` and the ``algorithm_*`` names)."""
+
+    def _finish_round(self, round_index: int, metrics: dict, train_stats: dict, seconds: dict) -> None:
+        """Record a finished round: ``round_NNN/metrics.json`` (written last: it marks the round whole),
+        the trackers and the round's summary line."""
+        previous = self.history[-1] if self.history else {"cumulative_samples": 0, "cumulative_tokens": 0}
+        record = {
+            "round": round_index,
+            "cumulative_samples": previous["cumulative_samples"] + train_stats.get("samples", 0),
+            "cumulative_tokens": previous["cumulative_tokens"] + train_stats.get("tokens", 0),
+            "eval": metrics,
+            "train": train_stats,
+            "seconds": seconds,
+            **world(self.state),
+        }
+        self.history.append(record)
+        if self.state.is_main_process:
+            write_json_atomic(self._round_dir(round_index) / "metrics.json", record)
+            log_round(self.args, record, f"{self.args.run_name or self.run_dir.name}-rounds")
+        self.state.wait_for_everyone()
+        from ..progress import round_summary
+
+        round_summary(record, self.state)
 
     def _write_run_report(self) -> None:
         if not self.state.is_main_process:

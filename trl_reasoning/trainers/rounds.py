@@ -18,14 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..distributed import whole_copy, world, zero3_enabled
+from ..distributed import whole_copy, zero3_enabled
 from ..evaluation import EvalSettings, evaluate
 from ..faults import fault_point
-from ..reporting import read_jsonl, write_json_atomic, write_jsonl_atomic
+from ..reporting import read_jsonl, write_jsonl_atomic
 from ..rewards import CorrectnessReward
 from ..sampling import Sampler, SamplingSettings, answer_pattern_for
 from ..tasks import TRAINING_PROMPT, completion_target, prompted_as_trained
-from ..trackers import log_round
+from ..time_budget import budget_in, round_fits
 from ..verifiers import equations_hold
 from .expert_iteration_config import ExpertIterationConfig
 from .round_checkpoints import RoundCheckpoints
@@ -353,31 +353,16 @@ class RoundsTrainer(RoundCheckpoints, RoundReports):
             "kept_total": len(self.kept_union),
         }
 
-    def _finish_round(self, round_index: int, metrics: dict, train_stats: dict, seconds: dict) -> None:
-        previous = self.history[-1] if self.history else {"cumulative_samples": 0, "cumulative_tokens": 0}
-        record = {
-            "round": round_index,
-            "cumulative_samples": previous["cumulative_samples"] + train_stats.get("samples", 0),
-            "cumulative_tokens": previous["cumulative_tokens"] + train_stats.get("tokens", 0),
-            "eval": metrics,
-            "train": train_stats,
-            "seconds": seconds,
-            **world(self.state),
-        }
-        self.history.append(record)
-        if self.state.is_main_process:
-            write_json_atomic(self._round_dir(round_index) / "metrics.json", record)
-            log_round(self.args, record, f"{self.args.run_name or self.run_dir.name}-rounds")
-        self.state.wait_for_everyone()
-        from ..progress import round_summary
-
-        round_summary(record, self.state)
-
     def _over_budget(self) -> bool:
-        if self.args.sample_budget is None:
-            return False
+        """The next round would pass ``sample_budget``, or not fit the callbacks' ``WallClockBudget``."""
+        if not round_fits(budget := budget_in(self.callbacks), self.history):
+            if self.state.is_main_process:
+                print(f"-- time budget: {budget.elapsed():.0f} of {budget.seconds:.0f} s spent, the last "
+                      "round does not fit in the rest: no new round --", flush=True)
+            return True
         spent = self.history[-1]["cumulative_samples"] if self.history else 0
-        return spent + len(self.train_dataset) * self.args.num_generations > self.args.sample_budget
+        return self.args.sample_budget is not None and \
+            spent + len(self.train_dataset) * self.args.num_generations > self.args.sample_budget
 
     def _round_dir(self, round_index: int) -> Path:
         return self.run_dir / f"round_{round_index:03d}"

@@ -1,0 +1,92 @@
+"""A wall-clock budget for a training stage, as a ``transformers.TrainerCallback``: the way to compare
+algorithms at equal wall time (Havrilla et al. compare at equal samples; on a fixed machine the cost
+that matters is often time).
+
+- In any ``Trainer`` (TRL's SFT, GRPO, our PPO and process GRPO) it stops training after the optimizer
+  step that spends the budget, the way ``max_steps`` would. It is an ``ExportableState``: a run resumed
+  from a checkpoint (with ``restore_callback_states_from_checkpoint``) counts the time spent before
+  that checkpoint, and keeps the budget it started with, like transformers' ``EarlyStoppingCallback``.
+- A rounds trainer (Expert Iteration, RCRL) starts a round only when the last round's time still fits
+  in what is left (``round_fits``), so rounds stay whole; a fine-tune that overruns all the same is
+  stopped by the callback inside it.
+
+    trainer = GRPOTrainer(..., callbacks=[WallClockBudget(45 * 60)])
+"""
+
+from __future__ import annotations
+
+import time
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+
+def _now() -> float:
+    """The clock (a function of its own, so that tests replace it instead of waiting on it)."""
+    return time.monotonic()
+
+
+class WallClockBudget(TrainerCallback, ExportableState):
+    """Stop training once ``seconds`` of wall time are spent.
+
+    Args:
+        seconds: the budget, in seconds of wall time from the first ``on_train_begin`` (or ``start()``).
+        spent: seconds already spent before this process, by a run it resumes.
+    """
+
+    def __init__(self, seconds: float, spent: float = 0.0):
+        if not seconds or seconds <= 0:
+            raise ValueError(f"seconds: need a positive wall-clock budget, got {seconds!r}")
+        self.seconds, self.spent = float(seconds), float(spent)
+        self._started: float | None = None
+        self.stopped = False  # whether the budget stopped a training loop
+
+    def start(self) -> None:
+        """Start the clock (once: inner trainers of a rounds loop do not restart it)."""
+        if self._started is None:
+            self._started = _now()
+
+    def elapsed(self) -> float:
+        """Seconds spent: before this process, then since ``start``."""
+        return self.spent + (_now() - self._started if self._started is not None else 0.0)
+
+    def remaining(self) -> float:
+        return self.seconds - self.elapsed()
+
+    def fits(self, seconds: float) -> bool:
+        """Whether ``seconds`` more still fit in the budget."""
+        return seconds <= self.remaining()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.remaining() <= 0:
+            control.should_training_stop = True
+            self.stopped = True
+        return control
+
+    def state(self) -> dict:
+        return {"args": {"seconds": self.seconds}, "attributes": {"spent": self.elapsed(),
+                                                                   "stopped": self.stopped}}
+
+
+def budget_in(callbacks) -> WallClockBudget | None:
+    """The ``WallClockBudget`` among ``callbacks`` (None without one)."""
+    return next((c for c in callbacks or [] if isinstance(c, WallClockBudget)), None)
+
+
+def round_fits(budget: WallClockBudget | None, history: list[dict]) -> bool:
+    """Whether a rounds trainer starts its next round: always without a budget or before any round
+    trained; else when the last round's recorded time still fits in what is left. ``history`` holds the
+    round records (``seconds``: phase -> seconds); a resumed run counts their recorded time as spent."""
+    if budget is None:
+        return True
+    if budget._started is None:  # the first call of this process: the finished rounds' time is spent
+        budget.spent += sum(sum(r.get("seconds", {}).values()) for r in history)
+        budget.start()
+    last = sum(history[-1].get("seconds", {}).values()) if len(history) > 1 else 0.0
+    if budget.fits(last):
+        return True
+    budget.stopped = True
+    return False
