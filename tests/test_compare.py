@@ -227,6 +227,19 @@ def test_a_bad_compare_section_fails_in_one_line(tmp_path):
         load_plan(recipe)
 
 
+def test_a_method_may_set_its_own_time_budget(tmp_path):
+    """Equal wall time: ``time_budget_seconds`` is a method override; the shared start keeps none."""
+    from trl_reasoning.compare import load_plan
+
+    recipe = tmp_path / "budget.yaml"
+    text = SHRUNK.format(output=tmp_path / "out")
+    recipe.write_text(text.replace("ei: {stage: ei}", "ei: {stage: ei, time_budget_seconds: 60}"))
+    plan = load_plan(recipe)
+    budgets = {m.name: m.recipe.time_budget_seconds for m in plan.methods}
+    assert budgets["ei"] == 60 and plan.recipe.time_budget_seconds is None
+    assert set(budgets.values()) == {60, None}
+
+
 def _entry(mean, low, high):
     return {"mean": mean, "ci95": [low, high], "per_seed": [mean]}
 
