@@ -29,6 +29,7 @@ from trl_reasoning.compare.runner import METHODS
 DOCS = Path(__file__).resolve().parent
 RESULTS = DOCS / "results"
 FACTS = "arithmetic_facts_seed_{seed}.json"  # benchmarks/arithmetic_facts.py's rows, per seed
+REWARD_MODEL_FILE = "{kind}_metrics.json"  # a seed's orm/ or prm/ metrics.json, copied beside its records
 # name -> (page, title, the command that produced the run)
 RUNS = {
     "compare_quickstart": ("comparison.md", "The algorithm comparison on the arithmetic task",
@@ -99,6 +100,10 @@ def copy_run(name: str, folder: Path) -> Path:
     for figure in CURVE_FILES.values():
         if (folder / figure).exists():
             shutil.copy2(folder / figure, target / figure)
+    for metrics in sorted(folder.glob("seed_*/[op]rm/metrics.json")):  # the reward models' held-out scores
+        copied = target / metrics.parent.parent.name / REWARD_MODEL_FILE.format(kind=metrics.parent.name)
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(metrics, copied)
     recipe = _recipe_of(name)
     if recipe is not None and "git checkout" not in RUNS[name][2] and _task_of(recipe) == "arithmetic":
         write_fact_tables(recipe, folder, target)
@@ -176,6 +181,36 @@ def facts_section(name: str) -> str:
             "RECIPE OUTPUT --seed S`.\n\n" + "\n\n".join(parts) + "\n")
 
 
+def reward_models_section(name: str, results: dict) -> str:
+    """Per seed, the ORM's and PRM's held-out AUROC (their ``metrics.json``, copied by ``copy_run``),
+    beside the SFT policy's rerank@k and pass@1: how much a reranker or dense reward can add."""
+    rows = []
+    for seed in results["seeds"]:
+        found = {kind: RESULTS / name / f"seed_{seed}" / REWARD_MODEL_FILE.format(kind=kind)
+                 for kind in ("orm", "prm")}
+        scores = {kind: json.loads(path.read_text())["heldout"] for kind, path in found.items()
+                  if path.exists()}
+        if scores:
+            rows.append((seed, scores))
+    if not rows:
+        return ""
+    k, start = results["k"], results["methods"][results["baseline"]]["metrics"]
+    lines = ["| seed | ORM AUROC | ORM accuracy | PRM AUROC | PRM step accuracy |", "|---|---|---|---|---|"]
+    for seed, scores in rows:
+        orm, prm = scores.get("orm", {}), scores.get("prm", {})
+        cells = [orm.get("final_auroc"), orm.get("final_accuracy"), prm.get("final_auroc"),
+                 prm.get("step_accuracy")]
+        lines.append(f"| {seed} | " + " | ".join("" if c is None else f"{c:.3f}" for c in cells) + " |")
+    rerank = start.get(f"rerank@{k}", {}).get("mean")
+    tail = "" if rerank is None else (
+        f" The SFT policy's rerank@{k} is {rerank:.3f} against its pass@1 of {start['pass@1']['mean']:.3f} "
+        f"(a random pick among the {k}) and its maj@{k} of {start[f'maj@{k}']['mean']:.3f}"
+        + (": the reranker picks no better than chance." if rerank <= start["pass@1"]["mean"] else "."))
+    return ("### The reward models\n\nHeld-out AUROC of each seed's reward models on samples of the "
+            "held-out questions (their `metrics.json`), the figure behind rerank@k and the dense PPO "
+            f"rows.{tail}\n\n" + "\n".join(lines) + "\n\n")
+
+
 def section(name: str) -> str:
     """A run's page section, from its copied ``results.json``."""
     _, title, command = RUNS[name]
@@ -186,7 +221,7 @@ def section(name: str) -> str:
         body = body.replace(f"]({figure})", f"]({name}/{figure})")
     seeds = ", ".join(map(str, results["seeds"]))
     return (f"## {title}\n\n```bash\n{command}\n```\n\nSeeds {seeds}.{still_to_run(command, results)}{body}\n"
-            f"{facts_section(name)}")
+            f"{reward_models_section(name, results)}{facts_section(name)}")
 
 
 def still_to_run(command: str, results: dict) -> str:

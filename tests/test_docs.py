@@ -122,6 +122,32 @@ def test_finding_d_section_pairs_the_two_starts_by_question(tmp_path):
         pages.starts_section(tmp_path)
 
 
+def test_the_reward_models_section_copies_each_seeds_scores_and_says_when_reranking_is_chance(tmp_path,
+                                                                                             monkeypatch):
+    """copy_run carries each seed's orm/prm metrics.json; the section lists them per seed, and calls the
+    reranker no better than chance only when rerank@k is at most pass@1."""
+    import json
+
+    builder = _results_builder()
+    monkeypatch.setattr(builder, "RESULTS", tmp_path / "docs")
+    run = tmp_path / "run"
+    for seed, auroc in ((0, 0.578), (1, 0.549)):
+        for kind in ("orm", "prm"):
+            (run / f"seed_{seed}" / kind).mkdir(parents=True)
+            heldout = {"final_auroc": auroc + (kind == "prm") * 0.1, "final_accuracy": 0.5,
+                       "step_accuracy": 0.6}
+            (run / f"seed_{seed}" / kind / "metrics.json").write_text(json.dumps({"heldout": heldout}))
+    builder.copy_run("compare_tuning", run)
+    metrics = {"pass@1": {"mean": 0.478}, "maj@4": {"mean": 0.532}, "rerank@4": {"mean": 0.466}}
+    results = {"seeds": [0, 1], "k": 4, "baseline": "sft", "methods": {"sft": {"metrics": metrics}}}
+    text = builder.reward_models_section("compare_tuning", results)
+    assert "| 0 | 0.578 | 0.500 | 0.678 | 0.600 |" in text and "| 1 | 0.549 | 0.500 | 0.649 | 0.600 |" in text
+    assert "no better than chance" in text
+    metrics["rerank@4"]["mean"] = 0.6
+    assert "no better than chance" not in builder.reward_models_section("compare_tuning", results)
+    assert builder.reward_models_section("compare_quickstart", results) == ""  # no copied scores
+
+
 # ------------------------------------------------------------------ (b) links
 
 
