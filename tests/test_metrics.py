@@ -125,3 +125,26 @@ def test_the_paper_metrics_load_offline_as_an_evaluate_metric(tmp_path, monkeypa
     assert results["exploration/distinct_correct_solutions"] == (2 + 1) / 2
     with pytest.raises(ValueError, match="predictions: expected the same number"):
         metric.compute(predictions=[["#### 4"], ["#### 4", "#### 4"]], references=["4", "4"])
+
+
+def test_linear_trend_is_the_least_squares_slope_with_a_bootstrap_interval():
+    from trl_reasoning.metrics import linear_trend
+
+    exact = linear_trend([0, 1, 2, 3], [1.0, 3.0, 5.0, 7.0])
+    assert exact.mean == pytest.approx(2.0) and exact.ci_low == pytest.approx(2.0) == exact.ci_high
+    # by hand: x mean 2, y mean 0.4; sum (x-2)(y-0.4) = 0.4 - 0.1 + 0 + 0.2 + 0.4 = 0.9, sum (x-2)^2 = 10
+    noisy = linear_trend([0, 1, 2, 3, 4], [0.2, 0.5, 0.1, 0.6, 0.6])
+    assert noisy.mean == pytest.approx(0.09) and noisy.ci_low < 0.09 < noisy.ci_high and noisy.n == 5
+    with pytest.raises(ValueError, match="3 points"):
+        linear_trend([1, 1, 1], [0.0, 1.0, 2.0])
+
+
+def test_reward_trend_reads_a_trainers_log_per_100_steps():
+    from trl_reasoning.metrics import reward_trend
+
+    log = [{"step": s, "reward": 0.1 + 0.001 * s, "loss": 1.0} for s in (5, 10, 15, 20)]
+    log.append({"step": 20, "train_runtime": 12.0})  # the closing entry has no reward
+    trend = reward_trend(log)
+    assert trend["slope"] == pytest.approx(0.1) and trend["points"] == 4
+    assert trend["first"] == pytest.approx(0.105) and trend["last"] == pytest.approx(0.12)
+    assert reward_trend(log[:2]) is None

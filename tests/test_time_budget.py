@@ -110,6 +110,8 @@ def test_a_recipes_time_budget_reaches_every_rl_stage(tmp_path, clock):
     path.write_text(RECIPE.format(out=out))
     run_recipe(load_recipe(path))
     assert json.loads((out / "grpo" / "stage_complete.json").read_text())["steps"] == 3
+    log = json.loads((out / "grpo" / "trainer_state.json").read_text())  # past the last checkpoint too
+    assert log["global_step"] == 3 and not list((out / "grpo").glob("checkpoint-*"))
     rounds = json.loads((out / "ei" / "metrics.json").read_text())["rounds"]
     assert [r["round"] for r in rounds] == [0, 1]
 

@@ -232,3 +232,42 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
         return float("nan")
     rank_sum = sum(r for r, label in zip(ranks, labels, strict=True) if label)
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def _slope(points: Sequence[tuple[float, float]]) -> float | None:
+    n = len(points)
+    mean_x, mean_y = sum(p[0] for p in points) / n, sum(p[1] for p in points) / n
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return None if spread == 0 else sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+
+
+def linear_trend(xs: Sequence[float], ys: Sequence[float], n_bootstrap: int = 2000, confidence: float = 0.95,
+                 seed: int = 0) -> Estimate:
+    """The least-squares slope of ``ys`` on ``xs`` (a logged training curve, such as the rollout reward
+    against the optimizer step) with a percentile-bootstrap interval over the (x, y) points. Points are
+    resampled as independent, which neighbouring points of a curve are not quite: read the interval as
+    the noise of the points, not of the run. ``n`` is the number of points; needs 3 with distinct x."""
+    points = list(zip(xs, ys, strict=True))
+    slope = _slope(points) if len(points) >= 3 else None
+    if slope is None:
+        raise ValueError("linear_trend: need at least 3 points with distinct x")
+    rng = random.Random(seed)
+    replicates = sorted(s for s in (_slope(rng.choices(points, k=len(points))) for _ in range(n_bootstrap))
+                        if s is not None)
+    tail = (1.0 - confidence) / 2
+    low = replicates[int(tail * (len(replicates) - 1))]
+    high = replicates[int(round((1.0 - tail) * (len(replicates) - 1)))]
+    return Estimate(mean=slope, ci_low=low, ci_high=high, n=len(points))
+
+
+def reward_trend(log_history: Sequence[dict], key: str = "reward", per: int = 100) -> dict | None:
+    """The trend of a TRL trainer's logged ``key`` (``trainer.state.log_history``): its slope per ``per``
+    optimizer steps with a 95% interval (``linear_trend``), the first and last logged values, and the
+    number of logged points; None with fewer than 3 points."""
+    logged = [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
+    if len({step for step, _ in logged}) < 3:
+        return None
+    trend = linear_trend([s for s, _ in logged], [v for _, v in logged])
+    return {"key": key, "slope_per_steps": per, "slope": trend.mean * per,
+            "ci95": [trend.ci_low * per, trend.ci_high * per], "points": trend.n,
+            "first": logged[0][1], "last": logged[-1][1]}

@@ -202,10 +202,9 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     (``providers_kwarg``; None for TRL's own GRPOTrainer); resumes from its last checkpoint; saves a plain
     causal LM (LoRA merged) as ``final_model``."""
     from .._compat import distributed_env, last_complete_checkpoint, restore_distributed_env
-    from ..eval_callback import bind_callbacks, samples_drawn
+    from ..eval_callback import bind_callbacks
     from ..loading import keep_training_layout, load_tokenizer, with_remote_code
     from ..rewards import CorrectnessReward
-    from ..trainers.sft import merged_into_full_precision
 
     recipe, section = ctx.recipe, ctx.recipe.section(name)
     section = {**section, "use_vllm": resolve_use_vllm(section.get("use_vllm", False), ctx.policy,
@@ -244,14 +243,27 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
         trainer.train(resume_from_checkpoint=last)
     finally:  # left set, the next stage's barrier fails once the engine tore its group down
         restore_distributed_env(launch_env)
-    if recipe.quantization:  # QLoRA: the adapters go into the full-precision policy, not the 4-bit base
+    return {**_save_on_policy(trainer, ctx, folder), "resumed_from": Path(last).name if last else None}
+
+
+def _save_on_policy(trainer, ctx, folder: Path) -> dict:
+    """Save a trained on-policy trainer's policy as a plain causal LM (``final_model``) and its whole log
+    (``trainer_state.json``: a budget's stop falls after the last checkpoint); its record's entries."""
+    from ..eval_callback import samples_drawn
+    from ..metrics import reward_trend
+    from ..trainers.sft import merged_into_full_precision
+
+    if ctx.recipe.quantization:  # QLoRA: the adapters go into the full-precision policy, not the 4-bit base
         trainer.model = merged_into_full_precision(trainer, ctx.policy, folder / "adapter")
     elif hasattr(trainer.model, "merge_and_unload"):  # LoRA: the eval stage and vLLM load a plain causal LM
         trainer.model = trainer.model.merge_and_unload()
     trainer.save_model(str(folder / "final_model"))
     trainer.processing_class.save_pretrained(str(folder / "final_model"))
+    if trainer.is_world_process_zero():
+        trainer.state.save_to_json(str(folder / "trainer_state.json"))
+    trend = reward_trend(trainer.state.log_history)  # the rollout reward's slope per 100 steps
     return {"cumulative_samples": samples_drawn(trainer, trainer.state.global_step),
-            "steps": trainer.state.global_step, "resumed_from": Path(last).name if last else None}
+            "steps": trainer.state.global_step, **({"reward_trend": trend} if trend else {})}
 
 
 def _quantized(recipe) -> dict:
