@@ -386,6 +386,22 @@ def test_validation_split_of_a_file_keeps_equal_solutions_on_one_side(tmp_path, 
     assert len(train) + len(validation) == 700  # SVAMP's train split, all of it on one side or the other
 
 
+def test_a_tiny_model_for_a_file_task_trains_its_tokenizer_on_the_file_offline(tmp_path, svamp_file,
+                                                                               monkeypatch):
+    """``model: tiny`` with ``task: svamp`` and a local ``train_data`` builds without the Hub (it asked
+    the Hub for the SVAMP dataset, and failed offline)."""
+    from types import SimpleNamespace
+
+    from trl_reasoning.pipeline import initial_model
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recipe = _recipe(tmp_path, f"model: tiny\ntask: svamp\ntrain_data: {svamp_file}\n"
+                               "tiny: {hidden_size: 32, num_layers: 1, num_heads: 2}\n")
+    folder = initial_model(recipe, SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None))
+    assert (tmp_path / "run" / "tiny_init" / "config.json").is_file() and folder.endswith("tiny_init")
+
+
 def test_eval_split_must_be_test_or_validation(tmp_path):
     from trl_reasoning.recipes import RecipeError
 

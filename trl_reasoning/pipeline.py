@@ -25,7 +25,7 @@ def initial_model(recipe: Recipe, state) -> str:
 
     folder = Path(recipe.output_dir) / "tiny_init"
     if state.is_main_process and not (folder / "config.json").exists():
-        make_tiny_model(folder, task=recipe.task, seed=recipe.seed, **recipe.tiny)
+        make_tiny_model(folder, task=recipe.task, seed=recipe.seed, data=recipe.train_data, **recipe.tiny)
     state.wait_for_everyone()
     return str(folder)
 

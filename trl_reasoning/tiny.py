@@ -20,11 +20,13 @@ CHAT_TEMPLATE = (
 )
 
 
-def task_corpus(task: str = "arithmetic", num_examples: int = 2000, seed: int = 0) -> list[str]:
-    """Prompt + solution texts of a task's train split, in the zero-shot format (tokenizer training)."""
+def task_corpus(task: str = "arithmetic", num_examples: int = 2000, seed: int = 0,
+                data: str | None = None) -> list[str]:
+    """Prompt + solution texts of a task's train split (from ``data``, a local file, when given), in the
+    zero-shot format (tokenizer training)."""
     from .tasks import build_prompt, completion_target, load_task
 
-    rows = load_task(task, split="train", num_examples=num_examples, seed=seed)
+    rows = load_task(task, data=data, split="train", num_examples=num_examples, seed=seed)
     return [build_prompt(r["question"]) + completion_target(r["solution"]) for r in rows]
 
 
@@ -101,11 +103,13 @@ def make_tiny_model(
     arch: str = "qwen2",
     vocab_size: int = 512,
     seed: int = 0,
+    data: str | None = None,
     **model_kwargs,
 ) -> Path:
-    """Build and save a tiny tokenizer + model folder for ``task``; returns the folder."""
+    """Build and save a tiny tokenizer + model folder for ``task`` (its train split read from ``data``,
+    a local file, when given: the Hub is not needed); returns the folder."""
     output_dir = Path(output_dir)
-    tokenizer = build_tokenizer(task_corpus(task, seed=seed), vocab_size=vocab_size)
+    tokenizer = build_tokenizer(task_corpus(task, seed=seed, data=data), vocab_size=vocab_size)
     model = build_model(tokenizer, arch=arch, seed=seed, **model_kwargs)
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(output_dir)
