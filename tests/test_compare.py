@@ -119,6 +119,9 @@ def test_compare_writes_the_table_and_figures_and_resumes_after_a_kill(tmp_path)
     for figure in ("accuracy_vs_samples.png", "pass_at_k_vs_samples.png"):
         assert (output / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert results["curves"]["ei"]["samples"] == [0, 16]
+    wall = sum(ei["wall_seconds"]) / 2
+    assert results["curves"]["ei"]["seconds"] == pytest.approx([0.0, wall]) and wall > 0
+    assert (output / "accuracy_vs_time.png").read_bytes()[:4] == b"\x89PNG" and "| stage wall s |" in table
     _check_results_page(output, tmp_path / "docs_results")
     _check_records_alone_resume(recipe, output, results)
 
@@ -179,8 +182,30 @@ def _check_results_page(output: Path, pages: Path) -> None:
     text = page.read_text()
     assert "| ei |" in text and "maj@1 gain over sft" in text and "The paper's findings" in text
     assert "](compare_quickstart/accuracy_vs_samples.png)" in text
+    assert "](compare_quickstart/accuracy_vs_time.png)" in text
     assert (pages / "compare_quickstart" / "accuracy_vs_samples.png").read_bytes()[:4] == b"\x89PNG"
     assert "### Step errors by arithmetic fact" in text and "| sft | " in text.split("by arithmetic fact")[1]
+
+
+def test_curves_take_each_points_seconds_and_records_without_seconds_draw_no_time_curve():
+    """A point's training seconds (runner.training_points' third value) become the curve's time axis,
+    averaged over seeds, from 0 at the start to the stage's wall time at the end; a record written
+    before points had seconds (two values) still gives its samples curve, and no time curve."""
+    from trl_reasoning.compare.report import _curves
+
+    def record(points, wall):
+        start, end = {"maj@1": 0.5}, {"maj@1": 0.7}
+        return {"methods": {"ppo": {"stage": "ppo", "entry": "ppo"}},
+                "results": {"sft": {"metrics": start}, "ppo": {"metrics": end}},
+                "samples": {"ppo": 64}, "wall_seconds": {"ppo": wall}, "training_points": {"ppo": points}}
+
+    timed = [record([[32, {"maj@1": 0.6}, 100.0], [64, {"maj@1": 0.7}, 190.0]], 210.0),
+             record([[32, {"maj@1": 0.4}, 120.0], [64, {"maj@1": 0.7}, 230.0]], 250.0)]
+    curve = _curves(timed, 4)["ppo"]
+    assert curve["samples"] == [0, 32, 64] and curve["seconds"] == pytest.approx([0.0, 110.0, 230.0])
+    assert curve["maj@1"] == [[0.5, 0.6, 0.7], [0.5, 0.4, 0.7]]
+    old = _curves([record([[32, {"maj@1": 0.6}]], 210.0)], 4)["ppo"]
+    assert old["samples"] == [0, 32, 64] and "seconds" not in old
 
 
 def test_the_fact_table_counts_wrong_equations_inside_and_outside_the_rl_facts(tmp_path):

@@ -6,6 +6,7 @@ each optimizer step moves 10 s: nothing here waits on real time."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from datasets import Dataset
@@ -64,15 +65,15 @@ def test_a_resumed_trainer_counts_the_time_spent_before_its_checkpoint(tiny_mode
 def test_rounds_start_only_while_the_last_round_fits(clock):
     budget = WallClockBudget(100)
     history = [{"seconds": {"evaluation": 5.0}}]
-    assert round_fits(budget, history) and budget.elapsed() == 5.0  # round 0's time counts
+    assert round_fits(budget, history) and budget.elapsed() == 0.0  # round 0 trains nothing: not counted
     history.append({"seconds": {"sampling": 30.0, "fine_tuning": 10.0}})
     clock["t"] += 40.0
-    assert round_fits(budget, history)  # 45 s spent: a 40 s round fits in the 55 left
+    assert round_fits(budget, history)  # 40 s spent: a 40 s round fits in the 60 left
     history.append({"seconds": {"sampling": 30.0, "fine_tuning": 10.0}})
     clock["t"] += 40.0
-    assert not round_fits(budget, history) and budget.stopped  # 85 s spent: 40 s does not fit in 15
+    assert not round_fits(budget, history) and budget.stopped  # 80 s spent: 40 s does not fit in 20
     resumed = WallClockBudget(100)
-    assert not round_fits(resumed, history) and resumed.elapsed() == 85.0  # the recorded rounds count
+    assert not round_fits(resumed, history) and resumed.elapsed() == 80.0  # rounds 1 and 2 count
     assert round_fits(None, history)
 
 
@@ -90,6 +91,7 @@ stages: [grpo, ei]
 num_train_examples: 16
 num_eval_examples: 4
 time_budget_seconds: 25
+training_eval: {{eval_steps: 1, limit: 2, num_generations: 1, max_new_tokens: 4, backend: hf}}
 tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2}}
 grpo: {{num_generations: 2, max_completion_length: 8, per_device_train_batch_size: 2, max_steps: 8,
        gradient_checkpointing: false, logging_steps: 100}}
@@ -100,20 +102,66 @@ ei: {{num_rounds: 3, num_generations: 2, max_new_tokens: 8, num_train_epochs: 1,
 """
 
 
-def test_a_recipes_time_budget_reaches_every_rl_stage(tmp_path, clock):
-    """GRPO stops at step 3 of 8; EI's first round fine-tunes on the 16 reference solutions (8 steps),
-    stopped at step 3, and no round follows it."""
+def _run(tmp_path, recipe: str) -> Path:
     from trl_reasoning.pipeline import run_recipe
     from trl_reasoning.recipes import load_recipe
 
     out, path = tmp_path / "run", tmp_path / "recipe.yaml"
-    path.write_text(RECIPE.format(out=out))
+    path.write_text(recipe.format(out=out))
     run_recipe(load_recipe(path))
-    assert json.loads((out / "grpo" / "stage_complete.json").read_text())["steps"] == 3
+    return out
+
+
+def test_a_recipes_time_budget_reaches_the_on_policy_and_the_rounds_stages(tmp_path, clock, monkeypatch):
+    """GRPO stops at step 3 of 8; EI's first round fine-tunes on the 16 reference solutions (8 steps),
+    stopped at step 3, and no round follows it. The rounds' own recorded seconds are 0 here."""
+    from types import SimpleNamespace
+
+    from trl_reasoning.trainers import rounds
+
+    monkeypatch.setattr(rounds, "time", SimpleNamespace(perf_counter=lambda: 0.0))
+    out = _run(tmp_path, RECIPE)
+    done = json.loads((out / "grpo" / "stage_complete.json").read_text())
+    assert done["steps"] == 3 and done["stopped_by_time_budget"] and done["time_budget_seconds"] == 25
     log = json.loads((out / "grpo" / "trainer_state.json").read_text())  # past the last checkpoint too
     assert log["global_step"] == 3 and not list((out / "grpo").glob("checkpoint-*"))
-    rounds = json.loads((out / "ei" / "metrics.json").read_text())["rounds"]
-    assert [r["round"] for r in rounds] == [0, 1]
+    points = json.loads((out / "grpo" / "reasoning_eval" / "metrics.json").read_text())["evaluations"]
+    assert [p["seconds"] for p in points] == [0.0, 10.0, 20.0]  # the budget's clock (it ticks after them)
+    rounds_run = json.loads((out / "ei" / "metrics.json").read_text())["rounds"]
+    assert [r["round"] for r in rounds_run] == [0, 1]
+    assert json.loads((out / "ei" / "stage_complete.json").read_text())["stopped_by_time_budget"]
+
+
+GRPO_ONLY = """
+model: tiny
+task: arithmetic
+output_dir: {{out}}
+stages: [grpo]
+num_train_examples: 16
+num_eval_examples: 4
+{budget}
+tiny: {{{{hidden_size: 32, num_layers: 1, num_heads: 2}}}}
+grpo: {{{{num_generations: 2, max_completion_length: 8, per_device_train_batch_size: 2, max_steps: {steps},
+       save_steps: 2, gradient_checkpointing: false, logging_steps: 100}}}}
+"""
+
+
+def test_a_resumed_stage_counts_the_time_before_its_checkpoint_and_takes_a_budget_it_lacked(tmp_path,
+                                                                                          clock):
+    """A GRPO stage checkpointed without a budget resumes with one (transformers' save looked the budget's
+    entry up and failed); resumed again, it counts the 20 s spent before its checkpoint at step 4."""
+    out = tmp_path / "run"
+
+    def run(budget: str, steps: int) -> dict:
+        (out / "grpo" / "stage_complete.json").unlink(missing_ok=True)  # rerun the stage, resumed
+        _run(tmp_path, GRPO_ONLY.format(budget=budget, steps=steps))
+        return json.loads((out / "grpo" / "stage_complete.json").read_text())
+
+    assert run("", 2)["steps"] == 2  # checkpoint-2, no budget in it
+    resumed = run("time_budget_seconds: 45", 4)  # checkpoint-4 holds 20 s spent
+    assert resumed["steps"] == 4 and resumed["resumed_from"] == "checkpoint-2"
+    again = run("time_budget_seconds: 45", 20)
+    assert again["steps"] == 7 and again["stopped_by_time_budget"]  # 20 s + 3 steps; 4 + 5 = 9 if not
 
 
 @pytest.mark.parametrize("bad", [0, -5, "an hour", True])
@@ -124,3 +172,23 @@ def test_a_bad_time_budget_in_a_recipe_fails_naming_the_key(tmp_path, bad):
     path.write_text(f"model: tiny\ntask: arithmetic\nstages: [ei]\ntime_budget_seconds: {json.dumps(bad)}\n")
     with pytest.raises(RecipeError, match="'time_budget_seconds' must be"):
         load_recipe(path)
+
+
+def _vote(rank: int, folder: str) -> None:
+    import torch.distributed as dist
+
+    from trl_reasoning.time_budget import any_process
+
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=2)
+    votes = [any_process(rank == 0), any_process(False)]  # only rank 0's clock ran out, then no one's
+    dist.destroy_process_group()
+    Path(folder, f"rank{rank}.json").write_text(json.dumps(votes))
+
+
+def test_every_process_stops_when_any_process_spent_the_budget(tmp_path):
+    """Two gloo processes: where only rank 0 is over budget both stop (one rank stopping alone would hang
+    DDP/ZeRO at its next collective)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_vote, args=(str(tmp_path),), nprocs=2, join=True)
+    assert [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)] == [[True, False]] * 2

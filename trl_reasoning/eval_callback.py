@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 from transformers import Trainer, TrainerCallback
@@ -25,6 +26,7 @@ from transformers import Trainer, TrainerCallback
 from .evaluation import EvalSettings, RewardScorer, evaluate
 from .reporting import plot_curves, write_json_atomic, write_jsonl_atomic
 from .sampling import Sampler, answer_pattern_for
+from .time_budget import budget_in
 
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "accuracy_vs_samples.png"
@@ -88,6 +90,7 @@ class ReasoningEvalCallback(TrainerCallback):
         self.trainer = None
         self._sampler: Sampler | None = None
         self.samples_before, self.label = 0, None
+        self._began: float | None = None  # when this process began training (the time of the points)
         if trainer is not None:
             self.bind(trainer)
 
@@ -108,6 +111,8 @@ class ReasoningEvalCallback(TrainerCallback):
         if self.trainer is None:
             raise ValueError("ReasoningEvalCallback: no trainer to evaluate: pass it to the constructor "
                              "(ReasoningEvalCallback(trainer, ...)) or call bind(trainer)")
+        if self._began is None:
+            self._began = time.monotonic()
         path = self.output_dir / METRICS_FILE
         if path.exists() and not self.history:
             saved = json.loads(path.read_text()).get("evaluations", [])
@@ -140,8 +145,9 @@ class ReasoningEvalCallback(TrainerCallback):
         drawn = self.samples_before + samples_drawn(trainer, state.global_step)
         entry = {
             "step": state.global_step, "epoch": state.epoch, "label": self.label, "samples_drawn": drawn,
-            "metrics": report["metrics"], "confidence_intervals": report["confidence_intervals"],
-            "exploration": report["exploration"], "throughput": report["throughput"],
+            "seconds": self._seconds(), "metrics": report["metrics"],
+            "confidence_intervals": report["confidence_intervals"], "exploration": report["exploration"],
+            "throughput": report["throughput"],
         }
         self.history.append(entry)
         logs = {f"reasoning/{name}": value for name, value in report["metrics"].items()}
@@ -154,6 +160,15 @@ class ReasoningEvalCallback(TrainerCallback):
                 name = f"{prefix}-step-{state.global_step}.jsonl"
                 write_jsonl_atomic(self.output_dir / name, report["records"])
         return logs
+
+    def _seconds(self) -> float:
+        """Training seconds before this evaluation: the trainer's ``WallClockBudget`` clock when it has one
+        (it survives a resume, and in EI and RCRL counts the rounds' sampling), else the time since this
+        process began training."""
+        budget = budget_in(self.trainer.callback_handler.callbacks)
+        if budget is not None:
+            return budget.elapsed()
+        return time.monotonic() - self._began if self._began is not None else 0.0
 
     def _sampler_for(self, model) -> Sampler:
         """One sampler for the run: on TRL's colocated vLLM engine when the trainer has one."""

@@ -7,8 +7,10 @@ that matters is often time).
   from a checkpoint (with ``restore_callback_states_from_checkpoint``) counts the time spent before
   that checkpoint, and keeps the budget it started with, like transformers' ``EarlyStoppingCallback``.
 - A rounds trainer (Expert Iteration, RCRL) starts a round only when the last round's time still fits
-  in what is left (``round_fits``), so rounds stay whole; a fine-tune that overruns all the same is
-  stopped by the callback inside it.
+  in what is left (``round_fits``), so rounds stay whole (the time left over shows in the stage's wall
+  time: small rounds waste less); a fine-tune that overruns all the same is stopped by the callback
+  inside it. Round 0, the start's evaluation, is not counted.
+- In a run of several processes every rank stops at the same step and round (``any_process``).
 
     trainer = GRPOTrainer(..., callbacks=[WallClockBudget(45 * 60)])
 """
@@ -59,9 +61,12 @@ class WallClockBudget(TrainerCallback, ExportableState):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start()
+        # a checkpoint written without a budget has no entry for it, and transformers' next save looks
+        # the entry up by name
+        state.stateful_callbacks.setdefault(type(self).__name__, self.state())
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.remaining() <= 0:
+        if any_process(self.remaining() <= 0):  # every rank stops at the same step, or DDP/ZeRO hang
             control.should_training_stop = True
             self.stopped = True
         return control
@@ -76,17 +81,42 @@ def budget_in(callbacks) -> WallClockBudget | None:
     return next((c for c in callbacks or [] if isinstance(c, WallClockBudget)), None)
 
 
+def budget_record(callbacks) -> dict:
+    """A stage record's entries for the budget among ``callbacks``: its seconds and whether it, rather
+    than a count (rounds, epochs, steps), ended training; nothing without a budget."""
+    budget = budget_in(callbacks)
+    return {} if budget is None else {"time_budget_seconds": budget.seconds,
+                                      "stopped_by_time_budget": budget.stopped}
+
+
+def any_process(flag: bool) -> bool:
+    """``flag`` of any process of the run (a max over ranks; the flag itself in one process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def round_fits(budget: WallClockBudget | None, history: list[dict]) -> bool:
     """Whether a rounds trainer starts its next round: always without a budget or before any round
-    trained; else when the last round's recorded time still fits in what is left. ``history`` holds the
-    round records (``seconds``: phase -> seconds); a resumed run counts their recorded time as spent."""
+    trained; else when the last round's recorded time still fits in what is left (on every process).
+    ``history`` holds the round records (``seconds``: phase -> seconds). The clock starts at the first
+    call, after round 0 (the start's evaluation, which trains nothing and is not counted, as an
+    on-policy trainer's clock starts when its training begins); a resumed run counts the recorded time of its
+    finished rounds 1, 2, ... as spent."""
     if budget is None:
         return True
-    if budget._started is None:  # the first call of this process: the finished rounds' time is spent
-        budget.spent += sum(sum(r.get("seconds", {}).values()) for r in history)
+    if budget._started is None:
+        budget.spent += sum(sum(r.get("seconds", {}).values()) for r in history[1:])
         budget.start()
     last = sum(history[-1].get("seconds", {}).values()) if len(history) > 1 else 0.0
-    if budget.fits(last):
+    if not any_process(not budget.fits(last)):
         return True
     budget.stopped = True
     return False

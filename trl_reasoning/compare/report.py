@@ -19,7 +19,8 @@ from .runner import sampled_k
 
 INTERVAL_METHOD = ("two-level bootstrap (2000 replicates): seeds drawn with replacement, then questions "
                    "within each drawn seed; paired per question within a seed")
-CURVE_FILES = {"maj@1": "accuracy_vs_samples.png", "pass": "pass_at_k_vs_samples.png"}
+CURVE_FILES = {"maj@1": "accuracy_vs_samples.png", "pass": "pass_at_k_vs_samples.png",
+               "time": "accuracy_vs_time.png"}
 
 
 def _paired(seeds_values: list[dict], a: str, b: str, metric: str) -> list[list[float]]:
@@ -84,8 +85,10 @@ def _mean(values: list) -> float:
 
 
 def _curves(records: list[dict], k: int) -> dict:
-    """Per method: the x values (samples drawn) and each seed's maj@1 and pass@k there. The start is the
-    SFT policy's final evaluation, the end the method's; the points between come from its training."""
+    """Per method: the x values (samples drawn; and the training seconds, mean over seeds, where every
+    point has them) and each seed's maj@1 and pass@k there. The start is the SFT policy's final
+    evaluation (0 s), the end the method's (at its stage's wall time); the points between come from its
+    training (records written before points had seconds hold two values)."""
     curves = {}
     for name, info in records[0]["methods"].items():
         if info.get("entry") != info.get("stage") or name == "sft":
@@ -93,14 +96,17 @@ def _curves(records: list[dict], k: int) -> dict:
         seeds = []
         for r in records:
             start, end = r["results"]["sft"]["metrics"], r["results"][name]["metrics"]
-            middle = [(x, m) for x, m in r["training_points"][name] if 0 < x < r["samples"][name]]
-            seeds.append([(0, start), *middle, (r["samples"][name], end)])
-        xs = [x for x, _ in seeds[0]]
-        if any([x for x, _ in s] != xs for s in seeds):  # seeds evaluated at different points: ends only
+            middle = [(p[0], p[1], p[2] if len(p) > 2 else None) for p in r["training_points"][name]
+                      if 0 < p[0] < r["samples"][name]]
+            seeds.append([(0, start, 0.0), *middle, (r["samples"][name], end, r["wall_seconds"].get(name))])
+        xs = [p[0] for p in seeds[0]]
+        if any([p[0] for p in s] != xs for s in seeds):  # seeds evaluated at different points: ends only
             seeds = [[s[0], s[-1]] for s in seeds]
-            xs = [x for x, _ in seeds[0]]
+            xs = [p[0] for p in seeds[0]]
         curves[name] = {"samples": xs, **{m: [[p[1].get(m) for p in s] for s in seeds]
                                           for m in ("maj@1", f"pass@{k}")}}
+        if all(p[2] is not None for s in seeds for p in s):
+            curves[name]["seconds"] = [_mean([s[i][2] for s in seeds]) for i in range(len(xs))]
     return curves
 
 
@@ -138,6 +144,16 @@ def plot_comparison(output: Path, results: dict) -> None:
             plot_curves(output / file, curves, "training samples drawn", f"held-out {metric}",
                         f"{metric} vs samples, same SFT start, mean of {seeds} seed(s), 95% band",
                         bands=bands)
+    timed, bands = {}, {}
+    for name, curve in results["curves"].items():
+        means, lows, highs = _band(curve["maj@1"], results["num_questions"]) if curve.get("seconds") \
+            else ([], [], [])
+        if means:
+            timed[name], bands[name] = ([s / 60 for s in curve["seconds"]], means), (lows, highs)
+    if timed:
+        plot_curves(output / CURVE_FILES["time"], timed, "minutes of training (mean over seeds)",
+                    "held-out maj@1", f"maj@1 vs wall time, same SFT start, mean of {len(results['seeds'])} "
+                    "seed(s), 95% band", bands=bands)
 
 
 # ------------------------------------------------------------------ markdown
@@ -166,8 +182,10 @@ def results_markdown(results: dict) -> str:
     rows = []
     for name, entry in methods.items():
         cells = [_with_seeds(entry["metrics"][n]) for n in shown]
-        rows.append([name, *cells, f"{_mean(entry['samples']):,.0f}"])  # a count, not a rate
-    table = markdown_table(["method", *shown, "training samples"], rows)
+        walls = entry.get("wall_seconds") or [None]
+        wall = "" if None in walls else f"{_mean(walls):,.0f}"
+        rows.append([name, *cells, f"{_mean(entry['samples']):,.0f}", wall])  # a count, not a rate
+    table = markdown_table(["method", *shown, "training samples", "stage wall s"], rows)
     gain_rows = [[name, _cell(e.get("gain_over_sft", {}).get("maj@1")),
                   _cell(e.get("gain_over_sft", {}).get(f"pass@{k}")),
                   _cell(e.get("gap_to_reference", {}).get("maj@1"))]
@@ -191,7 +209,16 @@ def results_markdown(results: dict) -> str:
             f"({', '.join(f'{v:.3f}' for v in spread['per_seed'])}).\n\n"
             f"Machine: {results['machine'].get('cpu', 'unknown CPU')}, "
             f"{', '.join(results['machine'].get('matrix_extensions', []))}.\n\n"
-            f"![maj@1 vs samples]({CURVE_FILES['maj@1']})\n" + _pass_figure(results, k))
+            f"![maj@1 vs samples]({CURVE_FILES['maj@1']})\n" + _pass_figure(results, k)
+            + _time_figure(results))
+
+
+def _time_figure(results: dict) -> str:
+    """The maj@1-vs-wall-time figure's link, where ``plot_comparison`` drew one (curves with seconds)."""
+    if any(curve.get("seconds") and _band(curve["maj@1"], results["num_questions"])[0]
+           for curve in results["curves"].values()):
+        return f"\n![maj@1 vs wall time]({CURVE_FILES['time']})\n"
+    return ""
 
 
 def _pass_figure(results: dict, k: int) -> str:

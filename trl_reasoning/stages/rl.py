@@ -41,6 +41,7 @@ def rounds_stage(
 
     def run(ctx, folder: Path) -> dict:
         from ..loading import with_remote_code
+        from ..time_budget import budget_record
 
         recipe = ctx.recipe
         args = stage_config(
@@ -73,7 +74,8 @@ def rounds_stage(
         if args.push_to_hub:
             trainer.push_to_hub()
         info = done_info(args) if done_info else {}
-        return {"rounds": len(history) - 1, "cumulative_samples": history[-1]["cumulative_samples"], **info}
+        return {"rounds": len(history) - 1, "cumulative_samples": history[-1]["cumulative_samples"], **info,
+                **budget_record(getattr(trainer, "callbacks", None))}
 
     title = title or getattr(trainer_cls, "algorithm_name", "")
     return Stage(name, config, run, order=order, role="rl", help=help, title=title, evaluated_as=evaluated_as)
@@ -251,6 +253,7 @@ def _save_on_policy(trainer, ctx, folder: Path) -> dict:
     (``trainer_state.json``: a budget's stop falls after the last checkpoint); its record's entries."""
     from ..eval_callback import samples_drawn
     from ..metrics import reward_trend
+    from ..time_budget import budget_record
     from ..trainers.sft import merged_into_full_precision
 
     if ctx.recipe.quantization:  # QLoRA: the adapters go into the full-precision policy, not the 4-bit base
@@ -263,7 +266,8 @@ def _save_on_policy(trainer, ctx, folder: Path) -> dict:
         trainer.state.save_to_json(str(folder / "trainer_state.json"))
     trend = reward_trend(trainer.state.log_history)  # the rollout reward's slope per 100 steps
     return {"cumulative_samples": samples_drawn(trainer, trainer.state.global_step),
-            "steps": trainer.state.global_step, **({"reward_trend": trend} if trend else {})}
+            "steps": trainer.state.global_step, **({"reward_trend": trend} if trend else {}),
+            **budget_record(trainer.callback_handler.callbacks)}  # restored from a checkpoint, maybe
 
 
 def _quantized(recipe) -> dict:

@@ -34,7 +34,7 @@ def _config_fields(args) -> dict:
 
 class RoundReports:
     """Reports of a ``RoundsTrainer`` (a mixin: needs ``args``, ``state``, ``history``, ``model``,
-    ``processing_class``, ``run_dir`` and the ``algorithm_*`` names)."""
+    ``processing_class``, ``run_dir``, ``_round_dir`` and the ``algorithm_*`` names)."""
 
     def _finish_round(self, round_index: int, metrics: dict, train_stats: dict, seconds: dict) -> None:
         """Record a finished round: ``round_NNN/metrics.json`` (written last: it marks the round whole),
