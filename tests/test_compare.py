@@ -187,6 +187,30 @@ def _check_results_page(output: Path, pages: Path) -> None:
     assert "### Step errors by arithmetic fact" in text and "| sft | " in text.split("by arithmetic fact")[1]
 
 
+def test_a_record_from_before_a_new_recipe_key_is_reused_while_the_key_holds_its_default(tmp_path):
+    """Adding a recipe option must not rerun every finished method: a record without the key matches
+    while the current recipe leaves it at its default, and not once it is set; a changed value or a key
+    the recipe no longer has never matches."""
+    from trl_reasoning.compare.runner import METHODS, load_method
+
+    current = {"start": {"record_version": 2, "seed": 0, "time_budget_seconds": None, "task": "arithmetic"},
+               "method": {"record_version": 2, "seed": 0, "time_budget_seconds": None, "task": "arithmetic"}}
+    older = {part: {k: v for k, v in values.items() if k != "time_budget_seconds"}
+             for part, values in current.items()}
+    (tmp_path / METHODS).mkdir()
+
+    def reused(stored: dict, now: dict) -> bool:
+        (tmp_path / METHODS / "ei.json").write_text(json.dumps({"settings": stored}))
+        return load_method(tmp_path, "ei", now) is not None
+
+    assert reused(older, current) and reused(current, current)
+    budgeted = {**current, "method": {**current["method"], "time_budget_seconds": 60}}
+    assert not reused(older, budgeted)
+    assert not reused({**older, "method": {**older["method"], "task": "svamp"}}, current)
+    assert not reused({**current, "method": {**current["method"], "gone_key": 1}}, current)
+    assert not reused({"start": current["start"]}, current)
+
+
 def test_curves_take_each_points_seconds_and_records_without_seconds_draw_no_time_curve():
     """A point's training seconds (runner.training_points' third value) become the curve's time axis,
     averaged over seeds, from 0 at the start to the stage's wall time at the end; a record written

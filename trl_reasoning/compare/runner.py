@@ -68,7 +68,44 @@ def load_method(folder: Path, name: str, settings: dict) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    return record if record.get("settings") == settings else None
+    return record if same_settings(record.get("settings") or {}, settings) else None
+
+
+def same_settings(stored: dict, current: dict) -> bool:
+    """Whether a record's ``stored`` settings are ``current``'s: equal, where a recipe key the record
+    lacks (it was written before the key existed) counts as equal when ``current`` holds its default,
+    so a new recipe option does not rerun every finished method."""
+    if stored.keys() != current.keys():
+        return False
+    defaults = _recipe_defaults()
+    for part, now in current.items():
+        before = stored[part]
+        if not (isinstance(before, dict) and isinstance(now, dict)):
+            if before != now:
+                return False
+            continue
+        for key in before.keys() | now.keys():
+            if key not in before and key in defaults and now[key] == defaults[key]:
+                continue
+            if before.get(key, _MISSING) != now.get(key, _MISSING):
+                return False
+    return True
+
+
+_MISSING = object()
+
+
+def _recipe_defaults() -> dict:
+    """Each recipe field's default, as ``settings_of`` writes values (through JSON)."""
+    from ..recipes import Recipe
+
+    defaults = {}
+    for f in dataclasses.fields(Recipe):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+    return json.loads(json.dumps(defaults, sort_keys=True, default=str))
 
 
 def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Path) -> dict:
