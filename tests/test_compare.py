@@ -211,6 +211,27 @@ def test_a_record_from_before_a_new_recipe_key_is_reused_while_the_key_holds_its
     assert not reused({"start": current["start"]}, current)
 
 
+def test_training_points_time_rounds_from_round_1_and_evaluations_by_their_seconds(tmp_path):
+    """A rounds stage's points carry the recorded time of rounds 1 to each (round 0, the start's
+    evaluation, trains nothing, as a time budget counts); an on-policy stage's, each evaluation's own."""
+    from trl_reasoning.compare.runner import training_points
+
+    def round_record(samples, maj, **seconds):
+        return {"cumulative_samples": samples, "eval": {"maj@1": maj}, "seconds": seconds}
+
+    rounds = [round_record(0, 0.5, evaluation=5.0), round_record(8, 0.6, sampling=30.0, fine_tuning=10.0),
+              round_record(16, 0.7, sampling=20.0, evaluation=5.0)]
+    (tmp_path / "ei").mkdir()
+    (tmp_path / "ei" / "metrics.json").write_text(json.dumps({"rounds": rounds}))
+    assert training_points(tmp_path / "ei") == [[8, {"maj@1": 0.6}, 40.0], [16, {"maj@1": 0.7}, 65.0]]
+    (tmp_path / "ppo" / "reasoning_eval").mkdir(parents=True)
+    evaluations = [{"samples_drawn": 32, "metrics": {"maj@1": 0.6}, "seconds": 12.5},
+                   {"samples_drawn": 64, "metrics": {"maj@1": 0.7}}]  # written before points had seconds
+    path = tmp_path / "ppo" / "reasoning_eval" / "metrics.json"
+    path.write_text(json.dumps({"evaluations": evaluations}))
+    assert training_points(tmp_path / "ppo") == [[32, {"maj@1": 0.6}, 12.5], [64, {"maj@1": 0.7}, None]]
+
+
 def test_curves_take_each_points_seconds_and_records_without_seconds_draw_no_time_curve():
     """A point's training seconds (runner.training_points' third value) become the curve's time axis,
     averaged over seeds, from 0 at the start to the stage's wall time at the end; a record written

@@ -290,12 +290,12 @@ def per_question(folder: Path, name: str, k: int) -> dict[str, dict[str, float]]
 
 def training_points(stage_folder: Path) -> list[list]:
     """[samples drawn, metrics, seconds] of the evaluations a method ran while it trained: a rounds
-    trainer's per-round reports (round 0, the start, left out; seconds: the rounds' recorded time so far,
-    round 0's evaluation included) or the training-time evaluations (their ``seconds``, None in records
-    written before they had one)."""
+    trainer's per-round reports (round 0, the start, left out; seconds: the recorded time of rounds 1 to
+    this one, as a time budget counts it) or the training-time evaluations (their ``seconds``, None in
+    records written before they had one)."""
     rounds, during = stage_folder / "metrics.json", stage_folder / "reasoning_eval" / "metrics.json"
     if rounds.exists() and "rounds" in (data := json.loads(rounds.read_text())):
-        spent = [sum(sum(r.get("seconds", {}).values()) for r in data["rounds"][:i + 1])
+        spent = [sum(sum(r.get("seconds", {}).values()) for r in data["rounds"][1:i + 1])
                  for i in range(len(data["rounds"]))]
         return [[r["cumulative_samples"], r["eval"], spent[i]] for i, r in enumerate(data["rounds"]) if i]
     if during.exists():
