@@ -119,8 +119,9 @@ def test_compare_writes_the_table_and_figures_and_resumes_after_a_kill(tmp_path)
     for figure in ("accuracy_vs_samples.png", "pass_at_k_vs_samples.png"):
         assert (output / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert results["curves"]["ei"]["samples"] == [0, 16]
-    wall = sum(ei["wall_seconds"]) / 2
-    assert results["curves"]["ei"]["seconds"] == pytest.approx([0.0, wall]) and wall > 0
+    trained = [s["train_seconds"]["ei"] for s in seeds]  # rounds 1.. of each seed's EI, as recorded
+    assert all(0 < t <= w for t, w in zip(trained, ei["wall_seconds"], strict=True))
+    assert results["curves"]["ei"]["seconds"] == pytest.approx([0.0, sum(trained) / 2])
     assert (output / "accuracy_vs_time.png").read_bytes()[:4] == b"\x89PNG" and "| stage wall s |" in table
     _check_results_page(output, tmp_path / "docs_results")
     _check_records_alone_resume(recipe, output, results)
@@ -234,15 +235,16 @@ def test_training_points_time_rounds_from_round_1_and_evaluations_by_their_secon
 
 def test_curves_take_each_points_seconds_and_records_without_seconds_draw_no_time_curve():
     """A point's training seconds (runner.training_points' third value) become the curve's time axis,
-    averaged over seeds, from 0 at the start to the stage's wall time at the end; a record written
-    before points had seconds (two values) still gives its samples curve, and no time curve."""
+    averaged over seeds, from 0 at the start to the stage's train_seconds at the end; a record written
+    before points had seconds (two values) still gives its samples curve, and no time curve; seeds
+    evaluated at other points keep their two ends, in time too."""
     from trl_reasoning.compare.report import _curves
 
     def record(points, wall):
         start, end = {"maj@1": 0.5}, {"maj@1": 0.7}
         return {"methods": {"ppo": {"stage": "ppo", "entry": "ppo"}},
                 "results": {"sft": {"metrics": start}, "ppo": {"metrics": end}},
-                "samples": {"ppo": 64}, "wall_seconds": {"ppo": wall}, "training_points": {"ppo": points}}
+                "samples": {"ppo": 64}, "train_seconds": {"ppo": wall}, "training_points": {"ppo": points}}
 
     timed = [record([[32, {"maj@1": 0.6}, 100.0], [64, {"maj@1": 0.7}, 190.0]], 210.0),
              record([[32, {"maj@1": 0.4}, 120.0], [64, {"maj@1": 0.7}, 230.0]], 250.0)]
@@ -251,6 +253,8 @@ def test_curves_take_each_points_seconds_and_records_without_seconds_draw_no_tim
     assert curve["maj@1"] == [[0.5, 0.6, 0.7], [0.5, 0.4, 0.7]]
     old = _curves([record([[32, {"maj@1": 0.6}]], 210.0)], 4)["ppo"]
     assert old["samples"] == [0, 32, 64] and "seconds" not in old
+    apart = _curves([timed[0], record([[16, {"maj@1": 0.6}, 50.0]], 250.0)], 4)["ppo"]
+    assert apart["samples"] == [0, 64] and apart["seconds"] == pytest.approx([0.0, 230.0])
 
 
 def test_the_fact_table_counts_wrong_equations_inside_and_outside_the_rl_facts(tmp_path):

@@ -102,3 +102,23 @@ def test_a_held_out_set_without_answers_fails_in_one_line(tiny_model_dir, tmp_pa
     unbound = ReasoningEvalCallback(None, rows, "arithmetic")
     with pytest.raises(ValueError, match="no trainer to evaluate"):
         unbound.on_train_begin(None, None, None)
+
+
+def test_a_resumed_runs_evaluations_go_on_from_the_last_kept_seconds(tmp_path, monkeypatch):
+    """Without a time budget the points' clock is the callback's own: a run resumed at step 4 goes on
+    from the 100 s its kept evaluation had (a clock restarted at 0 drew the time axis backwards)."""
+    from types import SimpleNamespace
+
+    from trl_reasoning import eval_callback
+
+    now = {"t": 500.0}
+    monkeypatch.setattr(eval_callback, "time", SimpleNamespace(monotonic=lambda: now["t"]))
+    questions = add_prompts(load_task("arithmetic", split="test", num_examples=2))
+    callback = ReasoningEvalCallback(None, questions, "arithmetic", output_dir=tmp_path)
+    callback.trainer = SimpleNamespace(callback_handler=SimpleNamespace(callbacks=[]))
+    kept, dropped = {"step": 4, "label": None, "seconds": 100.0}, {"step": 6, "label": None, "seconds": 150.0}
+    (tmp_path / "metrics.json").write_text(json.dumps({"evaluations": [kept, dropped]}))
+    callback.on_train_begin(None, SimpleNamespace(global_step=4), None)
+    assert callback.history == [kept] and callback._seconds() == 100.0
+    now["t"] += 30.0
+    assert callback._seconds() == 130.0

@@ -111,13 +111,15 @@ class ReasoningEvalCallback(TrainerCallback):
         if self.trainer is None:
             raise ValueError("ReasoningEvalCallback: no trainer to evaluate: pass it to the constructor "
                              "(ReasoningEvalCallback(trainer, ...)) or call bind(trainer)")
-        if self._began is None:
-            self._began = time.monotonic()
         path = self.output_dir / METRICS_FILE
         if path.exists() and not self.history:
             saved = json.loads(path.read_text()).get("evaluations", [])
             self.history = [e for e in saved
                             if e.get("label") != self.label or e["step"] <= state.global_step]
+        if self._began is None:  # a resumed run's clock goes on from its last kept evaluation
+            before = next((e.get("seconds") for e in reversed(self.history) if e.get("label") == self.label),
+                          None)
+            self._began = time.monotonic() - (before or 0.0)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.eval_steps and state.global_step % self.eval_steps == 0:
@@ -162,9 +164,9 @@ class ReasoningEvalCallback(TrainerCallback):
         return logs
 
     def _seconds(self) -> float:
-        """Training seconds before this evaluation: the trainer's ``WallClockBudget`` clock when it has one
-        (it survives a resume, and in EI and RCRL counts the rounds' sampling), else the time since this
-        process began training."""
+        """Training seconds so far (this evaluation's included): the trainer's ``WallClockBudget`` clock
+        when it has one (it survives a resume, and in EI and RCRL counts the rounds' sampling), else the
+        time since training began, going on from the last evaluation kept by a resumed run."""
         budget = budget_in(self.trainer.callback_handler.callbacks)
         if budget is not None:
             return budget.elapsed()

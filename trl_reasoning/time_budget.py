@@ -82,10 +82,12 @@ def budget_in(callbacks) -> WallClockBudget | None:
 
 
 def budget_record(callbacks) -> dict:
-    """A stage record's entries for the budget among ``callbacks``: its seconds and whether it, rather
-    than a count (rounds, epochs, steps), ended training; nothing without a budget."""
+    """A stage record's entries for the budget among ``callbacks``: its seconds, the seconds its clock
+    counted (``train_seconds``, resumes included) and whether it, rather than a count (rounds, epochs,
+    steps), ended training; nothing without a budget."""
     budget = budget_in(callbacks)
     return {} if budget is None else {"time_budget_seconds": budget.seconds,
+                                      "train_seconds": round(budget.elapsed(), 1),
                                       "stopped_by_time_budget": budget.stopped}
 
 

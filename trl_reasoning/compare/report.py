@@ -87,8 +87,9 @@ def _mean(values: list) -> float:
 def _curves(records: list[dict], k: int) -> dict:
     """Per method: the x values (samples drawn; and the training seconds, mean over seeds, where every
     point has them) and each seed's maj@1 and pass@k there. The start is the SFT policy's final
-    evaluation (0 s), the end the method's (at its stage's wall time); the points between come from its
-    training (records written before points had seconds hold two values)."""
+    evaluation (0 s), the end the method's (at its stage's ``train_seconds``, the clock of its points:
+    loading and engine start-up left out); the points between come from its training (records written
+    before points had seconds hold two values, and before ``train_seconds`` have no time curve)."""
     curves = {}
     for name, info in records[0]["methods"].items():
         if info.get("entry") != info.get("stage") or name == "sft":
@@ -98,7 +99,8 @@ def _curves(records: list[dict], k: int) -> dict:
             start, end = r["results"]["sft"]["metrics"], r["results"][name]["metrics"]
             middle = [(p[0], p[1], p[2] if len(p) > 2 else None) for p in r["training_points"][name]
                       if 0 < p[0] < r["samples"][name]]
-            seeds.append([(0, start, 0.0), *middle, (r["samples"][name], end, r["wall_seconds"].get(name))])
+            seeds.append([(0, start, 0.0), *middle,
+                          (r["samples"][name], end, r.get("train_seconds", {}).get(name))])
         xs = [p[0] for p in seeds[0]]
         if any([p[0] for p in s] != xs for s in seeds):  # seeds evaluated at different points: ends only
             seeds = [[s[0], s[-1]] for s in seeds]

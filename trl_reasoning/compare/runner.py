@@ -204,8 +204,9 @@ def _seed_record(seed: int, recipe, method_records: list[dict]) -> dict:
     """One seed's record: every method record's entries side by side."""
     record = {"seed": seed, "eval_split": recipe.eval_split, "machine": machine(),
               "reranker": method_records[0]["reranker"], "num_questions": method_records[0]["num_questions"]}
-    for key in ("results", "samples", "wall_seconds", "methods", "per_question", "training_points"):
-        record[key] = {name: value for m in method_records for name, value in m[key].items()}
+    for key in ("results", "samples", "wall_seconds", "train_seconds", "methods", "per_question",
+                "training_points"):  # train_seconds: absent from records written before it existed
+        record[key] = {name: value for m in method_records for name, value in m.get(key, {}).items()}
     return record
 
 
@@ -220,7 +221,7 @@ def _run_method(ctx, plan: ComparisonPlan, method: Method, seed: int, scoring: t
     recipe = plan.for_seed(method.recipe, seed, folder / method.name)
     run = dataclasses.replace(ctx, recipe=recipe, models={}, conditioning={}, samples_used={},
                               stage_records={})
-    found = {"models": {}, "samples": {}, "methods": {}, "wall_seconds": {}}
+    found = {"models": {}, "samples": {}, "methods": {}, "wall_seconds": {}, "train_seconds": {}}
     conditioning = {}
     with stage_banner(recipe, method.stage, f"seed {seed}: method {method.name}", index, total, ctx.state):
         done = run_stage(run, method.stage)
@@ -232,6 +233,7 @@ def _run_method(ctx, plan: ComparisonPlan, method: Method, seed: int, scoring: t
         found["samples"][name] = run.samples_used.get(entry, 0)
         found["methods"][name] = {"stage": method.stage, "entry": entry, "method": method.name}
         found["wall_seconds"][name] = done.get("wall_seconds")
+        found["train_seconds"][name] = done.get("train_seconds")  # the clock of its training points
         if entry in run.conditioning:
             conditioning[name] = run.conditioning[entry]
     drawn = found["samples"].get(method.name, 0)
@@ -255,7 +257,8 @@ def _finish(ctx, name: str, settings: dict, found: dict, conditioning: dict, rer
     folder = Path(ctx.recipe.output_dir)
     results = evaluate_models(ctx, found["models"], reranker, conditioning)
     k = sampled_k(results)
-    record = {**{key: found[key] for key in ("samples", "methods", "wall_seconds")}, "results": results,
+    record = {**{key: found.get(key, {}) for key in ("samples", "methods", "wall_seconds", "train_seconds")},
+              "results": results,
               "reranker": reranker, "num_questions": len(ctx.held_out), "settings": settings,
               "start_weights": weights,
               "per_question": {n: per_question(folder, n, k) for n in found["models"]},

@@ -74,8 +74,10 @@ def rounds_stage(
         if args.push_to_hub:
             trainer.push_to_hub()
         info = done_info(args) if done_info else {}
+        # train_seconds: the recorded time of rounds 1.. (resumes included), as a time budget counts it
+        spent = sum(sum(r.get("seconds", {}).values()) for r in history[1:])
         return {"rounds": len(history) - 1, "cumulative_samples": history[-1]["cumulative_samples"], **info,
-                **budget_record(getattr(trainer, "callbacks", None))}
+                **budget_record(getattr(trainer, "callbacks", None)), "train_seconds": round(spent, 1)}
 
     title = title or getattr(trainer_cls, "algorithm_name", "")
     return Stage(name, config, run, order=order, role="rl", help=help, title=title, evaluated_as=evaluated_as)
@@ -251,7 +253,7 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
 def _save_on_policy(trainer, ctx, folder: Path) -> dict:
     """Save a trained on-policy trainer's policy as a plain causal LM (``final_model``) and its whole log
     (``trainer_state.json``: a budget's stop falls after the last checkpoint); its record's entries."""
-    from ..eval_callback import samples_drawn
+    from ..eval_callback import ReasoningEvalCallback, samples_drawn
     from ..metrics import reward_trend
     from ..time_budget import budget_record
     from ..trainers.sft import merged_into_full_precision
@@ -265,8 +267,11 @@ def _save_on_policy(trainer, ctx, folder: Path) -> dict:
     if trainer.is_world_process_zero():
         trainer.state.save_to_json(str(folder / "trainer_state.json"))
     trend = reward_trend(trainer.state.log_history)  # the rollout reward's slope per 100 steps
+    # train_seconds: the budget's clock (resumes included), else the training-time evaluations' clock
+    clock = [c._seconds() for c in trainer.callback_handler.callbacks if isinstance(c, ReasoningEvalCallback)]
     return {"cumulative_samples": samples_drawn(trainer, trainer.state.global_step),
             "steps": trainer.state.global_step, **({"reward_trend": trend} if trend else {}),
+            **({"train_seconds": round(clock[0], 1)} if clock else {}),
             **budget_record(trainer.callback_handler.callbacks)}  # restored from a checkpoint, maybe
 
 
