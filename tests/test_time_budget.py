@@ -190,5 +190,5 @@ def test_every_process_stops_when_any_process_spent_the_budget(tmp_path):
     DDP/ZeRO at its next collective)."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_vote, args=(str(tmp_path),), nprocs=2, join=True)
+    mp.start_processes(_vote, args=(str(tmp_path),), nprocs=2, join=True, start_method="fork")
     assert [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)] == [[True, False]] * 2
