@@ -214,6 +214,27 @@ def reward_models_section(name: str, results: dict) -> str:
             f"rows.{tail}\n\n" + "\n".join(lines) + "\n\n")
 
 
+SFT_STABILITY = RESULTS / "sft_stability" / "rows.json"  # benchmarks/sft_stability.py's JSON line
+
+
+def sft_stability_section() -> str:
+    """The SFT stage trained with 1 and 2 torch threads (same seed, same machine) at each learning rate,
+    from benchmarks/sft_stability.py's rows: how far summation order alone moves SFT maj@1."""
+    if not SFT_STABILITY.exists():
+        return ""
+    lines = ["| learning rate | torch threads | SFT greedy maj@1 [95%] | largest weight difference "
+             "vs 1 thread |", "|---|---|---|---|"]
+    for r in json.loads(SFT_STABILITY.read_text()):
+        diff = r.get("max_weight_difference_vs_1_thread")
+        lines.append(f"| {r['learning_rate']:g} | {r['threads']} | {r['maj@1']:.3f} [{r['ci95'][0]:.3f}, "
+                     f"{r['ci95'][1]:.3f}] | {'' if diff is None else f'{diff:.2e}'} |")
+    return ("## The SFT stage's sensitivity to summation order\n\n```bash\n"
+            "python benchmarks/sft_stability.py --recipe recipes/compare_quickstart.yaml --seed 0\n```\n\n"
+            "The comparison's SFT stage, seed 0, trained twice per learning rate on one machine, with 1 and "
+            "with 2 torch threads: the only change is the order in which floating-point sums are taken, as "
+            "on another CPU's kernels.\n\n" + "\n".join(lines) + "\n")
+
+
 def section(name: str) -> str:
     """A run's page section, from its copied ``results.json``."""
     _, title, command = RUNS[name]
@@ -253,6 +274,8 @@ def build_pages() -> list[Path]:
     for name, (page, _, _) in RUNS.items():
         if (RESULTS / name / "results.json").exists():
             pages.setdefault(page, []).append(section(name))
+    if SFT_STABILITY.exists():
+        pages.setdefault("comparison.md", []).append(sft_stability_section())
     written = []
     for page, sections in pages.items():
         path = RESULTS / page

@@ -148,6 +148,22 @@ def test_the_reward_models_section_copies_each_seeds_scores_and_says_when_rerank
     assert builder.reward_models_section("compare_quickstart", results) == ""  # no copied scores
 
 
+def test_the_sft_stability_section_tables_the_benchmarks_rows(tmp_path, monkeypatch):
+    """Built from benchmarks/sft_stability.py's JSON rows; absent without them."""
+    import json
+
+    builder = _results_builder()
+    monkeypatch.setattr(builder, "SFT_STABILITY", tmp_path / "rows.json")
+    assert builder.sft_stability_section() == ""
+    rows = [{"learning_rate": 0.003, "threads": 1, "maj@1": 0.611, "ci95": [0.58, 0.64]},
+            {"learning_rate": 0.003, "threads": 2, "maj@1": 0.455, "ci95": [0.424, 0.486],
+             "max_weight_difference_vs_1_thread": 0.0123}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    text = builder.sft_stability_section()
+    assert "| 0.003 | 1 | 0.611 [0.580, 0.640] |  |" in text
+    assert "| 0.003 | 2 | 0.455 [0.424, 0.486] | 1.23e-02 |" in text
+
+
 # ------------------------------------------------------------------ (b) links
 
 
