@@ -119,6 +119,6 @@ def test_a_resumed_runs_evaluations_go_on_from_the_last_kept_seconds(tmp_path, m
     kept, dropped = {"step": 4, "label": None, "seconds": 100.0}, {"step": 6, "label": None, "seconds": 150.0}
     (tmp_path / "metrics.json").write_text(json.dumps({"evaluations": [kept, dropped]}))
     callback.on_train_begin(None, SimpleNamespace(global_step=4), None)
-    assert callback.history == [kept] and callback._seconds() == 100.0
+    assert callback.history == [kept] and callback.training_seconds() == 100.0
     now["t"] += 30.0
-    assert callback._seconds() == 130.0
+    assert callback.training_seconds() == 130.0

@@ -147,7 +147,7 @@ class ReasoningEvalCallback(TrainerCallback):
         drawn = self.samples_before + samples_drawn(trainer, state.global_step)
         entry = {
             "step": state.global_step, "epoch": state.epoch, "label": self.label, "samples_drawn": drawn,
-            "seconds": self._seconds(), "metrics": report["metrics"],
+            "seconds": self.training_seconds(), "metrics": report["metrics"],
             "confidence_intervals": report["confidence_intervals"], "exploration": report["exploration"],
             "throughput": report["throughput"],
         }
@@ -163,7 +163,7 @@ class ReasoningEvalCallback(TrainerCallback):
                 write_jsonl_atomic(self.output_dir / name, report["records"])
         return logs
 
-    def _seconds(self) -> float:
+    def training_seconds(self) -> float:
         """Training seconds so far (this evaluation's included): the trainer's ``WallClockBudget`` clock
         when it has one (it survives a resume, and in EI and RCRL counts the rounds' sampling), else the
         time since training began, going on from the last evaluation kept by a resumed run."""

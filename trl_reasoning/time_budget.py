@@ -91,6 +91,17 @@ def budget_record(callbacks) -> dict:
                                       "stopped_by_time_budget": budget.stopped}
 
 
+def round_seconds(record: dict) -> float:
+    """A round record's recorded time (``seconds``: phase -> seconds, summed)."""
+    return sum(record.get("seconds", {}).values())
+
+
+def rounds_train_seconds(history: list[dict]) -> float:
+    """The time a budget counts in a rounds run: its recorded rounds 1, 2, ... (round 0, the start's
+    evaluation, trains nothing)."""
+    return sum(round_seconds(r) for r in history[1:])
+
+
 def any_process(flag: bool) -> bool:
     """``flag`` of any process of the run (a max over ranks; the flag itself in one process)."""
     import torch.distributed as dist
@@ -115,9 +126,9 @@ def round_fits(budget: WallClockBudget | None, history: list[dict]) -> bool:
     if budget is None:
         return True
     if budget._started is None:
-        budget.spent += sum(sum(r.get("seconds", {}).values()) for r in history[1:])
+        budget.spent += rounds_train_seconds(history)
         budget.start()
-    last = sum(history[-1].get("seconds", {}).values()) if len(history) > 1 else 0.0
+    last = round_seconds(history[-1]) if len(history) > 1 else 0.0
     if not any_process(not budget.fits(last)):
         return True
     budget.stopped = True

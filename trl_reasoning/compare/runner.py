@@ -296,11 +296,13 @@ def training_points(stage_folder: Path) -> list[list]:
     trainer's per-round reports (round 0, the start, left out; seconds: the recorded time of rounds 1 to
     this one, as a time budget counts it) or the training-time evaluations (their ``seconds``, None in
     records written before they had one)."""
+    from ..time_budget import rounds_train_seconds
+
     rounds, during = stage_folder / "metrics.json", stage_folder / "reasoning_eval" / "metrics.json"
     if rounds.exists() and "rounds" in (data := json.loads(rounds.read_text())):
-        spent = [sum(sum(r.get("seconds", {}).values()) for r in data["rounds"][1:i + 1])
-                 for i in range(len(data["rounds"]))]
-        return [[r["cumulative_samples"], r["eval"], spent[i]] for i, r in enumerate(data["rounds"]) if i]
+        history = data["rounds"]
+        return [[r["cumulative_samples"], r["eval"], rounds_train_seconds(history[:i + 1])]
+                for i, r in enumerate(history) if i]
     if during.exists():
         return [[e["samples_drawn"], e["metrics"], e.get("seconds")]
                 for e in json.loads(during.read_text())["evaluations"]]

@@ -41,7 +41,7 @@ def rounds_stage(
 
     def run(ctx, folder: Path) -> dict:
         from ..loading import with_remote_code
-        from ..time_budget import budget_record
+        from ..time_budget import budget_record, rounds_train_seconds
 
         recipe = ctx.recipe
         args = stage_config(
@@ -75,9 +75,9 @@ def rounds_stage(
             trainer.push_to_hub()
         info = done_info(args) if done_info else {}
         # train_seconds: the recorded time of rounds 1.. (resumes included), as a time budget counts it
-        spent = sum(sum(r.get("seconds", {}).values()) for r in history[1:])
         return {"rounds": len(history) - 1, "cumulative_samples": history[-1]["cumulative_samples"], **info,
-                **budget_record(getattr(trainer, "callbacks", None)), "train_seconds": round(spent, 1)}
+                **budget_record(getattr(trainer, "callbacks", None)),
+                "train_seconds": round(rounds_train_seconds(history), 1)}
 
     title = title or getattr(trainer_cls, "algorithm_name", "")
     return Stage(name, config, run, order=order, role="rl", help=help, title=title, evaluated_as=evaluated_as)
@@ -268,7 +268,8 @@ def _save_on_policy(trainer, ctx, folder: Path) -> dict:
         trainer.state.save_to_json(str(folder / "trainer_state.json"))
     trend = reward_trend(trainer.state.log_history)  # the rollout reward's slope per 100 steps
     # train_seconds: the budget's clock (resumes included), else the training-time evaluations' clock
-    clock = [c._seconds() for c in trainer.callback_handler.callbacks if isinstance(c, ReasoningEvalCallback)]
+    clock = [c.training_seconds() for c in trainer.callback_handler.callbacks
+             if isinstance(c, ReasoningEvalCallback)]
     return {"cumulative_samples": samples_drawn(trainer, trainer.state.global_step),
             "steps": trainer.state.global_step, **({"reward_trend": trend} if trend else {}),
             **({"train_seconds": round(clock[0], 1)} if clock else {}),
