@@ -360,10 +360,13 @@ def test_compare_command_line_splits_its_flags_from_recipe_overrides():
     from trl_reasoning.cli import _compare_args
     from trl_reasoning.tasks import DataError
 
-    seeds, output, only, rest = _compare_args(["--seeds", "0", "1", "2", "--only", "ei,ppo_sparse",
-                                               "--output", "runs/x", "--ei.num_rounds", "3"])
-    assert (seeds, output, only) == ([0, 1, 2], "runs/x", ["ei", "ppo_sparse"])
+    seeds, flags, rest = _compare_args(["--seeds", "0", "1", "2", "--only", "ei,ppo_sparse", "--output",
+                                        "runs/x", "--ei.num_rounds", "3", "--workers", "2"])
+    assert (seeds, flags) == ([0, 1, 2], {"output": "runs/x", "only": ["ei", "ppo_sparse"], "workers": 2})
     assert rest == ["--ei.num_rounds", "3"]
+    assert _compare_args([])[1]["workers"] == 1
+    with pytest.raises(DataError, match="--workers: expected a positive integer, got '0'"):
+        _compare_args(["--workers", "0"])
     assert _compare_args(["--seeds", "3,4"])[0] == [3, 4] and _compare_args([])[0] == [0]
     with pytest.raises(DataError, match="--seeds: expected integers"):
         _compare_args(["--seeds", "one"])

@@ -166,9 +166,10 @@ def run_train(argv: list[str]) -> dict:
         return run_recipe(recipe)
 
 
-def _compare_args(argv: list[str]) -> tuple[list[int], str | None, list[str] | None, list[str]]:
-    """``--seeds 0 1 2``, ``--output DIR`` and ``--only a,b`` out of ``argv``; the rest: recipe overrides."""
-    seeds, output, only, rest, i = [0], None, None, [], 0
+def _compare_args(argv: list[str]) -> tuple[list[int], dict, list[str]]:
+    """``--seeds 0 1 2``, ``--output DIR``, ``--only a,b`` and ``--workers N`` out of ``argv``: (seeds,
+    {output, only, workers}, the rest: recipe overrides)."""
+    seeds, flags, rest, i = [0], {"output": None, "only": None, "workers": 1}, [], 0
     while i < len(argv):
         token = argv[i]
         if token == "--seeds":
@@ -181,29 +182,40 @@ def _compare_args(argv: list[str]) -> tuple[list[int], str | None, list[str] | N
                 raise DataError(f"--seeds: expected integers, got {values}") from None
             if not seeds:
                 raise DataError("--seeds: expected at least one integer")
-        elif token in ("--output", "--only") and i + 1 < len(argv):
-            output, only = (argv[i + 1], only) if token == "--output" else (output, argv[i + 1].split(","))
-            i += 1
+        elif token in ("--output", "--only", "--workers") and i + 1 < len(argv):
+            flags[token[2:]] = argv[i := i + 1]
         else:
             rest.append(token)
         i += 1
-    return seeds, output, only, rest
+    if flags["only"] is not None:
+        flags["only"] = flags["only"].split(",")
+    if not str(flags["workers"]).isdigit() or int(flags["workers"]) < 1:
+        raise DataError(f"--workers: expected a positive integer, got {flags['workers']!r}")
+    flags["workers"] = int(flags["workers"])
+    return seeds, flags, rest
 
 
 def run_compare(argv: list[str]) -> dict:
-    """``compare RECIPE.yaml --seeds 0 1 2 [--output DIR] [--only a,b] [--key value ...]``: every method of
-    the recipe's ``compare`` section from each seed's SFT policy, then the results over seeds."""
+    """``compare RECIPE.yaml --seeds 0 1 2 [--output DIR] [--only a,b] [--workers N] [--key value ...]``:
+    every method of the recipe's ``compare`` section from each seed's SFT policy, then the results over
+    seeds. Pieces are claimed one by one, so ``--workers N`` processes (or several commands) share a run."""
+    import contextlib
+
     from .compare import load_plan, run_comparison, select
+    from .compare.workers import claims_enabled, start_workers, without_workers_flag
     from .recipes import parse_overrides
     from .run_lock import RunLock
 
-    seeds, output, only, rest = _compare_args(argv[1:])
+    seeds, flags, rest = _compare_args(argv[1:])
     overrides = parse_overrides(rest)
     plan = load_plan(argv[0], overrides)  # every method's recipe checked before any work
-    select(plan, only)  # an unknown --only name: one line, before the lock
-    folder = output or plan.recipe.output_dir
-    with RunLock(folder):
-        return run_comparison(argv[0], seeds, folder, only, overrides, plan=plan)
+    select(plan, flags["only"])  # an unknown --only name: one line, before any work
+    folder = flags["output"] or plan.recipe.output_dir
+    # Where pieces are claimed (one rank per run) several processes may share the folder; else one run.
+    lock = contextlib.nullcontext() if claims_enabled() else RunLock(folder)
+    with lock:
+        workers = start_workers(without_workers_flag(argv), flags["workers"]) if flags["workers"] > 1 else []
+        return run_comparison(argv[0], seeds, folder, flags["only"], overrides, plan=plan, workers=workers)
 
 
 def _with_task_card(args, argv: list[str]) -> dict:
@@ -239,6 +251,7 @@ COMMANDS = {"train": run_train, "compare": run_compare, "eval": _eval_command, "
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors a user can fix; imported only when a command runs (``--help`` stays fast)."""
+    from .compare.workers import WorkerError
     from .loading import ModelLoadError
     from .recipes import RecipeError
     from .reporting import ArtifactWriteError
@@ -248,7 +261,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .verifiers import VerifierError
 
     return (ArtifactWriteError, DataError, ModelLoadError, RecipeError, RewardModelError, RunLockError,
-            SamplingError, VerifierError)
+            SamplingError, VerifierError, WorkerError)
 
 
 def main(argv: list[str] | None = None) -> None:

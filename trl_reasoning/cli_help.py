@@ -70,11 +70,13 @@ def compare_help() -> str:
     section = next(f for f in dataclasses.fields(Recipe) if f.name == "compare")
     return "\n".join([
         "usage: trl-reasoning compare RECIPE.yaml [--seeds 0 1 2] [--output DIR] [--only a,b] "
-        "[--key value ...]",
+        "[--workers N] [--key value ...]",
         "", DESCRIPTIONS["compare"], "",
         "--seeds   seeds to run (default 0); each gets its own SFT policy, reward models and methods",
         "--output  folder (default: the recipe's output_dir) for results.json, results.md and the figures",
         "--only    run and report only these methods (finished ones are reused)",
+        "--workers processes sharing the run (default 1), each on its share of the CPU cores or its own GPU;",
+        "          pieces (a seed's shared stages, a method) are claimed by file locks, none runs twice",
         "Other --key value pairs override recipe keys, as for 'train'.", "",
         f"recipe key 'compare': {section.metadata['help']}",
         f"Full reference and example recipes: {RECIPE_REFERENCE}; recipes/compare_quickstart.yaml.",

@@ -17,6 +17,7 @@ the run anywhere and rerun the same command.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -27,6 +28,7 @@ from ..faults import fault_point
 from ..metrics import EVALUATION_VERSION, pass_at_k
 from ..reporting import read_jsonl, write_json_atomic
 from .plan import ComparisonPlan, Method
+from .workers import Claim, claims_enabled
 
 SEED_RESULTS = "seed_results.json"
 METHODS = "methods"
@@ -108,29 +110,107 @@ def _recipe_defaults() -> dict:
     return json.loads(json.dumps(defaults, sort_keys=True, default=str))
 
 
-def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Path) -> dict:
-    """Run (or resume) one seed; returns its record (also written to ``seed_results.json``)."""
-    from .. import pipeline
-    from ..progress import stage_banner
-    from ..stages import get_stage, run_stage
+class PieceHeld(Exception):
+    """Another process holds a seed's shared stages (``run_seed(..., wait=False)``)."""
 
+
+def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Path,
+             wait: bool = True) -> dict | None:
+    """Run (or resume) one seed; returns its record (also written to ``seed_results.json``), or None when
+    another process holds one of its methods (that process finishes it). Each piece is claimed first
+    (``workers``): the seed's shared stages, waiting for another holder (``wait=False``: raise
+    ``PieceHeld`` instead), then each method, skipped while another process runs it."""
     folder = seed_folder(output, seed)
     recipe = plan.for_seed(plan.recipe, seed, folder)
-    records = {m.name: load_method(folder, m.name, method_settings(plan, m, seed, folder)) for m in methods}
-    start_settings = method_settings(plan, None, seed, folder)
-    records[plan.baseline] = load_method(folder, plan.baseline, start_settings)
-    pending = [m for m in methods if records[m.name] is None]
-    if not pending and _one_start(records):  # every record there, from one start: nothing to train
+    records = _load_records(plan, methods, seed, folder)
+    if _all_there(records, methods):  # every record there, from one start: nothing to train
         record = _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])
         if int(os.environ.get("RANK", "0")) == 0:
             if not (folder / SEED_RESULTS).exists():  # a finished seed's files stay untouched
                 write_json_atomic(folder / SEED_RESULTS, record)
             print(f"== seed {seed}: finished before ({folder / METHODS}), reused ==", flush=True)
         return record
+    with _claimed(folder / SHARED_CLAIM, wait) as held:
+        if not held:
+            raise PieceHeld(seed)
+        ctx, records, scoring = _shared_stages(plan, methods, seed, recipe)
+    total = len(plan.shared_stages) + len(methods) + 1
+    for index, method in enumerate(methods, start=len(plan.shared_stages) + 1):
+        if records[method.name] is not None:
+            if ctx.state.is_main_process:
+                print(f"== seed {seed}: method {method.name} finished before ({folder}/{METHODS}/"
+                      f"{method.name}.json), reused ==", flush=True)
+            continue
+        with _claimed(folder / METHODS / f".{method.name}.lock", wait=False) as held:
+            if held:  # finished by another process between the read above and the claim: reused
+                records[method.name] = load_method(folder, method.name, method_settings(plan, method, seed,
+                                                                                         folder))
+            if held and records[method.name] is None:
+                records[method.name] = _run_method(ctx, plan, method, seed, scoring, (index, total))
+    if not _all_there(records, methods):
+        return None  # another process is running a method of this seed
+    record = _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])
+    if ctx.state.is_main_process:
+        write_json_atomic(folder / SEED_RESULTS, record)
+    ctx.state.wait_for_everyone()
+    fault_point(f"seed_done:{seed}")
+    return record
+
+
+SHARED_CLAIM = ".shared.lock"
+
+
+@contextlib.contextmanager
+def _claimed(path: Path, wait: bool):
+    """Yield whether this process holds ``path``'s claim (always True where pieces are not claimed:
+    ``workers.claims_enabled``)."""
+    if not claims_enabled():
+        yield True
+        return
+    claim = Claim(path)
+    if not claim.try_take():
+        if not wait:
+            yield False
+            return
+        print(f"compare: waiting for the process that runs {path.parent.name}'s shared stages", flush=True)
+        claim.take()
+    try:
+        yield True
+    finally:
+        claim.release()
+
+
+def _load_records(plan: ComparisonPlan, methods: list[Method], seed: int, folder: Path) -> dict:
+    """Each method's record (None where missing or measured under other settings), the start's too."""
+    records = {m.name: load_method(folder, m.name, method_settings(plan, m, seed, folder)) for m in methods}
+    records[plan.baseline] = load_method(folder, plan.baseline, method_settings(plan, None, seed, folder))
+    return records
+
+
+def _all_there(records: dict, methods: list[Method]) -> bool:
+    return all(records[m.name] is not None for m in methods) and _one_start(records)
+
+
+def _shared_stages(plan: ComparisonPlan, methods: list[Method], seed: int, recipe):
+    """The seed's shared stages and the start's evaluation (run here, or loaded where done); returns the
+    context, the records (read now: another process may have written some meanwhile) and the scoring
+    (reranker, start weights) of every method."""
+    from .. import pipeline
+    from ..progress import stage_banner
+    from ..stages import get_stage, run_stage
+    from ..stages.base import DONE
+
+    folder = Path(recipe.output_dir)
+    records = _load_records(plan, methods, seed, folder)
     ctx = pipeline.run_context(recipe)
     total = len(plan.shared_stages) + len(methods) + 1
     for index, name in enumerate(plan.shared_stages, start=1):
         title = f"seed {seed}: {get_stage(name).title or name}"
+        if (ctx.folder(name) / DONE).exists():  # finished by an earlier run or another worker: loaded
+            run_stage(ctx, name)
+            if ctx.state.is_main_process:
+                print(f"== seed {seed}: {name} finished before ({ctx.folder(name)}), reused ==", flush=True)
+            continue
         with stage_banner(recipe, name, title, index, total, ctx.state):
             run_stage(ctx, name)
     weights = start_weights(ctx)
@@ -141,19 +221,9 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
             start = {"models": {plan.baseline: ctx.policy}, "samples": {plan.baseline: 0},
                      "methods": {plan.baseline: {"stage": "sft", "entry": plan.baseline}},
                      "wall_seconds": {plan.baseline: ctx.stage_records.get("sft", {}).get("wall_seconds")}}
-            records[plan.baseline] = _finish(ctx, plan.baseline, start_settings, start, {}, reranker, weights)
-    for index, method in enumerate(methods, start=len(plan.shared_stages) + 1):
-        if records[method.name] is None:
-            records[method.name] = _run_method(ctx, plan, method, seed, (reranker, weights), (index, total))
-        elif ctx.state.is_main_process:
-            print(f"== seed {seed}: method {method.name} finished before ({folder}/{METHODS}/"
-                  f"{method.name}.json), reused ==", flush=True)
-    record = _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])
-    if ctx.state.is_main_process:
-        write_json_atomic(folder / SEED_RESULTS, record)
-    ctx.state.wait_for_everyone()
-    fault_point(f"seed_done:{seed}")
-    return record
+            settings = method_settings(plan, None, seed, folder)
+            records[plan.baseline] = _finish(ctx, plan.baseline, settings, start, {}, reranker, weights)
+    return ctx, records, (reranker, weights)
 
 
 def start_weights(ctx) -> str:
@@ -197,6 +267,7 @@ def _drop_other_starts(records: dict, weights: str, seed: int, ctx, baseline: st
             stale = [folder / "eval" / model.replace(" ", "_") for model in record.get("results", {})]
             for path in stale + ([folder / name] if name != baseline else []):
                 shutil.rmtree(path, ignore_errors=True)
+            (folder / METHODS / f"{name}.json").unlink(missing_ok=True)  # what other processes read
     ctx.state.wait_for_everyone()
 
 

@@ -1,0 +1,103 @@
+"""`compare --workers N` and pieces claimed by file locks: a held piece is skipped or waited for, a dead
+holder's claim is gone, and two workers finish a shrunk comparison without running any piece twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_compare import SHRUNK  # pytest puts tests/ on sys.path (rootdir conftest)
+
+from trl_reasoning.compare.workers import (
+    Claim,
+    core_shares,
+    seed_order,
+    without_workers_flag,
+    worker_environment,
+)
+
+
+def test_a_held_claim_is_refused_and_a_dead_holders_claim_is_free(tmp_path):
+    path = tmp_path / "seed_0" / ".shared.lock"
+    first, second = Claim(path), Claim(path)
+    assert first.try_take()
+    assert not second.try_take()  # another open file description: flock refuses, even in one process
+    first.release()
+    assert second.try_take()
+    second.release()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from trl_reasoning.compare.workers import Claim; "
+         f"c = Claim({str(path)!r}); assert c.try_take(); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"  # waits for the line, not for a time
+    assert not first.try_take()
+    holder.kill()
+    holder.wait()
+    assert first.try_take()  # the kernel dropped the killed holder's lock: no stale lock to clean
+    first.release()
+
+
+def test_each_worker_starts_at_its_own_seed_on_its_own_cores():
+    assert seed_order([0, 1, 2], 0) == [0, 1, 2]
+    assert seed_order([0, 1, 2], 1) == [1, 2, 0]
+    assert seed_order([0, 1, 2], 4) == [1, 2, 0]
+    cores = sorted(os.sched_getaffinity(0))
+    shares = core_shares(2)
+    if len(cores) >= 2:
+        assert not set(shares[0]) & set(shares[1]) and len(shares[0]) == len(shares[1]) == len(cores) // 2
+    env = worker_environment(1, 2, [3], gpus=0)
+    assert env["TRL_REASONING_COMPARE_WORKER"] == "1/2" and env["OMP_NUM_THREADS"] == "1"
+    assert worker_environment(1, 2, [3], gpus=2)["CUDA_VISIBLE_DEVICES"] == "1"
+    assert "CUDA_VISIBLE_DEVICES" not in worker_environment(1, 2, [3], gpus=1)  # fewer GPUs: shared
+    assert without_workers_flag(["r.yaml", "--workers", "2", "--seeds", "0", "--workers=3"]) == [
+        "r.yaml", "--seeds", "0"]
+
+
+def _recipe(tmp_path: Path) -> tuple[Path, Path]:
+    output, recipe = tmp_path / "cmp", tmp_path / "cmp.yaml"
+    recipe.write_text(SHRUNK.format(output=output))
+    return recipe, output
+
+
+def test_a_seed_whose_shared_stages_another_process_holds_waits_until_they_are_free(tmp_path):
+    """With seed 1's shared claim held here, ``--seeds 1 0`` runs seed 0 first, then says it waits and
+    blocks; released, it trains seed 1 and writes the report."""
+    recipe, output = _recipe(tmp_path)
+    held = Claim(output / "seed_1" / ".shared.lock")
+    assert held.try_take()
+    command = [sys.executable, "-m", "trl_reasoning", "compare", str(recipe), "--seeds", "1", "0", "--only",
+               "sft_more"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = []
+    for line in run.stdout:  # read until the wait is announced (blocking reads, no clock)
+        lines.append(line)
+        if line.startswith("compare: waiting for the process that runs seed_1's shared stages"):
+            break
+    assert (output / "seed_0" / "seed_results.json").exists(), "".join(lines)[-2000:]
+    assert not (output / "seed_1" / "sft").exists()  # seed 1 untouched while held
+    held.release()
+    rest = run.stdout.read()
+    assert run.wait() == 0, rest[-2000:]
+    assert json.loads((output / "results.json").read_text())["seeds"] == [1, 0]
+
+
+@pytest.mark.slow
+def test_two_workers_finish_a_comparison_without_running_any_piece_twice(tmp_path):
+    recipe, output = _recipe(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "trl_reasoning", "compare", str(recipe), "--seeds", "0", "1",
+                          "--workers", "2"], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "compare: worker 1 of 2" in run.stdout and "compare: worker 2 of 2" in run.stdout
+    for seed in (0, 1):
+        for piece in ("sft: seed {s}: supervised fine-tuning ==", "eval: seed {s}: the SFT start",
+                      "ei: seed {s}: method ei ==", "sft: seed {s}: method sft_more =="):
+            pattern = re.escape(piece.format(s=seed))
+            assert len(re.findall(pattern, run.stdout)) == 1, (piece, seed, run.stdout[-3000:])
+    results = json.loads((output / "results.json").read_text())
+    assert results["seeds"] == [0, 1] and set(results["methods"]) == {"sft", "ei", "sft_more"}
+    assert results["methods"]["ei"]["samples"] == [16, 16]
