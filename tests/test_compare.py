@@ -364,7 +364,7 @@ def test_compare_command_line_splits_its_flags_from_recipe_overrides():
                                         "runs/x", "--ei.num_rounds", "3", "--workers", "2"])
     assert (seeds, flags) == ([0, 1, 2], {"output": "runs/x", "only": ["ei", "ppo_sparse"], "workers": 2})
     assert rest == ["--ei.num_rounds", "3"]
-    assert _compare_args([])[1]["workers"] == 1
+    assert _compare_args([])[1]["workers"] == 1 and _compare_args(["--workers=3"])[1]["workers"] == 3
     with pytest.raises(DataError, match="--workers: expected a positive integer, got '0'"):
         _compare_args(["--workers", "0"])
     assert _compare_args(["--seeds", "3,4"])[0] == [3, 4] and _compare_args([])[0] == [0]

@@ -17,9 +17,11 @@ from trl_reasoning.compare.workers import (
     Claim,
     core_shares,
     seed_order,
+    start_workers,
     without_workers_flag,
     worker_environment,
 )
+from trl_reasoning.errors import RecipeError
 
 
 def test_a_held_claim_is_refused_and_a_dead_holders_claim_is_free(tmp_path):
@@ -42,20 +44,29 @@ def test_a_held_claim_is_refused_and_a_dead_holders_claim_is_free(tmp_path):
     first.release()
 
 
-def test_each_worker_starts_at_its_own_seed_on_its_own_cores():
+def test_each_worker_starts_at_its_own_seed_on_its_own_cores(monkeypatch):
     assert seed_order([0, 1, 2], 0) == [0, 1, 2]
     assert seed_order([0, 1, 2], 1) == [1, 2, 0]
     assert seed_order([0, 1, 2], 4) == [1, 2, 0]
-    cores = sorted(os.sched_getaffinity(0))
-    shares = core_shares(2)
-    if len(cores) >= 2:
-        assert not set(shares[0]) & set(shares[1]) and len(shares[0]) == len(shares[1]) == len(cores) // 2
-    env = worker_environment(1, 2, [3], gpus=0)
-    assert env["TRL_REASONING_COMPARE_WORKER"] == "1/2" and env["OMP_NUM_THREADS"] == "1"
-    assert worker_environment(1, 2, [3], gpus=2)["CUDA_VISIBLE_DEVICES"] == "1"
-    assert "CUDA_VISIBLE_DEVICES" not in worker_environment(1, 2, [3], gpus=1)  # fewer GPUs: shared
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})
+    assert core_shares(2) == [[0, 1], [2, 3]]  # disjoint, equal; the odd core unused
+    assert core_shares(8) == [[0, 1, 2, 3, 4]] * 8  # fewer cores than workers: shared
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    env = worker_environment(2, 2, [2, 3], gpus=[])
+    assert env == {"TRL_REASONING_COMPARE_WORKER": "2/2", "OMP_NUM_THREADS": "2",
+                   "VLLM_CPU_OMP_THREADS_BIND": "2,3"}
+    assert worker_environment(2, 2, [3], gpus=["4", "6"])["CUDA_VISIBLE_DEVICES"] == "6"  # the user's list
+    assert "CUDA_VISIBLE_DEVICES" not in worker_environment(2, 2, [3], gpus=["0"])  # fewer GPUs: shared
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-1")
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in worker_environment(1, 2, [0], gpus=[])  # the user's binding
     assert without_workers_flag(["r.yaml", "--workers", "2", "--seeds", "0", "--workers=3"]) == [
         "r.yaml", "--seeds", "0"]
+
+
+def test_workers_are_refused_under_accelerate_launch(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RecipeError, match="--workers: not under accelerate launch"):
+        start_workers(["r.yaml"], 2)
 
 
 def _recipe(tmp_path: Path) -> tuple[Path, Path]:
@@ -72,17 +83,22 @@ def test_a_seed_whose_shared_stages_another_process_holds_waits_until_they_are_f
     assert held.try_take()
     command = [sys.executable, "-m", "trl_reasoning", "compare", str(recipe), "--seeds", "1", "0", "--only",
                "sft_more"]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines = []
-    for line in run.stdout:  # read until the wait is announced (blocking reads, no clock)
-        lines.append(line)
-        if line.startswith("compare: waiting for the process that runs seed_1's shared stages"):
-            break
-    assert (output / "seed_0" / "seed_results.json").exists(), "".join(lines)[-2000:]
-    assert not (output / "seed_1" / "sft").exists()  # seed 1 untouched while held
-    held.release()
-    rest = run.stdout.read()
-    assert run.wait() == 0, rest[-2000:]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in run.stdout:  # read until the wait is announced (blocking reads, no clock)
+            lines.append(line)
+            if line.startswith("compare: waiting for the process that runs seed_1's shared stages"):
+                break
+        assert (output / "seed_0" / "seed_results.json").exists(), "".join(lines)[-3000:]
+        assert not (output / "seed_1" / "sft").exists()  # seed 1 untouched while held
+        held.release()
+        rest = run.stdout.read()
+        assert run.wait() == 0, rest[-3000:]
+    finally:
+        held.release()
+        run.kill()
+        run.wait()
     assert json.loads((output / "results.json").read_text())["seeds"] == [1, 0]
 
 

@@ -16,6 +16,7 @@ with one line on stderr and exit status 1, not a traceback.
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from dataclasses import asdict
 
@@ -170,6 +171,8 @@ def _compare_args(argv: list[str]) -> tuple[list[int], dict, list[str]]:
     """``--seeds 0 1 2``, ``--output DIR``, ``--only a,b`` and ``--workers N`` out of ``argv``: (seeds,
     {output, only, workers}, the rest: recipe overrides)."""
     seeds, flags, rest, i = [0], {"output": None, "only": None, "workers": 1}, [], 0
+    argv = [part for token in argv for part in (token.split("=", 1) if token.split("=", 1)[0] in
+                                                 ("--seeds", "--output", "--only", "--workers") else [token])]
     while i < len(argv):
         token = argv[i]
         if token == "--seeds":
@@ -198,24 +201,27 @@ def _compare_args(argv: list[str]) -> tuple[list[int], dict, list[str]]:
 def run_compare(argv: list[str]) -> dict:
     """``compare RECIPE.yaml --seeds 0 1 2 [--output DIR] [--only a,b] [--workers N] [--key value ...]``:
     every method of the recipe's ``compare`` section from each seed's SFT policy, then the results over
-    seeds. Pieces are claimed one by one, so ``--workers N`` processes (or several commands) share a run."""
+    seeds. ``--workers N``: N processes share the pieces (``compare.workers``), then this one reports."""
     import contextlib
 
     from .compare import load_plan, run_comparison, select
-    from .compare.workers import claims_enabled, start_workers, without_workers_flag
+    from .compare.workers import start_workers, this_worker, wait_for
     from .recipes import parse_overrides
     from .run_lock import RunLock
 
     seeds, flags, rest = _compare_args(argv[1:])
     overrides = parse_overrides(rest)
     plan = load_plan(argv[0], overrides)  # every method's recipe checked before any work
-    select(plan, flags["only"])  # an unknown --only name: one line, before any work
+    select(plan, flags["only"])  # an unknown --only name: one line, before the lock
     folder = flags["output"] or plan.recipe.output_dir
-    # Where pieces are claimed (one rank per run) several processes may share the folder; else one run.
-    lock = contextlib.nullcontext() if claims_enabled() else RunLock(folder)
-    with lock:
-        workers = start_workers(without_workers_flag(argv), flags["workers"]) if flags["workers"] > 1 else []
-        return run_comparison(argv[0], seeds, folder, flags["only"], overrides, plan=plan, workers=workers)
+    # One run per folder: a worker of --workers runs under its coordinator's lock, a launched rank
+    # under rank 0's.
+    owner = this_worker()[0] == 0 and int(os.environ.get("RANK", "0")) == 0
+    with RunLock(folder) if owner else contextlib.nullcontext():
+        if flags["workers"] > 1:
+            for line in wait_for(start_workers(argv, flags["workers"])):
+                print(f"compare: {line}; its unfinished pieces run here", flush=True)
+        return run_comparison(argv[0], seeds, folder, flags["only"], overrides, plan=plan)
 
 
 def _with_task_card(args, argv: list[str]) -> dict:

@@ -13,45 +13,38 @@ from pathlib import Path
 
 from .plan import ComparisonPlan, Method, load_plan, select
 from .report import summarise
-from .runner import PieceHeld, run_seed
-from .workers import seed_order, this_worker, wait_for
+from .runner import run_seed
+from .workers import PieceHeld, WorkerError, seed_order, this_worker
 
 __all__ = ["ComparisonPlan", "Method", "load_plan", "run_comparison", "select"]
 
 
 def run_comparison(recipe_path: str | Path, seeds: list[int], output: str | Path | None = None,
                    only: list[str] | None = None, overrides: list[tuple[str, str]] = (),
-                   plan: ComparisonPlan | None = None, workers: list | None = None) -> dict:
+                   plan: ComparisonPlan | None = None) -> dict:
     """Run (or resume) every seed of the comparison, then write ``results.json``/``results.md`` and the
-    figures into ``output`` (default: the recipe's ``output_dir``); returns the results (empty where
-    another process still runs a piece: the last to finish writes them). ``plan``: the recipe's
-    ``load_plan``, when the caller has it already; ``workers``: the copies ``--workers`` started
-    (``workers.start_workers``), waited for before the report."""
+    figures into ``output`` (default: the recipe's ``output_dir``); returns the results. ``plan``: the
+    recipe's ``load_plan``, when the caller has it already. In a worker started by ``--workers``
+    (``workers``), run the pieces no other worker holds and return ``{}``: the coordinator reports."""
     plan = plan or load_plan(recipe_path, overrides)
     methods = select(plan, only)
     output = Path(output or plan.recipe.output_dir)
     index, count = this_worker()
-    if count > 1:
-        cores = sorted(os.sched_getaffinity(0))
-        print(f"compare: worker {index + 1} of {count}, on cores {cores}", flush=True)
+    if index:
+        print(f"compare: worker {index} of {count}, on cores {sorted(os.sched_getaffinity(0))}", flush=True)
     records, later = {}, []
-    for seed in seed_order(seeds, index):  # a seed whose shared stages another worker runs: after the rest
-        try:
+    for seed in seed_order(seeds, max(index - 1, 0)):  # a seed whose shared stages another worker runs:
+        try:                                           # after the others
             records[seed] = run_seed(plan, methods, seed, output, wait=False)
         except PieceHeld:
             later.append(seed)
     for seed in later:
         records[seed] = run_seed(plan, methods, seed, output)
-    wait_for(workers or [])
-    if index > 0:  # a copy started by --workers: the first worker writes the report
+    if index:
         return {}
-    for seed in seeds:
-        if records.get(seed) is None:  # finished by another worker meanwhile, or still running there
-            records[seed] = run_seed(plan, methods, seed, output)
-    if any(records[seed] is None for seed in seeds):
-        print(f"compare: another process still runs pieces of {output}; the last one to finish writes "
-              "the report", flush=True)
-        return {}
+    held = [seed for seed in seeds if records[seed] is None]
+    if held:  # only another worker's claims make a piece held; a coordinator's workers have all exited
+        raise WorkerError(f"compare: seeds {held} have pieces another process holds; rerun when it is done")
     results = summarise(plan, seeds, output, [records[seed] for seed in seeds])
     print(Path(output, "results.md").read_text(), flush=True)
     return results

@@ -17,7 +17,6 @@ the run anywhere and rerun the same command.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -28,7 +27,7 @@ from ..faults import fault_point
 from ..metrics import EVALUATION_VERSION, pass_at_k
 from ..reporting import read_jsonl, write_json_atomic
 from .plan import ComparisonPlan, Method
-from .workers import Claim, claims_enabled
+from .workers import SHARED_CLAIM, PieceHeld, claimed
 
 SEED_RESULTS = "seed_results.json"
 METHODS = "methods"
@@ -110,10 +109,6 @@ def _recipe_defaults() -> dict:
     return json.loads(json.dumps(defaults, sort_keys=True, default=str))
 
 
-class PieceHeld(Exception):
-    """Another process holds a seed's shared stages (``run_seed(..., wait=False)``)."""
-
-
 def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Path,
              wait: bool = True) -> dict | None:
     """Run (or resume) one seed; returns its record (also written to ``seed_results.json``), or None when
@@ -130,7 +125,7 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
                 write_json_atomic(folder / SEED_RESULTS, record)
             print(f"== seed {seed}: finished before ({folder / METHODS}), reused ==", flush=True)
         return record
-    with _claimed(folder / SHARED_CLAIM, wait) as held:
+    with claimed(folder / SHARED_CLAIM, wait) as held:
         if not held:
             raise PieceHeld(seed)
         ctx, records, scoring = _shared_stages(plan, methods, seed, recipe)
@@ -141,7 +136,7 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
                 print(f"== seed {seed}: method {method.name} finished before ({folder}/{METHODS}/"
                       f"{method.name}.json), reused ==", flush=True)
             continue
-        with _claimed(folder / METHODS / f".{method.name}.lock", wait=False) as held:
+        with claimed(folder / METHODS / f".{method.name}.lock", wait=False) as held:
             if held:  # finished by another process between the read above and the claim: reused
                 records[method.name] = load_method(folder, method.name, method_settings(plan, method, seed,
                                                                                          folder))
@@ -155,29 +150,6 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     ctx.state.wait_for_everyone()
     fault_point(f"seed_done:{seed}")
     return record
-
-
-SHARED_CLAIM = ".shared.lock"
-
-
-@contextlib.contextmanager
-def _claimed(path: Path, wait: bool):
-    """Yield whether this process holds ``path``'s claim (always True where pieces are not claimed:
-    ``workers.claims_enabled``)."""
-    if not claims_enabled():
-        yield True
-        return
-    claim = Claim(path)
-    if not claim.try_take():
-        if not wait:
-            yield False
-            return
-        print(f"compare: waiting for the process that runs {path.parent.name}'s shared stages", flush=True)
-        claim.take()
-    try:
-        yield True
-    finally:
-        claim.release()
 
 
 def _load_records(plan: ComparisonPlan, methods: list[Method], seed: int, folder: Path) -> dict:
