@@ -250,6 +250,33 @@ def sft_stability_section() -> str:
             + "\n".join(lines) + "\n")
 
 
+SEED_SPREAD = RESULTS / "sft_stability" / "seed_spread.json"  # benchmarks/sft_seed_spread.py's JSON line
+
+
+def sft_seed_spread_section() -> str:
+    """SFT maj@1 per candidate setting and seed on the validation split, with mean and standard deviation,
+    from benchmarks/sft_seed_spread.py's JSON line: the setting the comparison's SFT stage uses."""
+    if not SEED_SPREAD.exists():
+        return ""
+    data = json.loads(SEED_SPREAD.read_text())
+    seeds = [str(s) for s in data["seeds"]]
+    lines = ["| setting | overrides | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std |",
+             "|---|---|" + "---|" * (len(seeds) + 2)]
+    for name, row in data["rows"].items():
+        values = " | ".join(f"{row['maj@1'][s]:.3f}" for s in seeds)
+        lines.append(f"| {name} | `{row['overrides']}` | {values} | {row['mean']:.3f} | {row['std']:.3f} |")
+    cpu = data["machine"].get("cpu", "?")
+    extensions = ", ".join(data["machine"].get("matrix_extensions", []))
+    settings = " ".join(f"\\\n    --setting \"{n}={r['overrides']}\"" for n, r in data["rows"].items())
+    command = (f"python benchmarks/sft_seed_spread.py --recipe {data['recipe']} --seeds {' '.join(seeds)} "
+               + settings)
+    return ("## The SFT stage's spread over seeds, per setting (validation split)\n\n```bash\n"
+            f"{command}\n```\n\n"
+            "Greedy maj@1 of the comparison's SFT stage on 500 validation questions (carved from the train "
+            f"split), seeds that no reported result uses; CPU: {cpu} ({extensions}).\n\n"
+            + "\n".join(lines) + "\n")
+
+
 def section(name: str) -> str:
     """A run's page section, from its copied ``results.json``."""
     _, title, command = RUNS[name]
@@ -291,6 +318,8 @@ def build_pages() -> list[Path]:
             pages.setdefault(page, []).append(section(name))
     if SFT_STABILITY.exists():
         pages.setdefault("comparison.md", []).append(sft_stability_section())
+    if SEED_SPREAD.exists():
+        pages.setdefault("comparison.md", []).append(sft_seed_spread_section())
     written = []
     for page, sections in pages.items():
         path = RESULTS / page

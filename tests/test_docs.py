@@ -164,6 +164,24 @@ def test_the_sft_stability_section_tables_the_benchmarks_rows(tmp_path, monkeypa
     assert "| 0.003 | 2 | 0.455 [0.424, 0.486] | 1.23e-02 |" in text
 
 
+def test_the_seed_spread_section_tables_each_seed_and_reproduces_the_command(tmp_path, monkeypatch):
+    """Built from benchmarks/sft_seed_spread.py's JSON line (seeds as JSON keys: strings); absent without."""
+    import json
+
+    builder = _results_builder()
+    monkeypatch.setattr(builder, "SEED_SPREAD", tmp_path / "spread.json")
+    assert builder.sft_seed_spread_section() == ""
+    row = {"overrides": "--sft.learning_rate 1e-3", "maj@1": {"100": 0.982, "101": 0.95}, "mean": 0.966,
+           "std": 0.0226}
+    data = {"seeds": [100, 101], "recipe": "recipes/compare_quickstart.yaml", "rows": {"lr1e-3": row},
+            "machine": {"cpu": "AMD EPYC", "matrix_extensions": ["avx2"]}}
+    (tmp_path / "spread.json").write_text(json.dumps(data))
+    text = builder.sft_seed_spread_section()
+    assert "| lr1e-3 | `--sft.learning_rate 1e-3` | 0.982 | 0.950 | 0.966 | 0.023 |" in text
+    assert '--seeds 100 101 \\\n    --setting "lr1e-3=--sft.learning_rate 1e-3"' in text
+    assert "AMD EPYC (avx2)" in text
+
+
 # ------------------------------------------------------------------ (b) links
 
 
