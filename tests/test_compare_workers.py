@@ -18,6 +18,7 @@ from trl_reasoning.compare.workers import (
     core_shares,
     seed_order,
     start_workers,
+    wait_for,
     without_workers_flag,
     worker_environment,
 )
@@ -61,6 +62,12 @@ def test_each_worker_starts_at_its_own_seed_on_its_own_cores(monkeypatch):
     assert "VLLM_CPU_OMP_THREADS_BIND" not in worker_environment(1, 2, [0], gpus=[])  # the user's binding
     assert without_workers_flag(["r.yaml", "--workers", "2", "--seeds", "0", "--workers=3"]) == [
         "r.yaml", "--seeds", "0"]
+
+
+def test_a_failed_worker_is_named_after_every_worker_exits():
+    workers = [subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"]) for code in (0, 3)]
+    assert wait_for(workers) == ["worker 2 exited with code 3"]
+    assert all(w.returncode is not None for w in workers)
 
 
 def test_workers_are_refused_under_accelerate_launch(monkeypatch):
