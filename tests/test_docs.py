@@ -178,7 +178,7 @@ def test_the_seed_spread_section_tables_each_seed_and_reproduces_the_command(tmp
     (tmp_path / "spread.json").write_text(json.dumps(data))
     text = builder.sft_seed_spread_section()
     assert "| lr1e-3 | `--sft.learning_rate 1e-3` | 0.982 | 0.950 | 0.966 | 0.023 |" in text
-    assert '--seeds 100 101 \\\n    --setting "lr1e-3=--sft.learning_rate 1e-3"' in text
+    assert "--seeds 100 101 \\\n    --setting 'lr1e-3=--sft.learning_rate 1e-3'" in text
     assert "AMD EPYC (avx2)" in text
 
 
