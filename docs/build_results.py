@@ -15,14 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/: real_model_pages
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/: real_model_pages, benchmark_pages
 
-import real_model_pages  # noqa: E402 - beside this file (docs/), found through the path set above
+import benchmark_pages  # noqa: E402 - beside this file (docs/), found through the path set above
+import real_model_pages  # noqa: E402
 
 from trl_reasoning.compare.report import CURVE_FILES, results_markdown
 from trl_reasoning.compare.runner import METHODS
@@ -239,53 +239,8 @@ def reward_models_section(name: str, results: dict) -> str:
 
 
 SFT_STABILITY = RESULTS / "sft_stability" / "rows.json"  # benchmarks/sft_stability.py's JSON line
-
-
-def sft_stability_section() -> str:
-    """The SFT stage trained with 1 and 2 torch threads (same seed, same machine) at each learning rate,
-    from benchmarks/sft_stability.py's rows: how far summation order alone moves SFT maj@1."""
-    if not SFT_STABILITY.exists():
-        return ""
-    lines = ["| learning rate | torch threads | SFT greedy maj@1 [95%] | largest weight difference "
-             "vs 1 thread |", "|---|---|---|---|"]
-    for r in json.loads(SFT_STABILITY.read_text()):
-        diff = r.get("max_weight_difference_vs_1_thread")
-        lines.append(f"| {r['learning_rate']:g} | {r['threads']} | {r['maj@1']:.3f} [{r['ci95'][0]:.3f}, "
-                     f"{r['ci95'][1]:.3f}] | {'' if diff is None else f'{diff:.2e}'} |")
-    return ("## The SFT stage's sensitivity to summation order and learning rate\n\n```bash\n"
-            "python benchmarks/sft_stability.py --recipe recipes/compare_quickstart.yaml --seed 0\n```\n\n"
-            "The comparison's SFT stage, seed 0, trained twice per learning rate on one machine, with 1 and "
-            "with 2 torch threads (both on the one core the run was pinned to): the only change is the order "
-            "in which floating-point sums may be taken, as on another CPU's kernels.\n\n"
-            + "\n".join(lines) + "\n")
-
-
 SEED_SPREAD = RESULTS / "sft_stability" / "seed_spread.json"  # benchmarks/sft_seed_spread.py's JSON line
-
-
-def sft_seed_spread_section() -> str:
-    """SFT maj@1 per candidate setting and seed on the validation split, with mean and standard deviation,
-    from benchmarks/sft_seed_spread.py's JSON line: the setting the comparison's SFT stage uses."""
-    if not SEED_SPREAD.exists():
-        return ""
-    data = json.loads(SEED_SPREAD.read_text())
-    seeds = [str(s) for s in data["seeds"]]
-    lines = ["| setting | overrides | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std |",
-             "|---|---|" + "---|" * (len(seeds) + 2)]
-    for name, row in data["rows"].items():
-        values = " | ".join(f"{row['maj@1'][s]:.3f}" for s in seeds)
-        lines.append(f"| {name} | `{row['overrides']}` | {values} | {row['mean']:.3f} | {row['std']:.3f} |")
-    cpu = data["machine"].get("cpu", "?")
-    extensions = ", ".join(data["machine"].get("matrix_extensions", []))
-    settings = " ".join(f"\\\n    --setting {shlex.quote(name + '=' + row['overrides'])}"
-                        for name, row in data["rows"].items())
-    command = (f"python benchmarks/sft_seed_spread.py --recipe {data['recipe']} --seeds {' '.join(seeds)} "
-               + settings)
-    return ("## The SFT stage's spread over seeds, per setting (validation split)\n\n```bash\n"
-            f"{command}\n```\n\n"
-            "Greedy maj@1 of the comparison's SFT stage on 500 validation questions (carved from the train "
-            f"split), seeds that no reported result uses; CPU: {cpu} ({extensions}).\n\n"
-            + "\n".join(lines) + "\n")
+RM_SWEEP = RESULTS / "rm_sweep"  # benchmarks/reward_model_sweep.py's <stage>_sweep.json files
 
 
 def section(name: str) -> str:
@@ -328,9 +283,11 @@ def build_pages() -> list[Path]:
         if (RESULTS / name / "results.json").exists():
             pages.setdefault(page, []).append(section(name))
     if SFT_STABILITY.exists():
-        pages.setdefault("comparison.md", []).append(sft_stability_section())
+        pages.setdefault("comparison.md", []).append(benchmark_pages.sft_stability_section(SFT_STABILITY))
     if SEED_SPREAD.exists():
-        pages.setdefault("comparison.md", []).append(sft_seed_spread_section())
+        pages.setdefault("comparison.md", []).append(benchmark_pages.sft_seed_spread_section(SEED_SPREAD))
+    if RM_SWEEP.exists():
+        pages.setdefault("tuning.md", []).append(benchmark_pages.reward_model_sweep_section(RM_SWEEP))
     written = []
     for page, sections in pages.items():
         path = RESULTS / page

@@ -69,6 +69,13 @@ def _results_builder():
     return builder
 
 
+def _benchmark_pages():
+    _results_builder()  # puts docs/ on sys.path
+    import benchmark_pages
+
+    return benchmark_pages
+
+
 def test_readme_quickstart_table_is_the_one_built_from_its_run():
     """The README's quickstart results are what docs/build_results.py makes of the copied run's
     results.json, between its marks: a rerun rewrites them, a hand edit fails here, and there is no
@@ -148,38 +155,53 @@ def test_the_reward_models_section_copies_each_seeds_scores_and_says_when_rerank
     assert builder.reward_models_section("compare_quickstart", results) == ""  # no copied scores
 
 
-def test_the_sft_stability_section_tables_the_benchmarks_rows(tmp_path, monkeypatch):
+def test_the_sft_stability_section_tables_the_benchmarks_rows(tmp_path):
     """Built from benchmarks/sft_stability.py's JSON rows; absent without them."""
     import json
 
-    builder = _results_builder()
-    monkeypatch.setattr(builder, "SFT_STABILITY", tmp_path / "rows.json")
-    assert builder.sft_stability_section() == ""
+    pages = _benchmark_pages()
+    assert pages.sft_stability_section(tmp_path / "rows.json") == ""
     rows = [{"learning_rate": 0.003, "threads": 1, "maj@1": 0.611, "ci95": [0.58, 0.64]},
             {"learning_rate": 0.003, "threads": 2, "maj@1": 0.455, "ci95": [0.424, 0.486],
              "max_weight_difference_vs_1_thread": 0.0123}]
     (tmp_path / "rows.json").write_text(json.dumps(rows))
-    text = builder.sft_stability_section()
+    text = pages.sft_stability_section(tmp_path / "rows.json")
     assert "| 0.003 | 1 | 0.611 [0.580, 0.640] |  |" in text
     assert "| 0.003 | 2 | 0.455 [0.424, 0.486] | 1.23e-02 |" in text
 
 
-def test_the_seed_spread_section_tables_each_seed_and_reproduces_the_command(tmp_path, monkeypatch):
+def test_the_seed_spread_section_tables_each_seed_and_reproduces_the_command(tmp_path):
     """Built from benchmarks/sft_seed_spread.py's JSON line (seeds as JSON keys: strings); absent without."""
     import json
 
-    builder = _results_builder()
-    monkeypatch.setattr(builder, "SEED_SPREAD", tmp_path / "spread.json")
-    assert builder.sft_seed_spread_section() == ""
+    pages = _benchmark_pages()
+    assert pages.sft_seed_spread_section(tmp_path / "spread.json") == ""
     row = {"overrides": "--sft.learning_rate 1e-3", "maj@1": {"100": 0.982, "101": 0.95}, "mean": 0.966,
            "std": 0.0226}
     data = {"seeds": [100, 101], "recipe": "recipes/compare_quickstart.yaml", "rows": {"lr1e-3": row},
             "machine": {"cpu": "AMD EPYC", "matrix_extensions": ["avx2"]}}
     (tmp_path / "spread.json").write_text(json.dumps(data))
-    text = builder.sft_seed_spread_section()
+    text = pages.sft_seed_spread_section(tmp_path / "spread.json")
     assert "| lr1e-3 | `--sft.learning_rate 1e-3` | 0.982 | 0.950 | 0.966 | 0.023 |" in text
     assert "--seeds 100 101 \\\n    --setting 'lr1e-3=--sft.learning_rate 1e-3'" in text
     assert "AMD EPYC (avx2)" in text
+
+
+def test_the_reward_model_sweep_section_tables_each_setting_with_its_command(tmp_path):
+    """Built from benchmarks/reward_model_sweep.py's <stage>_sweep.json rows; absent without them."""
+    import json
+
+    pages = _benchmark_pages()
+    assert pages.reward_model_sweep_section(tmp_path) == ""
+    rows = [{"setting": "as_recipe", "overrides": "", "final_auroc": 0.6481, "final_accuracy": 0.565,
+             "positive_share": 0.594},
+            {"setting": "value_head", "overrides": "--orm.head value", "final_auroc": 0.701,
+             "final_accuracy": 0.667, "positive_share": 0.578}]
+    (tmp_path / "orm_sweep.json").write_text(json.dumps(rows))
+    text = pages.reward_model_sweep_section(tmp_path)
+    assert "| value_head | `--orm.head value` | 0.701 | 0.667 | 0.578 |  |" in text
+    assert "--setting as_recipe= \\\n    --setting 'value_head=--orm.head value'" in text
+    assert "prm setting" not in text  # no prm file
 
 
 # ------------------------------------------------------------------ (b) links
