@@ -192,16 +192,17 @@ def test_the_reward_model_sweep_section_tables_each_setting_with_its_command(tmp
     import json
 
     pages = _benchmark_pages()
-    assert pages.reward_model_sweep_section(tmp_path) == ""
+    assert pages.reward_model_sweep_section(tmp_path, "abc1234") == ""
     rows = [{"setting": "as_recipe", "overrides": "", "final_auroc": 0.6481, "final_accuracy": 0.565,
              "positive_share": 0.594},
             {"setting": "value_head", "overrides": "--orm.head value", "final_auroc": 0.701,
              "final_accuracy": 0.667, "positive_share": 0.578}]
     (tmp_path / "orm_sweep.json").write_text(json.dumps(rows))
-    text = pages.reward_model_sweep_section(tmp_path)
+    text = pages.reward_model_sweep_section(tmp_path, "abc1234")
     assert "| value_head | `--orm.head value` | 0.701 | 0.667 | 0.578 |  |" in text
     assert "--setting as_recipe= \\\n    --setting 'value_head=--orm.head value'" in text
     assert "prm setting" not in text  # no prm file
+    assert "git checkout abc1234 && python benchmarks/reward_model_sweep.py" in text
 
 
 # ------------------------------------------------------------------ (b) links
