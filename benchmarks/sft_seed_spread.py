@@ -58,17 +58,24 @@ def main() -> None:
             print(f"{name} seed {seed}: maj@1 {rows[name]['maj@1'][seed]:.3f}", flush=True)
     from trl_reasoning.compare.runner import machine
 
-    print(f"\nCPU: {machine().get('cpu')} ({', '.join(machine().get('matrix_extensions', []))})")
-    print("| setting | overrides | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | std | wall s |")
-    print("|---|---|" + "---|" * (len(args.seeds) + 3))
-    for name, row in rows.items():
-        values = [row["maj@1"][s] for s in args.seeds]
-        walls = [w for w in row["wall_seconds"].values() if w is not None]
-        row["mean"], row["std"] = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-        print(f"| {name} | `{row['overrides']}` | " + " | ".join(f"{v:.3f}" for v in values)
-              + f" | {row['mean']:.3f} | {row['std']:.3f} | {round(statistics.mean(walls)) if walls else ''} |")
-    print(json.dumps({"seeds": args.seeds, "recipe": args.recipe, "machine": machine(), "rows": rows}))
+    cpu = machine()
+    print(f"\nCPU: {cpu.get('cpu')} ({', '.join(cpu.get('matrix_extensions', []))})")
+    print_table(rows, args.seeds)
+    print(json.dumps({"seeds": args.seeds, "recipe": args.recipe, "machine": cpu, "rows": rows}))
 
+
+def print_table(rows: dict, seeds: list[int]) -> None:
+    """Each setting's maj@1 per seed, mean, standard deviation and mean wall time (filled into ``rows``)."""
+    print("| setting | overrides | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std | wall s |")
+    print("|---|---|" + "---|" * (len(seeds) + 3))
+    for name, row in rows.items():
+        values = [row["maj@1"][s] for s in seeds]
+        walls = [w for w in row["wall_seconds"].values() if w is not None]
+        row["mean"] = statistics.mean(values)
+        row["std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        wall = round(statistics.mean(walls)) if walls else ""
+        print(f"| {name} | `{row['overrides']}` | " + " | ".join(f"{v:.3f}" for v in values)
+              + f" | {row['mean']:.3f} | {row['std']:.3f} | {wall} |")
 
 if __name__ == "__main__":
     main()
