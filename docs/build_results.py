@@ -241,9 +241,10 @@ def reward_models_section(name: str, results: dict) -> str:
             f"rows.{tail}\n\n" + "\n".join(lines) + "\n\n")
 
 
-SFT_STABILITY = RESULTS / "sft_stability" / "rows.json"  # benchmarks/sft_stability.py's JSON line
-SEED_SPREAD = RESULTS / "sft_stability" / "seed_spread.json"  # benchmarks/sft_seed_spread.py's JSON line
-RM_SWEEP = RESULTS / "rm_sweep"  # benchmarks/reward_model_sweep.py's <stage>_sweep.json files
+# The benchmark scripts' JSON output, under RESULTS (read where build_pages runs, so a test may move RESULTS)
+SFT_STABILITY = "sft_stability/rows.json"  # benchmarks/sft_stability.py's JSON line
+SEED_SPREAD = "sft_stability/seed_spread.json"  # benchmarks/sft_seed_spread.py's JSON line
+RM_SWEEP = "rm_sweep"  # benchmarks/reward_model_sweep.py's <stage>_sweep.json files
 RM_SWEEP_COMMIT = "0ad3790"  # the recipe the sweep ran on (the ORM's implicit head, since replaced)
 
 
@@ -286,13 +287,13 @@ def build_pages() -> list[Path]:
     for name, (page, _, _) in RUNS.items():
         if (RESULTS / name / "results.json").exists():
             pages.setdefault(page, []).append(section(name))
-    if SFT_STABILITY.exists():
-        pages.setdefault("comparison.md", []).append(benchmark_pages.sft_stability_section(SFT_STABILITY))
-    if SEED_SPREAD.exists():
-        pages.setdefault("comparison.md", []).append(benchmark_pages.sft_seed_spread_section(SEED_SPREAD))
-    if RM_SWEEP.exists():
-        sweep = benchmark_pages.reward_model_sweep_section(RM_SWEEP, RM_SWEEP_COMMIT)
-        pages.setdefault("tuning.md", []).append(sweep)
+    benchmarks = [("comparison.md", benchmark_pages.sft_stability_section(RESULTS / SFT_STABILITY)),
+                  ("comparison.md", benchmark_pages.sft_seed_spread_section(RESULTS / SEED_SPREAD)),
+                  ("tuning.md", benchmark_pages.reward_model_sweep_section(RESULTS / RM_SWEEP,
+                                                                           RM_SWEEP_COMMIT))]
+    for page, text in benchmarks:
+        if text:  # "" where the benchmark's file is absent
+            pages.setdefault(page, []).append(text)
     written = []
     for page, sections in pages.items():
         path = RESULTS / page

@@ -178,6 +178,8 @@ def _check_results_page(output: Path, pages: Path) -> None:
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
     builder.RESULTS = pages
+    command = "trl-reasoning compare recipes/compare_quickstart.yaml --seeds 0 1"  # the recipe as it is now
+    builder.RUNS = {"compare_quickstart": ("comparison.md", "The comparison", command)}
     builder.copy_run("compare_quickstart", output)
     (page,) = builder.build_pages()
     text = page.read_text()
