@@ -167,12 +167,15 @@ def run_train(argv: list[str]) -> dict:
         return run_recipe(recipe)
 
 
+COMPARE_FLAGS = ("--seeds", "--output", "--only", "--workers")  # the rest of compare's argv: recipe overrides
+
+
 def _compare_args(argv: list[str]) -> tuple[list[int], dict, list[str]]:
     """``--seeds 0 1 2``, ``--output DIR``, ``--only a,b`` and ``--workers N`` out of ``argv``: (seeds,
     {output, only, workers}, the rest: recipe overrides)."""
     seeds, flags, rest, i = [0], {"output": None, "only": None, "workers": 1}, [], 0
-    argv = [part for token in argv for part in (token.split("=", 1) if token.split("=", 1)[0] in
-                                                 ("--seeds", "--output", "--only", "--workers") else [token])]
+    argv = [part for token in argv  # --flag=value as --flag value, for compare's own flags only
+            for part in (token.split("=", 1) if token.partition("=")[0] in COMPARE_FLAGS else [token])]
     while i < len(argv):
         token = argv[i]
         if token == "--seeds":
@@ -185,7 +188,7 @@ def _compare_args(argv: list[str]) -> tuple[list[int], dict, list[str]]:
                 raise DataError(f"--seeds: expected integers, got {values}") from None
             if not seeds:
                 raise DataError("--seeds: expected at least one integer")
-        elif token in ("--output", "--only", "--workers") and i + 1 < len(argv):
+        elif token in COMPARE_FLAGS[1:] and i + 1 < len(argv):
             flags[token[2:]] = argv[i := i + 1]
         else:
             rest.append(token)

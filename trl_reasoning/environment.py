@@ -1,5 +1,6 @@
 """Environment variables set for one block and restored after it (vLLM reads them at engine start,
-accelerate's launcher copies them into the processes it starts)."""
+accelerate's launcher copies them into the processes it starts), and this process's CPU cores split
+between the processes it starts (vLLM servers, comparison workers)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,13 @@ def environment_set(values: dict[str, str]):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def split_cores(count: int) -> list[list[int]] | None:
+    """This process's CPU cores (its affinity) split into ``count`` disjoint, equal, consecutive shares
+    (the remainder unused); None where there are fewer cores than ``count``."""
+    cores = sorted(os.sched_getaffinity(0))
+    per = len(cores) // count
+    if per < 1:
+        return None
+    return [cores[i * per:(i + 1) * per] for i in range(count)]

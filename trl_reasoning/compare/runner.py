@@ -137,11 +137,11 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
                       f"{method.name}.json), reused ==", flush=True)
             continue
         with claimed(folder / METHODS / f".{method.name}.lock", wait=False) as held:
-            if held:  # finished by another process between the read above and the claim: reused
-                records[method.name] = load_method(folder, method.name, method_settings(plan, method, seed,
-                                                                                         folder))
-            if held and records[method.name] is None:
-                records[method.name] = _run_method(ctx, plan, method, seed, scoring, (index, total))
+            if held:  # reread: another process may have finished it between the read above and the claim
+                settings = method_settings(plan, method, seed, folder)
+                records[method.name] = load_method(folder, method.name, settings)
+                if records[method.name] is None:
+                    records[method.name] = _run_method(ctx, plan, method, seed, scoring, (index, total))
     if not _all_there(records, methods):
         return None  # another process is running a method of this seed
     record = _seed_record(seed, recipe, [records[plan.baseline], *(records[m.name] for m in methods)])

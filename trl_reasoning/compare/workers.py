@@ -119,13 +119,11 @@ def seed_order(seeds: list[int], index: int) -> list[int]:
 
 
 def core_shares(count: int) -> list[list[int]]:
-    """This process's CPU cores split into ``count`` disjoint, equal shares (the remainder unused);
-    every worker gets the whole set where there are fewer cores than workers."""
-    cores = sorted(os.sched_getaffinity(0))
-    per = len(cores) // count
-    if per < 1:
-        return [cores] * count
-    return [cores[i * per:(i + 1) * per] for i in range(count)]
+    """This process's CPU cores split into ``count`` disjoint, equal shares (``split_cores``); every
+    worker gets the whole set where there are fewer cores than workers."""
+    from ..environment import split_cores
+
+    return split_cores(count) or [sorted(os.sched_getaffinity(0))] * count
 
 
 def visible_gpus() -> list[str]:

@@ -113,13 +113,14 @@ def cpu_binds(num_servers: int, ranks: int) -> list[str] | None:
     vLLM's own binding keeps one core per worker for its scheduler and lets every server take the same
     cores: one server then computed on 1 of this machine's 2 cores (0.62x the in-process engine's tokens/s,
     which uses them all), and two servers each spun threads on both."""
+    from ..environment import split_cores
+
     if not _on_cpu() or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
         return None
-    cores = sorted(os.sched_getaffinity(0))
-    per_rank = len(cores) // (num_servers * ranks)
-    if per_rank < 1:
+    shares = split_cores(num_servers * ranks)
+    if shares is None:
         return None
-    groups = [",".join(map(str, cores[g * per_rank:(g + 1) * per_rank])) for g in range(num_servers * ranks)]
+    groups = [",".join(map(str, share)) for share in shares]
     return ["|".join(groups[s * ranks:(s + 1) * ranks]) for s in range(num_servers)]
 
 
