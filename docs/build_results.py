@@ -134,10 +134,23 @@ def copy_run(name: str, folder: Path) -> Path:
         copied = target / metrics.parent.parent.name / REWARD_MODEL_FILE.format(kind=metrics.parent.name)
         copied.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(metrics, copied)
+    copy_reward_logs(folder, target)
     recipe = _recipe_of(name)
     if recipe is not None and "git checkout" not in RUNS[name][2] and _task_of(recipe) == "arithmetic":
         write_fact_tables(recipe, folder, target)
     return target
+
+
+def copy_reward_logs(folder: Path, target: Path) -> None:
+    """Each on-policy method's logged rollout rewards (``seed_S/METHOD/STAGE/trainer_state.json``'s
+    ``reward`` entries) into ``target/seed_S/rewards/METHOD.json``: what the reward-trend figure reads."""
+    for state in sorted(folder.glob("seed_*/*/*/trainer_state.json")):
+        logged = [{"step": e["step"], "reward": e["reward"]}
+                  for e in json.loads(state.read_text())["log_history"] if "reward" in e and "step" in e]
+        if logged:
+            copied = target / state.parents[2].name / "rewards" / f"{state.parents[1].name}.json"
+            copied.parent.mkdir(parents=True, exist_ok=True)
+            copied.write_text(json.dumps(logged, indent=1) + "\n")
 
 
 def _recipe_of(name: str) -> str | None:

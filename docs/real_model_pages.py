@@ -12,7 +12,7 @@ from pathlib import Path
 def sections(results: Path) -> list[str]:
     """The page's sections that have files under ``results``, in page order."""
     parts = (smollm2_trials_section(results), smollm2_recipe_section(results), starts_section(results),
-             ppo_profile_section(results))
+             reward_trend_section(results), ppo_profile_section(results))
     return [part for part in parts if part]
 
 
@@ -219,3 +219,40 @@ def ppo_profile_section(results: Path) -> str:
             "completion positions only) at the machine's measured matmul rate. Generation's floor uses "
             "the faster rate (vLLM runs its own kernels). How the benchmark counts is in its "
             "docstring.\n\n" + "\n".join(parts))
+
+
+REWARD_TRENDS = "smollm2_compare"  # docs/results/smollm2_compare/seed_S/rewards/METHOD.json (build_results)
+
+
+def reward_trend_section(results: Path) -> str:
+    """The on-policy methods' logged rollout reward per optimizer step in the SmolLM2 comparison: a
+    figure and each method's slope with its interval (``metrics.reward_trend``); or nothing."""
+    from trl_reasoning.metrics import reward_trend
+    from trl_reasoning.reporting import plot_curves
+
+    logs = sorted((results / REWARD_TRENDS).glob("seed_*/rewards/*.json"))
+    if not logs:
+        return ""
+    curves, rows = {}, []
+    for path in logs:
+        seed, method = path.parent.parent.name.removeprefix("seed_"), path.stem
+        logged = json.loads(path.read_text())
+        curves[f"{method} (seed {seed})"] = ([e["step"] for e in logged], [e["reward"] for e in logged])
+        trend = reward_trend(logged)
+        if trend is None:
+            rows.append(f"| {method} | {seed} | {len(logged)} | | | too few points |")
+            continue
+        interval = ("too few points for an interval" if trend["ci95"] is None
+                    else f"[{trend['ci95'][0]:+.3f}, {trend['ci95'][1]:+.3f}]")
+        rows.append(f"| {method} | {seed} | {trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | "
+                    f"{trend['slope']:+.3f} {interval} |")
+    figure = plot_curves(results / REWARD_TRENDS / "reward_trend.png", curves, "optimizer step",
+                         "mean rollout reward (logged)", "Rollout reward while training, SmolLM2 on SVAMP")
+    return ("## The on-policy methods' rollout reward\n\nThe mean correctness reward of each logged "
+            "rollout batch against the optimizer step, from each method's `trainer_state.json` in the "
+            "equal wall-time comparison on this page; the slope per 100 steps is a least-squares fit "
+            "with a 95% bootstrap interval over the logged points "
+            "(`trl_reasoning.metrics.reward_trend`).\n\n"
+            f"![rollout reward]({REWARD_TRENDS}/{figure.name})\n\n"
+            "| method | seed | logged points | first | last | slope per 100 steps [95%] |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")

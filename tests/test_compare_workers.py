@@ -109,6 +109,24 @@ def test_a_seed_whose_shared_stages_another_process_holds_waits_until_they_are_f
     assert json.loads((output / "results.json").read_text())["seeds"] == [1, 0]
 
 
+def test_a_worker_runs_every_seeds_shared_stages_before_any_method(tmp_path):
+    """A worker trains seed 1's SFT before seed 0's methods (a plain run goes seed by seed), so the last
+    seed's SFT is not what the workers wait on at the end."""
+    recipe, output = _recipe(tmp_path)
+    command = [sys.executable, "-m", "trl_reasoning", "compare", str(recipe), "--seeds", "0", "1", "--only",
+               "sft_more"]
+    env = {**os.environ, "TRL_REASONING_COMPARE_WORKER": "1/2"}
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    banners = [line for line in run.stdout.splitlines() if re.match(r"== \[\d+/\d+\] ", line)]
+    pieces = [re.sub(r"^== \[\d+/\d+\] \w+: ", "", b).rstrip(" =") for b in banners]
+    assert pieces == ["seed 0: supervised fine-tuning", "seed 0: the SFT start, held out",
+                      "seed 1: supervised fine-tuning", "seed 1: the SFT start, held out",
+                      "seed 0: method sft_more", "seed 0: method sft_more, held out",
+                      "seed 1: method sft_more", "seed 1: method sft_more, held out"], run.stdout[-3000:]
+    assert not (output / "results.json").exists()  # a worker leaves the report to its coordinator
+
+
 @pytest.mark.slow
 def test_two_workers_finish_a_comparison_without_running_any_piece_twice(tmp_path):
     recipe, output = _recipe(tmp_path)

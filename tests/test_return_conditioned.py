@@ -120,7 +120,7 @@ def test_a_dense_round_trains_on_the_completion_text_only_not_the_prompt_or_tags
 
 def test_good_tag_is_forced_after_every_step_at_generation_time(tiny_model_dir, tmp_path):
     from trl_reasoning.sampling import sample_completions
-    from trl_reasoning.trainers.return_conditioned_trainer import ForceTokenAfterDelimiter
+    from trl_reasoning.sampling.forcing import ForcedToken
 
     train = add_prompts(load_task("arithmetic", split="train", num_examples=4))
     trainer = ReturnConditionedTrainer(model=str(tiny_model_dir), args=_args(tmp_path, tag_mode="dense"),
@@ -137,7 +137,7 @@ def test_good_tag_is_forced_after_every_step_at_generation_time(tiny_model_dir, 
     trainer.model.generate = recording_generate
     newline = [i for i in range(len(tokenizer)) if tokenizer.decode([i]).endswith("\n")][0]
     prompts = [p + "[GOOD]" for p in train["prompt"]]
-    forced = ForceTokenAfterDelimiter(tokenizer, good)
+    forced = ForcedToken(tokenizer, good)
     sample_completions(
         trainer.model,
         tokenizer,
@@ -161,7 +161,7 @@ def test_dense_good_tag_beats_unconditioned(tiny_model_dir, tmp_path):
     """Dense tags (a step is good when it has a digit): conditioned on [GOOD] before every step, the
     policy writes digit steps more often than unconditioned or conditioned on [BAD]."""
     from trl_reasoning.sampling import sample_completions
-    from trl_reasoning.trainers.return_conditioned_trainer import ForceTokenAfterDelimiter
+    from trl_reasoning.sampling.forcing import ForcedToken
 
     train = add_prompts(load_task("arithmetic", split="train", num_examples=64))
     trainer = ReturnConditionedTrainer(
@@ -176,7 +176,7 @@ def test_dense_good_tag_beats_unconditioned(tiny_model_dir, tmp_path):
 
     def digit_step_rate(tag: str | None) -> float:
         processors = (
-            [ForceTokenAfterDelimiter(tokenizer, tokenizer.convert_tokens_to_ids(tag))] if tag else []
+            [ForcedToken(tokenizer, tokenizer.convert_tokens_to_ids(tag))] if tag else []
         )
         prompts = [p + (tag or "") for p in train["prompt"][:32]]
         result = sample_completions(
@@ -254,6 +254,11 @@ def test_bad_set_ups_fail_clearly(tiny_model_dir, tmp_path):
         )
     with pytest.raises(ValueError, match="tag_mode"):
         _args(tmp_path, tag_mode="sometimes")
+    served = _args(tmp_path, tag_mode="dense", sampling_backend="vllm_server",
+                   vllm_server_urls=["http://127.0.0.1:9"])
+    with pytest.raises(ValueError, match="a running vllm serve does not do"):  # before round 1 trains
+        ReturnConditionedTrainer(model=str(tiny_model_dir), args=served, train_dataset=train,
+                                 step_reward_func=DigitSteps())
 
 
 def test_model_card_names_the_algorithm(tiny_model_dir, tmp_path):

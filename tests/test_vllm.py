@@ -93,6 +93,83 @@ def test_vllm_and_hf_cut_the_same_greedy_completions(servable, answer_pattern, s
             assert cut == (whole[:match.end()] if match else whole)
 
 
+def test_a_forced_token_follows_every_step_on_vllm_as_on_hf(servable):
+    """Dense RCRL's forcing on the vLLM backend: the forced token comes right after every newline (the
+    prompt's too), greedy texts equal the HF backend's under the same rule, and without the rule the
+    model does not write it there (so the check can fail)."""
+    from trl_reasoning.sampling.forcing import ForcedToken
+
+    model, tokenizer = servable
+    forced = ForcedToken(tokenizer, tokenizer.convert_tokens_to_ids("@"))  # a byte arithmetic never writes
+    prompts = [p + "\n" for p in _prompts()]  # the prompt ends a step: '@' must come first
+    greedy, texts = {}, {}
+    for backend in ("hf", "vllm"):
+        with Sampler(model, tokenizer, _settings(backend=backend, max_new_tokens=48), None) as sampler:
+            assert sampler.backend_for([forced]) == backend
+            greedy[backend] = _texts(sampler.sample(prompts, num_generations=1, temperature=0.0,
+                                                    logits_processors=[forced]))
+            if backend == "vllm":
+                texts["forced"] = [t for g in _texts(sampler.sample(prompts, logits_processors=[forced]))
+                                   for t in g]
+                texts["free"] = [t for g in _texts(sampler.sample(prompts)) for t in g]
+    assert greedy["vllm"] == greedy["hf"]
+
+    def newline_then_at(text: str) -> tuple[int, int]:  # (newlines, followed by '@'); a last newline
+        steps = text.removesuffix("\n").split("\n")     # may have hit max_new_tokens
+        return len(steps) - 1, sum(s.startswith("@") for s in steps[1:])
+
+    assert all(t.startswith("@") for t in texts["forced"])
+    counted = [newline_then_at(t) for t in texts["forced"]]
+    assert sum(n for n, _ in counted) > 0 and all(n == ats for n, ats in counted)
+    assert not any(t.startswith("@") for t in texts["free"])  # unforced, the model does not write it there
+
+
+def test_forcing_falls_back_to_hf_or_is_refused_where_vllm_cannot_run_it(servable):
+    from trl_reasoning.sampling.forcing import ForcedToken
+
+    model, tokenizer = servable
+    forced = ForcedToken(tokenizer, tokenizer.convert_tokens_to_ids("@"))
+    with Sampler(model, tokenizer, _settings(backend="auto"), engine=object()) as borrowed:  # TRL's engine
+        assert borrowed.backend_for([forced]) == "hf" and borrowed.backend_for() == "vllm"
+    with Sampler(model, tokenizer, _settings(backend="vllm"), engine=object()) as borrowed:
+        with pytest.raises(SamplingError, match="forced-token processor"):
+            borrowed.backend_for([forced])
+    with Sampler(model, tokenizer, _settings(backend="auto")) as sampler:
+        assert sampler.backend_for([forced]) == "vllm"
+        assert sampler.backend_for([forced, forced]) == "hf"
+        assert sampler.backend_for([lambda ids, scores: scores]) == "hf"
+
+
+def test_the_vllm_forcing_processor_follows_rows_as_the_batch_changes():
+    """vLLM's persistent batch adds, removes and moves requests; the processor forces by each row's own
+    last token (the prompt's before any output) and only for requests that carry the rule."""
+    import torch
+    from vllm import SamplingParams
+    from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
+
+    from trl_reasoning.sampling.forcing import EXTRA_ARGS_KEY
+    from trl_reasoning.sampling.vllm_forcing import VLLMForcedToken
+
+    rule = SamplingParams(extra_args={EXTRA_ARGS_KEY: {"token": 5, "after": [1, 2]}})
+    processor, outputs = VLLMForcedToken(None, torch.device("cpu"), False), [[], [7], [9]]
+    processor.update_state(BatchUpdate(3, removed=[], moved=[], added=[
+        (0, rule, [3, 1], outputs[0]), (1, rule, [3], outputs[1]), (2, SamplingParams(), [1], outputs[2])]))
+
+    def forced_rows() -> list[int]:
+        logits = processor.apply(torch.zeros(3, 8))
+        return [row for row in range(3) if logits[row].argmax() == 5 and logits[row, 0] == float("-inf")]
+
+    assert forced_rows() == [0]  # its prompt ends with 1; row 2 ends with 1 but carries no rule
+    outputs[0].append(4)
+    outputs[1].append(2)
+    assert forced_rows() == [1]
+    processor.update_state(BatchUpdate(3, removed=[], added=[],
+                                       moved=[(0, 1, MoveDirectionality.SWAP)]))
+    assert forced_rows() == [0]  # request 1 now sits at row 0
+    processor.update_state(BatchUpdate(2, removed=[0], added=[], moved=[]))
+    assert forced_rows() == []
+
+
 def test_same_seed_same_samples_and_weights_follow_the_policy(servable):
     import torch
 

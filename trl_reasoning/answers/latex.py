@@ -78,13 +78,17 @@ _warmed = False
 
 
 def _warm_math_verify() -> None:
-    """Parse once in the parent so forked children inherit math-verify's compiled grammars."""
+    """Parse and compare once in the parent so forked children inherit math-verify's compiled grammars
+    and sympy's lazily built parts: a child's first symbolic comparison otherwise spent ~0.48 s of its
+    1 s CPU limit building them (0.009 s after; measured on the 2-core AMD EPYC), and failed an equal
+    pair in a loaded test run."""
     global _warmed
     if not _warmed:
         import logging
 
         logging.getLogger("math_verify").setLevel(logging.ERROR)
         _math_verify_equal("1", "1")
+        _math_verify_equal("(x+1)^2", "x^2+2x+1")
         _warmed = True
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .plan import ComparisonPlan, Method, load_plan, select
 from .report import summarise
-from .runner import run_seed
+from .runner import run_seed, run_shared
 from .workers import PieceHeld, WorkerError, seed_order, this_worker
 
 __all__ = ["ComparisonPlan", "Method", "load_plan", "run_comparison", "select"]
@@ -32,9 +32,12 @@ def run_comparison(recipe_path: str | Path, seeds: list[int], output: str | Path
     index, count = this_worker()
     if index:
         print(f"compare: worker {index} of {count}, on cores {sorted(os.sched_getaffinity(0))}", flush=True)
-    records, later = {}, []
-    for seed in seed_order(seeds, max(index - 1, 0)):  # a seed whose shared stages another worker runs:
-        try:                                           # after the others
+    records, later, order = {}, [], seed_order(seeds, max(index - 1, 0))
+    if count > 1:  # every seed's SFT first: then only methods, small pieces, are left to share at the end
+        for seed in order:
+            run_shared(plan, methods, seed, output)
+    for seed in order:  # a seed whose shared stages another worker runs: after the others
+        try:
             records[seed] = run_seed(plan, methods, seed, output, wait=False)
         except PieceHeld:
             later.append(seed)

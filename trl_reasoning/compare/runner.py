@@ -152,6 +152,22 @@ def run_seed(plan: ComparisonPlan, methods: list[Method], seed: int, output: Pat
     return record
 
 
+def run_shared(plan: ComparisonPlan, methods: list[Method], seed: int, output: Path) -> None:
+    """Run one seed's shared stages (SFT, reward models, the start's evaluation) unless they are done or
+    another process holds them: a worker runs every seed's shared stages before any method, so that no
+    worker ends the comparison waiting for the last seed's SFT while the other has nothing to share."""
+    from ..progress import DONE
+
+    folder = seed_folder(output, seed)
+    records = _load_records(plan, methods, seed, folder)
+    if _all_there(records, methods) or (records[plan.baseline] is not None and
+                                        all((folder / name / DONE).exists() for name in plan.shared_stages)):
+        return  # done: not even claimed, so no other worker sees it held and puts the seed off
+    with claimed(folder / SHARED_CLAIM, wait=False) as held:
+        if held:
+            _shared_stages(plan, methods, seed, plan.for_seed(plan.recipe, seed, folder))
+
+
 def _load_records(plan: ComparisonPlan, methods: list[Method], seed: int, folder: Path) -> dict:
     """Each method's record (None where missing or measured under other settings), the start's too."""
     records = {m.name: load_method(folder, m.name, method_settings(plan, m, seed, folder)) for m in methods}

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from .forcing import vllm_refusal, vllm_rules
 from .hf_backend import sample_completions
 from .results import Completion, SamplingError, SamplingResult, check_sampling_args
 from .settings import SamplingSettings, vllm_installed
@@ -58,8 +59,8 @@ class Sampler:
             return "hf"
         if self.settings.backend == "vllm_server":
             if logits_processors:
-                raise SamplingError("backend: vllm_server cannot run transformers logits processors (this "
-                                    "sampling forces tokens); use backend: hf for it")
+                raise SamplingError("backend: vllm_server cannot run logits processors (this sampling forces "
+                                    "tokens); use backend: vllm or hf for it")
             return "vllm"
         if self.settings.backend == "vllm":
             self._check_vllm(logits_processors)
@@ -67,14 +68,15 @@ class Sampler:
         return "hf" if self._vllm_refusal(logits_processors) else "vllm"
 
     def _vllm_refusal(self, logits_processors: Sequence) -> str | None:
-        from .vllm_backend import unservable_reason
+        from .vllm_backend import forced_token_refusal, unservable_reason
 
         if not vllm_installed():
             return "vLLM is not installed"
-        if logits_processors:
-            return "this sampling forces tokens with transformers logits processors, which vLLM does not run"
+        if logits_processors and (reason := vllm_refusal(logits_processors) or forced_token_refusal()):
+            return reason
         if self._borrowed:  # its owner serves the model (adapters merged by TRL's weight sync)
-            return None
+            return ("the borrowed engine (TRL's) was started without the forced-token processor"
+                    if logits_processors else None)
         if getattr(self.model, "peft_config", None):
             return "the model has unmerged PEFT adapters (merge them first: model.merge_and_unload())"
         return unservable_reason(self.model.config)
@@ -105,10 +107,11 @@ class Sampler:
                 self.model, self.tokenizer, prompts, num_generations, temperature, s.top_p, s.max_new_tokens,
                 s.batch_size, seed, self.answer_pattern, s.stop_strings, show, logits_processors,
             )
-        return self._sample_vllm(prompts, num_generations, temperature, seed, show)
+        return self._sample_vllm(prompts, num_generations, temperature, seed, show, logits_processors)
 
     def _sample_vllm(
-        self, prompts, num_generations: int, temperature: float, seed: int, show: bool
+        self, prompts, num_generations: int, temperature: float, seed: int, show: bool,
+        logits_processors: Sequence = (),
     ) -> SamplingResult:
         from accelerate.utils import gather_object
 
@@ -128,6 +131,7 @@ class Sampler:
             self.settings.stop_strings,
             seed if self.settings.backend == "vllm_server" else seed * 1000 + state.process_index,
             show and state.is_local_main_process,
+            **({"extra_args": rules} if (rules := vllm_rules(logits_processors)) else {}),
         )
         local = [(index, [self._cut(c) for c in group]) for index, group in zip(mine, raw, strict=True)]
         gathered = gather_object(local) if state.num_processes > 1 else local

@@ -48,6 +48,15 @@ def _on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
+def forced_token_refusal() -> str | None:
+    """Why engines started here cannot run ``forcing.ForcedToken``'s rule (None: they can). Its vLLM
+    processor implements the V1 model runner's interface, which vLLM's CPU build always runs (tested);
+    on GPUs vLLM 0.31 runs its V2 model runner by default, whose interface differs (not wired yet)."""
+    if _on_cpu():
+        return None
+    return "on GPUs vLLM's V2 model runner does not run this project's forced-token processor yet"
+
+
 def kv_cache_space(kv_cache_gib: float) -> str:
     """``VLLM_CPU_KVCACHE_SPACE`` for an engine (in-process or a launched server): the environment's
     value when set, else ``kv_cache_gib`` rounded to whole GiB (at least 1)."""
@@ -127,6 +136,7 @@ class VLLMEngine:
                     model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
                     distributed_executor_backend="uni", enforce_eager=enforce_eager,
                     gpu_memory_utilization=gpu_memory_utilization, **remote_code_kwargs(trust_remote_code),
+                    **_forcing_processor(),
                 )
             except Exception as err:  # vLLM raises many types here; the user needs one line
                 raise SamplingError(_start_failure(model_path, err)) from None
@@ -140,8 +150,9 @@ class VLLMEngine:
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], num_generations: int, temperature: float,
                  top_p: float, max_new_tokens: int, stop_strings: Sequence[str], seed: int,
-                 show_progress: bool = False) -> list[list[Completion]]:
-        """Raw completions (text with vLLM's stop strings removed) per prompt."""
+                 show_progress: bool = False, extra_args: dict | None = None) -> list[list[Completion]]:
+        """Raw completions (text with vLLM's stop strings removed) per prompt; ``extra_args`` go to
+        every request (``forcing.vllm_rules``)."""
         import torch
         from vllm import SamplingParams
 
@@ -151,6 +162,7 @@ class VLLMEngine:
             top_p=top_p if temperature else 1.0,
             max_tokens=max_new_tokens,
             stop=list(stop_strings) or None,
+            extra_args=extra_args,
         )
         torch.manual_seed(seed)  # the in-process engine samples from this process's generator
         requests = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
@@ -168,6 +180,16 @@ class VLLMEngine:
 
         self.llm = None
         gc.collect()
+
+
+def _forcing_processor() -> dict:
+    """The ``logits_processors`` argument that registers ``VLLMForcedToken`` where it runs (inert for
+    requests that do not carry its rule), else nothing."""
+    if forced_token_refusal():
+        return {}
+    from .vllm_forcing import VLLMForcedToken
+
+    return {"logits_processors": [VLLMForcedToken]}
 
 
 class _threads_kept:

@@ -152,9 +152,9 @@ def _weights_fingerprint(reference: str) -> list | None:
 def _forced_tag(tokenizer, token: str | None) -> list:
     if not token:
         return []
-    from ..trainers.return_conditioned_trainer import ForceTokenAfterDelimiter
+    from ..sampling.forcing import ForcedToken
 
-    return [ForceTokenAfterDelimiter(tokenizer, tokenizer.convert_tokens_to_ids(token))]
+    return [ForcedToken(tokenizer, tokenizer.convert_tokens_to_ids(token))]
 
 
 def comparison_table(results: dict[str, dict], samples_used: dict[str, int]) -> str:

@@ -10,8 +10,9 @@ heuristic) and a threshold.
 Tags are conditioning, never loss targets: in sparse mode the tag ends the prompt; in dense mode the
 examples are tokenised here with the tag tokens masked out of the loss. At generation time (from
 round 2 on, and in evaluation) ``[GOOD]`` ends the prompt and, in dense mode, is forced after every
-step delimiter (``ForceTokenAfterDelimiter``), so the policy sees the same text around each tag as in
-training. Round 1 samples the initial policy, which has never seen the tags.
+step delimiter (``sampling.forcing.ForcedToken``, on the hf backend and on vLLM's CPU build), so the
+policy sees the same text around each tag as in training. Round 1 samples the initial policy, which has
+never seen the tags.
 
 New tag embeddings start from the mean embedding of the words "good" and "bad" (transformers' mean
 resizing would give both tags nearly the same vector, and a frozen embedding under LoRA would keep
@@ -20,41 +21,19 @@ rows are also trained (PEFT's ``trainable_token_indices``); with tied input/outp
 SFT computes the loss from the LM head's weight directly, which PEFT's token wrapper breaks) they stay
 frozen at those two distinct vectors and the adapters learn to read them.
 
-Deviations: dense conditioning needs the HF sampler (``sampling_backend: vllm`` is refused; ``auto``
-samples the tag-forced rounds with HF); a tokenizer that merges
-the delimiter with the next step's first characters into one token cannot have a tag forced there.
+Deviations: a tokenizer that merges the delimiter with the next step's first characters into one token
+cannot have a tag forced there; ``vllm_server``, TRL's colocated engine and vLLM on GPUs (its V2 model
+runner) do not run the forcing, so ``auto`` samples those rounds with hf.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from ..sampling.forcing import ForcedToken
 from ..steps import DEFAULT_DELIMITER, split_steps
 from .return_conditioned_config import ReturnConditionedConfig
 from .rounds import RoundsTrainer
-
-
-class ForceTokenAfterDelimiter:
-    """A transformers ``LogitsProcessor``: a row whose last token ends with ``delimiter`` must emit
-    ``token_id`` next (dense RCRL's ``[GOOD]`` before every step)."""
-
-    def __init__(self, tokenizer, token_id: int, delimiter: str = DEFAULT_DELIMITER):
-        import torch
-
-        pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-        self.ends = torch.tensor([piece.endswith(delimiter) for piece in pieces])
-        self.token_id = token_id
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        last = input_ids[:, -1].cpu().clamp(max=len(self.ends) - 1)
-        rows = torch.nonzero(self.ends[last]).flatten().to(scores.device)
-        if len(rows):
-            forced = torch.full_like(scores[rows], float("-inf"))
-            forced[:, self.token_id] = 0.0
-            scores[rows] = forced
-        return scores
 
 
 class ReturnConditionedTrainer(RoundsTrainer):
@@ -92,10 +71,10 @@ class ReturnConditionedTrainer(RoundsTrainer):
         if args.tag_mode == "dense" and step_reward_func is None:
             raise ValueError("step_reward_func: dense tags need a step reward provider (ORM, PRM or "
                              "HeuristicStepReward)")
-        if args.tag_mode == "dense" and args.sampling_backend == "vllm":
-            raise ValueError("sampling_backend: dense return tags are forced by a transformers logits "
-                             "processor, "
-                             "which vLLM does not run; use sampling_backend: auto or hf, or tag_mode: sparse")
+        if args.tag_mode == "dense" and args.sampling_backend == "vllm_server":
+            raise ValueError("sampling_backend: dense return tags are forced after every step, which a "
+                             "running vllm serve does not do; use sampling_backend: vllm, auto or hf, or "
+                             "tag_mode: sparse")
         super().__init__(
             model, args, train_dataset, eval_dataset, processing_class, reward_funcs, peft_config, callbacks,
             quantization_config=quantization_config,
@@ -159,7 +138,7 @@ class ReturnConditionedTrainer(RoundsTrainer):
     def _forcing(self) -> list:
         if self.args.tag_mode != "dense":
             return []
-        return [ForceTokenAfterDelimiter(self.processing_class, self.tag_ids[0], DEFAULT_DELIMITER)]
+        return [ForcedToken(self.processing_class, self.tag_ids[0], DEFAULT_DELIMITER)]
 
     def sampling_prompts(self, round_index: int) -> list:
         prompts = super().sampling_prompts(round_index)
