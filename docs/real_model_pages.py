@@ -250,9 +250,10 @@ def reward_trend_section(results: Path) -> str:
                          "mean rollout reward (logged)", "Rollout reward while training, SmolLM2 on SVAMP")
     return ("## The on-policy methods' rollout reward\n\nThe mean correctness reward of each logged "
             "rollout batch against the optimizer step, from each method's `trainer_state.json` in the "
-            "equal wall-time comparison on this page; the slope per 100 steps is a least-squares fit "
-            "with a 95% bootstrap interval over the logged points "
-            "(`trl_reasoning.metrics.reward_trend`).\n\n"
+            "equal wall-time comparison (`trl-reasoning compare recipes/smollm2_svamp_compare.yaml`, 45 "
+            "minutes of RL stage each; TRL logs the reward at the steps that drew a new rollout batch); "
+            "the slope per 100 steps is a least-squares fit with a 95% bootstrap interval over the "
+            "logged points (`trl_reasoning.metrics.reward_trend`).\n\n"
             f"![rollout reward]({REWARD_TRENDS}/{figure.name})\n\n"
             "| method | seed | logged points | first | last | slope per 100 steps [95%] |\n"
             "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
