@@ -33,11 +33,12 @@ FACTS = "arithmetic_facts_seed_{seed}.json"  # benchmarks/arithmetic_facts.py's 
 REWARD_MODEL_FILE = "{kind}_metrics.json"  # a seed's orm/ or prm/ metrics.json, copied beside its records
 # name -> (page, title, the command that produced the run)
 RUNS = {
-    "compare_quickstart": ("comparison.md", "The algorithm comparison on the arithmetic task (the ORM with "
-                           "the implicit head: the recipe now has the value head, chosen on validation; the "
-                           "rerun with it is pending)",
-                           "git checkout 0ad3790 && trl-reasoning compare recipes/compare_quickstart.yaml "
-                           "--seeds 0 1 2"),
+    "compare_quickstart": ("comparison.md", "The algorithm comparison on the arithmetic task",
+                           "trl-reasoning compare recipes/compare_quickstart.yaml --seeds 0 1 2 --workers 2"),
+    "compare_quickstart_implicit_orm": (
+        "comparison.md", "Superseded: the same comparison with the ORM's implicit head (the recipe now has "
+        "the value head, chosen on validation)",
+        "git checkout 0ad3790 && trl-reasoning compare recipes/compare_quickstart.yaml --seeds 0 1 2"),
     "compare_quickstart_first": (
         "comparison.md", "Superseded: the first configuration, seed 0 (SFT under-trained)",
         "git checkout f3db71c && trl-reasoning compare recipes/compare_quickstart.yaml --seeds 0 "
@@ -166,20 +167,28 @@ def _task_of(recipe: str) -> str:
 
 def write_fact_tables(recipe: str, folder: Path, target: Path) -> None:
     """For each seed whose eval samples are in ``folder``: step errors by arithmetic fact
-    (benchmarks/arithmetic_facts.py), the measured explanation of a method ending below its start."""
+    (benchmarks/arithmetic_facts.py), the measured explanation of a method ending below its start. A run
+    resumed on another machine from its copied records has only the samples of what it ran there: the
+    rows of methods whose samples are gone stay as an earlier copy computed them; a seed's table goes
+    only when the seed's records are gone."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("arithmetic_facts", DOCS.parent / "benchmarks" /
                                                   "arithmetic_facts.py")
     facts = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(facts)
-    for stale in target.glob(FACTS.format(seed="*")):
-        stale.unlink()
+    for table in target.glob(FACTS.format(seed="*")):
+        if not (target / f"seed_{table.stem.rsplit('_', 1)[1]}").is_dir():
+            table.unlink()
     for seed_folder in sorted(folder.glob("seed_*")):
-        if (seed_folder / "eval" / "sft" / "samples.jsonl").exists():
+        if any((seed_folder / "eval").glob("*/samples.jsonl")):
             seed = int(seed_folder.name.split("_", 1)[1])
-            rows = facts.table(recipe, folder, seed)
-            (target / FACTS.format(seed=seed)).write_text(json.dumps(rows, indent=2) + "\n")
+            path = target / FACTS.format(seed=seed)
+            rows = {row["method"]: row for row in facts.table(recipe, folder, seed)}
+            earlier = json.loads(path.read_text()) if path.exists() else []
+            merged = [*(row for row in earlier if row["method"] not in rows), *rows.values()]
+            merged.sort(key=lambda r: (r["method"] != "sft", r["method"]))  # as facts.table orders them
+            path.write_text(json.dumps(merged, indent=2) + "\n")
 
 
 def _below_start(rows: list[dict]) -> str:

@@ -155,6 +155,30 @@ def test_the_reward_models_section_copies_each_seeds_scores_and_says_when_rerank
     assert builder.reward_models_section("compare_quickstart", results) == ""  # no copied scores
 
 
+def test_fact_tables_keep_the_rows_of_methods_whose_samples_stayed_on_another_machine(tmp_path):
+    """A run resumed elsewhere from its copied records has only the samples it made there: the rows of
+    the other methods stay as an earlier copy computed them, new samples replace their method's row, and
+    a seed whose records are gone loses its table."""
+    import json
+
+    builder = _results_builder()
+    run, target = tmp_path / "run", tmp_path / "copied"
+    for method in ("sft", "ei"):
+        (run / "seed_0" / "eval" / method).mkdir(parents=True)
+        row = {"kind": "greedy", "correct": method == "ei", "completion": "2 + 3 = 6\nThe answer is 6"}
+        (run / "seed_0" / "eval" / method / "samples.jsonl").write_text(json.dumps(row) + "\n")
+    (target / "seed_0").mkdir(parents=True)
+    earlier = [{"method": "sft", "maj@1": 0.9}, {"method": "ppo_sparse", "maj@1": 0.5}]
+    (target / builder.FACTS.format(seed=0)).write_text(json.dumps(earlier))
+    (target / builder.FACTS.format(seed=7)).write_text("[]")  # no seed_7 records in the copy
+    builder.write_fact_tables(str(ROOT / "recipes" / "compare_quickstart.yaml"), run, target)
+    rows = {r["method"]: r for r in json.loads((target / builder.FACTS.format(seed=0)).read_text())}
+    assert list(rows) == ["sft", "ei", "ppo_sparse"]
+    assert rows["sft"]["maj@1"] == 0.0 and rows["ei"]["maj@1"] == 1.0 and rows["ppo_sparse"] == earlier[1]
+    assert rows["sft"]["equations_in"] + rows["sft"]["equations_out"] == 1  # 2 + 3 = 6, counted once
+    assert not (target / builder.FACTS.format(seed=7)).exists()
+
+
 def test_the_sft_stability_section_tables_the_benchmarks_rows(tmp_path):
     """Built from benchmarks/sft_stability.py's JSON rows; absent without them."""
     import json
