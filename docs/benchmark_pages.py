@@ -1,6 +1,7 @@
 """Sections of the results pages built from the benchmark scripts' JSON output (``benchmarks/``): the SFT
 stage's sensitivity to threads and learning rate, its spread over seeds per setting, and the reward-model
-settings chosen on the validation split. Each returns "" when its file is absent."""
+settings chosen on the validation split, and the comparison's ORM ranked within and across questions. Each
+returns "" when its file is absent."""
 
 from __future__ import annotations
 
@@ -83,3 +84,33 @@ def sft_seed_spread_section(path: Path) -> str:
             "Greedy maj@1 of the comparison's SFT stage on 500 validation questions (carved from the train "
             f"split), seeds that no reported result uses; CPU: {cpu} ({extensions}).\n\n"
             + "\n".join(lines) + "\n")
+
+
+def reranker_section(path: Path) -> str:
+    """Each seed's ORM scored pooled across questions and within each question, on the comparison's SFT
+    samples, from benchmarks/reranker_within_question.py's JSON: what rerank@k against pass@1 says."""
+    if not path.exists():
+        return ""
+    data = json.loads(path.read_text())
+    rows = data["rows"]
+    lines = ["| seed | questions with right and wrong samples | pooled AUROC | within-question AUROC "
+             "| best-scored sample right | random pick right |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['seed']} | {r['mixed_questions']} of {r['questions']} | "
+                     f"{r['pooled_auroc']:.3f} | {r['within_question_auroc']:.3f} | "
+                     f"{r['best_scored_right_on_mixed']:.3f} | "
+                     f"{r['random_pick_right_on_mixed']:.3f} |")
+    pooled = sum(r["pooled_auroc"] for r in rows) / len(rows)
+    within = sum(r["within_question_auroc"] for r in rows) / len(rows)
+    verdict = ("it ranks questions by how hard they are, not a question's answers by whether they are right, "
+               "and reranking needs the second" if within <= 0.55 < pooled else
+               "see the table for how far ranking within a question follows the pooled figure")
+    seeds = " ".join(str(r["seed"]) for r in rows)
+    return ("## Why the ORM's reranking is no better than a random pick\n\n```bash\n"
+            f"python benchmarks/reranker_within_question.py OUTPUT --seeds {seeds}\n```\n\n"
+            "Each seed's ORM scores the SFT start's K held-out samples per question (the comparison's own "
+            "files). The pooled AUROC ranks every sample against every other across questions, as the "
+            "reward models' table does; the within-question AUROC ranks a question's samples among "
+            "themselves (mean over the questions with right and wrong samples, the only ones where reranking "
+            f"can change the answer). Mean over seeds: pooled {pooled:.3f}, within a question {within:.3f}: "
+            f"{verdict}. CPU: {data['machine'].get('cpu', '?')}.\n\n" + "\n".join(lines) + "\n")

@@ -267,6 +267,7 @@ def reward_models_section(name: str, results: dict) -> str:
 SFT_STABILITY = "sft_stability/rows.json"  # benchmarks/sft_stability.py's JSON line
 SEED_SPREAD = "sft_stability/seed_spread.json"  # benchmarks/sft_seed_spread.py's JSON line
 RM_SWEEP = "rm_sweep"  # benchmarks/reward_model_sweep.py's <stage>_sweep.json files
+RERANKER = "compare_quickstart/reranker_within_question.json"  # benchmarks/reranker_within_question.py
 RM_SWEEP_COMMIT = "0ad3790"  # the recipe the sweep ran on (the ORM's implicit head, since replaced)
 
 
@@ -311,6 +312,7 @@ def build_pages() -> list[Path]:
             pages.setdefault(page, []).append(section(name))
     benchmarks = [("comparison.md", benchmark_pages.sft_stability_section(RESULTS / SFT_STABILITY)),
                   ("comparison.md", benchmark_pages.sft_seed_spread_section(RESULTS / SEED_SPREAD)),
+                  ("comparison.md", benchmark_pages.reranker_section(RESULTS / RERANKER)),
                   ("tuning.md", benchmark_pages.reward_model_sweep_section(RESULTS / RM_SWEEP,
                                                                            RM_SWEEP_COMMIT))]
     for page, text in benchmarks:

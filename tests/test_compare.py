@@ -287,6 +287,39 @@ def test_the_fact_table_counts_wrong_equations_inside_and_outside_the_rl_facts(t
     assert facts.trained_rows_error(tmp_path / "ppo") is None
 
 
+def test_the_reranker_benchmark_tells_ranking_questions_from_ranking_answers(tmp_path, monkeypatch):
+    """benchmarks/reranker_within_question.py with a scorer that ranks the easy question's samples above
+    the hard one's but, within each question, a wrong sample first: pooled AUROC 21/32 (worked out by
+    hand), within-question AUROC 0, the best-scored sample never right where a random pick is half."""
+    import importlib.util
+
+    import trl_reasoning.reward_models as reward_models
+
+    path = ROOT / "benchmarks" / "reranker_within_question.py"
+    spec = importlib.util.spec_from_file_location("rerank", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    table = {"easy": ([True, True, True, False], [0.9, 0.8, 0.7, 0.95]),
+             "hard": ([True, False, False, False], [0.1, 0.2, 0.15, 0.3]),
+             "solved": ([True] * 4, [0.9] * 4)}
+    rows = [{"id": q, "kind": "greedy", "prompt": q, "completion": "-1", "correct": False} for q in table]
+    rows += [{"id": q, "kind": "sample", "prompt": q, "completion": str(i), "correct": right[i]}
+             for q, (right, _) in table.items() for i in range(4)]
+    samples = tmp_path / "seed_3" / "eval" / "sft" / "samples.jsonl"
+    samples.parent.mkdir(parents=True)
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    class Scorer:  # scores by (question, sample index); the greedy rows must not be scored
+        def rerank_scorer(self, prompts, completions):
+            return [table[p][1][int(c)] for p, c in zip(prompts, completions, strict=True)]
+
+    monkeypatch.setattr(reward_models, "load_reward_model", lambda path: Scorer())
+    found = bench.seed_row(tmp_path, 3)
+    assert found["samples"] == 12 and found["questions"] == 3 and found["mixed_questions"] == 2
+    assert found["pooled_auroc"] == pytest.approx(21 / 32) and found["within_question_auroc"] == 0.0
+    assert found["best_scored_right_on_mixed"] == 0.0 and found["random_pick_right_on_mixed"] == 0.5
+
+
 def test_a_bad_compare_section_fails_in_one_line(tmp_path):
     from trl_reasoning.compare import load_plan
 

@@ -179,6 +179,25 @@ def test_fact_tables_keep_the_rows_of_methods_whose_samples_stayed_on_another_ma
     assert not (target / builder.FACTS.format(seed=7)).exists()
 
 
+def test_the_reranker_section_tables_each_seed_and_says_what_the_orm_ranks(tmp_path):
+    """Built from benchmarks/reranker_within_question.py's JSON; absent without it; the verdict follows
+    the numbers (pooled above 0.55 with within-question at most 0.55: questions, not answers)."""
+    import json
+
+    pages = _benchmark_pages()
+    assert pages.reranker_section(tmp_path / "r.json") == ""
+    row = {"seed": 0, "questions": 1000, "mixed_questions": 652, "pooled_auroc": 0.617,
+           "within_question_auroc": 0.484, "best_scored_right_on_mixed": 0.41,
+           "random_pick_right_on_mixed": 0.484}
+    (tmp_path / "r.json").write_text(json.dumps({"rows": [row], "machine": {"cpu": "AMD EPYC"}}))
+    text = pages.reranker_section(tmp_path / "r.json")
+    assert "| 0 | 652 of 1000 | 0.617 | 0.484 | 0.410 | 0.484 |" in text and "--seeds 0" in text
+    assert "not a question's answers" in text
+    row["within_question_auroc"] = 0.6
+    (tmp_path / "r.json").write_text(json.dumps({"rows": [row], "machine": {"cpu": "AMD EPYC"}}))
+    assert "not a question's answers" not in pages.reranker_section(tmp_path / "r.json")
+
+
 def test_the_sft_stability_section_tables_the_benchmarks_rows(tmp_path):
     """Built from benchmarks/sft_stability.py's JSON rows; absent without them."""
     import json
