@@ -192,8 +192,7 @@ def write_fact_tables(recipe: str, folder: Path, target: Path) -> None:
             path = target / FACTS.format(seed=seed)
             rows = {row["method"]: row for row in facts.table(recipe, folder, seed)}
             earlier = json.loads(path.read_text()) if path.exists() else []
-            merged = [*(row for row in earlier if row["method"] not in rows), *rows.values()]
-            merged.sort(key=lambda r: (r["method"] != "sft", r["method"]))  # as facts.table orders them
+            merged = facts.ordered([*(row for row in earlier if row["method"] not in rows), *rows.values()])
             path.write_text(json.dumps(merged, indent=2) + "\n")
 
 

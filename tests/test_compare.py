@@ -302,7 +302,7 @@ def test_the_reranker_benchmark_tells_ranking_questions_from_ranking_answers(tmp
     table = {"easy": ([True, True, True, False], [0.9, 0.8, 0.7, 0.95]),
              "hard": ([True, False, False, False], [0.1, 0.2, 0.15, 0.3]),
              "solved": ([True] * 4, [0.9] * 4)}
-    rows = [{"id": q, "kind": "greedy", "prompt": q, "completion": "-1", "correct": False} for q in table]
+    rows = [{"id": q, "kind": "greedy", "prompt": q, "completion": "greedy", "correct": False} for q in table]
     rows += [{"id": q, "kind": "sample", "prompt": q, "completion": str(i), "correct": right[i]}
              for q, (right, _) in table.items() for i in range(4)]
     samples = tmp_path / "seed_3" / "eval" / "sft" / "samples.jsonl"
