@@ -12,7 +12,7 @@ from pathlib import Path
 def sections(results: Path) -> list[str]:
     """The page's sections that have files under ``results``, in page order."""
     parts = (smollm2_trials_section(results), smollm2_recipe_section(results), starts_section(results),
-             reward_trend_section(results), ppo_profile_section(results))
+             reward_trend_section(results), ppo_trials_section(results), ppo_profile_section(results))
     return [part for part in parts if part]
 
 
@@ -52,6 +52,8 @@ def smollm2_trials_section(results: Path) -> str:
 
 
 SMOLLM2_RECIPE = "smollm2_recipe"  # docs/results/smollm2_recipe/: the recipe's stage records, EI rounds
+SMOLLM2_RECIPE_FILE = "recipes/smollm2_svamp_sft_ei.yaml"
+PROFILES = "ppo_profile"  # docs/results/ppo_profile/NAME.json: benchmarks/ppo_step_profile.py reports
 
 
 def smollm2_recipe_section(results: Path) -> str:
@@ -74,13 +76,48 @@ def smollm2_recipe_section(results: Path) -> str:
         lines.append(f"| {name} | {record['eval']['maj@1']:.3f} [{low:.3f}, {high:.3f}] | "
                      f"{record['cumulative_samples']} | {wall} |")
     done = (folder / "ei" / "stage_complete.json").exists()
-    final = _recipe_eval_table(folder)
+    final = _recipe_eval_table(folder) + (_recipe_time(folder, sft, rounds) if done else "")
     return ("## The recipe on the 300 held-out questions\n\n```bash\ntrl-reasoning train "
             "recipes/smollm2_svamp_sft_ei.yaml\n```\n\nSFT with the settings above on all 700 train "
             "questions, then Expert Iteration rounds; greedy maj@1 on SVAMP's 300 test questions after each "
             "(round 0 is the SFT policy). One core of the 2-core AMD EPYC (AVX2, no AMX), with other runs on "
             f"the machine.{'' if done else ' **The run is still going**: the rounds so far.'}\n\n"
             + "\n".join(lines) + "\n" + final)
+
+
+def _recipe_time(folder: Path, sft: dict, rounds: list[Path]) -> str:
+    """What the recipe's stages cost on this machine, from their records, against the 40 minutes it is
+    meant to fit: the SFT step and the EI sampling rate, where the time goes."""
+    records = [json.loads(path.read_text()) for path in rounds[1:]]
+    sampled = [(r["train"]["samples"], r["seconds"]["sampling"]) for r in records
+               if r["seconds"].get("sampling", 0) >= 1]  # a round resumed from its samples: not timed
+    import yaml
+
+    recipe = yaml.safe_load((Path(__file__).resolve().parent.parent / SMOLLM2_RECIPE_FILE).read_text())
+    batch = recipe["sft"]["per_device_train_batch_size"]  # one process (the record says so)
+    steps = -(-sft["questions"] // batch) * sft["epochs"]
+    total = sft["wall_seconds"] + sum(sum(r["seconds"].values()) for r in records)
+    rate = sum(n for n, _ in sampled) / sum(t for _, t in sampled)
+    fine_tune = sum(r["seconds"].get("fine_tuning", 0) for r in records)
+    untimed = " at least" if len(sampled) < len(records) else ""
+    return (f"\nSFT and the EI rounds took{untimed} {total / 60:.0f} minutes here, against a target of 40 "
+            f"for the whole recipe: SFT {sft['wall_seconds'] / steps:.0f} s per LoRA step of {batch} in "
+            f"fp32 ({steps} steps), EI sampling {rate:.1f} samples/s on vLLM in fp32, the rounds' "
+            f"fine-tunes {fine_tune / 60:.0f} minutes. The target comes from the recipe's first version "
+            "(1 epoch of SFT), 41 minutes on a CPU with AMX, where bf16 runs natively "
+            "([earlier runs](real_model_history.md)); the recipe runs in fp32 here" + _bf16_note(folder)
+            + ".\n")
+
+
+def _bf16_note(folder: Path) -> str:
+    """How much slower bf16 matmuls are than fp32 on the profiled CPU (the PPO profile's measured rates),
+    or nothing before a profile was copied."""
+    for path in sorted((folder.parent / PROFILES).glob("*.json")):
+        rates = json.loads(path.read_text()).get("matmul_gflops", {})
+        if rates.get("float32") and rates.get("bfloat16"):
+            return (f", where bf16 matmuls ran {rates['float32'] / rates['bfloat16']:.0f}x slower than fp32 "
+                    f"({rates['bfloat16']} against {rates['float32']} GFLOP/s, the profile below)")
+    return ""
 
 
 def _recipe_eval_table(folder: Path) -> str:
@@ -181,7 +218,7 @@ def ppo_profile_section(results: Path) -> str:
     """``benchmarks/ppo_step_profile.py``'s JSON files under ``docs/results/ppo_profile/``: one PPO step's
     phases beside their matmul floor, and the bare model's own forward and backward; or nothing."""
     parts = []
-    for path in sorted((results / "ppo_profile").glob("*.json")):
+    for path in sorted((results / PROFILES).glob("*.json")):
         report = json.loads(path.read_text())
         if "bare_model" not in report:
             continue  # written by an earlier version of the benchmark
@@ -227,7 +264,6 @@ REWARD_TRENDS = "smollm2_compare"  # docs/results/smollm2_compare/seed_S/rewards
 def reward_trend_section(results: Path) -> str:
     """The on-policy methods' logged rollout reward per optimizer step in the SmolLM2 comparison: a
     figure and each method's slope with its interval (``metrics.reward_trend``); or nothing."""
-    from trl_reasoning.metrics import reward_trend
     from trl_reasoning.reporting import plot_curves
 
     logs = sorted((results / REWARD_TRENDS).glob("seed_*/rewards/*.json"))
@@ -238,14 +274,7 @@ def reward_trend_section(results: Path) -> str:
         seed, method = path.parent.parent.name.removeprefix("seed_"), path.stem
         logged = json.loads(path.read_text())
         curves[f"{method} (seed {seed})"] = ([e["step"] for e in logged], [e["reward"] for e in logged])
-        trend = reward_trend(logged)
-        if trend is None:
-            rows.append(f"| {method} | {seed} | {len(logged)} | | | too few points |")
-            continue
-        interval = ("too few points for an interval" if trend["ci95"] is None
-                    else f"[{trend['ci95'][0]:+.3f}, {trend['ci95'][1]:+.3f}]")
-        rows.append(f"| {method} | {seed} | {trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | "
-                    f"{trend['slope']:+.3f} {interval} |")
+        rows.append(f"| {method} | {seed} | {_trend_cells(logged)} |")
     figure = plot_curves(results / REWARD_TRENDS / "reward_trend.png", curves, "optimizer step",
                          "mean rollout reward (logged)", "Rollout reward while training, SmolLM2 on SVAMP")
     return ("## The on-policy methods' rollout reward\n\nThe mean correctness reward of each logged "
@@ -255,5 +284,71 @@ def reward_trend_section(results: Path) -> str:
             "the slope per 100 steps is a least-squares fit with a 95% bootstrap interval over the "
             "logged points (`trl_reasoning.metrics.reward_trend`).\n\n"
             f"![rollout reward]({REWARD_TRENDS}/{figure.name})\n\n"
-            "| method | seed | logged points | first | last | slope per 100 steps [95%] |\n"
-            "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+            "The last column is the rise over the logged steps that the interval's half-width "
+            "amounts to: a run's reward has to climb about that much before its slope can be told "
+            "from zero.\n\n"
+            "| method | seed | logged points | first | last | slope per 100 steps [95%] | rise needed "
+            "over the logged steps |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def _trend_cells(logged: list[dict]) -> str:
+    """A logged reward curve's table cells: points, first and last reward, the slope per 100 steps with
+    its interval, and the rise over the logged steps that the interval's half-width amounts to."""
+    from trl_reasoning.metrics import reward_trend
+
+    trend = reward_trend(logged)
+    if trend is None:
+        return f"{len(logged)} | | | too few points | "
+    if trend["ci95"] is None:
+        return (f"{trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | "
+                f"{trend['slope']:+.3f} too few points for an interval | ")
+    low, high = trend["ci95"]
+    span = (logged[-1]["step"] - logged[0]["step"]) / trend["slope_per_steps"]
+    return (f"{trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | {trend['slope']:+.3f} "
+            f"[{low:+.3f}, {high:+.3f}] | {(high - low) / 2 * span:.3f}")
+
+
+PPO_TRIALS = "smollm2_ppo_trials"  # docs/results/smollm2_ppo_trials/lr<LR>/: the trial's trainer_state.json
+# and its ppo stage_complete.json, copied from the command's output_dir/ppo/
+PPO_TRIAL_COMMAND = ("trl-reasoning train recipes/smollm2_svamp_compare.yaml \\\n"
+                     "    --model runs/smollm2_compare/seed_0/sft --stages [ppo] --ppo.learning_rate LR \\\n"
+                     "    --output_dir runs/smollm2_ppo_lrLR")
+
+
+def ppo_trials_section(results: Path) -> str:
+    """PPO from the comparison's SFT start at other policy learning rates, read by the rollout reward
+    alone (train questions; no held-out evaluation, so no setting is chosen on the test split): each
+    trial's slope, its KL to the start and its value model's explained variance; or nothing."""
+    from trl_reasoning.reporting import plot_curves
+
+    rows, curves = [], {}
+    for folder in sorted((results / PPO_TRIALS).glob("lr*")):
+        files = (folder / "trainer_state.json", folder / "stage_complete.json")
+        if not all(f.exists() for f in files):
+            continue
+        history = json.loads(files[0].read_text())["log_history"]
+        record = json.loads(files[1].read_text())
+        logged = [{"step": e["step"], "reward": e["reward"]}
+                  for e in history if "reward" in e and "step" in e]
+        kl = [e["ppo/kl"] for e in history if "ppo/kl" in e]
+        variance = [e["ppo/explained_variance"] for e in history if "ppo/explained_variance" in e]
+        rate = folder.name.removeprefix("lr")
+        curves[f"ppo_sparse, lr {rate}"] = ([e["step"] for e in logged], [e["reward"] for e in logged])
+        rows.append(f"| {rate} | {record['steps']} | {record['wall_seconds']:.0f} | {_trend_cells(logged)} | "
+                    f"{kl[-1]:.3f} | {sum(variance) / len(variance):+.3f} |")
+    if not rows:
+        return ""
+    figure = plot_curves(results / PPO_TRIALS / "reward_trend.png", curves, "optimizer step",
+                         "mean rollout reward (logged)", "PPO's rollout reward at other learning rates")
+    return ("## PPO at a higher policy learning rate: the rollout reward alone\n\n"
+            f"```bash\n{PPO_TRIAL_COMMAND}\n```\n\nPPO (sparse) as in the comparison, from its SFT start, "
+            "with the policy's learning rate raised (the value model's kept); 45 minutes of wall time, on "
+            "train questions only and without a held-out evaluation, so that a setting is chosen by its "
+            "training reward and never by the test split. The comparison's own PPO row above ran at "
+            "2e-5. KL: the last logged KL to the SFT start per completion; explained variance: the value "
+            "model's, averaged over the logged steps.\n\n"
+            f"![PPO trials]({PPO_TRIALS}/{figure.name})\n\n"
+            "| policy learning rate | steps | stage wall s | logged points | first | last | slope per 100 "
+            "steps [95%] | rise needed over the logged steps | KL, last | explained variance, mean |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
