@@ -151,9 +151,11 @@ def copy_run(name: str, folder: Path) -> Path:
 def copy_reward_logs(folder: Path, target: Path) -> None:
     """Each on-policy method's logged rollout rewards (``seed_S/METHOD/STAGE/trainer_state.json``'s
     ``reward`` entries) into ``target/seed_S/rewards/METHOD.json``: what the reward-trend figure reads."""
+    from trl_reasoning.metrics import logged_values
+
     for state in sorted(folder.glob("seed_*/*/*/trainer_state.json")):
-        logged = [{"step": e["step"], "reward": e["reward"]}
-                  for e in json.loads(state.read_text())["log_history"] if "reward" in e and "step" in e]
+        logged = [{"step": step, "reward": reward}
+                  for step, reward in logged_values(json.loads(state.read_text())["log_history"])]
         if logged:
             copied = target / state.parents[2].name / "rewards" / f"{state.parents[1].name}.json"
             copied.parent.mkdir(parents=True, exist_ok=True)

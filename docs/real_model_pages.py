@@ -70,8 +70,7 @@ def smollm2_recipe_section(results: Path) -> str:
         low, high = record["eval"]["ci95/maj@1"]
         name = "SFT" if record["round"] == 0 else f"EI round {record['round']}"
         seconds = sft["wall_seconds"] if record["round"] == 0 else sum(record["seconds"].values())
-        # a round resumed after its samples were written spent its sampling time before the restart
-        resumed = record["round"] and record["seconds"].get("sampling", 1) < 1 and record["train"]["samples"]
+        resumed = record["round"] and not _sampling_timed(record)
         wall = f"{seconds:.0f}" + (" (sampling resumed from disk, its time not counted)" if resumed else "")
         lines.append(f"| {name} | {record['eval']['maj@1']:.3f} [{low:.3f}, {high:.3f}] | "
                      f"{record['cumulative_samples']} | {wall} |")
@@ -85,38 +84,49 @@ def smollm2_recipe_section(results: Path) -> str:
             + "\n".join(lines) + "\n" + final)
 
 
+def _sampling_timed(record: dict) -> bool:
+    """Whether an EI round's record timed its sampling: a round resumed after its samples were written
+    spent that time before the restart (its record shows under a second)."""
+    return record["seconds"].get("sampling", 0) >= 1 or not record["train"]["samples"]
+
+
 def _recipe_time(folder: Path, sft: dict, rounds: list[Path]) -> str:
     """What the recipe's stages cost on this machine, from their records, against the 40 minutes it is
     meant to fit: the SFT step and the EI sampling rate, where the time goes."""
-    records = [json.loads(path.read_text()) for path in rounds[1:]]
-    sampled = [(r["train"]["samples"], r["seconds"]["sampling"]) for r in records
-               if r["seconds"].get("sampling", 0) >= 1]  # a round resumed from its samples: not timed
     import yaml
 
-    recipe = yaml.safe_load((Path(__file__).resolve().parent.parent / SMOLLM2_RECIPE_FILE).read_text())
-    batch = recipe["sft"]["per_device_train_batch_size"]  # one process (the record says so)
-    steps = -(-sft["questions"] // batch) * sft["epochs"]
+    records = [json.loads(path.read_text()) for path in rounds]  # round 0: the SFT policy's evaluation
+    sampled = [(r["train"]["samples"], r["seconds"]["sampling"]) for r in records[1:]
+               if r["train"]["samples"] and _sampling_timed(r)]
+    recipe = Path(__file__).resolve().parent.parent / SMOLLM2_RECIPE_FILE
+    settings = yaml.safe_load(recipe.read_text())["sft"]
+    per_step = settings["per_device_train_batch_size"] * settings.get("gradient_accumulation_steps", 1)
+    steps = -(-sft["questions"] // (per_step * sft["num_processes"])) * sft["epochs"]
     total = sft["wall_seconds"] + sum(sum(r["seconds"].values()) for r in records)
-    rate = sum(n for n, _ in sampled) / sum(t for _, t in sampled)
     fine_tune = sum(r["seconds"].get("fine_tuning", 0) for r in records)
-    untimed = " at least" if len(sampled) < len(records) else ""
-    return (f"\nSFT and the EI rounds took{untimed} {total / 60:.0f} minutes here, against a target of 40 "
-            f"for the whole recipe: SFT {sft['wall_seconds'] / steps:.0f} s per LoRA step of {batch} in "
-            f"fp32 ({steps} steps), EI sampling {rate:.1f} samples/s on vLLM in fp32, the rounds' "
-            f"fine-tunes {fine_tune / 60:.0f} minutes. The target comes from the recipe's first version "
-            "(1 epoch of SFT), 41 minutes on a CPU with AMX, where bf16 runs natively "
+    rate = (f", EI sampling {sum(n for n, _ in sampled) / sum(t for _, t in sampled):.1f} samples/s"
+            if sampled else "")
+    return (f"\nSFT and the EI rounds took at least {total / 60:.0f} minutes here (their records' sums; "
+            "a resumed round's sampling and the time between rounds are not in them), against a target of "
+            f"40 for the whole recipe with its eval stage: SFT {sft['wall_seconds'] / steps:.0f} s of stage "
+            f"wall time per LoRA step of {per_step} in fp32 ({steps} steps){rate}, the rounds' fine-tunes "
+            f"{fine_tune / 60:.0f} minutes. The target comes from the recipe's first version (1 epoch of "
+            "SFT): 41 minutes on a CPU with AMX, where bf16 runs natively "
             "([earlier runs](real_model_history.md)); the recipe runs in fp32 here" + _bf16_note(folder)
             + ".\n")
 
 
 def _bf16_note(folder: Path) -> str:
     """How much slower bf16 matmuls are than fp32 on the profiled CPU (the PPO profile's measured rates),
-    or nothing before a profile was copied."""
+    or nothing before a profile the page shows was copied."""
     for path in sorted((folder.parent / PROFILES).glob("*.json")):
-        rates = json.loads(path.read_text()).get("matmul_gflops", {})
-        if rates.get("float32") and rates.get("bfloat16"):
-            return (f", where bf16 matmuls ran {rates['float32'] / rates['bfloat16']:.0f}x slower than fp32 "
-                    f"({rates['bfloat16']} against {rates['float32']} GFLOP/s, the profile below)")
+        report = json.loads(path.read_text())
+        rates = report.get("matmul_gflops", {})
+        if "bare_model" in report and rates.get("float32") and rates.get("bfloat16"):
+            ratio = rates["float32"] / rates["bfloat16"]
+            return (f", where bf16 matmuls ran about {round(ratio, -1 if ratio >= 20 else 0):.0f}x slower "
+                    f"than fp32 ({rates['bfloat16']:.1f} against {rates['float32']:.1f} GFLOP/s, the profile "
+                    "below)")
     return ""
 
 
@@ -273,7 +283,7 @@ def reward_trend_section(results: Path) -> str:
     for path in logs:
         seed, method = path.parent.parent.name.removeprefix("seed_"), path.stem
         logged = json.loads(path.read_text())
-        curves[f"{method} (seed {seed})"] = ([e["step"] for e in logged], [e["reward"] for e in logged])
+        curves[f"{method} (seed {seed})"] = _curve(logged)
         rows.append(f"| {method} | {seed} | {_trend_cells(logged)} |")
     figure = plot_curves(results / REWARD_TRENDS / "reward_trend.png", curves, "optimizer step",
                          "mean rollout reward (logged)", "Rollout reward while training, SmolLM2 on SVAMP")
@@ -284,9 +294,8 @@ def reward_trend_section(results: Path) -> str:
             "the slope per 100 steps is a least-squares fit with a 95% bootstrap interval over the "
             "logged points (`trl_reasoning.metrics.reward_trend`).\n\n"
             f"![rollout reward]({REWARD_TRENDS}/{figure.name})\n\n"
-            "The last column is the rise over the logged steps that the interval's half-width "
-            "amounts to: a run's reward has to climb about that much before its slope can be told "
-            "from zero.\n\n"
+            "The last column is the interval's half-width times the logged steps: the fitted line has "
+            "to rise about that much over these steps before its interval can exclude zero.\n\n"
             "| method | seed | logged points | first | last | slope per 100 steps [95%] | rise needed "
             "over the logged steps |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
@@ -294,7 +303,8 @@ def reward_trend_section(results: Path) -> str:
 
 def _trend_cells(logged: list[dict]) -> str:
     """A logged reward curve's table cells: points, first and last reward, the slope per 100 steps with
-    its interval, and the rise over the logged steps that the interval's half-width amounts to."""
+    its interval, and the interval's half-width times the logged steps (the fitted line's rise that the
+    interval needs to exclude zero)."""
     from trl_reasoning.metrics import reward_trend
 
     trend = reward_trend(logged)
@@ -304,9 +314,14 @@ def _trend_cells(logged: list[dict]) -> str:
         return (f"{trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | "
                 f"{trend['slope']:+.3f} too few points for an interval | ")
     low, high = trend["ci95"]
-    span = (logged[-1]["step"] - logged[0]["step"]) / trend["slope_per_steps"]
+    span = (trend["last_step"] - trend["first_step"]) / trend["slope_per_steps"]
     return (f"{trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | {trend['slope']:+.3f} "
             f"[{low:+.3f}, {high:+.3f}] | {(high - low) / 2 * span:.3f}")
+
+
+def _curve(logged: list[dict]) -> tuple[list, list]:
+    """A logged reward curve as the figure's (steps, rewards)."""
+    return [e["step"] for e in logged], [e["reward"] for e in logged]
 
 
 PPO_TRIALS = "smollm2_ppo_trials"  # docs/results/smollm2_ppo_trials/lr<LR>/: the trial's trainer_state.json
@@ -320,34 +335,37 @@ def ppo_trials_section(results: Path) -> str:
     """PPO from the comparison's SFT start at other policy learning rates, read by the rollout reward
     alone (train questions; no held-out evaluation, so no setting is chosen on the test split): each
     trial's slope, its KL to the start and its value model's explained variance; or nothing."""
+    from trl_reasoning.metrics import logged_values
     from trl_reasoning.reporting import plot_curves
 
     rows, curves = [], {}
-    for folder in sorted((results / PPO_TRIALS).glob("lr*")):
+    trials = sorted((results / PPO_TRIALS).glob("lr*"), key=lambda f: float(f.name.removeprefix("lr")))
+    for folder in trials:
         files = (folder / "trainer_state.json", folder / "stage_complete.json")
         if not all(f.exists() for f in files):
-            continue
+            continue  # a trial still running
         history = json.loads(files[0].read_text())["log_history"]
         record = json.loads(files[1].read_text())
-        logged = [{"step": e["step"], "reward": e["reward"]}
-                  for e in history if "reward" in e and "step" in e]
-        kl = [e["ppo/kl"] for e in history if "ppo/kl" in e]
-        variance = [e["ppo/explained_variance"] for e in history if "ppo/explained_variance" in e]
+        logged = [{"step": step, "reward": reward} for step, reward in logged_values(history)]
+        kl = [value for _, value in logged_values(history, "ppo/kl")]
+        variance = [value for _, value in logged_values(history, "ppo/explained_variance")]
         rate = folder.name.removeprefix("lr")
-        curves[f"ppo_sparse, lr {rate}"] = ([e["step"] for e in logged], [e["reward"] for e in logged])
+        curves[f"ppo_sparse, lr {rate}"] = _curve(logged)
         rows.append(f"| {rate} | {record['steps']} | {record['wall_seconds']:.0f} | {_trend_cells(logged)} | "
-                    f"{kl[-1]:.3f} | {sum(variance) / len(variance):+.3f} |")
+                    + (f"{kl[-1]:.3f}" if kl else "") + " | "
+                    + (f"{sum(variance) / len(variance):+.3f}" if variance else "") + " |")
     if not rows:
         return ""
     figure = plot_curves(results / PPO_TRIALS / "reward_trend.png", curves, "optimizer step",
                          "mean rollout reward (logged)", "PPO's rollout reward at other learning rates")
-    return ("## PPO at a higher policy learning rate: the rollout reward alone\n\n"
-            f"```bash\n{PPO_TRIAL_COMMAND}\n```\n\nPPO (sparse) as in the comparison, from its SFT start, "
-            "with the policy's learning rate raised (the value model's kept); 45 minutes of wall time, on "
-            "train questions only and without a held-out evaluation, so that a setting is chosen by its "
-            "training reward and never by the test split. The comparison's own PPO row above ran at "
-            "2e-5. KL: the last logged KL to the SFT start per completion; explained variance: the value "
-            "model's, averaged over the logged steps.\n\n"
+    return ("## PPO at other policy learning rates: the rollout reward alone\n\n"
+            f"```bash\n{PPO_TRIAL_COMMAND}\n```\n\nPPO (sparse) with the comparison's recipe, from its SFT "
+            "start, at another learning rate for the policy (the value model's kept), for the recipe's "
+            "wall-time budget, on train questions only and without a held-out evaluation, so that a "
+            "setting is chosen by its training reward and never by the test split. Without the "
+            "comparison's training-time evaluations a trial fits a few more steps in the same time. KL: "
+            "the last logged KL to the SFT start per completion; explained variance: the value model's, "
+            "averaged over the logged steps.\n\n"
             f"![PPO trials]({PPO_TRIALS}/{figure.name})\n\n"
             "| policy learning rate | steps | stage wall s | logged points | first | last | slope per 100 "
             "steps [95%] | rise needed over the logged steps | KL, last | explained variance, mean |\n"

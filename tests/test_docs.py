@@ -137,18 +137,19 @@ def test_finding_d_section_pairs_the_two_starts_by_question(tmp_path):
 def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_needs(tmp_path):
     """A PPO trial's row comes from its copied trainer_state.json and stage record: the slope of its logged
     rewards (a straight line: +1.0 per 100 steps, an interval of width 0, so no rise is needed), the last
-    KL and the mean explained variance; a noisy trial needs the rise its interval's half-width spans over
-    its logged steps. A trial whose stage has not finished is left out."""
+    KL (not the largest) and the mean explained variance; a noisy trial needs the rise its interval's
+    half-width spans over its logged steps (2 to 40). Rows go by learning rate; a trial whose stage has
+    not finished is left out."""
     import json
 
     from trl_reasoning.metrics import reward_trend
 
     pages = _real_model_pages()
     assert pages.ppo_trials_section(tmp_path) == ""
-    line = [{"step": s, "reward": 0.1 + 0.01 * s, "ppo/kl": s / 100, "ppo/explained_variance": -0.5 if s < 10
-             else 0.5} for s in range(1, 21, 2)]
-    noisy = [{"step": s, "reward": [0.2, 0.4, 0.1, 0.3][s % 4], "ppo/kl": 0.0, "ppo/explained_variance": 0.0}
-             for s in range(2, 42, 2)]
+    line = [{"step": s, "reward": 0.1 + 0.01 * s, "ppo/kl": 0.5 if s == 9 else s / 100,
+             "ppo/explained_variance": -0.5 if s < 6 else 0.5} for s in range(1, 21, 2)]
+    noisy = [{"step": s, "reward": [0.2, 0.4, 0.1, 0.3][(s // 2) % 4], "ppo/kl": 0.07,
+              "ppo/explained_variance": 0.25} for s in range(2, 42, 2)]
     for name, history in (("lr1e-4", line), ("lr5e-5", noisy), ("lr2e-4", line)):
         folder = tmp_path / pages.PPO_TRIALS / name
         folder.mkdir(parents=True)
@@ -157,13 +158,14 @@ def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_need
             (folder / "stage_complete.json").write_text(json.dumps({"steps": history[-1]["step"] + 1,
                                                                     "wall_seconds": 2700.4}))
     text = pages.ppo_trials_section(tmp_path)
-    row = "| 1e-4 | 20 | 2700 | 10 | 0.110 | 0.290 | +1.000 [+1.000, +1.000] | 0.000 | 0.190 | +0.000 |"
+    row = "| 1e-4 | 20 | 2700 | 10 | 0.110 | 0.290 | +1.000 [+1.000, +1.000] | 0.000 | 0.190 | +0.200 |"
     assert row in text
-    trend = reward_trend(noisy)
-    low, high = trend["ci95"]
-    assert high > low  # the noisy trial's interval has a width, which the rise scales by 38 steps
-    assert f"[{low:+.3f}, {high:+.3f}] | {(high - low) / 2 * 0.38:.3f} | 0.000 |" in text
-    assert "| 2e-4 |" not in text and (tmp_path / pages.PPO_TRIALS / "reward_trend.png").exists()
+    low, high = reward_trend(noisy)["ci95"]
+    assert high - low > 0.1  # the noisy trial's interval has a width, which the rise scales by 38 steps
+    assert "| 5e-5 | 41 | 2700 | 20 | 0.400 | 0.200 | " in text
+    assert f"[{low:+.3f}, {high:+.3f}] | {(high - low) / 2 * 0.38:.3f} | 0.070 | +0.250 |" in text
+    assert text.index("| 5e-5 |") < text.index("| 1e-4 |") and "| 2e-4 |" not in text
+    assert (tmp_path / pages.PPO_TRIALS / "reward_trend.png").exists()
 
 
 def test_the_reward_models_section_copies_each_seeds_scores_and_says_when_reranking_is_chance(tmp_path,

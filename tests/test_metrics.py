@@ -147,6 +147,7 @@ def test_reward_trend_reads_a_trainers_log_per_100_steps():
     trend = reward_trend(log)
     assert trend["slope"] == pytest.approx(0.1) and trend["points"] == 4
     assert trend["first"] == pytest.approx(0.105) and trend["last"] == pytest.approx(0.12)
+    assert (trend["first_step"], trend["last_step"]) == (5, 20)
     assert trend["ci95"] is None and "too few for an interval" in trend["note"]  # 4 points
     assert reward_trend(log[:2]) is None
     noisy = [{"step": s, "reward": 0.1 + 0.001 * s + (0.01 if s % 10 else -0.01)} for s in range(5, 45, 5)]

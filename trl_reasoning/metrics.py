@@ -266,18 +266,25 @@ def linear_trend(xs: Sequence[float], ys: Sequence[float], n_bootstrap: int = 20
 MIN_POINTS_FOR_TREND_INTERVAL = 8
 
 
+def logged_values(log_history: Sequence[dict], key: str = "reward") -> list[tuple[int, float]]:
+    """``(step, value)`` for each entry of a TRL trainer's ``log_history`` that logged ``key`` (the
+    closing summary entry and the steps that logged other things are left out)."""
+    return [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
+
+
 def reward_trend(log_history: Sequence[dict], key: str = "reward", per: int = 100) -> dict | None:
     """The trend of a TRL trainer's logged ``key`` (``trainer.state.log_history``): its slope per ``per``
     optimizer steps with a 95% interval (``linear_trend``; None, with a note, under
-    ``MIN_POINTS_FOR_TREND_INTERVAL`` points), the first and last logged values, and the number of logged
-    points; None with fewer than 3 points."""
-    logged = [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
+    ``MIN_POINTS_FOR_TREND_INTERVAL`` points), the first and last logged values and steps, and the number
+    of logged points; None with fewer than 3 points."""
+    logged = logged_values(log_history, key)
     if len({step for step, _ in logged}) < 3:
         return None
     trend = linear_trend([s for s, _ in logged], [v for _, v in logged])
     record = {"key": key, "slope_per_steps": per, "slope": trend.mean * per,
               "ci95": [trend.ci_low * per, trend.ci_high * per], "points": trend.n,
-              "first": logged[0][1], "last": logged[-1][1]}
+              "first": logged[0][1], "last": logged[-1][1],
+              "first_step": logged[0][0], "last_step": logged[-1][0]}
     if trend.n < MIN_POINTS_FOR_TREND_INTERVAL:
         record["ci95"] = None
         record["note"] = (f"{trend.n} logged points: too few for an interval (log more often: "
