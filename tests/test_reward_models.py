@@ -171,6 +171,28 @@ def test_fresh_implicit_head_scores_one_half_and_round_trips(tiny_model_dir, tmp
         OutcomeRewardModel.from_causal_lm(str(tiny_model_dir), head="linear")
 
 
+def _step_counter():
+    """A callback counting the optimizer steps this trainer ran (not those a checkpoint restored)."""
+    from transformers import TrainerCallback
+
+    class StepCounter(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps += 1
+
+    return StepCounter()
+
+
+def _same_first_moments(first, second) -> bool:
+    """Two Adam optimizers hold the same first moments, parameter by parameter (and hold some)."""
+    import torch
+
+    states = (first.state_dict()["state"].values(), second.state_dict()["state"].values())
+    pairs = [(a["exp_avg"], b["exp_avg"]) for a, b in zip(*states, strict=True)]
+    return bool(pairs) and all(torch.allclose(a, b, atol=1e-6) for a, b in pairs)
+
+
 def test_implicit_orm_learns_and_resumes_from_a_checkpoint(tiny_model_dir, tmp_path):
     """The implicit head learns the same rule; resumed from its middle checkpoint (step 50 of 100), the
     run's last 50 steps give what the uninterrupted run gave: weights, optimizer state, step count,
@@ -206,25 +228,15 @@ def test_implicit_orm_learns_and_resumes_from_a_checkpoint(tiny_model_dir, tmp_p
     trained = trainer.reward_model.model.policy.state_dict()
     checkpoint = str(tmp_path / "orm" / "checkpoint-50")
     assert load_reward_model(checkpoint).head == "implicit"  # a checkpoint is a reward model too
-    from transformers import TrainerCallback
-
-    class CountSteps(TrainerCallback):
-        steps = 0
-
-        def on_step_end(self, args, state, control, **kwargs):
-            CountSteps.steps += 1
-
+    counter = _step_counter()
     resumed = RewardModelTrainer(model=str(tiny_model_dir), args=args, train_dataset=Dataset.from_list(train),
-                                 callbacks=[CountSteps()])
+                                 callbacks=[counter])
     resumed.train(resume_from_checkpoint=checkpoint)
-    assert CountSteps.steps == 50  # only the second half ran: the first came from the checkpoint
+    assert counter.steps == 50  # only the second half ran: the first came from the checkpoint
     assert resumed.state.global_step == trainer.state.global_step == 100
     mine = resumed.reward_model.model.policy.state_dict()
     assert all(torch.allclose(v, mine[k], atol=1e-6) for k, v in trained.items())
-    moments = [(a["exp_avg"], b["exp_avg"]) for a, b in zip(trainer.optimizer.state_dict()["state"].values(),
-                                                             resumed.optimizer.state_dict()["state"].values(),
-                                                             strict=True)]
-    assert moments and all(torch.allclose(a, b, atol=1e-6) for a, b in moments)
+    assert _same_first_moments(trainer.optimizer, resumed.optimizer)
     last = [[e for e in t.state.log_history if "loss" in e][-1] for t in (trainer, resumed)]
     assert last[0]["step"] == last[1]["step"] == 100
     assert last[0]["learning_rate"] == pytest.approx(last[1]["learning_rate"])
