@@ -311,12 +311,12 @@ def still_to_run(command: str, results: dict) -> str:
 def build_pages() -> list[Path]:
     """Write every page that has at least one copied run; returns the pages written."""
     pages: dict[str, list[str]] = {}
-    real = real_model_pages.sections(RESULTS)
-    if real:
-        pages["real_model.md"] = real
     for name, (page, _, _) in RUNS.items():
         if (RESULTS / name / "results.json").exists():
             pages.setdefault(page, []).append(section(name))
+    real = real_model_pages.sections(RESULTS, pages.pop("real_model.md", []))
+    if real:
+        pages["real_model.md"] = real
     benchmarks = [("comparison.md", benchmark_pages.sft_stability_section(RESULTS / SFT_STABILITY)),
                   ("comparison.md", benchmark_pages.sft_seed_spread_section(RESULTS / SEED_SPREAD)),
                   ("comparison.md", benchmark_pages.reranker_section(RESULTS / RERANKER)),

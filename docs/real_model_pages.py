@@ -9,10 +9,12 @@ import re
 from pathlib import Path
 
 
-def sections(results: Path) -> list[str]:
-    """The page's sections that have files under ``results``, in page order."""
+def sections(results: Path, runs: list[str] = ()) -> list[str]:
+    """The page's sections that have files under ``results``, in page order; ``runs``: the sections of the
+    page's comparison runs (``build_results.section``), placed after the recipe's and before the
+    rollout rewards that read them."""
     parts = (smollm2_trials_section(results), smollm2_recipe_section(results), starts_section(results),
-             reward_trend_section(results), ppo_trials_section(results), ppo_profile_section(results))
+             *runs, reward_trend_section(results), ppo_trials_section(results), ppo_profile_section(results))
     return [part for part in parts if part]
 
 

@@ -405,3 +405,34 @@ def test_compare_command_line_splits_its_flags_from_recipe_overrides():
     assert _compare_args(["--seeds", "3,4"])[0] == [3, 4] and _compare_args([])[0] == [0]
     with pytest.raises(DataError, match="--seeds: expected integers"):
         _compare_args(["--seeds", "one"])
+
+
+def _one_seed_results(train_seconds: dict) -> dict:
+    """A one-seed comparison's results.json as summarise writes it: SFT and PPO, PPO resumed once."""
+    def metrics(value):
+        names = ("maj@1", "maj@4", "pass@1", "pass@4", "distinct_correct")
+        return {n: {"mean": value, "per_seed": [value]} for n in names}
+
+    methods = {"sft": {"metrics": metrics(0.5), "samples": [0], "wall_seconds": [100.0]},
+               "ppo": {"metrics": metrics(0.6), "samples": [64], "wall_seconds": [50.0],
+                       "gain_over_sft": {"maj@1": _entry(0.1, 0.0, 0.2), "pass@4": _entry(0.1, 0.0, 0.2)}}}
+    for name, seconds in train_seconds.items():
+        methods[name]["train_seconds"] = [seconds]
+    return {"methods": methods, "k": 4, "baseline": "sft", "reference": None, "seeds": [0],
+            "num_questions": [10], "eval_split": "test", "interval_method": "paired bootstrap",
+            "machine": {}, "sft_spread": {"std": 0.0, "per_seed": [0.5]}, "curves": {}}
+
+
+def test_the_table_shows_a_resumed_stages_training_clock_beside_its_last_runs_wall_time():
+    """A stage resumed after a crash records the wall seconds of its last run only; its training clock (the
+    time budget's, resumes included) goes in a column of its own, blank where a method has none (SFT),
+    and the column is left out for runs that recorded no clock. One seed states no spread."""
+    from trl_reasoning.compare.report import results_markdown
+
+    text = results_markdown(_one_seed_results({"sft": None, "ppo": 2700.0}))
+    assert "| training samples | stage wall s | training clock s |" in text
+    assert "| 64 | 50 | 2,700 |" in text and "| 0 | 100 |  |" in text
+    assert "SFT maj@1: one seed (0.500), no spread over seeds to state." in text
+    assert "standard deviation" not in text
+    older = results_markdown(_one_seed_results({}))
+    assert "training clock s" not in older and "| 64 | 50 |" in older

@@ -54,6 +54,7 @@ def summarise(plan, seeds: list[int], output: Path, records: list[dict]) -> dict
             "metrics": {m: {"mean": _mean(v), "per_seed": v} for m, v in per_seed.items() if None not in v},
             "samples": [r["samples"].get(name, 0) for r in records],
             "wall_seconds": [r["wall_seconds"].get(name) for r in records],
+            "train_seconds": [r.get("train_seconds", {}).get(name) for r in records],
         }
         if name != plan.baseline:
             entry["gain_over_sft"] = {m: _interval(_paired(values, name, plan.baseline, m))
@@ -175,19 +176,36 @@ _SPLIT_WORDS = {"test": "held-out questions",
                 "validation": "validation questions (carved from the train split, never trained on)"}
 
 
+def _mean_or_blank(values: list | None) -> str:
+    """A table cell: the mean of per-seed seconds, blank where a seed has none."""
+    return "" if not values or None in values else f"{_mean(values):,.0f}"
+
+
+def _spread_line(spread: dict) -> str:
+    """The SFT policies' spread of maj@1 over seeds (none to state for one seed)."""
+    values = ", ".join(f"{v:.3f}" for v in spread["per_seed"])
+    if len(spread["per_seed"]) < 2:
+        return f"SFT maj@1: one seed ({values}), no spread over seeds to state.\n\n"
+    return f"SFT maj@1 across seeds: standard deviation {spread['std']:.3f} ({values}).\n\n"
+
+
 def results_markdown(results: dict) -> str:
     """The comparison as markdown: per method the means over seeds (with each seed's value), then each
     gain over SFT and gap to the reference with its two-level interval."""
     k, methods = results["k"], results["methods"]
     names = ["maj@1", f"maj@{k}", f"rerank@{k}", "pass@1", f"pass@{k}", "distinct_correct"]
     shown = [n for n in names if all(n in m["metrics"] for m in methods.values())]
+    # a stage's wall seconds count its last run only; its training clock (the time budget's) goes on
+    # through resumes: shown where a run recorded it
+    clocked = any(None not in (e.get("train_seconds") or [None]) for e in methods.values())
     rows = []
     for name, entry in methods.items():
         cells = [_with_seeds(entry["metrics"][n]) for n in shown]
-        walls = entry.get("wall_seconds") or [None]
-        wall = "" if None in walls else f"{_mean(walls):,.0f}"
-        rows.append([name, *cells, f"{_mean(entry['samples']):,.0f}", wall])  # a count, not a rate
-    table = markdown_table(["method", *shown, "training samples", "stage wall s"], rows)
+        times = [_mean_or_blank(entry.get("wall_seconds"))]
+        times += [_mean_or_blank(entry.get("train_seconds"))] if clocked else []
+        rows.append([name, *cells, f"{_mean(entry['samples']):,.0f}", *times])  # a count, not a rate
+    table = markdown_table(["method", *shown, "training samples", "stage wall s",
+                            *(["training clock s"] if clocked else [])], rows)
     gain_rows = [[name, _cell(e.get("gain_over_sft", {}).get("maj@1")),
                   _cell(e.get("gain_over_sft", {}).get(f"pass@{k}")),
                   _cell(e.get("gap_to_reference", {}).get("maj@1"))]
@@ -205,10 +223,12 @@ def results_markdown(results: dict) -> str:
     return (f"# Comparison over seeds {seeds}\n\n"
             f"{results['num_questions'][0]} {_SPLIT_WORDS[split]} per seed; "
             f"each cell: mean over seeds (each seed's value).\n\n{table}\n\n"
+            + ("Stage wall s: the stage's last run (a resumed stage's earlier runs are not in it); "
+               "training clock s: its training time, resumes included (what a time budget counts).\n\n"
+               if clocked else "") +
             f"Gains and gaps, 95% interval: {results['interval_method']}.\n\n{gains}\n\n"
             f"## The paper's findings, as measured\n\n{stated}\n\n"
-            f"SFT maj@1 across seeds: standard deviation {spread['std']:.3f} "
-            f"({', '.join(f'{v:.3f}' for v in spread['per_seed'])}).\n\n"
+            + _spread_line(spread) +
             f"Machine: {results['machine'].get('cpu', 'unknown CPU')}, "
             f"{', '.join(results['machine'].get('matrix_extensions', []))}.\n\n"
             f"![maj@1 vs samples]({CURVE_FILES['maj@1']})\n" + _pass_figure(results, k)
