@@ -121,10 +121,9 @@ def _recipe_time(folder: Path, sft: dict, rounds: list[Path]) -> str:
 def _bf16_note(folder: Path) -> str:
     """How much slower bf16 matmuls are than fp32 on the profiled CPU (the PPO profile's measured rates),
     or nothing before a profile the page shows was copied."""
-    for path in sorted((folder.parent / PROFILES).glob("*.json")):
-        report = json.loads(path.read_text())
+    for _, report in _shown_profiles(folder.parent):
         rates = report.get("matmul_gflops", {})
-        if "bare_model" in report and rates.get("float32") and rates.get("bfloat16"):
+        if rates.get("float32") and rates.get("bfloat16"):
             ratio = rates["float32"] / rates["bfloat16"]
             return (f", where bf16 matmuls ran about {round(ratio, -1 if ratio >= 20 else 0):.0f}x slower "
                     f"than fp32 ({rates['bfloat16']:.1f} against {rates['float32']:.1f} GFLOP/s, the profile "
@@ -226,14 +225,18 @@ def _profile_reading(report: dict) -> str:
             f"{report['matmul_gflops']['float32']:g} in float32.\n")
 
 
+def _shown_profiles(results: Path) -> list[tuple[Path, dict]]:
+    """The copied PPO profiles the page shows, with their reports (not those an earlier version of the
+    benchmark wrote, without the bare model's timing)."""
+    reports = [(path, json.loads(path.read_text())) for path in sorted((results / PROFILES).glob("*.json"))]
+    return [(path, report) for path, report in reports if "bare_model" in report]
+
+
 def ppo_profile_section(results: Path) -> str:
     """``benchmarks/ppo_step_profile.py``'s JSON files under ``docs/results/ppo_profile/``: one PPO step's
     phases beside their matmul floor, and the bare model's own forward and backward; or nothing."""
     parts = []
-    for path in sorted((results / PROFILES).glob("*.json")):
-        report = json.loads(path.read_text())
-        if "bare_model" not in report:
-            continue  # written by an earlier version of the benchmark
+    for path, report in _shown_profiles(results):
         lines = ["| phase | s per step | share | GFLOP per step | floor s | x floor | ms per 1k tokens |",
                  "|---|---|---|---|---|---|---|"]
         for row in report["phases"]:
@@ -304,14 +307,14 @@ def reward_trend_section(results: Path) -> str:
 
 
 def _trend_cells(logged: list[dict]) -> str:
-    """A logged reward curve's table cells: points, first and last reward, the slope per 100 steps with
-    its interval, and the interval's half-width times the logged steps (the fitted line's rise that the
-    interval needs to exclude zero)."""
-    from trl_reasoning.metrics import reward_trend
+    """Table cells of a logged reward curve (a copied rewards file or a trainer's whole log): points,
+    first and last reward, the slope per 100 steps with its interval, and the interval's half-width
+    times the logged steps (the fitted line's rise that the interval needs to exclude zero)."""
+    from trl_reasoning.metrics import logged_values, reward_trend
 
     trend = reward_trend(logged)
     if trend is None:
-        return f"{len(logged)} | | | too few points | "
+        return f"{len(logged_values(logged))} | | | too few points | "
     if trend["ci95"] is None:
         return (f"{trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | "
                 f"{trend['slope']:+.3f} too few points for an interval | ")
@@ -322,8 +325,12 @@ def _trend_cells(logged: list[dict]) -> str:
 
 
 def _curve(logged: list[dict]) -> tuple[list, list]:
-    """A logged reward curve as the figure's (steps, rewards)."""
-    return [e["step"] for e in logged], [e["reward"] for e in logged]
+    """A logged reward curve (a copied rewards file or a trainer's whole log) as the figure's (steps,
+    rewards)."""
+    from trl_reasoning.metrics import logged_values
+
+    pairs = logged_values(logged)
+    return [step for step, _ in pairs], [reward for _, reward in pairs]
 
 
 PPO_TRIALS = "smollm2_ppo_trials"  # docs/results/smollm2_ppo_trials/lr<LR>/: the trial's trainer_state.json
@@ -348,13 +355,12 @@ def ppo_trials_section(results: Path) -> str:
             continue  # a trial still running
         history = json.loads(files[0].read_text())["log_history"]
         record = json.loads(files[1].read_text())
-        logged = [{"step": step, "reward": reward} for step, reward in logged_values(history)]
         kl = [value for _, value in logged_values(history, "ppo/kl")]
         variance = [value for _, value in logged_values(history, "ppo/explained_variance")]
         rate = folder.name.removeprefix("lr")
-        curves[f"ppo_sparse, lr {rate}"] = _curve(logged)
-        rows.append(f"| {rate} | {record['steps']} | {record['wall_seconds']:.0f} | {_trend_cells(logged)} | "
-                    + (f"{kl[-1]:.3f}" if kl else "") + " | "
+        curves[f"ppo_sparse, lr {rate}"] = _curve(history)
+        rows.append(f"| {rate} | {record['steps']} | {record['wall_seconds']:.0f} | "
+                    f"{_trend_cells(history)} | " + (f"{kl[-1]:.3f}" if kl else "") + " | "
                     + (f"{sum(variance) / len(variance):+.3f}" if variance else "") + " |")
     if not rows:
         return ""
