@@ -29,19 +29,29 @@ def test_validation_split_of_a_generated_task_is_new_problems_and_leaves_train_a
     assert not set(validation["question"]) & set(test["question"])
 
 
-def test_validation_split_of_a_file_keeps_equal_solutions_on_one_side(tmp_path, svamp_file):
-    """A file's train rows are cut by their solution: no solution (up to spacing and case) on both
-    sides, about a fifth held back, and the cut is the same on every load."""
+def test_validation_split_of_a_file_keeps_each_family_on_one_side(tmp_path, svamp_file, gsm8k_test):
+    """A file's train rows are cut by family: SVAMP's variations of one problem (``families``) all on one
+    side, no solution (up to spacing and case) on both sides for a task without families, about a
+    fifth held back, and the cut is the same on every load."""
     from trl_reasoning.pipeline import load_datasets
+    from trl_reasoning.tasks.svamp import FAMILY_OVERLAP, _content_words
 
     recipe = _recipe(tmp_path, f"model: tiny\ntask: svamp\ntrain_data: {svamp_file}\n"
                                "eval_split: validation\n")
     train, _, validation = load_datasets(recipe)
+    words = [_content_words(q) for q in train["question"]]
+    for question in validation["question"]:
+        mine = _content_words(question)
+        assert all(len(mine & w) / len(mine | w) < FAMILY_OVERLAP for w in words)
+    assert 0.18 < len(validation) / (len(train) + len(validation)) < 0.25
+    assert load_datasets(recipe)[2]["id"] == validation["id"]
+    assert len(train) + len(validation) == 696  # SVAMP's train split, all of it on one side or the other
+    recipe = _recipe(tmp_path, f"model: tiny\ntask: gsm8k\ntrain_data: {gsm8k_test}\n"
+                               "eval_split: validation\n")
+    train, _, validation = load_datasets(recipe)
     norm = lambda rows: {" ".join(s.split()).lower() for s in rows["solution"]}  # noqa: E731
     assert not norm(train) & norm(validation)
-    assert 0.12 < len(validation) / (len(train) + len(validation)) < 0.28
-    assert load_datasets(recipe)[2]["id"] == validation["id"]
-    assert len(train) + len(validation) == 700  # SVAMP's train split, all of it on one side or the other
+    assert 0.18 < len(validation) / (len(train) + len(validation)) < 0.22
 
 
 def test_a_tiny_model_for_a_file_task_trains_its_tokenizer_on_the_file_offline(tmp_path, svamp_file,

@@ -376,7 +376,7 @@ def test_equations_hold_on_svamp_references(svamp_file):
 
     solutions = load_task("svamp", data=str(svamp_file), split="train")["solution"]
     false = [s for s in solutions if not equations_hold(s)]
-    assert false == ["( ( 4.0 - 2.0 ) + 3.0 ) = 1\n#### 1"]  # 699 of 700 hold; this one is wrong in SVAMP
+    assert false == ["( ( 4.0 - 2.0 ) + 3.0 ) = 1\n#### 1"]  # 695 of 696 hold; this one is wrong in SVAMP
 
 
 def test_math_answer_keys_group_equivalent_answers():

@@ -71,7 +71,8 @@ def _train_and_validation(recipe: Recipe, load):
     """``eval_split: validation``: held-out questions taken from the train split, never trained on. A
     generated task draws ``num_eval_examples`` more train problems (its train rows stay those of a test
     run: the same stream's first ``num_train_examples``; solutions are distinct within a split); a file's
-    train rows are cut by a hash of their solution (``tasks.carve_validation``)."""
+    train rows are cut by a hash of their family (``tasks.carve_validation``: SVAMP's variations of one
+    problem, else the reference solution)."""
     from .tasks import carve_validation, get_task
 
     if get_task(recipe.task).generate is not None and recipe.train_data is None:
@@ -80,7 +81,7 @@ def _train_and_validation(recipe: Recipe, load):
         validation = rows.select(range(recipe.num_train_examples, len(rows)))
     else:
         rows = load(recipe.train_data, "train", None, recipe.num_train_examples)
-        train, validation = carve_validation(rows)
+        train, validation = carve_validation(rows, families=get_task(recipe.task).families)
     return first(train, recipe.train_limit), first(validation, recipe.eval_limit)
 
 

@@ -38,7 +38,11 @@ class TaskSpec:
     kind of final answer (``answers.NUMERIC`` or ``answers.LATEX``): it decides extraction, voting,
     equivalence and where sampling stops. ``generate(num_examples, split, seed, config)``, for synthetic
     tasks, makes raw records when no data file is given. ``local_split(records, split)`` picks a split
-    from a local file that holds a whole unsplit data set (SVAMP's original ``SVAMP.json``).
+    from a local file that holds a whole unsplit data set (SVAMP's original ``SVAMP.json``);
+    ``hub_split(records, split)``, given the rows of all the default Hub dataset's splits, re-makes the
+    split when the Hub's own shares content across train and test. ``families(texts)`` labels
+    questions that are variations of one problem (one label per family), so a validation split carved
+    from train keeps each family on one side; None: a question's reference solution is its family.
     ``stepwise(solution)`` rewrites a reference solution as one line per operation (``a op b = c``),
     for ``solution_format: steps``; None: the references are written step by step already.
     """
@@ -53,6 +57,8 @@ class TaskSpec:
     answer: AnswerKind = NUMERIC
     generate: Callable[..., list[dict]] | None = None
     local_split: Callable[[list[dict], str], list[dict]] | None = None
+    hub_split: Callable[[list[dict], str], list[dict]] | None = None
+    families: Callable[[Sequence[str]], list[int]] | None = None
     stepwise: Callable[[str], str] | None = None
 
 
@@ -112,7 +118,12 @@ def fetch_records(spec: TaskSpec, data: str | None, split: str) -> list[dict]:
                         "HF_HUB_OFFLINE=1 "
                         "to use a cached copy")
     try:
+        if spec.hub_split is not None and hub_id == spec.hub_id:
+            every = [r for name in spec.hub_splits.values() for r in load_dataset(hub_id, config, split=name)]
+            return spec.hub_split(every, split)
         return load_dataset(hub_id, config, split=spec.hub_splits[split]).to_list()
+    except DataError:
+        raise
     except (
         Exception
     ) as err:  # datasets/huggingface_hub raise many types (ConnectionError, DatasetNotFoundError, ...)

@@ -1,19 +1,26 @@
 """SVAMP (Patel et al., 2021): one-step arithmetic word problems with varied structure.
 
-Hub: ``ChilleD/SVAMP`` (train 700 / test 300); local: the original ``SVAMP.json`` (``Body``,
-``Question``, ``Equation``, ``Answer``). The reference solution is the equation and its value, then the
-``#### N`` line.
+Hub: ``ChilleD/SVAMP``; local: the original ``SVAMP.json`` (``Body``, ``Question``, ``Equation``,
+``Answer``). The reference solution is the equation and its value, then the ``#### N`` line.
 
-The original file has no split. When a local file holds exactly its 1000 problems (IDs ``chal-1`` ..
-``chal-1000``), ``split_original`` splits it the same way every time: the problems in ID order, shuffled
-with ``random.Random(SPLIT_SEED)``; the first ``TEST_SIZE`` (300) are ``test``, the other 700 ``train``
-(each problem in one split; no two SVAMP problems share a text). Any other local file is used whole.
+SVAMP writes each of about a hundred seed problems as ~10 variations (other numbers, another question,
+reordered sentences), so a split by problem puts siblings on both sides: the original id-based 700/300
+split gave 297 of its 300 test problems a sibling in train. ``split_original`` splits by **family**
+instead (``families``: problems whose words overlap, numbers aside), the same way every time: the
+families in the order of their first ID, shuffled with ``random.Random(SPLIT_SEED)``; whole families go
+to ``test`` until it holds at least ``TEST_SIZE`` (300) problems (304), the rest (696) to ``train``. It
+applies to a local file holding exactly the original 1000 problems (IDs ``chal-1`` .. ``chal-1000``)
+and to the Hub copy, whose own 700/300 split is re-made the same way; any other local file is used
+whole.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import random
+import re
+from collections.abc import Sequence
 from fractions import Fraction
 
 from ..answers import numeric
@@ -92,23 +99,85 @@ def stepwise(solution: str) -> str:
 
 
 ORIGINAL_SIZE, TEST_SIZE, SPLIT_SEED = 1000, 300, 2021
+# Jaccard overlap of two problems' words (numbers and the function words below left out) from which they
+# are one family. At 0.4 the 1000 problems form 96 families (the largest 29) and no test problem shares
+# more than 0.36 of its words with any train problem; 0.45 already lets a family straddle the split.
+FAMILY_OVERLAP = 0.4
+_FUNCTION_WORDS = frozenset(
+    "a an and are at be by did do does each for had has have he her his how if in is it many more much of "
+    "on she some than the then there they to was were with".split())
+
+
+def _content_words(text: str) -> frozenset[str]:
+    return frozenset(w for w in re.findall(r"[a-z]+", text.lower()) if w not in _FUNCTION_WORDS)
+
+
+def families(texts: Sequence[str]) -> list[int]:
+    """A family label for each problem text: the index of the first text of its family. Two texts whose
+    content words overlap by at least ``FAMILY_OVERLAP`` (Jaccard) are one family, and so is every text
+    linked to them through such overlaps."""
+    return list(_families(tuple(texts)))
+
+
+@functools.lru_cache(maxsize=8)  # a run loads the same file for train, test and prompts: group it once
+def _families(texts: tuple[str, ...]) -> tuple[int, ...]:
+    words = [_content_words(t) for t in texts]
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, mine in enumerate(words):
+        for j in range(i + 1, len(words)):
+            union = len(mine | words[j])
+            if union and len(mine & words[j]) / union >= FAMILY_OVERLAP:
+                parent[max(root(i), root(j))] = min(root(i), root(j))  # a family's root: its first text
+    return tuple(root(i) for i in range(len(texts)))
 
 
 def _number(record: dict) -> int:
-    return int(str(record["ID"]).split("-")[1])
+    return int(str(_field(record, "ID")).split("-")[1])
+
+
+def is_original(records: list[dict]) -> bool:
+    """Whether ``records`` are exactly SVAMP's 1000 problems, ``chal-1`` .. ``chal-1000``."""
+    ids = {_field(r, "ID") for r in records}
+    return len(records) == ORIGINAL_SIZE and ids == {f"chal-{i}" for i in range(1, ORIGINAL_SIZE + 1)}
 
 
 def split_original(records: list[dict], split: str) -> list[dict]:
-    """``split`` (train or test) of the original unsplit SVAMP file; other files unchanged."""
-    ids = {str(r.get("ID")) for r in records}
-    if len(records) != ORIGINAL_SIZE or ids != {f"chal-{i}" for i in range(1, ORIGINAL_SIZE + 1)}:
+    """``split`` (train or test) of the original unsplit SVAMP file, by family; other files unchanged."""
+    if not is_original(records):
         return records
     if split not in ("train", "test"):
         raise DataError(f"split: {split!r} is not a split of svamp; expected ['test', 'train']")
     order = sorted(records, key=_number)
-    random.Random(SPLIT_SEED).shuffle(order)
-    chosen = order[:TEST_SIZE] if split == "test" else order[TEST_SIZE:]
+    grouped: dict[int, list[dict]] = {}
+    for record, label in zip(order, families([to_row(r, 0)["question"] for r in order]), strict=True):
+        grouped.setdefault(label, []).append(record)
+    shuffled = list(grouped.values())
+    random.Random(SPLIT_SEED).shuffle(shuffled)
+    test: list[dict] = []
+    for family in shuffled:
+        if len(test) >= TEST_SIZE:
+            break
+        test.extend(family)
+    held = {_number(r) for r in test}
+    chosen = test if split == "test" else [r for r in order if _number(r) not in held]
     return sorted(chosen, key=_number)
+
+
+def split_hub(records: list[dict], split: str) -> list[dict]:
+    """``split`` of the Hub copy, given the rows of all its splits: the Hub's own 700/300 split shares
+    families across train and test, so it is re-made as the original file's."""
+    if not is_original(records):
+        raise DataError(f"data: the Hub copy of svamp holds {len(records)} problems, not the original "
+                        f"{ORIGINAL_SIZE} (chal-1 .. chal-{ORIGINAL_SIZE}) that a family split needs; pass "
+                        "the original SVAMP.json (train_data / eval_data)")
+    return split_original(records, split)
 
 
 SPEC = TaskSpec(
@@ -119,5 +188,7 @@ SPEC = TaskSpec(
     to_row=to_row,
     instruction=INSTRUCTION,
     local_split=split_original,
+    hub_split=split_hub,
+    families=families,
     stepwise=stepwise,
 )
