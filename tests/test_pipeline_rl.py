@@ -164,6 +164,7 @@ def test_the_ppo_stage_with_lora_trains_merges_and_keeps_its_reference(tmp_path,
     import torch
     from transformers import AutoModelForCausalLM
 
+    from trl_reasoning.rewards import CorrectnessReward
     from trl_reasoning.trainers.ppo_trainer import PPOTrainer
 
     references = []
@@ -174,6 +175,10 @@ def test_the_ppo_stage_with_lora_trains_merges_and_keeps_its_reference(tmp_path,
         return kl(self, *args, **kwargs)
 
     monkeypatch.setattr(PPOTrainer, "_kl", recording_kl)
+    # an untrained model's answers are all wrong, and an all-zero reward moves no correct PPO policy (its
+    # value model starts at zero): paid 1 for each completion of odd length instead
+    monkeypatch.setattr(CorrectnessReward, "__call__",
+                        lambda reward, completions, **kw: [float(len(c) % 2) for c in completions])
     out, _, _ = _run(tmp_path, LORA_PPO)
     start = AutoModelForCausalLM.from_pretrained(out / "tiny_init")
     final = AutoModelForCausalLM.from_pretrained(out / "ppo" / "final_model")
@@ -185,4 +190,4 @@ def test_the_ppo_stage_with_lora_trains_merges_and_keeps_its_reference(tmp_path,
     logs = json.loads(next((out / "ppo").glob("checkpoint-*/trainer_state.json")).read_text())["log_history"]
     kls = [r["ppo/kl"] for r in logs if "ppo/kl" in r]
     assert kls[0] == 0.0 or abs(kls[0]) < 1e-6
-    assert max(kls) > 1e-4
+    assert max(map(abs, kls)) > 1e-4  # k1 estimates the KL from one batch: either sign once it moves

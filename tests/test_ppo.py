@@ -208,6 +208,35 @@ def _rollout(trainer, texts: list[str], prompts: list[str] | None = None):
 
 
 @pytest.mark.parametrize("from_object", [True, False])
+def test_a_new_value_head_starts_at_zero_and_trains_without_dropout(tiny_model_dir, tmp_path, from_object):
+    """The value model built from the policy (object or folder) values every token 0 before training, and
+    in train mode (the value loss's) gives the values the rollout scored in eval mode; a value model the
+    user gives keeps its head."""
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir) if from_object else str(tiny_model_dir)
+    trainer = PPOTrainer(model=model, reward_funcs=[apples_reward], args=_args(tmp_path),
+                         train_dataset=_train(8))
+    ids = trainer.processing_class(["Question: 1 + 2?\nAnswer: 3", "apples and pears"], padding=True,
+                                   return_tensors="pt")
+    value_model = trainer.accelerator.unwrap_model(trainer.value_model)
+    value_model.train()
+    values = value_model(**ids).logits
+    assert torch.equal(values, torch.zeros_like(values))
+    with torch.no_grad():
+        value_model.score.weight.normal_()  # a trained head: its values vary with the features...
+    train_mode = value_model(**ids).logits
+    assert train_mode.std() > 0
+    assert torch.equal(train_mode, value_model.eval()(**ids).logits)  # ...and no dropout changes them
+    given = AutoModelForTokenClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    head = given.score.weight.detach().clone()
+    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], value_model=given,
+                         args=_args(tmp_path), train_dataset=_train(8))
+    assert head.abs().sum() > 0
+    assert torch.equal(trainer.accelerator.unwrap_model(trainer.value_model).score.weight, head)
+
+
+@pytest.mark.parametrize("from_object", [True, False])
 def test_rollout_values_are_dropout_free_and_advantages_are_gae_of_them(
     tiny_model_dir, tmp_path, from_object
 ):
@@ -374,8 +403,11 @@ def test_with_peft_the_value_model_trains_adapters_and_its_head(tiny_model_dir, 
     import torch
     from peft import LoraConfig
 
+    def paid(completions, **kwargs):  # returns of 1, not an untrained model's all-zero apples: a head
+        return [1.0] * len(completions)  # that starts at zero then has something to learn
+
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
-    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], train_dataset=_train(32),
+    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[paid], train_dataset=_train(32),
                          args=_args(tmp_path, max_steps=2), peft_config=lora)
     trainable = {n for n, p in trainer.value_model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable), sorted(trainable)

@@ -114,6 +114,7 @@ def test_qlora_in_an_ei_round_and_in_ppo_trains_on_4bit_weights_and_saves_a_plai
     from transformers import AutoModelForCausalLM
     from trl import SFTTrainer
 
+    from trl_reasoning.rewards import CorrectnessReward
     from trl_reasoning.tasks import add_prompts, load_task
     from trl_reasoning.trainers.ppo_trainer import PPOTrainer
 
@@ -130,6 +131,10 @@ def test_qlora_in_an_ei_round_and_in_ppo_trains_on_4bit_weights_and_saves_a_plai
     def ppo_spy(self, *args, **kwargs):
         trained_on["ppo"] = quantized_modules(self.model)
         trained_on["ppo value"] = quantized_modules(self.value_model)
+        # an untrained model's answers are all wrong, and an all-zero reward moves no correct PPO policy
+        # (its value model starts at zero): PPO is paid 1 for each completion of odd length instead
+        monkeypatch.setattr(CorrectnessReward, "__call__",
+                            lambda reward, completions, **kw: [float(len(c) % 2) for c in completions])
         return ppo_train(self, *args, **kwargs)
 
     monkeypatch.setattr(SFTTrainer, "train", sft_spy)
