@@ -46,9 +46,14 @@ RUNS = {
     "compare_tuning": ("tuning.md", "Settings chosen on the validation split (seed 100)",
                        "trl-reasoning compare recipes/compare_quickstart_tuning.yaml --seeds 100 "
                        "--output runs/compare_tuning"),
-    "smollm2_compare": ("real_model.md", "EI, PPO, RCRL, TRL GRPO and process GRPO at equal wall time",
-                        "trl-reasoning compare recipes/smollm2_svamp_compare.yaml --seeds 0 "
-                        "--output runs/smollm2_compare"),
+    "smollm2_compare_family": (
+        "real_model.md", "EI, PPO, RCRL, TRL GRPO and process GRPO at equal wall time, on SVAMP's family "
+        "split", "trl-reasoning compare recipes/smollm2_svamp_compare.yaml --seeds 0 "
+        "--output runs/smollm2_compare_family"),
+    "smollm2_compare": ("real_model.md", "Former split (297 of its 300 test problems had a variation in "
+                        "train): EI, PPO, RCRL, TRL GRPO and process GRPO at equal wall time",
+                        "git checkout 6a93a44 && trl-reasoning compare recipes/smollm2_svamp_compare.yaml "
+                        "--seeds 0 --output runs/smollm2_compare"),
     "quickstart_seeds": ("comparison.md", "The quickstart over seeds never used to choose its settings",
                          "trl-reasoning compare recipes/quickstart.yaml --seeds 10 11 12 13 14 "
                          "--output runs/quickstart_seeds"),
