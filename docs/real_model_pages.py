@@ -333,49 +333,52 @@ def _curve(logged: list[dict]) -> tuple[list, list]:
     return [step for step, _ in pairs], [reward for _, reward in pairs]
 
 
-PPO_TRIALS = "smollm2_ppo_trials"  # docs/results/smollm2_ppo_trials/lr<LR>/: the trial's trainer_state.json
-# and its ppo stage_complete.json, copied from the command's output_dir/ppo/
-PPO_TRIAL_COMMAND = ("trl-reasoning train recipes/smollm2_svamp_compare.yaml \\\n"
-                     "    --model runs/smollm2_compare/seed_0/sft --stages [ppo] --ppo.learning_rate LR \\\n"
-                     "    --output_dir runs/smollm2_ppo_lrLR")
+PPO_TRIALS = "smollm2_ppo_trials"  # docs/results/smollm2_ppo_trials/NAME/: the trial's trainer_state.json and
+# its ppo stage_complete.json, copied from the command's output_dir/ppo/, and trial.json: {"change": what
+# differs from the comparison's PPO, "command": the command that ran it, "commit": the code it ran}
 
 
 def ppo_trials_section(results: Path) -> str:
-    """PPO from the comparison's SFT start at other policy learning rates, read by the rollout reward
-    alone (train questions; no held-out evaluation, so no setting is chosen on the test split): each
-    trial's slope, its KL to the start and its value model's explained variance; or nothing."""
-    from trl_reasoning.metrics import logged_values
+    """PPO from the comparison's SFT start with one thing changed, read by the rollout reward alone
+    (train questions; no held-out evaluation, so no setting is chosen on the test split): each trial's
+    slope, its KL to the start and its value model's explained variance; or nothing."""
     from trl_reasoning.reporting import plot_curves
 
-    rows, curves = [], {}
-    trials = sorted((results / PPO_TRIALS).glob("lr*"), key=lambda f: float(f.name.removeprefix("lr")))
-    for folder in trials:
-        files = (folder / "trainer_state.json", folder / "stage_complete.json")
+    rows, curves, commands = [], {}, []
+    for folder in sorted((results / PPO_TRIALS).glob("*/")):
+        files = (folder / "trainer_state.json", folder / "stage_complete.json", folder / "trial.json")
         if not all(f.exists() for f in files):
             continue  # a trial still running
         history = json.loads(files[0].read_text())["log_history"]
-        record = json.loads(files[1].read_text())
-        kl = [value for _, value in logged_values(history, "ppo/kl")]
-        variance = [value for _, value in logged_values(history, "ppo/explained_variance")]
-        rate = folder.name.removeprefix("lr")
-        curves[f"ppo_sparse, lr {rate}"] = _curve(history)
-        rows.append(f"| {rate} | {record['steps']} | {record['wall_seconds']:.0f} | "
-                    f"{_trend_cells(history)} | " + (f"{kl[-1]:.3f}" if kl else "") + " | "
-                    + (f"{sum(variance) / len(variance):+.3f}" if variance else "") + " |")
+        record, trial = (json.loads(f.read_text()) for f in files[1:])
+        curves[trial["change"]] = _curve(history)
+        rows.append(f"| {trial['change']} | {record['steps']} | {record['wall_seconds']:.0f} | "
+                    f"{_trend_cells(history)} | {_value_cells(history)} |")
+        commands.append(f"- {trial['change']} (at {trial['commit']}):\n\n  ```bash\n  {trial['command']}\n"
+                        "  ```\n")
     if not rows:
         return ""
     figure = plot_curves(results / PPO_TRIALS / "reward_trend.png", curves, "optimizer step",
-                         "mean rollout reward (logged)", "PPO's rollout reward at other learning rates")
-    return ("## PPO at other policy learning rates: the rollout reward alone\n\n"
-            f"```bash\n{PPO_TRIAL_COMMAND}\n```\n\nPPO (sparse) with the comparison's recipe, from its SFT "
-            "start, at another learning rate for the policy (the value model's kept), for the recipe's "
-            "wall-time budget, on train questions only and without a held-out evaluation, so that a "
-            "setting is chosen by its training reward and never by the test split. Without the "
-            "comparison's training-time evaluations a trial fits a few more steps in the same time. KL: "
-            "the last logged KL to the SFT start per completion; explained variance: the value model's, "
-            "averaged over the logged steps (below 0, its V_t predicts the returns worse than their mean "
-            "would, and GAE's advantages carry its error).\n\n"
+                         "mean rollout reward (logged)", "PPO's rollout reward, one change each")
+    return ("## PPO trials: the rollout reward alone\n\nPPO (sparse) with the comparison's recipe, from "
+            "its SFT start, with one thing changed, for the recipe's wall-time budget, on train questions "
+            "only and without a held-out evaluation, so that a setting is chosen by its training reward "
+            "and never by the test split. Without the comparison's training-time evaluations a trial fits "
+            "a few more steps in the same time. KL: the last logged KL to the SFT start per completion; "
+            "explained variance: the value model's (below 0, its V_t predicts the returns worse than "
+            "their mean would, and GAE's advantages carry its error).\n\n"
             f"![PPO trials]({PPO_TRIALS}/{figure.name})\n\n"
-            "| policy learning rate | steps | stage wall s | logged points | first | last | slope per 100 "
-            "steps [95%] | rise needed over the logged steps | KL, last | explained variance, mean |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+            "| change | steps | stage wall s | logged points | first | last | slope per 100 steps [95%] "
+            "| rise needed over the logged steps | KL, last | explained variance: mean, first, last |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n" + "\n".join(commands))
+
+
+def _value_cells(history: list[dict]) -> str:
+    """The last logged KL, and the explained variance's mean, first and last value, as table cells."""
+    from trl_reasoning.metrics import logged_values
+
+    kl = [value for _, value in logged_values(history, "ppo/kl")]
+    variance = [value for _, value in logged_values(history, "ppo/explained_variance")]
+    shown = (f"{sum(variance) / len(variance):+.3f}, {variance[0]:+.3f}, {variance[-1]:+.3f}"
+             if variance else "")
+    return (f"{kl[-1]:.3f}" if kl else "") + f" | {shown}"

@@ -135,11 +135,11 @@ def test_finding_d_section_pairs_the_two_starts_by_question(tmp_path):
 
 
 def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_needs(tmp_path):
-    """A PPO trial's row comes from its copied trainer_state.json and stage record: the slope of its logged
-    rewards (a straight line: +1.0 per 100 steps, an interval of width 0, so no rise is needed), the last
-    KL (not the largest) and the mean explained variance; a noisy trial needs the rise its interval's
-    half-width spans over its logged steps (2 to 40). Rows go by learning rate; a trial whose stage has
-    not finished is left out."""
+    """A PPO trial's row comes from its copied trainer_state.json, stage record and trial.json (what it
+    changed, its command and commit): the slope of its logged rewards (a straight line: +1.0 per 100
+    steps, an interval of width 0, so no rise is needed), the last KL (not the largest) and the explained
+    variance's mean, first and last; a noisy trial needs the rise its interval's half-width spans over its
+    logged steps (2 to 40). Rows go by folder name; a trial whose stage has not finished is left out."""
     import json
 
     from trl_reasoning.metrics import reward_trend
@@ -150,21 +150,26 @@ def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_need
              "ppo/explained_variance": -0.5 if s < 6 else 0.5} for s in range(1, 21, 2)]
     noisy = [{"step": s, "reward": [0.2, 0.4, 0.1, 0.3][(s // 2) % 4], "ppo/kl": 0.07,
               "ppo/explained_variance": 0.25} for s in range(2, 42, 2)]
-    for name, history in (("lr1e-4", line), ("lr5e-5", noisy), ("lr2e-4", line)):
+    for name, history in (("b_lr", line), ("a_head", noisy), ("c_running", line)):
         folder = tmp_path / pages.PPO_TRIALS / name
         folder.mkdir(parents=True)
         (folder / "trainer_state.json").write_text(json.dumps({"log_history": history}))
-        if name != "lr2e-4":  # still running: no stage record yet
+        (folder / "trial.json").write_text(json.dumps({"change": f"change {name}", "commit": "abc1234",
+                                                       "command": f"trl-reasoning train {name}.yaml"}))
+        if name != "c_running":  # still running: no stage record yet
             (folder / "stage_complete.json").write_text(json.dumps({"steps": history[-1]["step"] + 1,
                                                                     "wall_seconds": 2700.4}))
     text = pages.ppo_trials_section(tmp_path)
-    row = "| 1e-4 | 20 | 2700 | 10 | 0.110 | 0.290 | +1.000 [+1.000, +1.000] | 0.000 | 0.190 | +0.200 |"
+    row = ("| change b_lr | 20 | 2700 | 10 | 0.110 | 0.290 | +1.000 [+1.000, +1.000] | 0.000 | 0.190 | "
+           "+0.200, -0.500, +0.500 |")
     assert row in text
     low, high = reward_trend(noisy)["ci95"]
     assert high - low > 0.1  # the noisy trial's interval has a width, which the rise scales by 38 steps
-    assert "| 5e-5 | 41 | 2700 | 20 | 0.400 | 0.200 | " in text
-    assert f"[{low:+.3f}, {high:+.3f}] | {(high - low) / 2 * 0.38:.3f} | 0.070 | +0.250 |" in text
-    assert text.index("| 5e-5 |") < text.index("| 1e-4 |") and "| 2e-4 |" not in text
+    assert "| change a_head | 41 | 2700 | 20 | 0.400 | 0.200 | " in text
+    rise = (high - low) / 2 * 0.38
+    assert f"[{low:+.3f}, {high:+.3f}] | {rise:.3f} | 0.070 | +0.250, +0.250, +0.250 |" in text
+    assert text.index("| change a_head |") < text.index("| change b_lr |") and "c_running" not in text
+    assert "- change b_lr (at abc1234):\n\n  ```bash\n  trl-reasoning train b_lr.yaml\n" in text
     assert (tmp_path / pages.PPO_TRIALS / "reward_trend.png").exists()
 
 
