@@ -273,15 +273,34 @@ def ppo_profile_section(results: Path) -> str:
             "docstring.\n\n" + "\n".join(parts))
 
 
-REWARD_TRENDS = "smollm2_compare"  # docs/results/smollm2_compare/seed_S/rewards/METHOD.json (build_results)
+# the comparison runs whose on-policy methods' logged rewards build_results copied
+# (seed_S/rewards/METHOD.json), newest first, with the split each ran on
+REWARD_TRENDS = {"smollm2_compare_family": "SVAMP's family split",
+                 "smollm2_compare": "the former id-based split"}
 
 
 def reward_trend_section(results: Path) -> str:
-    """The on-policy methods' logged rollout reward per optimizer step in the SmolLM2 comparison: a
+    """The on-policy methods' logged rollout reward per optimizer step in each SmolLM2 comparison: a
     figure and each method's slope with its interval (``metrics.reward_trend``); or nothing."""
+    blocks = [_reward_trend_block(results, run, split) for run, split in REWARD_TRENDS.items()]
+    blocks = [block for block in blocks if block]
+    if not blocks:
+        return ""
+    return ("## The on-policy methods' rollout reward\n\nThe mean correctness reward of each logged "
+            "rollout batch against the optimizer step, from each method's `trainer_state.json` in the "
+            "equal wall-time comparison (`trl-reasoning compare recipes/smollm2_svamp_compare.yaml`, 45 "
+            "minutes of RL stage each; TRL logs the reward at the steps that drew a new rollout batch); "
+            "the slope per 100 steps is a least-squares fit with a 95% bootstrap interval over the "
+            "logged points (`trl_reasoning.metrics.reward_trend`). The rise needed is the interval's "
+            "half-width times the logged steps: the fitted line has to rise about that much over these "
+            "steps before its interval can exclude zero.\n\n" + "\n".join(blocks))
+
+
+def _reward_trend_block(results: Path, run: str, split: str) -> str:
+    """One comparison run's figure and table of logged rollout rewards, or "" without copied logs."""
     from trl_reasoning.reporting import plot_curves
 
-    logs = sorted((results / REWARD_TRENDS).glob("seed_*/rewards/*.json"))
+    logs = sorted((results / run).glob("seed_*/rewards/*.json"))
     if not logs:
         return ""
     curves, rows = {}, []
@@ -290,17 +309,9 @@ def reward_trend_section(results: Path) -> str:
         logged = json.loads(path.read_text())
         curves[f"{method} (seed {seed})"] = _curve(logged)
         rows.append(f"| {method} | {seed} | {_trend_cells(logged)} |")
-    figure = plot_curves(results / REWARD_TRENDS / "reward_trend.png", curves, "optimizer step",
-                         "mean rollout reward (logged)", "Rollout reward while training, SmolLM2 on SVAMP")
-    return ("## The on-policy methods' rollout reward\n\nThe mean correctness reward of each logged "
-            "rollout batch against the optimizer step, from each method's `trainer_state.json` in the "
-            "equal wall-time comparison (`trl-reasoning compare recipes/smollm2_svamp_compare.yaml`, 45 "
-            "minutes of RL stage each; TRL logs the reward at the steps that drew a new rollout batch); "
-            "the slope per 100 steps is a least-squares fit with a 95% bootstrap interval over the "
-            "logged points (`trl_reasoning.metrics.reward_trend`).\n\n"
-            f"![rollout reward]({REWARD_TRENDS}/{figure.name})\n\n"
-            "The last column is the interval's half-width times the logged steps: the fitted line has "
-            "to rise about that much over these steps before its interval can exclude zero.\n\n"
+    figure = plot_curves(results / run / "reward_trend.png", curves, "optimizer step",
+                         "mean rollout reward (logged)", f"Rollout reward while training, on {split}")
+    return (f"### On {split}\n\n![rollout reward, {split}]({run}/{figure.name})\n\n"
             "| method | seed | logged points | first | last | slope per 100 steps [95%] | rise needed "
             "over the logged steps |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")

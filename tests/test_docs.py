@@ -134,6 +134,26 @@ def test_finding_d_section_pairs_the_two_starts_by_question(tmp_path):
         pages.starts_section(tmp_path)
 
 
+def test_reward_trend_section_shows_each_comparison_runs_logs_newest_split_first(tmp_path):
+    """One block per comparison run with copied reward logs, the family split's before the former's, each
+    row from its method's rewards file; no logs, no section."""
+    import json
+
+    pages = _real_model_pages()
+    assert pages.reward_trend_section(tmp_path) == ""
+    rising = [{"step": s, "reward": 0.1 + 0.01 * s} for s in range(1, 21, 2)]
+    for run in ("smollm2_compare", "smollm2_compare_family"):
+        folder = tmp_path / run / "seed_0" / "rewards"
+        folder.mkdir(parents=True)
+        method = "ppo_sparse" if run == "smollm2_compare" else "grpo"
+        (folder / f"{method}.json").write_text(json.dumps(rising))
+    text = pages.reward_trend_section(tmp_path)
+    family, former = text.index("### On SVAMP's family split"), text.index("### On the former id-based split")
+    assert family < text.index("| grpo | 0 | 10 | 0.110 | 0.290 | +1.000 [+1.000, +1.000] | 0.000 |") < former
+    assert former < text.index("| ppo_sparse | 0 | 10 |")
+    assert (tmp_path / "smollm2_compare_family" / "reward_trend.png").exists()
+
+
 def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_needs(tmp_path):
     """A PPO trial's row comes from its copied trainer_state.json, stage record and trial.json (what it
     changed, its command and commit): the slope of its logged rewards (a straight line: +1.0 per 100
