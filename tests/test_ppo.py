@@ -208,30 +208,33 @@ def _rollout(trainer, texts: list[str], prompts: list[str] | None = None):
 
 
 @pytest.mark.parametrize("from_object", [True, False])
-def test_a_new_value_head_starts_at_zero_and_trains_without_dropout(tiny_model_dir, tmp_path, from_object):
-    """The value model built from the policy (object or folder) values every token 0 before training, and
-    in train mode (the value loss's) gives the values the rollout scored in eval mode; a value model the
+def test_value_head_init_zero_starts_every_value_at_0_and_disable_dropout_reaches_the_value_model(
+        tiny_model_dir, tmp_path, from_object):
+    """``value_head_init: zero``: the value model built from the policy (object or folder) values every
+    token 0 before training (the default, transformers' random head, does not); TRL's ``disable_dropout``
+    makes its train-mode values (the value loss's) those the rollout scored in eval mode; a value model the
     user gives keeps its head."""
     from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir) if from_object else str(tiny_model_dir)
-    trainer = PPOTrainer(model=model, reward_funcs=[apples_reward], args=_args(tmp_path),
-                         train_dataset=_train(8))
-    ids = trainer.processing_class(["Question: 1 + 2?\nAnswer: 3", "apples and pears"], padding=True,
-                                   return_tensors="pt")
-    value_model = trainer.accelerator.unwrap_model(trainer.value_model)
-    value_model.train()
-    values = value_model(**ids).logits
-    assert torch.equal(values, torch.zeros_like(values))
-    with torch.no_grad():
-        value_model.score.weight.normal_()  # a trained head: its values vary with the features...
-    train_mode = value_model(**ids).logits
-    assert train_mode.std() > 0
-    assert torch.equal(train_mode, value_model.eval()(**ids).logits)  # ...and no dropout changes them
+    ids = None
+    for init, no_dropout in (("zero", True), ("random", False)):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir) if from_object else str(tiny_model_dir)
+        trainer = PPOTrainer(model=model, reward_funcs=[apples_reward], train_dataset=_train(8),
+                             args=_args(tmp_path, value_head_init=init, disable_dropout=no_dropout))
+        ids = ids or trainer.processing_class(["Question: 1 + 2?\nAnswer: 3", "apples and pears"],
+                                              padding=True, return_tensors="pt")
+        value_model = trainer.accelerator.unwrap_model(trainer.value_model).train()
+        values = value_model(**ids).logits
+        assert torch.equal(values, torch.zeros_like(values)) == (init == "zero")
+        with torch.no_grad():
+            value_model.score.weight.normal_()  # a trained head: its values vary with the features...
+        train_mode = value_model(**ids).logits
+        assert train_mode.std() > 0  # ...and only dropout makes train mode differ from eval mode
+        assert torch.equal(train_mode, value_model.eval()(**ids).logits) == no_dropout
     given = AutoModelForTokenClassification.from_pretrained(tiny_model_dir, num_labels=1)
     head = given.score.weight.detach().clone()
     trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[apples_reward], value_model=given,
-                         args=_args(tmp_path), train_dataset=_train(8))
+                         args=_args(tmp_path, value_head_init="zero"), train_dataset=_train(8))
     assert head.abs().sum() > 0
     assert torch.equal(trainer.accelerator.unwrap_model(trainer.value_model).score.weight, head)
 

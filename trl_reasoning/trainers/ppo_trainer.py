@@ -11,9 +11,9 @@ per-token GAE from a learned value model:
    differences by default, ``dense_reward_shaping``); minus ``kl_coef * KL_t`` on every token when
    the KL penalty lives in the reward;
 2. values ``V_t`` from the value model (``separate``: a copy of the policy backbone with a scalar token
-   head; ``shared``: a scalar head on the policy's own backbone; a new head starts at zero), computed
-   in eval mode and, in ``separate``, trained without dropout, so the GAE baseline and the value loss's
-   old values are the same on every path;
+   head, started as ``value_head_init`` says; ``shared``: a scalar head on the policy's own backbone,
+   started at zero), computed in eval mode (no dropout), so the GAE baseline and the value loss's old
+   values are the same on every path;
 3. GAE advantages and returns (``advantages.gae``), advantages whitened;
 4. loss: TRL's clipped policy loss on the per-token advantages for ``num_iterations`` PPO epochs per
    rollout batch (default 4, so the clip binds), plus ``vf_coef`` x the clipped value loss, whose
@@ -117,7 +117,9 @@ class PPOTrainer(GRPORolloutHooks, CheckpointHooks, GRPOTrainer):
             self.value_model = build_value_model(value_model, model, self.model, self.processing_class,
                                                  self.accelerator, peft_config=value_peft,
                                                  quantization_config=quantization_config,
-                                                 trust_remote_code=trusts_remote_code(args))
+                                                 trust_remote_code=trusts_remote_code(args),
+                                                 zero_start=args.value_head_init == "zero",
+                                                 no_dropout=args.disable_dropout)
             self.value_optimizer = ValueOptimizer(self.value_model, args, self.accelerator.num_processes)
         self.samples_seen = 0  # completions sampled for training, over all processes
 

@@ -19,12 +19,14 @@ class PPOError(ValueError):
 
 
 def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, peft_config=None,
-                      quantization_config=None, trust_remote_code: bool = False):
+                      quantization_config=None, trust_remote_code: bool = False, zero_start: bool = False,
+                      no_dropout: bool = False):
     """The value model to train: ``value_model`` (a model, folder or Hub id), else the policy's backbone
     under a new scalar head (``policy_ref`` when the policy was given by name, else ``policy``). With
     ``peft_config`` it trains as adapters of that config plus its whole head (``value_adapters``);
     ``quantization_config`` (QLoRA) loads a value model given by name quantized, as TRL loads the
-    policy."""
+    policy. ``zero_start``: a new head starts at zero (``zero_head``); ``no_dropout``: the value model's
+    dropout is off (TRL's ``disable_dropout``, as for the policy)."""
     new_head = value_model is None  # the policy's backbone under a new head, not a model the user gave
     if value_model is None and isinstance(policy_ref, str):
         value_model = policy_ref
@@ -50,14 +52,13 @@ def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, p
             f"value_model: its vocabulary ({value_model.config.vocab_size}) is smaller than the policy "
             f"tokenizer's ({len(tokenizer)}); it must read the policy's token ids"
         )
-    if new_head:
+    if new_head and zero_start:
         zero_head(value_model)
-    # Rollouts score the values in eval mode and the value loss trains in train mode: without dropout
-    # (0.1 on the head's input in transformers' token-classification models) both are one function.
-    disable_dropout_in_model(value_model)
+    if no_dropout:  # rollouts score in eval mode, the value loss trains in train mode: then one function
+        disable_dropout_in_model(value_model)
     if peft_config is not None and not hasattr(value_model, "peft_config"):  # not a given PeftModel
         value_model = value_adapters(value_model, peft_config)
-    value_model.train()  # same mode on every path (its dropout is off: rollouts score in eval mode)
+    value_model.train()  # same mode on every path: dropout in the value loss, eval mode at rollout time
     # on CPU in float32 (bf16 is slow there); a quantized model's 4-bit weights stay as they are
     on_cpu = accelerator.device.type == "cpu" and quantization_config is None
     prepared = accelerator.prepare_model(value_model.float() if on_cpu else value_model)
@@ -67,12 +68,11 @@ def build_value_model(value_model, policy_ref, policy, tokenizer, accelerator, p
 
 
 def zero_head(value_model) -> None:
-    """Start a new scalar head at V = 0 on every token (its weight and bias zeroed). transformers' fresh
-    head (weights of std 0.02) on SmolLM2's final hidden states (norm ~47) gave values of mean 0.5 and
-    std 0.68 along a solution, against returns in [0, 1] of mean 0.19: an explained variance of -3.6 at
-    PPO's first step, the head's noise carried into every GAE advantage. From zero, the first value
-    steps fit the returns' level instead of unlearning noise; the head's gradient, the backbone's
-    features times the value error, is not zero, so it trains."""
+    """Start a new scalar head at V = 0 on every token (its weight and bias zeroed), instead of
+    transformers' initialisation (weights of std 0.02: on SmolLM2's final hidden states, norm ~47, values
+    of mean 0.5 and std 0.68 along a solution against returns of mean 0.19 in [0, 1], an explained
+    variance of -3.6 at PPO's first step). The head's gradient, the features times the value error, is
+    not zero, so it trains; measured, it did not make PPO learn more (``PPOConfig.value_head_init``)."""
     heads = [m for m in value_model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
     if not heads:
         raise PPOError("value_model: found no one-output linear head to start at zero")
