@@ -61,14 +61,15 @@ RUNS = {
 PAGE_HEADERS = {
     "real_model.md": "# Real model results\n\nSmolLM2-135M-Instruct on SVAMP. Built by `python "
                      "docs/build_results.py` from the runs' files under `docs/results/`. Earlier measured "
-                     "runs: [real_model_history.md](real_model_history.md).\n\n**Caveat: the runs below "
-                     "used SVAMP's former id-based 700/300 split**, in which 297 of the 300 test problems "
-                     "had a variation in train (the same story with other numbers or another question). "
-                     "Their held-out accuracy partly measures recall of those siblings, and methods that "
-                     "sample and train on the train questions (EI above all) gain most from them: read every "
-                     "gain here as an upper bound. SVAMP is now split by problem family (696 / 304, "
-                     "[comparisons.md](../comparisons.md#held-out-means-held-out)); the runs are being "
-                     "repeated on that split.\n",
+                     "runs: [real_model_history.md](real_model_history.md).\n\n**Which split.** The section "
+                     "titled 'on "
+                     "SVAMP's family split' uses the current split (696 train / 304 test, whole problem "
+                     "families on one side: [comparisons.md](../comparisons.md#held-out-means-held-out)). "
+                     "Every other section used the former id-based 700/300 split, in which 297 of the 300 "
+                     "test problems had a variation in train (the same story with other numbers or another "
+                     "question): their held-out accuracy partly measures recall of those siblings, and "
+                     "methods that sample and train on the train questions (EI above all) gain most from "
+                     "them, so read their gains as upper bounds; compare the two comparison sections.\n",
     "tuning.md": "# Choosing the comparison's settings\n\nEvery method of `recipes/compare_quickstart.yaml` "
                  "with 3-4 settings, on 500 validation questions carved from the train split (more "
                  "train-split problems, no solution shared with the training questions) and seed 100, "
