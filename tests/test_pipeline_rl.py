@@ -175,8 +175,8 @@ def test_the_ppo_stage_with_lora_trains_merges_and_keeps_its_reference(tmp_path,
         return kl(self, *args, **kwargs)
 
     monkeypatch.setattr(PPOTrainer, "_kl", recording_kl)
-    # an untrained model's answers are all wrong, and an all-zero reward moves no correct PPO policy (its
-    # value model starts at zero): paid 1 for each completion of odd length instead
+    # an untrained model's answers are all wrong: with an all-zero reward only the value head's noise moves
+    # the policy (nothing at all with value_head_init: zero); paid 1 for each completion of odd length
     monkeypatch.setattr(CorrectnessReward, "__call__",
                         lambda reward, completions, **kw: [float(len(c) % 2) for c in completions])
     out, _, _ = _run(tmp_path, LORA_PPO)

@@ -217,7 +217,7 @@ def test_value_head_init_zero_starts_every_value_at_0_and_disable_dropout_reache
     from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
     ids = None
-    for init, no_dropout in (("zero", True), ("random", False)):
+    for init, no_dropout in (("zero", False), ("random", True)):  # each setting without the other
         model = AutoModelForCausalLM.from_pretrained(tiny_model_dir) if from_object else str(tiny_model_dir)
         trainer = PPOTrainer(model=model, reward_funcs=[apples_reward], train_dataset=_train(8),
                              args=_args(tmp_path, value_head_init=init, disable_dropout=no_dropout))
@@ -406,8 +406,8 @@ def test_with_peft_the_value_model_trains_adapters_and_its_head(tiny_model_dir, 
     import torch
     from peft import LoraConfig
 
-    def paid(completions, **kwargs):  # returns of 1, not an untrained model's all-zero apples: a head
-        return [1.0] * len(completions)  # that starts at zero then has something to learn
+    def paid(completions, **kwargs):  # returns of 1, not an untrained model's all-zero apples: the head
+        return [1.0] * len(completions)  # learns from the returns, whatever its start
 
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
     trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[paid], train_dataset=_train(32),

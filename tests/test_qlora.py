@@ -131,8 +131,8 @@ def test_qlora_in_an_ei_round_and_in_ppo_trains_on_4bit_weights_and_saves_a_plai
     def ppo_spy(self, *args, **kwargs):
         trained_on["ppo"] = quantized_modules(self.model)
         trained_on["ppo value"] = quantized_modules(self.value_model)
-        # an untrained model's answers are all wrong, and an all-zero reward moves no correct PPO policy
-        # (its value model starts at zero): PPO is paid 1 for each completion of odd length instead
+        # an untrained model's answers are all wrong: with an all-zero reward only the value head's noise
+        # moves the policy (nothing at all with value_head_init: zero); paid 1 per odd-length completion
         monkeypatch.setattr(CorrectnessReward, "__call__",
                             lambda reward, completions, **kw: [float(len(c) % 2) for c in completions])
         return ppo_train(self, *args, **kwargs)

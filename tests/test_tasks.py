@@ -60,6 +60,12 @@ def test_svamp_families_join_variations_of_one_problem_and_chains_of_them():
              "Dan had $ 3 left after he bought a candy bar and a toy. If he had $ 7 how much was the toy?"]
     assert families(texts) == [0, 1, 0, 0]
     assert families(texts[1:2]) == [0]
+    # a chain: A and C share 1 of 9 words, each shares 3 of 7 with B (0.43); C comes before B, so B
+    # joins two families. Numbers do not count; D and E share 3 of 8 (0.375), just under the threshold
+    chain = ["apple 3 bread cheese dates eggs", "cheese figs grapes honey ice 12",
+             "apple bread cheese figs 7 grapes", "kiwi lemon mango nuts oats",
+             "kiwi lemon mango pears quince rice"]
+    assert families(chain) == [0, 0, 0, 3, 4]
 
 
 def test_the_hub_copy_of_svamp_is_re_split_by_family(svamp_file, monkeypatch):

@@ -173,7 +173,9 @@ def split_original(records: list[dict], split: str) -> list[dict]:
 
 def split_hub(records: list[dict], split: str) -> list[dict]:
     """``split`` of the Hub copy, given the rows of all its splits: the Hub's own 700/300 split shares
-    families across train and test, so it is re-made as the original file's."""
+    families across train and test, so it is re-made as the original file's. Texts that differ from the
+    file's (other spacing or punctuation) may group otherwise: the split is then still by family, but
+    not the file's."""
     if not is_original(records):
         raise DataError(f"data: the Hub copy of svamp holds {len(records)} problems, not the original "
                         f"{ORIGINAL_SIZE} (chal-1 .. chal-{ORIGINAL_SIZE}) that a family split needs; pass "

@@ -29,8 +29,9 @@ class PPOConfig(GRPOConfig):
             model as adapters of the same config on its backbone plus its full scalar head, instead of
             all its weights (a full copy with its own AdamW state holds ~4x the model's size).
         value_head_init (`str`, defaults to `"random"`): How a new value head starts (the separate
-            model's, built from the policy): `random`, transformers' initialisation (on SmolLM2, values of
-            std ~0.7 along a solution); `zero`, every value 0. Measured: `zero` learned less on the toy
+            model's, built from the policy; a `value_model` passed to the trainer keeps its own head):
+            `random`, transformers' initialisation (on SmolLM2, values of std ~0.7 along a solution);
+            `zero`, every value 0. Measured: `zero` learned less on the toy
             task's held-out questions (docs/algorithms/ppo.md). The value model's dropout follows TRL's
             `disable_dropout`.
         value_learning_rate (`float`, defaults to `1e-4`): Learning rate of the value model's optimizer,

@@ -73,7 +73,9 @@ def zero_head(value_model) -> None:
     of mean 0.5 and std 0.68 along a solution against returns of mean 0.19 in [0, 1], an explained
     variance of -3.6 at PPO's first step). The head's gradient, the features times the value error, is
     not zero, so it trains; measured, it did not make PPO learn more (``PPOConfig.value_head_init``)."""
-    heads = [m for m in value_model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
+    named = [getattr(value_model, name, None) for name in ("score", "classifier")]  # transformers' names
+    heads = [m for m in named if isinstance(m, torch.nn.Linear)] or [
+        m for m in value_model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
     if not heads:
         raise PPOError("value_model: found no one-output linear head to start at zero")
     with torch.no_grad():
