@@ -45,6 +45,7 @@ def carve_validation(dataset, fraction: float = 0.2, families=None):
     row's reference solution. Splitting on content, not wording, keeps a question and its rewordings
     (and equal solutions) on one side, so validation shares no family with train."""
     import hashlib
+    from collections import Counter
 
     if families is None:
         keys = [" ".join(s.split()).lower() for s in dataset["solution"]]
@@ -57,9 +58,7 @@ def carve_validation(dataset, fraction: float = 0.2, families=None):
 
     # Whole families in hash order until the fraction is reached: a few large families (SVAMP's hold
     # up to 29 questions) would make a per-family coin flip miss the fraction by half.
-    sizes: dict[str, int] = {}
-    for key in keys:
-        sizes[key] = sizes.get(key, 0) + 1
+    sizes = Counter(keys)
     chosen, total = set(), 0
     for key in sorted(sizes, key=bucket):
         if total >= fraction * len(keys):
