@@ -19,9 +19,10 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/: real_model_pages, benchmark_pages
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/: the page modules beside this file
 
 import benchmark_pages  # noqa: E402 - beside this file (docs/), found through the path set above
+import readme_table  # noqa: E402
 import real_model_pages  # noqa: E402
 
 from trl_reasoning.compare.report import CURVE_FILES, results_markdown
@@ -346,42 +347,6 @@ def build_pages() -> list[Path]:
     return written
 
 
-README = DOCS.parent / "README.md"
-README_MARKS = ("<!-- quickstart results: written by docs/build_results.py from "
-                "docs/results/quickstart_seeds/results.json -->", "<!-- end of quickstart results -->")
-
-
-def readme_quickstart_table(results: dict) -> str:
-    """The README's quickstart table: SFT and EI over the seeds (mean, each seed's value in brackets),
-    and EI's gain over SFT with its two-level interval."""
-    k, seeds = results["k"], results["seeds"]
-    lines = [f"| model | greedy maj@1 | maj@{k} | pass@{k} |", "|---|---|---|---|"]
-    for name, label in (("sft", "SFT"), ("ei", "SFT -> 3 EI rounds")):
-        metrics = results["methods"][name]["metrics"]
-        cells = [f"{metrics[m]['mean']:.3f} ({', '.join(f'{v:.3f}' for v in metrics[m]['per_seed'])})"
-                 for m in ("maj@1", f"maj@{k}", f"pass@{k}")]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    gain = results["methods"]["ei"]["gain_over_sft"]["maj@1"]
-    low, high = gain["ci95"]
-    return ("\n".join(lines) + f"\n\nEI's greedy maj@1 gain over SFT: **{gain['mean']:+.3f} [{low:+.3f}, "
-            f"{high:+.3f}]** (95%, two-level bootstrap over seeds {', '.join(map(str, seeds))} and "
-            f"{results['num_questions'][0]} held-out questions each; seeds never used to choose the "
-            f"recipe's settings; {results['machine']['cpu']}, {results['machine']['cores']} cores).")
-
-
-def update_readme() -> bool:
-    """Rewrite the README's quickstart table between its marks from the copied quickstart_seeds run."""
-    path = RESULTS / "quickstart_seeds" / "results.json"
-    text = README.read_text()
-    start, end = README_MARKS
-    if not path.exists() or start not in text:
-        return False
-    head, rest = text.split(start, 1)
-    table = readme_quickstart_table(json.loads(path.read_text()))
-    README.write_text(f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
-    return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
@@ -396,8 +361,8 @@ def main() -> None:
         copy_run(name, Path(folder))
     for path in build_pages():
         print(f"wrote {path}")
-    if update_readme():
-        print(f"wrote {README}'s quickstart table")
+    if readme_table.update_readme(RESULTS / "quickstart_seeds" / "results.json"):
+        print(f"wrote {readme_table.README}'s quickstart table")
 
 
 if __name__ == "__main__":

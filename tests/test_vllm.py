@@ -333,12 +333,8 @@ def test_killed_vllm_run_resumes_with_the_same_samples(tmp_path):
         assert metrics["throughput"]["backend"] == "vllm"
 
 
-def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
-    """One PPO step with TRL's own colocated vLLM engine on CPU; after the optimizer step, the engine's
-    weights (synced by the CPU replacement in _compat) give the trained policy's greedy completions."""
-    import torch
-
-    from trl_reasoning.loading import process_state
+def _colocated_ppo_trainer(servable_dir, tmp_path):
+    """A one-step PPOTrainer on TRL's colocated vLLM engine, rewarded for a 7 in the completion."""
     from trl_reasoning.trainers.ppo_config import PPOConfig
     from trl_reasoning.trainers.ppo_trainer import PPOTrainer
 
@@ -346,74 +342,73 @@ def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
         ["prompt", "answer"]
     )
     args = PPOConfig(
-        output_dir=str(tmp_path / "ppo"),
-        learning_rate=5e-2,
-        per_device_train_batch_size=16,
-        num_generations=4,
-        max_completion_length=8,
-        temperature=1.0,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        max_steps=1,
-        gradient_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
-        use_vllm=True,
-        vllm_mode="colocate",
-        vllm_gpu_memory_utilization=0.1,
+        output_dir=str(tmp_path / "ppo"), learning_rate=5e-2, per_device_train_batch_size=16,
+        num_generations=4, max_completion_length=8, temperature=1.0, use_cpu=True, bf16=False,
+        report_to="none", save_strategy="no", logging_steps=1, max_steps=1, gradient_checkpointing=False,
+        disable_tqdm=True, seed=0, use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.1,
         vllm_enable_sleep_mode=False,
     )
-    launch_env = {key: os.environ.get(key) for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
-    trainer = PPOTrainer(
+    return PPOTrainer(
         model=str(servable_dir),
         reward_funcs=[lambda completions, **kw: [float("7" in c) for c in completions]],
         args=args,
         train_dataset=train,
     )
+
+
+def _engine_greedy(llm, tokenizer) -> list[list[str]]:
+    """The engine's greedy completions (12 tokens) of the test prompts."""
     from vllm import SamplingParams
 
-    tokenizer, prompts = trainer.processing_class, _prompts()
-    ids = [{"prompt_token_ids": tokenizer(p)["input_ids"]} for p in prompts]
+    ids = [{"prompt_token_ids": tokenizer(p)["input_ids"]} for p in _prompts()]
+    outputs = llm.generate(ids, SamplingParams(temperature=0, max_tokens=12), use_tqdm=False)
+    return [[o.outputs[0].text] for o in outputs]
 
-    def engine_greedy(llm) -> list[list[str]]:
-        outputs = llm.generate(ids, SamplingParams(temperature=0, max_tokens=12), use_tqdm=False)
-        return [[o.outputs[0].text] for o in outputs]
 
-    def hf_greedy(model) -> list[list[str]]:
-        settings = _settings(backend="hf", max_new_tokens=12, stop_strings=())
-        with Sampler(model, tokenizer, settings, None) as hf:
-            return _texts(hf.sample(prompts, 1, 0.0))
+def _hf_greedy(model, tokenizer) -> list[list[str]]:
+    """transformers' greedy completions (12 tokens) of the same prompts."""
+    settings = _settings(backend="hf", max_new_tokens=12, stop_strings=())
+    with Sampler(model, tokenizer, settings, None) as hf:
+        return _texts(hf.sample(_prompts(), 1, 0.0))
+
+
+def test_ppo_with_trl_colocated_vllm_follows_the_policy(servable_dir, tmp_path):
+    """One PPO step with TRL's own colocated vLLM engine on CPU; after the optimizer step, the engine's
+    weights (synced by the CPU replacement in _compat) give the trained policy's greedy completions."""
+    import torch
+
+    from trl_reasoning.loading import process_state
+    from trl_reasoning.trainers.expert_iteration_config import ExpertIterationConfig
+
+    launch_env = {key: os.environ.get(key) for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    trainer = _colocated_ppo_trainer(servable_dir, tmp_path)
+    tokenizer, llm = trainer.processing_class, trainer.vllm_generation.llm
 
     def agree(a, b) -> int:
         return sum(x == y for x, y in zip(a, b, strict=True))
 
-    engine_before, hf_before = engine_greedy(trainer.vllm_generation.llm), hf_greedy(trainer.model.eval())
+    engine_before, hf_before = _engine_greedy(llm, tokenizer), _hf_greedy(trainer.model.eval(), tokenizer)
     initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.model.train()
     trainer.train()
     assert any(not torch.equal(initial[n], p) for n, p in trainer.model.named_parameters())
     trainer.vllm_generation.sync_weights()
-    synced = engine_greedy(trainer.vllm_generation.llm)
-    hf_after = hf_greedy(trainer.accelerator.unwrap_model(trainer.model).eval())
+    synced = _engine_greedy(llm, tokenizer)
+    policy = trainer.accelerator.unwrap_model(trainer.model).eval()
+    hf_after = _hf_greedy(policy, tokenizer)
     # the engine follows the trained weights: its greedy texts moved, and they are the trained policy's
     # (TRL's engine runs compiled kernels: on this one-step, near-uniform policy a near-tie may flip,
     # hence >= 10 of 12)
     assert synced != engine_before and hf_after != hf_before
     assert agree(synced, hf_after) >= 10 and agree(synced, hf_after) > agree(synced, hf_before)
-    policy = trainer.accelerator.unwrap_model(trainer.model).eval()
     # TRL's engine set RANK/WORLD_SIZE/...; left set, the next config rebuilds accelerate's state as a
     # distributed one whose barrier fails once an engine closes (seen at RCRL's save after PPO).
     assert {key: os.environ.get(key) for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE")} == launch_env
-    from trl_reasoning.trainers.expert_iteration_config import ExpertIterationConfig
-
     ExpertIterationConfig(output_dir=str(tmp_path / "next"), use_cpu=True, report_to="none")
     with Sampler(
         policy, tokenizer, _settings(backend="vllm", max_new_tokens=4), None, str(servable_dir)
     ) as engine:
-        engine.sample(prompts[:1], 1, 0.0)
+        engine.sample(_prompts()[:1], 1, 0.0)
     process_state().wait_for_everyone()
 
 
