@@ -133,3 +133,65 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_from_the_one_before(tmp
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((out / "ppo" / "stage_complete.json").read_text())
     assert record["resumed_from"] == "checkpoint-2" and record["steps"] == 6
+
+
+
+SFT_RECIPE = """
+model: {model}
+task: arithmetic
+output_dir: {out}
+stages: [sft]
+num_train_examples: 32
+num_eval_examples: 4
+sft: {{max_steps: 4, per_device_train_batch_size: 8, learning_rate: 1.0e-2, gradient_checkpointing: false,
+      report_to: []}}
+"""
+
+
+def test_an_sft_stage_stopped_after_a_checkpoint_goes_on_from_it_to_the_uninterrupted_weights(
+        tiny_model_dir, tmp_path, monkeypatch):
+    """An SFT stage (its default checkpoints: every fifth of the run, here every step) that dies after
+    checkpoint-2 resumes from it on the rerun: its record says so, it trains steps 3 and 4 only, and it
+    ends with the weights of a run never stopped."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from trl_reasoning.pipeline import run_context
+    from trl_reasoning.recipes import load_recipe
+    from trl_reasoning.stages import sft as sft_stage
+
+    class Steps(TrainerCallback):
+        """Counts the optimizer steps a run takes; with ``die_at``, dies once that step's checkpoint is
+        written (a kill between checkpoints)."""
+
+        def __init__(self, die_at: int | None = None):
+            self.taken, self.die_at = [], die_at
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.taken.append(state.global_step)
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == self.die_at:
+                raise RuntimeError(f"killed after checkpoint-{self.die_at}")
+
+    def run(name: str, steps: Steps) -> tuple[dict, dict]:
+        recipe = tmp_path / f"{name}.yaml"
+        recipe.write_text(SFT_RECIPE.format(model=tiny_model_dir, out=tmp_path / name))
+        with monkeypatch.context() as patch:
+            patch.setattr(sft_stage, "training_eval_callbacks", lambda *a, **k: [steps])
+            record = sft_stage.run_sft(run_context(load_recipe(recipe)), tmp_path / name / "sft")
+        return record, load_file(tmp_path / name / "sft" / "model.safetensors")
+
+    steps = Steps()
+    whole, expected = run("whole", steps)
+    assert whole["resumed_from"] is None and steps.taken == [1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="killed after checkpoint-2"):
+        run("stopped", Steps(die_at=2))
+    steps = Steps()
+    resumed, again = run("stopped", steps)
+    assert resumed["resumed_from"] == "checkpoint-2" and steps.taken == [3, 4]
+    assert expected.keys() == again.keys()
+    assert all(torch.allclose(expected[k], again[k], rtol=1e-5, atol=1e-6) for k in expected)
+    start = load_file(tiny_model_dir / "model.safetensors")
+    assert any(not torch.allclose(start[k], again[k]) for k in start if k in again)

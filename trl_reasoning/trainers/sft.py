@@ -25,11 +25,13 @@ def sft_examples(dataset) -> list[dict]:
     return pairs
 
 
-def run_sft(model, tokenizer, dataset, args, peft_config=None, callbacks=None, merge_into=None) -> Path:
+def run_sft(model, tokenizer, dataset, args, peft_config=None, callbacks=None, merge_into=None,
+            resume_from_checkpoint: str | None = None) -> Path:
     """Train with ``SFTTrainer`` and save model + tokenizer into ``args.output_dir``; returns that folder.
 
     ``merge_into`` (QLoRA: ``model`` is a quantized base): the full-precision base (folder, Hub id or
-    model) the trained adapters are merged into, so the saved model is a plain full-precision one."""
+    model) the trained adapters are merged into, so the saved model is a plain full-precision one.
+    ``resume_from_checkpoint``: a ``checkpoint-N`` folder of an earlier, interrupted run to go on from."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -44,7 +46,7 @@ def run_sft(model, tokenizer, dataset, args, peft_config=None, callbacks=None, m
         callbacks=callbacks,
     )
     bind_callbacks(trainer, callbacks)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     if merge_into is not None:
         trainer.model = merged_into_full_precision(trainer, merge_into, Path(args.output_dir) / "adapter")
     elif peft_config is not None:
