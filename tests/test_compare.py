@@ -388,7 +388,14 @@ def test_findings_are_read_off_the_intervals():
     # every gain holds 0: the budget note says how many seeds each would need (3 x (half / mean)^2 + 1)
     assert seeds_needed(_entry(0.02, -0.01, 0.05), 3) == int(3 * (0.03 / 0.02) ** 2) + 1
     assert len(findings(clear)) == 3  # EI's gain excludes 0: no budget note
-    assert findings(murky)[-1].startswith("No method's maj@1 gain over SFT excludes 0 with 3 seed(s)")
+    assert findings(murky)[-1] == (
+        "No method's maj@1 gain over SFT excludes 0 with 3 seed(s). At the measured sizes and spread, "
+        f"telling each from 0 would take: ei ~{int(3 * (0.03 / 0.02) ** 2) + 1} seeds. ppo_sparse, rcrl, "
+        "sft_more: a measured gain of exactly 0, from which no number of seeds follows.")
+    flat = _results(ppo_gap=(-0.01, -0.05, 0.03), rcrl_gap=(0.0, -0.04, 0.04),
+                    sft_more_gain=((0.0, -0.02, 0.02), (0.0, -0.02, 0.02)), ei_gain=(0.0, -0.03, 0.03),
+                    pass_gains={"ei": (0.0, -0.02, 0.02), "ppo": (0.0, -0.02, 0.02)})
+    assert "would take" not in findings(flat)[-1]  # every gain exactly 0: no empty list of seeds
 
 
 def test_compare_command_line_splits_its_flags_from_recipe_overrides():

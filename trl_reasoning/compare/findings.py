@@ -85,7 +85,7 @@ def seeds_needed(entry: dict, seeds: int) -> int | None:
     """Seeds a gain of this measured size would need for its interval to exclude 0, at the measured spread
     (the interval narrows as 1 / sqrt(seeds) when questions per seed stay fixed); None for a zero mean."""
     half = (entry["ci95"][1] - entry["ci95"][0]) / 2
-    if entry["mean"] == 0:
+    if abs(entry["mean"]) < 1e-9:  # equal counts of correct answers, up to float sums
         return None
     return max(seeds, int(seeds * (half / abs(entry["mean"])) ** 2) + 1)
 
@@ -97,9 +97,14 @@ def budget_note(results: dict) -> str:
     if not gains or any(_sign(g) != "0" for g in gains.values()):
         return ""
     needs = {n: seeds_needed(g, seeds) for n, g in gains.items()}
-    listed = "; ".join(f"{n} ~{v} seeds" for n, v in needs.items() if v is not None)
-    return (f"No method's maj@1 gain over SFT excludes 0 with {seeds} seed(s). At the measured sizes and "
-            f"spread, telling each from 0 would take: {listed}.")
+    sized = "; ".join(f"{n} ~{v} seeds" for n, v in needs.items() if v is not None)
+    zero = ", ".join(n for n, v in needs.items() if v is None)
+    text = f"No method's maj@1 gain over SFT excludes 0 with {seeds} seed(s)."
+    if sized:
+        text += f" At the measured sizes and spread, telling each from 0 would take: {sized}."
+    if zero:  # an empty list of seeds would read as a missing number
+        text += f" {zero}: a measured gain of exactly 0, from which no number of seeds follows."
+    return text
 
 
 def findings(results: dict) -> list[str]:
