@@ -1,6 +1,6 @@
 """The real-model results page's sections (SmolLM2 on SVAMP), each built from the files its runs wrote
 under ``docs/results/``: the SFT settings' validation trials, the recipe's rounds on the test split, and
-the PPO step profile. ``docs/build_results.py`` assembles the page."""
+the PPO step profile (``ppo_profile_page``). ``docs/build_results.py`` assembles the page."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import json
 import re
 from pathlib import Path
 
+import ppo_profile_page  # beside this file (docs/, on the path build_results sets)
+
 
 def sections(results: Path, runs: list[str] = ()) -> list[str]:
     """The page's sections that have files under ``results``, in page order; ``runs``: the sections of the
     page's comparison runs (``build_results.section``), placed after the recipe's and before the
     rollout rewards that read them."""
     parts = (smollm2_trials_section(results), smollm2_recipe_section(results), starts_section(results),
-             *runs, reward_trend_section(results), ppo_trials_section(results), ppo_profile_section(results))
+             *runs, subset_curve_section(results), reward_trend_section(results), ppo_trials_section(results),
+             ppo_profile_page.ppo_profile_section(results))
     return [part for part in parts if part]
 
 
@@ -55,7 +58,6 @@ def smollm2_trials_section(results: Path) -> str:
 
 SMOLLM2_RECIPE = "smollm2_recipe"  # docs/results/smollm2_recipe/: the recipe's stage records, EI rounds
 SMOLLM2_RECIPE_FILE = "recipes/smollm2_svamp_sft_ei.yaml"
-PROFILES = "ppo_profile"  # docs/results/ppo_profile/NAME.json: benchmarks/ppo_step_profile.py reports
 
 
 def smollm2_recipe_section(results: Path) -> str:
@@ -121,7 +123,7 @@ def _recipe_time(folder: Path, sft: dict, rounds: list[Path]) -> str:
 def _bf16_note(folder: Path) -> str:
     """How much slower bf16 matmuls are than fp32 on the profiled CPU (the PPO profile's measured rates),
     or nothing before a profile the page shows was copied."""
-    for _, report in _shown_profiles(folder.parent):
+    for _, report in ppo_profile_page.shown_profiles(folder.parent):
         rates = report.get("matmul_gflops", {})
         if rates.get("float32") and rates.get("bfloat16"):
             ratio = rates["float32"] / rates["bfloat16"]
@@ -197,86 +199,42 @@ def starts_section(results: Path) -> str:
             f"{change.ci_high:+.3f}].\n")
 
 
-def _load(report: dict) -> str:
-    """The machine's load when the profile started (the profile of 12-06 ran with the other runs paused)."""
-    if "load_average" in report:
-        return f", load average {report['load_average']:.2f} as it started"
-    return ", the machine's other runs paused"
-
-
-def _profile_reading(report: dict) -> str:
-    """The report's own ratios, per token against the bare model's forward; claims only what they show."""
-    phase = {row["phase"]: row for row in report["phases"]}
-    bare = report["bare_model"]
-
-    def vs_bare(name):  # a phase's time per token over the bare model's forward (None: not measured)
-        per_token = phase.get(name, {}).get("ms_per_1k_tokens")
-        return f"{per_token / bare['forward_ms_per_1k_tokens']:.2f}x" if per_token else "not measured"
-
-    adapters = "LoRA policy" if report["sizes"].get("policy_lora") else "policy"
-    floor = bare["forward_seconds"] / bare["forward_floor_seconds"]
-    return (f"Reading it: the model alone runs at {floor:.2f}x its matmul floor on this CPU. Per token, "
-            "against that bare forward: the value model's rollout "
-            f"forward {vs_bare('rollout values')}, its forward with gradients {vs_bare('value forward')}; "
-            f"the {adapters}'s log-prob forwards without gradients {vs_bare('log-probs (no grad)')} (half "
-            f"of them the reference pass, adapters off) and with them {vs_bare('policy forward')}. "
-            f"Generation is {phase['generate']['ratio']}x its matmul floor. bf16 matmuls run at "
-            f"{report['matmul_gflops']['bfloat16']:g} GFLOP/s here against "
-            f"{report['matmul_gflops']['float32']:g} in float32.\n")
-
-
-def _shown_profiles(results: Path) -> list[tuple[Path, dict]]:
-    """The copied PPO profiles the page shows, with their reports (not those an earlier version of the
-    benchmark wrote, without the bare model's timing)."""
-    reports = [(path, json.loads(path.read_text())) for path in sorted((results / PROFILES).glob("*.json"))]
-    return [(path, report) for path, report in reports if "bare_model" in report]
-
-
-def ppo_profile_section(results: Path) -> str:
-    """``benchmarks/ppo_step_profile.py``'s JSON files under ``docs/results/ppo_profile/``: one PPO step's
-    phases beside their matmul floor, and the bare model's own forward and backward; or nothing."""
-    parts = []
-    for path, report in _shown_profiles(results):
-        lines = ["| phase | s per step | share | GFLOP per step | floor s | x floor | ms per 1k tokens |",
-                 "|---|---|---|---|---|---|---|"]
-        for row in report["phases"]:
-            cells = [row["seconds_per_step"], row["share"], row["gflop_per_step"], row["floor_seconds"],
-                     row["ratio"], row["ms_per_1k_tokens"]]
-            lines.append(f"| {row['phase']} | " + " | ".join("" if c is None else f"{c:g}" for c in cells)
-                         + " |")
-        bare, rates = report["bare_model"] or {}, report["matmul_gflops"]
-        parts.append(
-            f"### `{path.stem}`\n\n```bash\n{report['command']}\n```\n\n{report['cpu']}, "
-            f"{report['threads']} threads{_load(report)}; matmul rate at the model's MLP shape: "
-            f"{rates['float32']} GFLOP/s float32, {rates['bfloat16']} bfloat16. {report['steps_measured']} "
-            f"optimizer steps measured after the first rollout ({report['completions_per_step']} completions "
-            f"per step, {report['completions_sampled_per_step']:g} of them newly sampled). **Step "
-            f"{report['step_seconds']} s against a matmul floor of {report['floor_seconds']} s: "
-            f"{report['ratio']}x.**\n\n" + "\n".join(lines) + "\n")
-        if bare:
-            rows, width, completion = bare["shape"]
-            parts.append(
-                f"The model alone on one micro-batch ({rows} x {width} tokens, log-probs of the last "
-                f"{completion}): forward {bare['forward_seconds']} s against a floor of "
-                f"{bare['forward_floor_seconds']} s ({bare['forward_ms_per_1k_tokens']} ms per 1k tokens); "
-                f"forward + backward through every weight {bare['forward_backward_seconds']} s against "
-                f"{bare['forward_backward_floor_seconds']} s ({bare['forward_backward_ms_per_1k_tokens']} ms "
-                "per 1k tokens).\n")
-            parts.append(_profile_reading(report))
-    if not parts:
-        return ""
-    return ("## Where a PPO step's time goes\n\nEach phase's exclusive wall time per optimizer step, "
-            "beside a floor: its matmul FLOPs (2 x N x tokens forward; backward 2 x N x tokens more "
-            "through frozen LoRA weights, 4 x N x tokens through trained ones; the output matmul on "
-            "completion positions only) at the machine's measured matmul rate. Generation's floor uses "
-            "the faster rate (vLLM runs its own kernels). How the benchmark counts is in its "
-            "docstring.\n\n" + "\n".join(parts))
-
-
 # the comparison runs whose on-policy methods' logged rewards build_results copied
 # (seed_S/rewards/METHOD.json), newest first, with the split each ran on
 REWARD_TRENDS = {"smollm2_compare_family": "SVAMP's family split",
                  "smollm2_compare": "the former id-based split"}
+
+
+def subset_curve_section(results: Path) -> str:
+    """The training-time evaluations that ran on the first ``training_eval.limit`` held-out questions, with
+    the SFT start's and each method's final greedy maj@1 on those same questions (from the copied
+    records' per-question values): the comparison figures draw the start and end on every question and
+    these points on the subset, so this table is the curve on one set of questions; or nothing."""
+    rows = []
+    for run, split in REWARD_TRENDS.items():
+        for path in sorted((results / run).glob("seed_*/methods/*.json")):
+            record = json.loads(path.read_text())
+            method = (record.get("settings") or {}).get("method") or {}
+            limit = (method.get("training_eval") or {}).get("limit")
+            name = path.stem
+            if not limit or not record.get("training_points", {}).get(name):
+                continue
+            sft = json.loads((path.parent / "sft.json").read_text())["per_question"]["sft"]["maj@1"]
+            final = record["per_question"][name]["maj@1"]
+            subset = list(sft)[:limit]  # the held-out order: training_eval takes the first `limit`
+            points = ", ".join(f"{p[0]}: {p[1]['maj@1']:.3f}" for p in record["training_points"][name])
+            rows.append(f"| {split} | {name} | {path.parent.parent.name.split('_')[1]} | {limit} | "
+                        f"{sum(sft[i] for i in subset) / limit:.3f} | {points} | "
+                        f"{sum(final[i] for i in subset) / limit:.3f} | {record['samples'][name]} |")
+    if not rows:
+        return ""
+    return ("## Training-time evaluations on their subset\n\nPPO and the GRPOs evaluate greedy maj@1 "
+            "while they train on the first questions of the held-out split only (`training_eval.limit`); "
+            "the figures above draw those points between a start and an end measured on every held-out "
+            "question. Here all three are on the same subset: the SFT start's and the method's final "
+            "greedy answers restricted to it, from the copied records.\n\n"
+            "| split | method | seed | questions | SFT start | during training (samples: maj@1) | final | "
+            "samples |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 def reward_trend_section(results: Path) -> str:

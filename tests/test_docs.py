@@ -110,6 +110,7 @@ def _eval_run(folder: Path, models: dict[str, list[int]], reverse: bool = False)
 
 
 def _real_model_pages():
+    _results_builder()  # puts docs/ on sys.path: the page modules import each other
     spec = importlib.util.spec_from_file_location("real_model_pages", DOCS / "real_model_pages.py")
     pages = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pages)
@@ -154,6 +155,28 @@ def test_reward_trend_section_shows_each_comparison_runs_logs_newest_split_first
     assert family < text.index("| grpo | 0 | 10 | 0.110 | 0.290 | +1.000 [+1.000, +1.000] | 0.000 |") < former
     assert former < text.index("| ppo_sparse | 0 | 10 |")
     assert (tmp_path / "smollm2_compare_family" / "reward_trend.png").exists()
+
+
+def test_the_subset_section_scores_start_and_end_on_the_training_evaluations_questions(tmp_path):
+    """A method that evaluated on the first ``limit`` held-out questions while training gets a row whose
+    start and final are the SFT's and its own greedy answers on those questions only (the held-out
+    order), not on all of them; a method without a limit gets none."""
+    import json
+
+    pages = _real_model_pages()
+    assert pages.subset_curve_section(tmp_path) == ""
+    folder = tmp_path / "smollm2_compare_family" / "seed_0" / "methods"
+    folder.mkdir(parents=True)
+    sft = {"q0": 0.0, "q1": 0.0, "q2": 1.0}  # 0.000 on the first two, 0.333 on all three
+    (folder / "sft.json").write_text(json.dumps({"per_question": {"sft": {"maj@1": sft}}}))
+    for name, limit in (("ppo_sparse", 2), ("ei", None)):
+        record = {"settings": {"method": {"training_eval": {"limit": limit} if limit else None}},
+                  "training_points": {name: [[8, {"maj@1": 0.5}, 10.0]]}, "samples": {name: 16},
+                  "per_question": {name: {"maj@1": {"q0": 1.0, "q1": 1.0, "q2": 0.0}}}}  # 1.0 vs 0.667
+        (folder / f"{name}.json").write_text(json.dumps(record))
+    text = pages.subset_curve_section(tmp_path)
+    assert "| SVAMP's family split | ppo_sparse | 0 | 2 | 0.000 | 8: 0.500 | 1.000 | 16 |" in text
+    assert "| ei |" not in text
 
 
 def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_needs(tmp_path):
