@@ -21,18 +21,46 @@ def sections(results: Path, runs: list[str] = ()) -> list[str]:
     return [part for part in parts if part]
 
 
-SMOLLM2_TRIALS = "smollm2_val"  # docs/results/smollm2_val/<format>_e<epochs>_lr<rate>/ (results, SFT record)
+# docs/results/<folder>/<format>_e<epochs>_lr<rate>/: each trial's eval results.json and its SFT
+# stage_complete.json (as sft_stage_complete.json), copied from the command's output_dir; newest split first
+SMOLLM2_TRIALS = {
+    "smollm2_val_family": ("On SVAMP's family split", "The validation questions are whole problem families "
+                           "carved from the 696 train questions, so none is, or is a variation of, a test "
+                           "question."),
+    "smollm2_val": ("On the former id-based split", "The validation questions were carved from its 700 train "
+                    "questions by solution; 36 of these 137 are among the family split's 304 test "
+                    "questions."),
+}
 SMOLLM2_TRIAL_COMMAND = (
     "trl-reasoning train recipes/smollm2_svamp_sft_ei.yaml --stages [sft,eval] --eval_split validation \\\n"
     "    --sft.bf16 false --eval.num_generations 4 --solution_format FORMAT --sft.num_train_epochs E \\\n"
-    "    --sft.learning_rate LR --output_dir runs/smollm2_val/FORMAT_eE_lrLR")
+    "    --sft.learning_rate LR --output_dir runs/{folder}/FORMAT_eE_lrLR")
 
 
 def smollm2_trials_section(results: Path) -> str:
-    """The SmolLM2 SFT settings measured on SVAMP's validation split (one folder per trial, named for its
-    settings by the command), or nothing."""
+    """The SmolLM2 SFT settings measured on SVAMP's validation split, one block per split (one folder per
+    trial, named for its settings by the command), or nothing."""
+    blocks = []
+    for folder, (title, note) in SMOLLM2_TRIALS.items():
+        rows = _trial_rows(results / folder)
+        if rows:
+            command = SMOLLM2_TRIAL_COMMAND.format(folder=folder)
+            blocks.append(f"### {title}\n\n{note}\n\n```bash\n{command}\n```\n\n| solution format | "
+                          "epochs | learning rate | maj@1 [95%] | pass@4 | questions | SFT s |\n"
+                          "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    if not blocks:
+        return ""
+    return ("## SFT settings for SmolLM2, chosen on a validation split\n\n"
+            "SmolLM2-135M-Instruct, LoRA, fp32, on SVAMP's train questions less a validation split carved "
+            "from them (never the test questions); greedy maj@1 and pass@4 (K=4, T=0.7) on the "
+            "validation questions; SFT wall seconds on one core of the 2-core AMD EPYC (AVX2, no AMX), "
+            "another run beside it on the other core.\n\n" + "\n".join(blocks))
+
+
+def _trial_rows(trials: Path) -> list[str]:
+    """One table row per finished trial folder under ``trials``."""
     rows = []
-    for folder in sorted((results / SMOLLM2_TRIALS).glob("*_e*_lr*")):
+    for folder in sorted(trials.glob("*_e*_lr*")):
         named = re.fullmatch(r"(.+)_e(\d+)_lr(.+)", folder.name)
         files = (folder / "results.json", folder / "sft_stage_complete.json")
         if not named or not all(f.exists() for f in files):
@@ -44,16 +72,7 @@ def smollm2_trials_section(results: Path) -> str:
         rows.append(f"| {solution_format} | {epochs} | {rate} | {sft['metrics']['maj@1']:.3f} [{low:.3f}, "
                     f"{high:.3f}] | {sft['metrics']['pass@4']:.3f} | {sft['num_questions']} | "
                     f"{record['wall_seconds']:.0f} |")
-    if not rows:
-        return ""
-    return ("## SFT settings for SmolLM2, chosen on a validation split\n\n"
-            "SmolLM2-135M-Instruct, LoRA, fp32, on SVAMP's train questions less a validation split carved "
-            "from them (never the 300 test questions); greedy maj@1 and pass@4 (K=4, T=0.7) on the "
-            "validation questions; SFT wall seconds on one core of the 2-core AMD EPYC (AVX2, no AMX), "
-            "another run beside it on the other core.\n\n"
-            f"```bash\n{SMOLLM2_TRIAL_COMMAND}\n```\n\n"
-            "| solution format | epochs | learning rate | maj@1 [95%] | pass@4 | questions | SFT s |\n"
-            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    return rows
 
 
 SMOLLM2_RECIPE = "smollm2_recipe"  # docs/results/smollm2_recipe/: the recipe's stage records, EI rounds

@@ -157,6 +157,29 @@ def test_reward_trend_section_shows_each_comparison_runs_logs_newest_split_first
     assert (tmp_path / "smollm2_compare_family" / "reward_trend.png").exists()
 
 
+def test_the_sft_trials_section_has_one_block_per_split_family_split_first(tmp_path):
+    """Each finished trial folder is a row under its split's block (the family split's first), whose command
+    names the folder it reads; a folder without its SFT record (still running) gives no row."""
+    import json
+
+    pages = _real_model_pages()
+    assert pages.smollm2_trials_section(tmp_path) == ""
+    for folder, value in (("smollm2_val", 0.161), ("smollm2_val_family", 0.205)):
+        trial = tmp_path / folder / "steps_e3_lr5e-4"
+        trial.mkdir(parents=True)
+        sft = {"metrics": {"maj@1": value, "pass@4": 0.3}, "confidence_intervals": {"maj@1": [0.1, 0.2]},
+               "num_questions": 146}
+        (trial / "results.json").write_text(json.dumps({"sft": sft}))
+        (trial / "sft_stage_complete.json").write_text(json.dumps({"wall_seconds": 2000.4}))
+        (tmp_path / folder / "steps_e3_lr2e-4").mkdir()  # still running: no files
+    text = pages.smollm2_trials_section(tmp_path)
+    family, former = text.index("### On SVAMP's family split"), text.index("### On the former id-based split")
+    assert family < text.index("runs/smollm2_val_family/FORMAT_eE_lrLR") < text.index(
+        "| steps | 3 | 5e-4 | 0.205 [0.100, 0.200] | 0.300 | 146 | 2000 |") < former
+    assert former < text.index("runs/smollm2_val/FORMAT_eE_lrLR") < text.index("| steps | 3 | 5e-4 | 0.161")
+    assert "2e-4" not in text
+
+
 def test_the_subset_section_scores_start_and_end_on_the_training_evaluations_questions(tmp_path):
     """A method that evaluated on the first ``limit`` held-out questions while training gets a row whose
     start and final are the SFT's and its own greedy answers on those questions only (the held-out
