@@ -218,10 +218,10 @@ def starts_section(results: Path) -> str:
             f"{change.ci_high:+.3f}].\n")
 
 
-# the comparison runs whose on-policy methods' logged rewards build_results copied
-# (seed_S/rewards/METHOD.json), newest first, with the split each ran on
-REWARD_TRENDS = {"smollm2_compare_family": "SVAMP's family split",
-                 "smollm2_compare": "the former id-based split"}
+# the SmolLM2 comparison runs copied under docs/results/ (their method records, and the on-policy methods'
+# logged rewards in seed_S/rewards/METHOD.json), newest first, with the split each ran on
+SMOLLM2_COMPARISONS = {"smollm2_compare_family": "SVAMP's family split",
+                       "smollm2_compare": "the former id-based split"}
 
 
 def subset_curve_section(results: Path) -> str:
@@ -230,7 +230,7 @@ def subset_curve_section(results: Path) -> str:
     records' per-question values): the comparison figures draw the start and end on every question and
     these points on the subset, so this table is the curve on one set of questions; or nothing."""
     rows = []
-    for run, split in REWARD_TRENDS.items():
+    for run, split in SMOLLM2_COMPARISONS.items():
         for path in sorted((results / run).glob("seed_*/methods/*.json")):
             record = json.loads(path.read_text())
             method = (record.get("settings") or {}).get("method") or {}
@@ -259,7 +259,7 @@ def subset_curve_section(results: Path) -> str:
 def reward_trend_section(results: Path) -> str:
     """The on-policy methods' logged rollout reward per optimizer step in each SmolLM2 comparison: a
     figure and each method's slope with its interval (``metrics.reward_trend``); or nothing."""
-    blocks = [_reward_trend_block(results, run, split) for run, split in REWARD_TRENDS.items()]
+    blocks = [_reward_trend_block(results, run, split) for run, split in SMOLLM2_COMPARISONS.items()]
     blocks = [block for block in blocks if block]
     if not blocks:
         return ""
