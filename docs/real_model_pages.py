@@ -227,8 +227,7 @@ SMOLLM2_COMPARISONS = {"smollm2_compare_family": "SVAMP's family split",
 def subset_curve_section(results: Path) -> str:
     """The training-time evaluations that ran on the first ``training_eval.limit`` held-out questions, with
     the SFT start's and each method's final greedy maj@1 on those same questions (from the copied
-    records' per-question values): the comparison figures draw the start and end on every question and
-    these points on the subset, so this table is the curve on one set of questions; or nothing."""
+    records' per-question values), as the comparison figures draw those methods' lines; or nothing."""
     rows = []
     for run, split in SMOLLM2_COMPARISONS.items():
         for path in sorted((results / run).glob("seed_*/methods/*.json")):
@@ -249,9 +248,9 @@ def subset_curve_section(results: Path) -> str:
         return ""
     return ("## Training-time evaluations on their subset\n\nPPO and the GRPOs evaluate greedy maj@1 "
             "while they train on the first questions of the held-out split only (`training_eval.limit`); "
-            "the figures above draw those points between a start and an end measured on every held-out "
-            "question. Here all three are on the same subset: the SFT start's and the method's final "
-            "greedy answers restricted to it, from the copied records.\n\n"
+            "their lines in the figures above, named \"(first N questions)\", start and end on that same "
+            "subset, as here: the SFT start's and the method's final greedy answers restricted to it, from "
+            "the copied records (the tables above score every held-out question).\n\n"
             "| split | method | seed | questions | SFT start | during training (samples: maj@1) | final | "
             "samples |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 

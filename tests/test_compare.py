@@ -259,6 +259,39 @@ def test_curves_take_each_points_seconds_and_records_without_seconds_draw_no_tim
     assert apart["samples"] == [0, 64] and apart["seconds"] == pytest.approx([0.0, 230.0])
 
 
+def test_curves_score_start_and_end_on_the_training_evaluations_subset():
+    """PPO's training-time points scored the first 2 of 4 held-out questions (``training_eval.limit``, kept
+    by the seed record from the method's settings): its line starts and ends on those 2 questions too, and
+    its band and legend say so; EI, evaluated on all 4 every round, keeps the full-set ends."""
+    from trl_reasoning.compare.report import _band, _curves, _label, _sizes
+    from trl_reasoning.compare.runner import _seed_record
+
+    greedy = {"sft": [1, 0, 1, 1], "ppo": [1, 1, 0, 0], "ei": [0, 0, 1, 1]}
+    def method(name, limit):
+        settings = {"method": {"training_eval": {"limit": limit}}} if limit else {}
+        values = {"maj@1": {f"q{i}": float(v) for i, v in enumerate(greedy[name])},
+                  "pass@4": {f"q{i}": 1.0 for i in range(4)}}
+        return {"reranker": None, "num_questions": 4, "settings": settings,
+                "results": {name: {"metrics": {"maj@1": sum(greedy[name]) / 4, "pass@4": 1.0}}},
+                "samples": {name: 64}, "methods": {name: {"stage": name, "entry": name}},
+                "per_question": {name: values},
+                "training_points": {name: [[32, {"maj@1": 0.5}]]} if name != "sft" else {}}
+
+    class Recipe:
+        eval_split = "test"
+
+    record = _seed_record(0, Recipe, [method("sft", None), method("ppo", 2), method("ei", None)])
+    assert record["training_eval_questions"] == {"ppo": 2}
+    curves = _curves([record], 4)
+    assert curves["ppo"]["maj@1"] == [[0.5, 0.5, 1.0]] and curves["ppo"]["num_questions"] == 2
+    assert curves["ei"]["maj@1"] == [[0.75, 0.5, 0.5]] and "num_questions" not in curves["ei"]
+    results = {"num_questions": [4]}
+    assert _sizes(results, curves["ppo"]) == [2] and _sizes(results, curves["ei"]) == [4]
+    assert _label("ppo", curves["ppo"]) == "ppo (first 2 questions)" and _label("ei", curves["ei"]) == "ei"
+    _, low, _ = _band(curves["ppo"]["maj@1"], [2])
+    assert low[0] == pytest.approx(0.5 - 1.96 * (0.25 / 2) ** 0.5)
+
+
 def test_the_fact_table_counts_wrong_equations_inside_and_outside_the_rl_facts(tmp_path):
     """benchmarks/arithmetic_facts.py on hand-written files: every count below is worked out by hand."""
     import importlib.util

@@ -31,6 +31,8 @@ class CorrectnessReward:
     Called as ``reward(completions, answer, **columns)``: the dataset needs an ``answer`` column; a
     ``task`` column, when present, overrides ``task`` per row (mixed-task datasets). Instances are
     picklable (dataloader workers, multi-process launches) and named ``correctness_<task>`` in logs.
+    With an ``id`` column, each completion's question id goes into TRL's completion logs (their ``id``
+    column, through the trainer's ``log_extra``), which ``rollout_logs`` reads.
     """
 
     def __init__(self, task: str = "gsm8k", mode: Mode = "strict"):
@@ -42,6 +44,8 @@ class CorrectnessReward:
 
     def __call__(self, completions, answer, **kwargs) -> list[float]:
         tasks = kwargs.get("task") or [self.task] * len(completions)
+        if "id" in kwargs and callable(kwargs.get("log_extra")):
+            kwargs["log_extra"]("id", [str(i) for i in kwargs["id"]])
         return [
             float(is_correct(completion_text(c), a, t, self.mode))
             for c, a, t in zip(completions, answer, tasks, strict=True)

@@ -90,14 +90,18 @@ def _curves(records: list[dict], k: int) -> dict:
     point has them) and each seed's maj@1 and pass@k there. The start is the SFT policy's final
     evaluation (0 s), the end the method's (at its stage's ``train_seconds``, the clock of its points:
     loading and engine start-up left out); the points between come from its training (records written
-    before points had seconds hold two values, and before ``train_seconds`` have no time curve)."""
+    before points had seconds hold two values, and before ``train_seconds`` have no time curve). Where
+    those points scored only the first N held-out questions (``training_eval.limit``), the start and end
+    are scored on the same N (``_on_subset``), so that a line never joins two sets of questions; the
+    curve then carries ``num_questions``."""
     curves = {}
     for name, info in records[0]["methods"].items():
         if info.get("entry") != info.get("stage") or name == "sft":
             continue  # the extra entries of a stage (RCRL unconditioned) and the start have no curve
+        subset = _subset_size(records, name)
         seeds = []
         for r in records:
-            start, end = r["results"]["sft"]["metrics"], r["results"][name]["metrics"]
+            start, end = (_on_subset(r, model, subset, k) for model in ("sft", name))
             middle = [(p[0], p[1], p[2] if len(p) > 2 else None) for p in r["training_points"][name]
                       if 0 < p[0] < r["samples"][name]]
             seeds.append([(0, start, 0.0), *middle,
@@ -108,9 +112,31 @@ def _curves(records: list[dict], k: int) -> dict:
             xs = [p[0] for p in seeds[0]]
         curves[name] = {"samples": xs, **{m: [[p[1].get(m) for p in s] for s in seeds]
                                           for m in ("maj@1", f"pass@{k}")}}
+        if subset:
+            curves[name]["num_questions"] = subset
         if all(p[2] is not None for s in seeds for p in s):
             curves[name]["seconds"] = [_mean([s[i][2] for s in seeds]) for i in range(len(xs))]
     return curves
+
+
+def _subset_size(records: list[dict], name: str) -> int | None:
+    """How many held-out questions ``name``'s training-time evaluations scored, where fewer than all
+    (the same in every seed; None otherwise, or in records written before the seed record kept it)."""
+    sizes = {(r.get("training_eval_questions") or {}).get(name) for r in records}
+    size = sizes.pop() if len(sizes) == 1 else None
+    return size if size and all(size < r["num_questions"] for r in records) else None
+
+
+def _on_subset(record: dict, model: str, subset: int | None, k: int) -> dict:
+    """``model``'s held-out metrics in one seed's record: as evaluated, or, with ``subset``, maj@1 and
+    pass@k on the first ``subset`` held-out questions (the evaluation's order, which the per-question
+    values keep) from its per-question values."""
+    if not subset:
+        return record["results"][model]["metrics"]
+    values = record["per_question"][model]
+    order = list(record["per_question"]["sft"]["maj@1"])[:subset]
+    return {m: sum(values[m][i] for i in order) / subset for m in ("maj@1", f"pass@{k}")
+            if m in values and all(i in values[m] for i in order)}
 
 
 def _band(per_seed: list[list[float]], num_questions: list[int]) -> tuple[list, list, list]:
@@ -139,9 +165,10 @@ def plot_comparison(output: Path, results: dict) -> None:
         curves, bands = {}, {}
         for name, curve in results["curves"].items():
             per_seed = curve.get(metric) or []
-            means, lows, highs = _band(per_seed, results["num_questions"]) if per_seed else ([], [], [])
+            means, lows, highs = _band(per_seed, _sizes(results, curve)) if per_seed else ([], [], [])
             if means:
-                curves[name], bands[name] = (curve["samples"], means), (lows, highs)
+                label = _label(name, curve)
+                curves[label], bands[label] = (curve["samples"], means), (lows, highs)
         if curves:
             seeds = len(results["seeds"])
             plot_curves(output / file, curves, "training samples drawn", f"held-out {metric}",
@@ -149,14 +176,25 @@ def plot_comparison(output: Path, results: dict) -> None:
                         bands=bands)
     timed, bands = {}, {}
     for name, curve in results["curves"].items():
-        means, lows, highs = _band(curve["maj@1"], results["num_questions"]) if curve.get("seconds") \
+        means, lows, highs = _band(curve["maj@1"], _sizes(results, curve)) if curve.get("seconds") \
             else ([], [], [])
         if means:
-            timed[name], bands[name] = ([s / 60 for s in curve["seconds"]], means), (lows, highs)
+            label = _label(name, curve)
+            timed[label], bands[label] = ([s / 60 for s in curve["seconds"]], means), (lows, highs)
     if timed:
         plot_curves(output / CURVE_FILES["time"], timed, "minutes of training (mean over seeds)",
                     "held-out maj@1", f"maj@1 vs wall time, same SFT start, mean of {len(results['seeds'])} "
                     "seed(s), 95% band", bands=bands)
+
+
+def _sizes(results: dict, curve: dict) -> list[int]:
+    """Each seed's number of questions behind a curve's values (its subset's where it has one)."""
+    return [curve.get("num_questions", n) for n in results["num_questions"]]
+
+
+def _label(name: str, curve: dict) -> str:
+    """A curve's legend entry, naming its subset of held-out questions where it has one."""
+    return f"{name} (first {curve['num_questions']} questions)" if "num_questions" in curve else name
 
 
 # ------------------------------------------------------------------ markdown

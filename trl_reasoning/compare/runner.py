@@ -266,7 +266,16 @@ def _seed_record(seed: int, recipe, method_records: list[dict]) -> dict:
     for key in ("results", "samples", "wall_seconds", "train_seconds", "methods", "per_question",
                 "training_points"):  # train_seconds: absent from records written before it existed
         record[key] = {name: value for m in method_records for name, value in m.get(key, {}).items()}
+    record["training_eval_questions"] = {
+        name: limit for m in method_records for name, points in m.get("training_points", {}).items()
+        if points and (limit := training_eval_limit(m.get("settings") or {}))}
     return record
+
+
+def training_eval_limit(settings: dict) -> int | None:
+    """The number of held-out questions a method's training-time evaluations ran on (its
+    ``training_eval.limit``, the first N of the held-out split), or None where they used all of them."""
+    return ((settings.get("method") or {}).get("training_eval") or {}).get("limit")
 
 
 def _run_method(ctx, plan: ComparisonPlan, method: Method, seed: int, scoring: tuple[str | None, str],

@@ -1,0 +1,84 @@
+"""The rollout reward against the start's pass rate on the same questions (``rollout_logs``): read from
+TRL's completion logs of a real PPO run, and the arithmetic of the adjusted trend."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trl_reasoning.rewards import CorrectnessReward
+from trl_reasoning.rollout_logs import Rollout, adjusted_reward_trend, read_rollouts, start_pass_rates
+from trl_reasoning.tasks import add_prompts, load_task
+
+
+def test_a_ppo_runs_completion_logs_give_each_rollout_once_with_its_questions_and_logged_reward(
+        tiny_model_dir, tmp_path):
+    """PPO (8 questions x 4 completions a rollout, each rollout used for 2 optimizer steps) with TRL's
+    ``log_completions``: one Rollout per rollout batch, at the step that drew it, its questions the ids of
+    the dataset rows it sampled (4 completions each), its mean reward the reward the trainer logged."""
+    from trl_reasoning.trainers.ppo_config import PPOConfig
+    from trl_reasoning.trainers.ppo_trainer import PPOTrainer
+
+    rows = load_task("arithmetic", split="train", num_examples=16)
+    data = add_prompts(rows).map(lambda row, i: {"id": f"q{i}"}, with_indices=True)
+    args = PPOConfig(output_dir=str(tmp_path / "ppo"), per_device_train_batch_size=16, num_generations=4,
+                     gradient_accumulation_steps=2, num_iterations=2, max_completion_length=8,
+                     temperature=1.0, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+                     logging_steps=1, max_steps=4, gradient_checkpointing=False, disable_tqdm=True, seed=0,
+                     log_completions=True, num_completions_to_print=1)
+    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[CorrectnessReward("arithmetic")], args=args,
+                         train_dataset=data.select_columns(["id", "prompt", "answer", "solution"]))
+    trainer.train()
+    rollouts = read_rollouts(tmp_path / "ppo")
+    logged = {e["step"]: e["reward"] for e in trainer.state.log_history if "reward" in e}
+    assert [r.step for r in rollouts] == [1, 3]  # steps 2 and 4 reused the batch drawn at 1 and 3
+    for rollout in rollouts:
+        assert len(rollout.questions) == 32 and set(rollout.questions) <= set(data["id"])
+        assert all(rollout.questions.count(q) == 4 for q in set(rollout.questions))
+        assert sum(rollout.rewards) / 32 == pytest.approx(logged[rollout.step])
+    assert set(rollouts[0].questions) | set(rollouts[1].questions) == set(data["id"])
+
+
+def test_the_adjusted_trend_takes_the_questions_difficulty_out():
+    """Batches alternate easy and hard questions, and the policy gains 0.05 a step on each: the raw reward
+    zig-zags (its slope's interval spans 0) while the adjusted one rises by 0.05 a step exactly."""
+    baseline = {"easy": 0.9, "hard": 0.1}
+    rollouts = []
+    for k in range(10):
+        question = "easy" if k % 2 else "hard"
+        gain = 0.01 * k
+        rollouts.append(Rollout(step=k + 1, questions=(question,) * 4,
+                                rewards=(baseline[question] + gain,) * 4))
+    trend = adjusted_reward_trend(rollouts, baseline, per=100)
+    assert trend["slope"]["mean"] == pytest.approx(1.0)
+    assert trend["slope"]["ci95"] == pytest.approx([1.0, 1.0])
+    assert trend["raw_slope"]["ci95"][0] < 0 < trend["raw_slope"]["ci95"][1]
+    assert trend["mean_adjusted"]["mean"] == pytest.approx(0.045)
+    assert trend["adjusted"] == pytest.approx([0.01 * k for k in range(10)])
+
+
+def test_missing_pass_rates_and_too_few_rollouts_are_refused():
+    rollouts = [Rollout(step=s, questions=("a",), rewards=(1.0,)) for s in (1, 2, 3)]
+    with pytest.raises(KeyError, match="no start pass rate for 1 question"):
+        adjusted_reward_trend(rollouts, {"b": 0.5})
+    with pytest.raises(ValueError, match="needs 3 rollouts"):
+        adjusted_reward_trend(rollouts[:2], {"a": 0.5})
+    assert adjusted_reward_trend(rollouts, {"a": 0.5})["slope"]["ci95"] is None  # 3 points: no interval
+
+
+def test_start_pass_rates_pool_every_file(tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("\n".join(json.dumps({"id": i, "correct": c}) for i, c in
+                               [("q1", True), ("q1", False), ("q2", False)]) + "\n")
+    second.write_text(json.dumps({"id": "q1", "correct": True}) + "\n")
+    assert start_pass_rates([first, second]) == {"q1": pytest.approx(2 / 3), "q2": 0.0}
+
+
+def test_the_correctness_reward_logs_each_completions_question_id():
+    logged = {}
+    reward = CorrectnessReward("arithmetic")
+    scores = reward(["#### 4", "#### 5"], ["4", "4"], id=[7, 8],
+                    log_extra=lambda column, values: logged.setdefault(column, values))
+    assert scores == [1.0, 0.0] and logged == {"id": ["7", "8"]}
+    assert reward(["#### 4"], ["4"]) == [1.0]  # no id column, no log_extra: nothing to log

@@ -1,0 +1,120 @@
+"""The rollout reward measured against the start policy on the same questions.
+
+An on-policy trainer's logged reward is the mean over one rollout batch, and a batch of 8 questions is
+easy or hard by the draw: on SmolLM2/SVAMP that spread hides any change the policy makes in 45 minutes
+(TRL's GRPO and process-supervised GRPO, which draw the same batches in the same order, logged rewards
+that correlate 0.89 step by step). Scoring each completion against the start policy's pass rate on its
+own question takes the draw out: what is left moves only when the policy does.
+
+The rollouts come from TRL's own completion logs (``log_completions: true`` writes
+``<output_dir>/completions/completions_<step>.parquet``, the last rollout batch at every logging step;
+``rewards.CorrectnessReward`` adds each completion's question ``id``); the start's pass rates from any
+scored samples of the start policy with that ``id`` (an EI or RCRL round's ``samples.jsonl`` from the
+same start, as in ``trl-reasoning compare``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .metrics import MIN_POINTS_FOR_TREND_INTERVAL, aggregate, linear_trend
+
+NOT_REWARDS = ("step", "prompt", "completion", "advantage", "id")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One rollout batch: the optimizer step that logged it first, and per completion its question (the
+    logged ``id``; the prompt's text in logs without one) and reward."""
+
+    step: int
+    questions: tuple[str, ...]
+    rewards: tuple[float, ...]
+
+
+def read_rollouts(folder: str | Path, reward_column: str | None = None) -> list[Rollout]:
+    """The rollout batches in TRL's completion logs under ``folder`` (a trainer's ``output_dir`` or its
+    ``completions/``), in step order. A step that reused the last batch (``num_iterations``,
+    ``steps_per_generation``) logs the same rows again: kept once, at its first step. ``reward_column``:
+    the reward function's column; None takes the only one (an error with several)."""
+    import pandas as pd
+
+    folder = Path(folder)
+    files = sorted((folder / "completions" if (folder / "completions").is_dir() else folder)
+                   .glob("completions_*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no completions_*.parquet (train with log_completions: true)")
+    rollouts: list[Rollout] = []
+    last = None  # the previous file's rows: a file repeating them logged the same rollout again
+    for path in files:
+        table = pd.read_parquet(path)
+        column = reward_column or _only_reward_column(table.columns, path)
+        questions = tuple(str(q) for q in table["id"]) if "id" in table.columns else tuple(
+            _prompt_text(p) for p in table["prompt"])
+        rewards = tuple(float(r) for r in table[column])
+        rows = (questions, tuple(str(c) for c in table["completion"]), rewards)
+        if rows == last:
+            continue
+        last = rows
+        rollouts.append(Rollout(int(table["step"].iloc[0]), questions, rewards))
+    return rollouts
+
+
+def _only_reward_column(columns: Iterable[str], path: Path) -> str:
+    rewards = [c for c in columns if c not in NOT_REWARDS]
+    if len(rewards) != 1:
+        raise ValueError(f"{path}: reward_column must name one of {rewards} (more than one reward function)")
+    return rewards[0]
+
+
+def _prompt_text(prompt) -> str:
+    """A logged prompt as text: a conversation (a list of messages) becomes its last user message."""
+    if isinstance(prompt, str):
+        return prompt
+    messages = [m for m in prompt if m.get("role") == "user"] or list(prompt)
+    return str(messages[-1]["content"])
+
+
+def start_pass_rates(sample_files: Iterable[str | Path]) -> dict[str, float]:
+    """Each question's share of correct samples (``id`` and ``correct`` per JSON line) over every file."""
+    counts: dict[str, list[int]] = {}
+    for path in sample_files:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                seen = counts.setdefault(row["id"], [0, 0])
+                seen[0] += bool(row["correct"])
+                seen[1] += 1
+    return {key: correct / total for key, (correct, total) in counts.items()}
+
+
+def adjusted_reward_trend(rollouts: list[Rollout], baseline: Mapping[str, float], per: int = 100) -> dict:
+    """Each rollout's mean of (reward - the start's pass rate on the completion's question), its slope per
+    ``per`` optimizer steps with a 95% interval (``metrics.linear_trend``; none under
+    ``MIN_POINTS_FOR_TREND_INTERVAL`` rollouts) and its mean over the rollouts with a 95% interval over
+    them; beside the raw reward's slope on the same rollouts. ``baseline``: pass rate per question."""
+    missing = {q for r in rollouts for q in r.questions if q not in baseline}
+    if missing:
+        raise KeyError(f"adjusted_reward_trend: no start pass rate for {len(missing)} question(s), such as "
+                       f"{sorted(missing)[0][:80]!r}")
+    if len({r.step for r in rollouts}) < 3:
+        raise ValueError("adjusted_reward_trend: needs 3 rollouts at distinct steps")
+    steps = [r.step for r in rollouts]
+    raw = [sum(r.rewards) / len(r.rewards) for r in rollouts]
+    adjusted = [sum(w - baseline[q] for q, w in zip(r.questions, r.rewards, strict=True)) / len(r.rewards)
+                for r in rollouts]
+    record = {"rollouts": len(rollouts), "steps": steps, "reward": raw, "adjusted": adjusted,
+              "mean_adjusted": _interval(aggregate(adjusted))}
+    for name, values in (("slope", adjusted), ("raw_slope", raw)):
+        trend = linear_trend(steps, values)
+        record[name] = {"per_steps": per, "mean": trend.mean * per,
+                        "ci95": ([trend.ci_low * per, trend.ci_high * per]
+                                 if trend.n >= MIN_POINTS_FOR_TREND_INTERVAL else None)}
+    return record
+
+
+def _interval(estimate) -> dict:
+    return {"mean": estimate.mean, "ci95": [estimate.ci_low, estimate.ci_high]}
