@@ -1,6 +1,7 @@
 """The real-model results page's sections (SmolLM2 on SVAMP), each built from the files its runs wrote
-under ``docs/results/``: the SFT settings' validation trials, the recipe's rounds on the test split, and
-the PPO step profile (``ppo_profile_page``). ``docs/build_results.py`` assembles the page."""
+under ``docs/results/``: the SFT settings' validation trials, the recipe's rounds on the test split, the
+PPO trials (``ppo_trials_page``) and the PPO step profile (``ppo_profile_page``).
+``docs/build_results.py`` assembles the page."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import re
 from pathlib import Path
 
 import ppo_profile_page  # beside this file (docs/, on the path build_results sets)
+import ppo_trials_page
+from ppo_trials_page import reward_curve, trend_cells
 
 
 def sections(results: Path, runs: list[str] = ()) -> list[str]:
@@ -16,7 +19,8 @@ def sections(results: Path, runs: list[str] = ()) -> list[str]:
     page's comparison runs (``build_results.section``), placed after the recipe's and before the
     rollout rewards that read them."""
     parts = (smollm2_trials_section(results), smollm2_recipe_section(results), starts_section(results),
-             *runs, subset_curve_section(results), reward_trend_section(results), ppo_trials_section(results),
+             *runs, subset_curve_section(results), reward_trend_section(results),
+             ppo_trials_page.ppo_trials_section(results),
              ppo_profile_page.ppo_profile_section(results))
     return [part for part in parts if part]
 
@@ -283,89 +287,11 @@ def _reward_trend_block(results: Path, run: str, split: str) -> str:
     for path in logs:
         seed, method = path.parent.parent.name.removeprefix("seed_"), path.stem
         logged = json.loads(path.read_text())
-        curves[f"{method} (seed {seed})"] = _curve(logged)
-        rows.append(f"| {method} | {seed} | {_trend_cells(logged)} |")
+        curves[f"{method} (seed {seed})"] = reward_curve(logged)
+        rows.append(f"| {method} | {seed} | {trend_cells(logged)} |")
     figure = plot_curves(results / run / "reward_trend.png", curves, "optimizer step",
                          "mean rollout reward (logged)", f"Rollout reward while training, on {split}")
     return (f"### On {split}\n\n![rollout reward, {split}]({run}/{figure.name})\n\n"
             "| method | seed | logged points | first | last | slope per 100 steps [95%] | rise needed "
             "over the logged steps |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
-
-
-def _trend_cells(logged: list[dict]) -> str:
-    """Table cells of a logged reward curve (a copied rewards file or a trainer's whole log): points,
-    first and last reward, the slope per 100 steps with its interval, and the interval's half-width
-    times the logged steps (the fitted line's rise that the interval needs to exclude zero)."""
-    from trl_reasoning.metrics import logged_values, reward_trend
-
-    trend = reward_trend(logged)
-    if trend is None:
-        return f"{len(logged_values(logged))} | | | too few points | "
-    if trend["ci95"] is None:
-        return (f"{trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | "
-                f"{trend['slope']:+.3f} too few points for an interval | ")
-    low, high = trend["ci95"]
-    span = (trend["last_step"] - trend["first_step"]) / trend["slope_per_steps"]
-    return (f"{trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | {trend['slope']:+.3f} "
-            f"[{low:+.3f}, {high:+.3f}] | {(high - low) / 2 * span:.3f}")
-
-
-def _curve(logged: list[dict]) -> tuple[list, list]:
-    """A logged reward curve (a copied rewards file or a trainer's whole log) as the figure's (steps,
-    rewards)."""
-    from trl_reasoning.metrics import logged_values
-
-    pairs = logged_values(logged)
-    return [step for step, _ in pairs], [reward for _, reward in pairs]
-
-
-PPO_TRIALS = "smollm2_ppo_trials"  # docs/results/smollm2_ppo_trials/NAME/: the trial's trainer_state.json and
-# its ppo stage_complete.json, copied from the command's output_dir/ppo/, and trial.json: {"change": what
-# differs from the comparison's PPO, "command": the command that ran it, "commit": the code it ran}
-
-
-def ppo_trials_section(results: Path) -> str:
-    """PPO from the comparison's SFT start with one thing changed, read by the rollout reward alone
-    (train questions; no held-out evaluation, so no setting is chosen on the test split): each trial's
-    slope, its KL to the start and its value model's explained variance; or nothing."""
-    from trl_reasoning.reporting import plot_curves
-
-    rows, curves, commands = [], {}, []
-    for folder in sorted((results / PPO_TRIALS).glob("*/")):
-        files = (folder / "trainer_state.json", folder / "stage_complete.json", folder / "trial.json")
-        if not all(f.exists() for f in files):
-            continue  # a trial still running
-        history = json.loads(files[0].read_text())["log_history"]
-        record, trial = (json.loads(f.read_text()) for f in files[1:])
-        curves[trial["change"]] = _curve(history)
-        rows.append(f"| {trial['change']} | {record['steps']} | {record['wall_seconds']:.0f} | "
-                    f"{_trend_cells(history)} | {_value_cells(history)} |")
-        commands.append(f"- {trial['change']} (at {trial['commit']}):\n\n  ```bash\n  {trial['command']}\n"
-                        "  ```\n")
-    if not rows:
-        return ""
-    figure = plot_curves(results / PPO_TRIALS / "reward_trend.png", curves, "optimizer step",
-                         "mean rollout reward (logged)", "PPO's rollout reward, one change each")
-    return ("## PPO trials: the rollout reward alone\n\nPPO (sparse) with the comparison's recipe, from "
-            "its SFT start, with one thing changed, for the recipe's wall-time budget, on train questions "
-            "only and without a held-out evaluation, so that a setting is chosen by its training reward "
-            "and never by the test split. Without the comparison's training-time evaluations a trial fits "
-            "a few more steps in the same time. KL: the last logged KL to the SFT start per completion; "
-            "explained variance: the value model's (below 0, its V_t predicts the returns worse than "
-            "their mean would, and GAE's advantages carry its error).\n\n"
-            f"![PPO trials]({PPO_TRIALS}/{figure.name})\n\n"
-            "| change | steps | stage wall s | logged points | first | last | slope per 100 steps [95%] "
-            "| rise needed over the logged steps | KL, last | explained variance: mean, first, last |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n" + "\n".join(commands))
-
-
-def _value_cells(history: list[dict]) -> str:
-    """The last logged KL, and the explained variance's mean, first and last value, as table cells."""
-    from trl_reasoning.metrics import logged_values
-
-    kl = [value for _, value in logged_values(history, "ppo/kl")]
-    variance = [value for _, value in logged_values(history, "ppo/explained_variance")]
-    shown = (f"{sum(variance) / len(variance):+.3f}, {variance[0]:+.3f}, {variance[-1]:+.3f}"
-             if variance else "")
-    return (f"{kl[-1]:.3f}" if kl else "") + f" | {shown}"

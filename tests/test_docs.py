@@ -76,6 +76,13 @@ def _benchmark_pages():
     return benchmark_pages
 
 
+def _ppo_trials_page():
+    _results_builder()  # puts docs/ on sys.path
+    import ppo_trials_page
+
+    return ppo_trials_page
+
+
 def test_readme_quickstart_table_is_the_one_built_from_its_run():
     """The README's quickstart results are what docs/build_results.py makes of the copied run's
     results.json, between its marks: a rerun rewrites them, a hand edit fails here, and there is no
@@ -212,7 +219,7 @@ def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_need
 
     from trl_reasoning.metrics import reward_trend
 
-    pages = _real_model_pages()
+    pages = _ppo_trials_page()
     assert pages.ppo_trials_section(tmp_path) == ""
     line = [{"step": s, "reward": 0.1 + 0.01 * s, "ppo/kl": 0.5 if s == 9 else s / 100,
              "ppo/explained_variance": -0.5 if s < 6 else 0.5} for s in range(1, 21, 2)]
@@ -239,6 +246,44 @@ def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_need
     assert text.index("| change a_head |") < text.index("| change b_lr |") and "c_running" not in text
     assert "- change b_lr (at abc1234):\n\n  ```bash\n  trl-reasoning train b_lr.yaml\n" in text
     assert (tmp_path / pages.PPO_TRIALS / "reward_trend.png").exists()
+    assert "Against the start" not in text  # no trial logged its completions
+
+
+def test_a_trial_copied_with_its_completion_logs_is_scored_against_the_start(tmp_path):
+    """copy_trial reads the trial's completion logs (TRL's parquet files; a step that reused its batch
+    logs it again and counts once) and the start's pass rates on the questions drawn; the section's
+    second table subtracts them per completion: 3 rollouts of 2 questions each, 0.375 above, 0.125 below
+    and 0.5 above the start's rates on their questions, a mean of +0.250 (by hand)."""
+    import json
+
+    import pandas as pd
+
+    pages = _ppo_trials_page()
+    stage = tmp_path / "run" / "ppo"
+    (stage / "completions").mkdir(parents=True)
+    batches = {1: (["a", "a", "b", "b"], [1.0, 0.0, 1.0, 1.0]),
+               3: (["b", "b", "c", "c"], [1.0, 0.0, 0.0, 0.0]),
+               5: (["a", "a", "c", "c"], [1.0, 1.0, 0.0, 1.0])}
+    for step, (ids, rewards) in batches.items():
+        for logged in (step, step + 1):  # the next step logs the same rollout again
+            pd.DataFrame({"step": [logged] * 4, "prompt": [f"Q {i}" for i in ids], "completion": list("wxyz"),
+                          "correctness_svamp": rewards, "advantage": [0.0] * 4, "id": ids}).to_parquet(
+                stage / "completions" / f"completions_{logged:05d}.parquet")
+    history = [{"step": s, "reward": sum(batches[s][1]) / 4} for s in batches]
+    (stage / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    (stage / "stage_complete.json").write_text(json.dumps({"steps": 6, "wall_seconds": 2700.0}))
+    samples = tmp_path / "samples.jsonl"  # start: a 1/4, b 2/4, c 1/4 (and d, never drawn)
+    start = {"a": [1, 0, 0, 0], "b": [1, 1, 0, 0], "c": [0, 1, 0, 0], "d": [1, 1, 1, 1]}
+    samples.write_text("".join(json.dumps({"id": q, "correct": c}) + "\n" for q, cs in start.items()
+                               for c in cs))
+    trial = {"change": "pool", "command": "trl-reasoning train x.yaml", "commit": "abc1234"}
+    pages.copy_trial(tmp_path / "run", tmp_path / pages.PPO_TRIALS / "pool", trial, [samples])
+    copied = json.loads((tmp_path / pages.PPO_TRIALS / "pool" / "start_pass_rates.json").read_text())
+    assert copied["rates"] == {"a": 0.25, "b": 0.5, "c": 0.25} and copied["source"] == str(samples)
+    text = pages.ppo_trials_section(tmp_path)
+    # rollout means minus start: (0.75 - 0.375), (0.25 - 0.375), (0.75 - 0.25) = +0.375, -0.125, +0.5
+    assert "| pool | 3 | 3 | 2.0 | 0.333 | +0.250 " in text
+    assert (tmp_path / pages.PPO_TRIALS / "reward_vs_start.png").exists()
 
 
 def test_the_reward_models_section_copies_each_seeds_scores_and_says_when_reranking_is_chance(tmp_path,

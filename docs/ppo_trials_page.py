@@ -1,0 +1,175 @@
+"""The real-model page's PPO trials: PPO from the comparison's SFT start with one thing changed, read by
+its rollout reward (the logged reward's trend, and where the trial logged its completions, the reward
+against the start's pass rate on the same questions: ``trl_reasoning.rollout_logs``); and the table cells
+of a logged reward trend, which the page's comparison sections share."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def trend_cells(logged: list[dict]) -> str:
+    """Table cells of a logged reward curve (a copied rewards file or a trainer's whole log): points,
+    first and last reward, the slope per 100 steps with its interval, and the interval's half-width
+    times the logged steps (the fitted line's rise that the interval needs to exclude zero)."""
+    from trl_reasoning.metrics import logged_values, reward_trend
+
+    trend = reward_trend(logged)
+    if trend is None:
+        return f"{len(logged_values(logged))} | | | too few points | "
+    if trend["ci95"] is None:
+        return (f"{trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | "
+                f"{trend['slope']:+.3f} too few points for an interval | ")
+    low, high = trend["ci95"]
+    span = (trend["last_step"] - trend["first_step"]) / trend["slope_per_steps"]
+    return (f"{trend['points']} | {trend['first']:.3f} | {trend['last']:.3f} | {trend['slope']:+.3f} "
+            f"[{low:+.3f}, {high:+.3f}] | {(high - low) / 2 * span:.3f}")
+
+
+def reward_curve(logged: list[dict]) -> tuple[list, list]:
+    """A logged reward curve (a copied rewards file or a trainer's whole log) as the figure's (steps,
+    rewards)."""
+    from trl_reasoning.metrics import logged_values
+
+    pairs = logged_values(logged)
+    return [step for step, _ in pairs], [reward for _, reward in pairs]
+
+
+PPO_TRIALS = "smollm2_ppo_trials"  # docs/results/smollm2_ppo_trials/NAME/: the trial's trainer_state.json and
+# its ppo stage_complete.json, copied from the command's output_dir/ppo/, and trial.json: {"change": what
+# differs from the comparison's PPO, "command": the command that ran it, "commit": the code it ran}; a trial
+# that logged its completions also has rollouts.json (its rollouts, rollout_logs.read_rollouts) and
+# start_pass_rates.json ({"source": the start's samples, "rates": {question id: pass rate}}): copy_trial
+
+
+def ppo_trials_section(results: Path) -> str:
+    """PPO from the comparison's SFT start with one thing changed, read by the rollout reward alone
+    (train questions; no held-out evaluation, so no setting is chosen on the test split): each trial's
+    slope, its KL to the start and its value model's explained variance; or nothing."""
+    from trl_reasoning.reporting import plot_curves
+
+    rows, curves, commands = [], {}, []
+    for folder in sorted((results / PPO_TRIALS).glob("*/")):
+        files = (folder / "trainer_state.json", folder / "stage_complete.json", folder / "trial.json")
+        if not all(f.exists() for f in files):
+            continue  # a trial still running
+        history = json.loads(files[0].read_text())["log_history"]
+        record, trial = (json.loads(f.read_text()) for f in files[1:])
+        curves[trial["change"]] = reward_curve(history)
+        rows.append(f"| {trial['change']} | {record['steps']} | {record['wall_seconds']:.0f} | "
+                    f"{trend_cells(history)} | {_value_cells(history)} |")
+        commands.append(f"- {trial['change']} (at {trial['commit']}):\n\n  ```bash\n  {trial['command']}\n"
+                        "  ```\n")
+    if not rows:
+        return ""
+    figure = plot_curves(results / PPO_TRIALS / "reward_trend.png", curves, "optimizer step",
+                         "mean rollout reward (logged)", "PPO's rollout reward, one change each")
+    return ("## PPO trials: the rollout reward alone\n\nPPO (sparse) with the comparison's recipe, from "
+            "its SFT start, with one thing changed, for the recipe's wall-time budget, on train questions "
+            "only and without a held-out evaluation, so that a setting is chosen by its training reward "
+            "and never by the test split. Without the comparison's training-time evaluations a trial fits "
+            "a few more steps in the same time. KL: the last logged KL to the SFT start per completion; "
+            "explained variance: the value model's (below 0, its V_t predicts the returns worse than "
+            "their mean would, and GAE's advantages carry its error).\n\n"
+            f"![PPO trials]({PPO_TRIALS}/{figure.name})\n\n"
+            "| change | steps | stage wall s | logged points | first | last | slope per 100 steps [95%] "
+            "| rise needed over the logged steps | KL, last | explained variance: mean, first, last |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            + _against_start(results) + "\n".join(commands))
+
+
+def _against_start(results: Path) -> str:
+    """The trials that logged their completions: each rollout's reward against the SFT start's pass rate
+    on the same questions (``rollout_logs.adjusted_reward_trend``), as a figure and a table; or nothing."""
+    from trl_reasoning.reporting import plot_curves
+    from trl_reasoning.rollout_logs import Rollout, adjusted_reward_trend
+
+    rows, curves, sources = [], {}, set()
+    for folder in sorted((results / PPO_TRIALS).glob("*/")):
+        files = [folder / name for name in ("rollouts.json", "start_pass_rates.json", "trial.json",
+                                            "stage_complete.json")]
+        if not all(f.exists() for f in files):
+            continue
+        rollouts = [Rollout(r["step"], tuple(r["questions"]), tuple(r["rewards"]))
+                    for r in json.loads(files[0].read_text())]
+        start, trial = (json.loads(f.read_text()) for f in files[1:3])
+        trend = adjusted_reward_trend(rollouts, start["rates"])
+        sources.add(start["source"])
+        drawn = [q for r in rollouts for q in sorted(set(r.questions))]
+        curves[trial["change"]] = (trend["steps"], trend["adjusted"])
+        rows.append(f"| {trial['change']} | {trend['rollouts']} | {len(set(drawn))} | "
+                    f"{len(drawn) / len(set(drawn)):.1f} | "
+                    f"{sum(start['rates'][q] for q in drawn) / len(drawn):.3f} | "
+                    f"{_cell(trend['mean_adjusted'])} | {_cell(trend['slope'])} | "
+                    f"{_cell(trend['raw_slope'])} |")
+    if not rows:
+        return ""
+    figure = plot_curves(results / PPO_TRIALS / "reward_vs_start.png", curves, "optimizer step",
+                         "rollout reward - start's pass rate", "PPO's rollouts against the SFT start")
+    return ("### Against the start, question by question\n\nEach completion's reward minus the SFT start's "
+            "pass rate on its own question (the start's samples: " + "; ".join(sorted(sources)) + "), "
+            "averaged per rollout: a batch's luck in drawing easy or hard questions cancels, and what is "
+            "left moves only when the policy does (`trl_reasoning.rollout_logs`). The mean over rollouts "
+            "has a 95% bootstrap interval over them; slopes per 100 steps as above.\n\n"
+            f"![against the start]({PPO_TRIALS}/{figure.name})\n\n"
+            "| change | rollouts | questions | draws per question | start's pass rate on the draws | "
+            "reward - start, mean [95%] | its slope per 100 steps [95%] | raw reward's slope [95%] |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
+
+
+def _cell(entry: dict) -> str:
+    interval = entry.get("ci95")
+    return f"{entry['mean']:+.3f}" + (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else "")
+
+
+def copy_trial(output_dir: Path, folder: Path, trial: dict, start_samples: list[Path]) -> None:
+    """Copy a finished trial (``trl-reasoning train ... --output_dir OUTPUT_DIR``, its stage ``ppo``) into
+    ``folder``: its trainer log and stage record, ``trial`` as trial.json, and with ``start_samples``
+    (the start's scored samples) its logged rollouts and the start's pass rates on their questions."""
+    import shutil
+
+    from trl_reasoning.rollout_logs import read_rollouts, start_pass_rates
+
+    stage = output_dir / "ppo"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("trainer_state.json", "stage_complete.json"):
+        shutil.copyfile(stage / name, folder / name)
+    (folder / "trial.json").write_text(json.dumps(trial, indent=1) + "\n")
+    if start_samples:
+        rollouts = read_rollouts(stage)
+        asked = {q for r in rollouts for q in r.questions}
+        rates = start_pass_rates(start_samples)
+        (folder / "rollouts.json").write_text(json.dumps(
+            [{"step": r.step, "questions": r.questions, "rewards": r.rewards} for r in rollouts]) + "\n")
+        (folder / "start_pass_rates.json").write_text(json.dumps(
+            {"source": ", ".join(str(p) for p in start_samples),
+             "rates": {q: rates[q] for q in sorted(asked)}}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Copy a finished PPO trial into docs/results/" + PPO_TRIALS)
+    parser.add_argument("name", help="the trial's folder name")
+    parser.add_argument("output_dir", type=Path, help="the trial command's --output_dir")
+    parser.add_argument("--change", required=True, help="what differs from the comparison's PPO")
+    parser.add_argument("--command", required=True, help="the command that ran it")
+    parser.add_argument("--commit", required=True, help="the code it ran")
+    parser.add_argument("--start-samples", type=Path, nargs="*", default=[],
+                        help="the SFT start's scored samples (samples.jsonl with id and correct)")
+    options = parser.parse_args()
+    copy_trial(options.output_dir, Path(__file__).parent / "results" / PPO_TRIALS / options.name,
+               {"change": options.change, "command": options.command, "commit": options.commit},
+               options.start_samples)
+
+
+def _value_cells(history: list[dict]) -> str:
+    """The last logged KL, and the explained variance's mean, first and last value, as table cells."""
+    from trl_reasoning.metrics import logged_values
+
+    kl = [value for _, value in logged_values(history, "ppo/kl")]
+    variance = [value for _, value in logged_values(history, "ppo/explained_variance")]
+    shown = (f"{sum(variance) / len(variance):+.3f}, {variance[0]:+.3f}, {variance[-1]:+.3f}"
+             if variance else "")
+    return (f"{kl[-1]:.3f}" if kl else "") + f" | {shown}"
