@@ -156,6 +156,10 @@ def copy_run(name: str, folder: Path) -> Path:
         copied.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(metrics, copied)
     copy_reward_logs(folder, target)
+    for rebuilt in [*folder.glob("seed_*/rollouts/*.json"), *folder.glob("seed_*/start_pass_rates.json")]:
+        copied = target / rebuilt.relative_to(folder)  # benchmarks/rollouts_against_start.py wrote these
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(rebuilt, copied)
     recipe = _recipe_of(name)
     if recipe is not None and "git checkout" not in RUNS[name][2] and _task_of(recipe) == "arithmetic":
         write_fact_tables(recipe, folder, target)

@@ -118,6 +118,34 @@ def _against_start(results: Path) -> str:
             "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
 
 
+def against_start_table(files: list[Path]) -> str:
+    """A comparison's on-policy methods against the SFT start, from the files
+    ``benchmarks/rollouts_against_start.py`` wrote (``seed_S/rollouts/METHOD.json`` beside
+    ``seed_S/start_pass_rates.json``); or nothing."""
+    from trl_reasoning.rollout_logs import Rollout, adjusted_reward_trend
+
+    rows, sources = [], set()
+    for path in files:
+        start = json.loads((path.parent.parent / "start_pass_rates.json").read_text())
+        sources.add(start["source"])
+        rollouts = [Rollout.of_mean(r["step"], r["questions"], r["reward"])
+                    for r in json.loads(path.read_text())]
+        trend = adjusted_reward_trend(rollouts, start["rates"])
+        seed = path.parent.parent.name.removeprefix("seed_")
+        rows.append(f"| {path.stem} | {seed} | {trend['rollouts']} | {_cell(trend['mean_adjusted'])} | "
+                    f"{_cell(trend['slope'])} | {_cell(trend['raw_slope'])} |")
+    if not rows:
+        return ""
+    return ("\nAgainst the SFT start on the same questions: each logged rollout's mean reward minus the "
+            "start's mean pass rate on the questions it drew (which questions: rebuilt from TRL's sampler "
+            "and the run's training arguments; the start's rates: its samples in "
+            + "; ".join(sorted(sources)) + "), by `python benchmarks/rollouts_against_start.py "
+            "recipes/smollm2_svamp_compare.yaml OUTPUT`. The draw's easy and hard batches cancel; what is "
+            "left moves only when the policy does.\n\n"
+            "| method | seed | rollouts | reward - start, mean [95%] | its slope per 100 steps [95%] | "
+            "raw reward's slope on them [95%] |\n|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
 def _cell(entry: dict) -> str:
     interval = entry.get("ci95")
     return f"{entry['mean']:+.3f}" + (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else "")

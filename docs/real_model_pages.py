@@ -294,4 +294,5 @@ def _reward_trend_block(results: Path, run: str, split: str) -> str:
     return (f"### On {split}\n\n![rollout reward, {split}]({run}/{figure.name})\n\n"
             "| method | seed | logged points | first | last | slope per 100 steps [95%] | rise needed "
             "over the logged steps |\n"
-            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n" + ppo_trials_page.against_start_table(
+                sorted((results / run).glob("seed_*/rollouts/*.json"))))

@@ -286,6 +286,27 @@ def test_a_trial_copied_with_its_completion_logs_is_scored_against_the_start(tmp
     assert (tmp_path / pages.PPO_TRIALS / "reward_vs_start.png").exists()
 
 
+def test_a_comparisons_rollouts_are_scored_against_the_start_by_their_logged_means(tmp_path):
+    """benchmarks/rollouts_against_start.py's files: each logged mean minus the start's mean rate on the
+    questions drawn (one entry per completion): 0.5 - 0.25, 0.25 - 0.5, 1.0 - 0.5 -> mean +0.167 (by hand);
+    three points, so the slopes (least squares, per 100 steps) have no interval."""
+    import json
+
+    pages = _ppo_trials_page()
+    seed = tmp_path / "seed_0"
+    (seed / "rollouts").mkdir(parents=True)
+    (seed / "start_pass_rates.json").write_text(json.dumps({"source": "ei/r1.jsonl", "rates": {
+        "a": 0.0, "b": 0.5, "c": 1.0}}))
+    rows = [{"step": 1, "questions": ["a", "b"], "reward": 0.5},
+            {"step": 2, "questions": ["b", "b"], "reward": 0.25},
+            {"step": 3, "questions": ["a", "c"], "reward": 1.0}]
+    (seed / "rollouts" / "grpo.json").write_text(json.dumps(rows))
+    assert pages.against_start_table([]) == ""
+    text = pages.against_start_table([seed / "rollouts" / "grpo.json"])
+    assert "| grpo | 0 | 3 | +0.167 [" in text and "ei/r1.jsonl" in text
+    assert "| +12.500 | +25.000 |" in text  # adjusted +0.125 a step, raw +0.25 a step
+
+
 def test_the_reward_models_section_copies_each_seeds_scores_and_says_when_reranking_is_chance(tmp_path,
                                                                                              monkeypatch):
     """copy_run carries each seed's orm/prm metrics.json; the section lists them per seed, and calls the

@@ -8,13 +8,19 @@ import json
 import pytest
 
 from trl_reasoning.rewards import CorrectnessReward
-from trl_reasoning.rollout_logs import Rollout, adjusted_reward_trend, read_rollouts, start_pass_rates
+from trl_reasoning.rollout_logs import (
+    Rollout,
+    adjusted_reward_trend,
+    drawn_questions,
+    read_rollouts,
+    start_pass_rates,
+)
 from trl_reasoning.tasks import add_prompts, load_task
 
 
 def test_a_ppo_runs_completion_logs_give_each_rollout_once_with_its_questions_and_logged_reward(
         tiny_model_dir, tmp_path):
-    """PPO (8 questions x 4 completions a rollout, each rollout used for 2 optimizer steps) with TRL's
+    """PPO (8 of 16 questions x 4 completions a rollout, each used for 2 optimizer steps) with TRL's
     ``log_completions``: one Rollout per rollout batch, at the step that drew it, its questions the ids of
     the dataset rows it sampled (4 completions each), its mean reward the reward the trainer logged."""
     from trl_reasoning.trainers.ppo_config import PPOConfig
@@ -25,19 +31,22 @@ def test_a_ppo_runs_completion_logs_give_each_rollout_once_with_its_questions_an
     args = PPOConfig(output_dir=str(tmp_path / "ppo"), per_device_train_batch_size=16, num_generations=4,
                      gradient_accumulation_steps=2, num_iterations=2, max_completion_length=8,
                      temperature=1.0, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-                     logging_steps=1, max_steps=4, gradient_checkpointing=False, disable_tqdm=True, seed=0,
+                     logging_steps=1, max_steps=6, gradient_checkpointing=False, disable_tqdm=True, seed=0,
                      log_completions=True, num_completions_to_print=1)
     trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[CorrectnessReward("arithmetic")], args=args,
                          train_dataset=data.select_columns(["id", "prompt", "answer", "solution"]))
     trainer.train()
     rollouts = read_rollouts(tmp_path / "ppo")
     logged = {e["step"]: e["reward"] for e in trainer.state.log_history if "reward" in e}
-    assert [r.step for r in rollouts] == [1, 3]  # steps 2 and 4 reused the batch drawn at 1 and 3
+    assert [r.step for r in rollouts] == [1, 3, 5]  # steps 2, 4 and 6 reused the batch drawn before
     for rollout in rollouts:
         assert len(rollout.questions) == 32 and set(rollout.questions) <= set(data["id"])
         assert all(rollout.questions.count(q) == 4 for q in set(rollout.questions))
         assert sum(rollout.rewards) / 32 == pytest.approx(logged[rollout.step])
     assert set(rollouts[0].questions) | set(rollouts[1].questions) == set(data["id"])
+    # the same questions, in the same order, rebuilt from the trainer's sampler settings alone (the third
+    # rollout opens the second epoch, which the sampler's generator shuffles anew)
+    assert drawn_questions(data["id"], args, 3) == [r.questions for r in rollouts]
 
 
 def test_the_adjusted_trend_takes_the_questions_difficulty_out():

@@ -34,6 +34,12 @@ class Rollout:
     questions: tuple[str, ...]
     rewards: tuple[float, ...]
 
+    @classmethod
+    def of_mean(cls, step: int, questions: tuple[str, ...], reward: float) -> Rollout:
+        """A rollout known by its logged mean reward only (a trainer's ``reward`` log): every completion
+        gets that mean, which leaves its adjusted mean exact."""
+        return cls(step, tuple(questions), (float(reward),) * len(questions))
+
 
 def read_rollouts(folder: str | Path, reward_column: str | None = None) -> list[Rollout]:
     """The rollout batches in TRL's completion logs under ``folder`` (a trainer's ``output_dir`` or its
@@ -61,6 +67,27 @@ def read_rollouts(folder: str | Path, reward_column: str | None = None) -> list[
         last = rows
         rollouts.append(Rollout(int(table["step"].iloc[0]), questions, rewards))
     return rollouts
+
+
+def drawn_questions(ids: list[str], args, rollouts: int) -> list[tuple[str, ...]]:
+    """The questions of a TRL on-policy trainer's first ``rollouts`` rollout batches, one entry per
+    completion, rebuilt from its sampler (``trl``'s ``RepeatSampler``, set up as ``GRPOTrainer`` sets it
+    from ``args``: the same seed draws the same order, a resumed run included) over the training rows'
+    ``ids`` in dataset order: for runs that did not log their completions. One process's view of a
+    single-process run; ``shuffle_dataset`` as configured."""
+    from trl.trainer.utils import RepeatSampler
+
+    per_rollout = args.generation_batch_size // args.num_generations
+    reuse = args.num_iterations * args.steps_per_generation
+    sampler = RepeatSampler(ids, mini_repeat_count=args.num_generations, batch_size=per_rollout,
+                            repeat_count=reuse, shuffle=args.shuffle_dataset, seed=args.seed)
+    drawn: list[tuple[str, ...]] = []
+    while len(drawn) < rollouts:  # each pass over the sampler is one epoch; its generator goes on
+        order = list(sampler)
+        chunk = per_rollout * args.num_generations * reuse
+        drawn += [tuple(ids[i] for i in order[start:start + per_rollout * args.num_generations])
+                  for start in range(0, len(order), chunk)]
+    return drawn[:rollouts]
 
 
 def _only_reward_column(columns: Iterable[str], path: Path) -> str:
