@@ -18,6 +18,7 @@ e.g.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -28,23 +29,25 @@ def start_samples(seed_folder: Path) -> list[Path]:
 
 
 def method_rollouts(stage: Path, ids: list[str]) -> list[dict]:
-    """Per logged reward of ``stage``'s trainer: its step, the questions of the rollout it measured (one
-    per completion) and the logged mean reward."""
+    """Per logged reward of ``stage``'s trainer: its step, the questions of the rollouts it averaged (one
+    per completion) and the logged mean reward; an error for a run resumed where the rebuilt order would
+    not hold (``rollout_logs.order_kept``)."""
     import torch
 
     from trl_reasoning.metrics import logged_values
-    from trl_reasoning.rollout_logs import drawn_questions
+    from trl_reasoning.rollout_logs import logged_rollouts, order_kept
 
     args_file = next(iter(sorted(stage.glob("final_model/training_args.bin")) or
                           sorted(stage.glob("checkpoint-*/training_args.bin"))), None)
     if args_file is None:
         raise FileNotFoundError(f"{stage}: no training_args.bin (final_model/ or checkpoint-*/)")
     args = torch.load(args_file, weights_only=False)  # the run's own file: its TrainingArguments pickle
+    resumed = json.loads((stage / "stage_complete.json").read_text()).get("resumed_from")
+    if resumed and not order_kept(int(Path(resumed).name.split("-")[-1]), len(ids), args):
+        raise ValueError(f"{stage}: resumed from {resumed}, where its sampler's order starts over")
     logged = logged_values(json.loads((stage / "trainer_state.json").read_text())["log_history"])
-    per = args.num_iterations * args.steps_per_generation // args.gradient_accumulation_steps
-    drawn = drawn_questions(ids, args, max(step for step, _ in logged) // per + 1)
-    return [{"step": step, "questions": drawn[(step - 1) // per], "reward": reward}
-            for step, reward in logged]
+    return [{"step": r.step, "questions": list(r.questions), "reward": r.rewards[0]}
+            for r in logged_rollouts(logged, ids, args)]
 
 
 def write_seed(seed_folder: Path, ids: list[str]) -> dict[str, dict]:
@@ -70,6 +73,7 @@ def write_seed(seed_folder: Path, ids: list[str]) -> dict[str, dict]:
 
 
 def main() -> None:
+    """Rebuild and write every seed's rollouts and start pass rates; print each method's trend."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", help="the comparison's recipe (its training rows, in order)")
     parser.add_argument("output", type=Path, help="the comparison's output folder")
@@ -77,10 +81,11 @@ def main() -> None:
     from trl_reasoning.pipeline import load_datasets
     from trl_reasoning.recipes import load_recipe
 
-    _, rl_train, _ = load_datasets(load_recipe(options.recipe))
-    ids = [str(i) for i in rl_train["id"]]
+    recipe = load_recipe(options.recipe)
     for seed_folder in sorted(options.output.glob("seed_*")):
-        for method, trend in write_seed(seed_folder, ids).items():
+        seed = int(seed_folder.name.removeprefix("seed_"))  # a generated task's rows depend on the seed
+        _, rl_train, _ = load_datasets(dataclasses.replace(recipe, seed=seed))
+        for method, trend in write_seed(seed_folder, [str(i) for i in rl_train["id"]]).items():
             cells = [f"{name} {trend[name]['mean']:+.3f} {trend[name].get('ci95')}"
                      for name in ("mean_adjusted", "slope", "raw_slope")]
             print(f"{seed_folder.name} {method}: {trend['rollouts']} rollouts; " + "; ".join(cells))

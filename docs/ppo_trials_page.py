@@ -138,7 +138,8 @@ def against_start_table(files: list[Path]) -> str:
         return ""
     return ("\nAgainst the SFT start on the same questions: each logged rollout's mean reward minus the "
             "start's mean pass rate on the questions it drew (which questions: rebuilt from TRL's sampler "
-            "and the run's training arguments; the start's rates: its samples in "
+            "and the run's training arguments; a value logged after a training-time evaluation averages "
+            "two rollouts and is paired with both; the start's rates: its samples in "
             + "; ".join(sorted(sources)) + "), by `python benchmarks/rollouts_against_start.py "
             "recipes/smollm2_svamp_compare.yaml OUTPUT`. The draw's easy and hard batches cancel; what is "
             "left moves only when the policy does.\n\n"
@@ -154,7 +155,8 @@ def _cell(entry: dict) -> str:
 def copy_trial(output_dir: Path, folder: Path, trial: dict, start_samples: list[Path]) -> None:
     """Copy a finished trial (``trl-reasoning train ... --output_dir OUTPUT_DIR``, its stage ``ppo``) into
     ``folder``: its trainer log and stage record, ``trial`` as trial.json, and with ``start_samples``
-    (the start's scored samples) its logged rollouts and the start's pass rates on their questions."""
+    (the start's scored samples; their paths go into the page as given, so give them relative to the
+    checkout) its logged rollouts and the start's pass rates on their questions."""
     import shutil
 
     from trl_reasoning.rollout_logs import read_rollouts, start_pass_rates
@@ -175,6 +177,17 @@ def copy_trial(output_dir: Path, folder: Path, trial: dict, start_samples: list[
              "rates": {q: rates[q] for q in sorted(asked)}}, indent=1) + "\n")
 
 
+def _value_cells(history: list[dict]) -> str:
+    """The last logged KL, and the explained variance's mean, first and last value, as table cells."""
+    from trl_reasoning.metrics import logged_values
+
+    kl = [value for _, value in logged_values(history, "ppo/kl")]
+    variance = [value for _, value in logged_values(history, "ppo/explained_variance")]
+    shown = (f"{sum(variance) / len(variance):+.3f}, {variance[0]:+.3f}, {variance[-1]:+.3f}"
+             if variance else "")
+    return (f"{kl[-1]:.3f}" if kl else "") + f" | {shown}"
+
+
 if __name__ == "__main__":
     import argparse
 
@@ -190,14 +203,3 @@ if __name__ == "__main__":
     copy_trial(options.output_dir, Path(__file__).parent / "results" / PPO_TRIALS / options.name,
                {"change": options.change, "command": options.command, "commit": options.commit},
                options.start_samples)
-
-
-def _value_cells(history: list[dict]) -> str:
-    """The last logged KL, and the explained variance's mean, first and last value, as table cells."""
-    from trl_reasoning.metrics import logged_values
-
-    kl = [value for _, value in logged_values(history, "ppo/kl")]
-    variance = [value for _, value in logged_values(history, "ppo/explained_variance")]
-    shown = (f"{sum(variance) / len(variance):+.3f}, {variance[0]:+.3f}, {variance[-1]:+.3f}"
-             if variance else "")
-    return (f"{kl[-1]:.3f}" if kl else "") + f" | {shown}"

@@ -217,7 +217,7 @@ def test_a_record_from_before_a_new_recipe_key_is_reused_while_the_key_holds_its
 def test_training_points_time_rounds_from_round_1_and_evaluations_by_their_seconds(tmp_path):
     """A rounds stage's points carry the recorded time of rounds 1 to each (round 0, the start's
     evaluation, trains nothing, as a time budget counts); an on-policy stage's, each evaluation's own."""
-    from trl_reasoning.compare.runner import training_points
+    from trl_reasoning.compare.records import training_points
 
     def round_record(samples, maj, **seconds):
         return {"cumulative_samples": samples, "eval": {"maj@1": maj}, "seconds": seconds}
@@ -233,6 +233,21 @@ def test_training_points_time_rounds_from_round_1_and_evaluations_by_their_secon
     path = tmp_path / "ppo" / "reasoning_eval" / "metrics.json"
     path.write_text(json.dumps({"evaluations": evaluations}))
     assert training_points(tmp_path / "ppo") == [[32, {"maj@1": 0.6}, 12.5], [64, {"maj@1": 0.7}, None]]
+
+
+def test_the_training_evaluations_subset_is_read_where_the_points_came_from(tmp_path):
+    """The held-out questions behind the training points: the evaluations' own count when fewer than all,
+    none for a rounds stage (its reports score every question, whatever training_eval said)."""
+    from trl_reasoning.compare.records import training_eval_questions
+
+    (tmp_path / "ppo" / "reasoning_eval").mkdir(parents=True)
+    during = tmp_path / "ppo" / "reasoning_eval" / "metrics.json"
+    during.write_text(json.dumps({"num_questions": 100, "evaluations": []}))
+    assert training_eval_questions(tmp_path / "ppo", 304) == 100
+    assert training_eval_questions(tmp_path / "ppo", 100) is None  # all of them
+    (tmp_path / "ppo" / "metrics.json").write_text(json.dumps({"rounds": []}))
+    assert training_eval_questions(tmp_path / "ppo", 304) is None  # a rounds stage: training_points' source
+    assert training_eval_questions(tmp_path / "none", 304) is None
 
 
 def test_curves_take_each_points_seconds_and_records_without_seconds_draw_no_time_curve():
@@ -260,21 +275,24 @@ def test_curves_take_each_points_seconds_and_records_without_seconds_draw_no_tim
 
 
 def test_curves_score_start_and_end_on_the_training_evaluations_subset():
-    """PPO's training-time points scored the first 2 of 4 held-out questions (``training_eval.limit``, kept
-    by the seed record from the method's settings): its line starts and ends on those 2 questions too, and
-    its band and legend say so; EI, evaluated on all 4 every round, keeps the full-set ends."""
+    """PPO's training-time points scored the first 2 of 4 held-out questions (its record's
+    training_eval_questions): its line starts and ends on those 2 questions (the held-out order, which the
+    start's per-question values keep, not the method's own or sorted order), and its band and legend say
+    so; EI, evaluated on all 4 every round, keeps the full-set ends; a record without those ids fails."""
     from trl_reasoning.compare.report import _band, _curves, _label, _sizes
     from trl_reasoning.compare.runner import _seed_record
 
-    greedy = {"sft": [1, 0, 1, 1], "ppo": [1, 1, 0, 0], "ei": [0, 0, 1, 1]}
-    def method(name, limit):
-        settings = {"method": {"training_eval": {"limit": limit}}} if limit else {}
-        values = {"maj@1": {f"q{i}": float(v) for i, v in enumerate(greedy[name])},
-                  "pass@4": {f"q{i}": 1.0 for i in range(4)}}
-        return {"reranker": None, "num_questions": 4, "settings": settings,
-                "results": {name: {"metrics": {"maj@1": sum(greedy[name]) / 4, "pass@4": 1.0}}},
+    order = {"sft": ["q2", "q0", "q3", "q1"], "ppo": ["q1", "q3", "q0", "q2"], "ei": ["q0", "q1", "q2", "q3"]}
+    greedy = {"sft": {"q2": 1, "q0": 0, "q3": 1, "q1": 1}, "ppo": {"q2": 1, "q0": 1, "q3": 0, "q1": 0},
+              "ei": {"q2": 0, "q0": 0, "q3": 1, "q1": 1}}
+
+    def method(name, subset):
+        values = {"maj@1": {q: float(greedy[name][q]) for q in order[name]},
+                  "pass@4": {q: 1.0 for q in order[name]}}
+        return {"reranker": None, "num_questions": 4,
+                "results": {name: {"metrics": {"maj@1": sum(greedy[name].values()) / 4, "pass@4": 1.0}}},
                 "samples": {name: 64}, "methods": {name: {"stage": name, "entry": name}},
-                "per_question": {name: values},
+                "per_question": {name: values}, "training_eval_questions": {name: subset} if subset else {},
                 "training_points": {name: [[32, {"maj@1": 0.5}]]} if name != "sft" else {}}
 
     class Recipe:
@@ -283,6 +301,7 @@ def test_curves_score_start_and_end_on_the_training_evaluations_subset():
     record = _seed_record(0, Recipe, [method("sft", None), method("ppo", 2), method("ei", None)])
     assert record["training_eval_questions"] == {"ppo": 2}
     curves = _curves([record], 4)
+    # on q2, q0 (the start's first two): start 1, 0 -> 0.5; ppo 1, 1 -> 1.0 (its own first two: 0.0)
     assert curves["ppo"]["maj@1"] == [[0.5, 0.5, 1.0]] and curves["ppo"]["num_questions"] == 2
     assert curves["ei"]["maj@1"] == [[0.75, 0.5, 0.5]] and "num_questions" not in curves["ei"]
     results = {"num_questions": [4]}
@@ -290,6 +309,9 @@ def test_curves_score_start_and_end_on_the_training_evaluations_subset():
     assert _label("ppo", curves["ppo"]) == "ppo (first 2 questions)" and _label("ei", curves["ei"]) == "ei"
     _, low, _ = _band(curves["ppo"]["maj@1"], [2])
     assert low[0] == pytest.approx(0.5 - 1.96 * (0.25 / 2) ** 0.5)
+    del record["per_question"]["ppo"]["maj@1"]["q0"]
+    with pytest.raises(KeyError, match="ppo: no greedy held-out value for 1 of the first 2"):
+        _curves([record], 4)
 
 
 def test_the_fact_table_counts_wrong_equations_inside_and_outside_the_rl_facts(tmp_path):

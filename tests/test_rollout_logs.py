@@ -4,6 +4,7 @@ TRL's completion logs of a real PPO run, and the arithmetic of the adjusted tren
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,17 +13,31 @@ from trl_reasoning.rollout_logs import (
     Rollout,
     adjusted_reward_trend,
     drawn_questions,
+    logged_rollouts,
+    order_kept,
     read_rollouts,
     start_pass_rates,
+    steps_per_rollout,
 )
 from trl_reasoning.tasks import add_prompts, load_task
+
+
+class OddLengthReward(CorrectnessReward):
+    """Logs the question ids as the correctness reward does, and pays 1 for a completion of odd length: a
+    reward an untrained model gets about half the time, so that the means below are not all 0."""
+
+    def __call__(self, completions, answer, **kwargs):
+        super().__call__(completions, answer, **kwargs)
+        return [float(len(c) % 2) for c in completions]
 
 
 def test_a_ppo_runs_completion_logs_give_each_rollout_once_with_its_questions_and_logged_reward(
         tiny_model_dir, tmp_path):
     """PPO (8 of 16 questions x 4 completions a rollout, each used for 2 optimizer steps) with TRL's
     ``log_completions``: one Rollout per rollout batch, at the step that drew it, its questions the ids of
-    the dataset rows it sampled (4 completions each), its mean reward the reward the trainer logged."""
+    the dataset rows it sampled (4 completions each), its mean reward the reward the trainer logged; and
+    the same rollouts rebuilt from the trainer's settings and its logged rewards alone."""
+    from trl_reasoning.metrics import logged_values
     from trl_reasoning.trainers.ppo_config import PPOConfig
     from trl_reasoning.trainers.ppo_trainer import PPOTrainer
 
@@ -33,20 +48,41 @@ def test_a_ppo_runs_completion_logs_give_each_rollout_once_with_its_questions_an
                      temperature=1.0, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
                      logging_steps=1, max_steps=6, gradient_checkpointing=False, disable_tqdm=True, seed=0,
                      log_completions=True, num_completions_to_print=1)
-    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[CorrectnessReward("arithmetic")], args=args,
+    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[OddLengthReward("arithmetic")], args=args,
                          train_dataset=data.select_columns(["id", "prompt", "answer", "solution"]))
     trainer.train()
     rollouts = read_rollouts(tmp_path / "ppo")
-    logged = {e["step"]: e["reward"] for e in trainer.state.log_history if "reward" in e}
-    assert [r.step for r in rollouts] == [1, 3, 5]  # steps 2, 4 and 6 reused the batch drawn before
-    for rollout in rollouts:
+    logged = logged_values(trainer.state.log_history)
+    assert [r.step for r in rollouts] == [1, 3, 5] == [step for step, _ in logged]  # 2, 4, 6 reused them
+    for rollout, (_, reward) in zip(rollouts, logged, strict=True):
         assert len(rollout.questions) == 32 and set(rollout.questions) <= set(data["id"])
         assert all(rollout.questions.count(q) == 4 for q in set(rollout.questions))
-        assert sum(rollout.rewards) / 32 == pytest.approx(logged[rollout.step])
+        assert sum(rollout.rewards) / 32 == pytest.approx(reward)
+    assert 0 < sum(sum(r.rewards) for r in rollouts) < 96
     assert set(rollouts[0].questions) | set(rollouts[1].questions) == set(data["id"])
-    # the same questions, in the same order, rebuilt from the trainer's sampler settings alone (the third
-    # rollout opens the second epoch, which the sampler's generator shuffles anew)
+    # rebuilt from the sampler's settings (the third rollout opens the second epoch, shuffled anew)
     assert drawn_questions(data["id"], args, 3) == [r.questions for r in rollouts]
+    rebuilt = logged_rollouts(logged, data["id"], args)
+    assert [(r.step, r.questions, r.rewards[0]) for r in rebuilt] == [
+        (r.step, r.questions, pytest.approx(sum(r.rewards) / 32)) for r in rollouts]
+
+
+def test_a_logged_reward_is_paired_with_every_rollout_since_the_last_log():
+    """TRL logs the mean of the rollouts drawn since its last log: with a rollout every 2 steps and logs at
+    steps 3 and 8, the first covers the rollouts of steps 1 and 3, the second those of 5 and 7."""
+    args = SimpleNamespace(generation_batch_size=4, num_generations=2, num_iterations=1,
+                           steps_per_generation=2, gradient_accumulation_steps=1, shuffle_dataset=True,
+                           seed=3)
+    ids = [f"q{i}" for i in range(8)]
+    drawn = drawn_questions(ids, args, 4)
+    assert steps_per_rollout(args) == 2 and all(len(batch) == 4 for batch in drawn)
+    rollouts = logged_rollouts([(3, 0.5), (8, 0.25)], ids, args)
+    assert [r.questions for r in rollouts] == [drawn[0] + drawn[1], drawn[2] + drawn[3]]
+    assert [r.rewards for r in rollouts] == [(0.5,) * 8, (0.25,) * 8]
+    with pytest.raises(ValueError, match="not a multiple of gradient_accumulation_steps"):
+        steps_per_rollout(SimpleNamespace(num_iterations=1, steps_per_generation=3,
+                                          gradient_accumulation_steps=2))
+    assert order_kept(4, 8, args) and not order_kept(3, 8, args) and not order_kept(4, 4, args)
 
 
 def test_the_adjusted_trend_takes_the_questions_difficulty_out():

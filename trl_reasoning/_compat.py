@@ -31,6 +31,17 @@ def selective_log_softmax(logits, index):
     return trl_selective_log_softmax(logits, index)
 
 
+def repeat_sampler(ids, args):
+    """The sampler ``GRPOTrainer._get_train_sampler`` builds from ``args`` over ``ids`` (TRL's
+    ``RepeatSampler``, trl 1.16 ``trl.trainer.utils``, not exported): the order its rollouts draw prompts."""
+    from trl.trainer.utils import RepeatSampler
+
+    return RepeatSampler(ids, mini_repeat_count=args.num_generations,
+                         batch_size=args.generation_batch_size // args.num_generations,
+                         repeat_count=args.num_iterations * args.steps_per_generation,
+                         shuffle=args.shuffle_dataset, seed=args.seed)
+
+
 @contextlib.contextmanager
 def zero3_init_disabled():
     """``from_pretrained`` inside loads whole models even when a ZeRO-3 config is live (transformers

@@ -50,7 +50,7 @@ def read_rollouts(folder: str | Path, reward_column: str | None = None) -> list[
 
     folder = Path(folder)
     files = sorted((folder / "completions" if (folder / "completions").is_dir() else folder)
-                   .glob("completions_*.parquet"))
+                   .glob("completions_*.parquet"), key=lambda path: int(path.stem.split("_")[-1]))
     if not files:
         raise FileNotFoundError(f"{folder}: no completions_*.parquet (train with log_completions: true)")
     rollouts: list[Rollout] = []
@@ -71,23 +71,55 @@ def read_rollouts(folder: str | Path, reward_column: str | None = None) -> list[
 
 def drawn_questions(ids: list[str], args, rollouts: int) -> list[tuple[str, ...]]:
     """The questions of a TRL on-policy trainer's first ``rollouts`` rollout batches, one entry per
-    completion, rebuilt from its sampler (``trl``'s ``RepeatSampler``, set up as ``GRPOTrainer`` sets it
-    from ``args``: the same seed draws the same order, a resumed run included) over the training rows'
-    ``ids`` in dataset order: for runs that did not log their completions. One process's view of a
-    single-process run; ``shuffle_dataset`` as configured."""
-    from trl.trainer.utils import RepeatSampler
+    completion, rebuilt from its sampler (``_compat.repeat_sampler``: TRL's, set up from ``args`` as
+    ``GRPOTrainer`` sets it) over the training rows' ``ids`` in dataset order: for runs that did not log
+    their completions. A single-process run's. A run resumed inside its first epoch, at a step that
+    began a rollout, draws these; one resumed later does not (transformers restarts the sampler's
+    generator at the resumed epoch, which then repeats the first one's order): ``order_kept``."""
+    from ._compat import repeat_sampler
 
-    per_rollout = args.generation_batch_size // args.num_generations
-    reuse = args.num_iterations * args.steps_per_generation
-    sampler = RepeatSampler(ids, mini_repeat_count=args.num_generations, batch_size=per_rollout,
-                            repeat_count=reuse, shuffle=args.shuffle_dataset, seed=args.seed)
+    sampler = repeat_sampler(ids, args)
+    size = args.generation_batch_size  # one rollout: its questions x num_generations completions
+    chunk = size * args.num_iterations * args.steps_per_generation  # the sampler repeats it for each use
     drawn: list[tuple[str, ...]] = []
     while len(drawn) < rollouts:  # each pass over the sampler is one epoch; its generator goes on
         order = list(sampler)
-        chunk = per_rollout * args.num_generations * reuse
-        drawn += [tuple(ids[i] for i in order[start:start + per_rollout * args.num_generations])
-                  for start in range(0, len(order), chunk)]
+        drawn += [tuple(ids[i] for i in order[start:start + size]) for start in range(0, len(order), chunk)]
     return drawn[:rollouts]
+
+
+def order_kept(resumed_step: int, num_rows: int, args) -> bool:
+    """Whether a run resumed from the checkpoint of optimizer step ``resumed_step`` goes on drawing the
+    questions ``drawn_questions`` gives: inside the first epoch over ``num_rows`` training rows, at a step
+    where a new rollout begins."""
+    per = steps_per_rollout(args)
+    rollouts_per_epoch = -(-num_rows // (args.generation_batch_size // args.num_generations))
+    return resumed_step % per == 0 and resumed_step < rollouts_per_epoch * per
+
+
+def steps_per_rollout(args) -> int:
+    """Optimizer steps between two rollouts of a TRL on-policy trainer (``num_iterations`` x
+    ``steps_per_generation`` micro-batches, ``gradient_accumulation_steps`` to a step); an error where a
+    rollout does not span whole optimizer steps."""
+    micro = args.num_iterations * args.steps_per_generation
+    if micro % args.gradient_accumulation_steps:
+        raise ValueError(f"steps_per_rollout: num_iterations x steps_per_generation ({micro}) is not a "
+                         f"multiple of gradient_accumulation_steps ({args.gradient_accumulation_steps})")
+    return micro // args.gradient_accumulation_steps
+
+
+def logged_rollouts(logged: list[tuple[int, float]], ids: list[str], args) -> list[Rollout]:
+    """A trainer's logged rewards (``metrics.logged_values``) as rollouts: TRL logs at each logging step
+    the mean of the rollouts drawn since the last one (rollout k at optimizer step k x
+    ``steps_per_rollout`` + 1), so each logged value is paired with all of their questions."""
+    per = steps_per_rollout(args)
+    drawn = drawn_questions(ids, args, max(step for step, _ in logged) // per + 1)
+    rollouts, last = [], 0
+    for step, reward in logged:
+        since = [drawn[k] for k in range(len(drawn)) if last < k * per + 1 <= step]
+        rollouts.append(Rollout.of_mean(step, tuple(q for batch in since for q in batch), reward))
+        last = step
+    return rollouts
 
 
 def _only_reward_column(columns: Iterable[str], path: Path) -> str:

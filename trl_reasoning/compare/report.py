@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..metrics import over_seeds
 from ..reporting import markdown_table, plot_curves, write_json_atomic, write_text_atomic
-from .runner import sampled_k
+from .records import sampled_k
 
 INTERVAL_METHOD = ("two-level bootstrap (2000 replicates): seeds drawn with replacement, then questions "
                    "within each drawn seed; paired per question within a seed")
@@ -128,13 +128,17 @@ def _subset_size(records: list[dict], name: str) -> int | None:
 
 
 def _on_subset(record: dict, model: str, subset: int | None, k: int) -> dict:
-    """``model``'s held-out metrics in one seed's record: as evaluated, or, with ``subset``, maj@1 and
-    pass@k on the first ``subset`` held-out questions (the evaluation's order, which the per-question
-    values keep) from its per-question values."""
+    """``model``'s held-out metrics in one seed's record: as evaluated, or, with ``subset``, maj@1 (and
+    pass@k where every one of them has K samples) on the first ``subset`` held-out questions (the
+    evaluation's order, which the start's per-question values keep) from its per-question values."""
     if not subset:
         return record["results"][model]["metrics"]
     values = record["per_question"][model]
     order = list(record["per_question"]["sft"]["maj@1"])[:subset]
+    missing = [i for i in order if i not in values["maj@1"]]
+    if missing:
+        raise KeyError(f"{model}: no greedy held-out value for {len(missing)} of the first {subset} "
+                       f"questions, such as {missing[0]!r}")
     return {m: sum(values[m][i] for i in order) / subset for m in ("maj@1", f"pass@{k}")
             if m in values and all(i in values[m] for i in order)}
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 from pathlib import Path
 
 from ..faults import fault_point
-from ..metrics import EVALUATION_VERSION, pass_at_k
-from ..reporting import read_jsonl, write_json_atomic
+from ..metrics import EVALUATION_VERSION
+from ..reporting import write_json_atomic
 from .plan import ComparisonPlan, Method
+from .records import machine, per_question, sampled_k, training_eval_questions, training_points
 from .workers import SHARED_CLAIM, PieceHeld, claimed
 
 SEED_RESULTS = "seed_results.json"
@@ -264,18 +264,9 @@ def _seed_record(seed: int, recipe, method_records: list[dict]) -> dict:
     record = {"seed": seed, "eval_split": recipe.eval_split, "machine": machine(),
               "reranker": method_records[0]["reranker"], "num_questions": method_records[0]["num_questions"]}
     for key in ("results", "samples", "wall_seconds", "train_seconds", "methods", "per_question",
-                "training_points"):  # train_seconds: absent from records written before it existed
+                "training_points", "training_eval_questions"):  # keys absent from older records: {}
         record[key] = {name: value for m in method_records for name, value in m.get(key, {}).items()}
-    record["training_eval_questions"] = {
-        name: limit for m in method_records for name, points in m.get("training_points", {}).items()
-        if points and (limit := training_eval_limit(m.get("settings") or {}))}
     return record
-
-
-def training_eval_limit(settings: dict) -> int | None:
-    """The number of held-out questions a method's training-time evaluations ran on (its
-    ``training_eval.limit``, the first N of the held-out split), or None where they used all of them."""
-    return ((settings.get("method") or {}).get("training_eval") or {}).get("limit")
 
 
 def _run_method(ctx, plan: ComparisonPlan, method: Method, seed: int, scoring: tuple[str | None, str],
@@ -324,74 +315,22 @@ def _finish(ctx, name: str, settings: dict, found: dict, conditioning: dict, rer
 
     folder = Path(ctx.recipe.output_dir)
     results = evaluate_models(ctx, found["models"], reranker, conditioning)
+
+    def own(n: str) -> bool:  # the stage's own model, not an extra entry such as 'rcrl unconditioned'
+        return stage_folder is not None and found["methods"][n]["entry"] == found["methods"][n]["stage"]
+
     k = sampled_k(results)
     record = {**{key: found.get(key, {}) for key in ("samples", "methods", "wall_seconds", "train_seconds")},
               "results": results,
               "reranker": reranker, "num_questions": len(ctx.held_out), "settings": settings,
               "start_weights": weights,
               "per_question": {n: per_question(folder, n, k) for n in found["models"]},
-              "training_points": {n: training_points(stage_folder) if stage_folder and
-                                  found["methods"][n]["entry"] == found["methods"][n]["stage"] else []
-                                  for n in found["models"]}}
+              "training_points": {n: training_points(stage_folder) if own(n) else []
+                                  for n in found["models"]},
+              "training_eval_questions": {n: size for n in found["models"] if own(n) and
+                                          (size := training_eval_questions(stage_folder, len(ctx.held_out)))}}
     if ctx.state.is_main_process:
         write_json_atomic(folder / METHODS / f"{name}.json", record)
     ctx.state.wait_for_everyone()
     fault_point(f"method_done:{name}")
     return record
-
-
-def sampled_k(results: dict) -> int:
-    """The K of the evaluation's sampled metrics (the largest pass@K)."""
-    metrics = next(iter(results.values()))["metrics"]
-    return max(int(n.split("@")[1]) for n in metrics if n.startswith("pass@"))
-
-
-def per_question(folder: Path, name: str, k: int) -> dict[str, dict[str, float]]:
-    """One model's per-question held-out values: greedy correctness (maj@1), pass@1 and pass@k."""
-    records = read_jsonl(folder / "eval" / name.replace(" ", "_") / "samples.jsonl")
-    values = {"maj@1": {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}}
-    groups: dict[str, list[bool]] = {}
-    for r in records:
-        if r["kind"] != "greedy":
-            groups.setdefault(r["id"], []).append(bool(r["correct"]))
-    values["pass@1"] = {i: sum(c) / len(c) for i, c in groups.items()}
-    values[f"pass@{k}"] = {i: pass_at_k(len(c), sum(c), k) for i, c in groups.items() if len(c) >= k}
-    return values
-
-
-def training_points(stage_folder: Path) -> list[list]:
-    """[samples drawn, metrics, seconds] of the evaluations a method ran while it trained: a rounds
-    trainer's per-round reports (round 0, the start, left out; seconds: the recorded time of rounds 1 to
-    this one, as a time budget counts it) or the training-time evaluations (their ``seconds``, None in
-    records written before they had one)."""
-    from ..time_budget import rounds_train_seconds
-
-    rounds, during = stage_folder / "metrics.json", stage_folder / "reasoning_eval" / "metrics.json"
-    if rounds.exists() and "rounds" in (data := json.loads(rounds.read_text())):
-        history = data["rounds"]
-        return [[r["cumulative_samples"], r["eval"], rounds_train_seconds(history[:i + 1])]
-                for i, r in enumerate(history) if i]
-    if during.exists():
-        return [[e["samples_drawn"], e["metrics"], e.get("seconds")]
-                for e in json.loads(during.read_text())["evaluations"]]
-    return []
-
-
-def machine() -> dict:
-    """The CPU (model name and the matrix instruction sets that change CPU training figures), as results
-    differ between machines."""
-    info = {"platform": platform.platform(), "processor": platform.processor()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            info["cpu"] = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            info["matrix_extensions"] = sorted(f for f in flags
-                                               if f.startswith(("avx512", "amx")) or f == "avx2")
-            break
-    info["cores"] = os.cpu_count()
-    return info

@@ -1,0 +1,81 @@
+"""What a comparison's method records hold, read from a seed's files: each model's per-question held-out
+values, the evaluations a method ran while it trained (and on how many held-out questions), the K of the
+sampled metrics, and the machine the results came from."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+from ..metrics import pass_at_k
+from ..reporting import read_jsonl
+
+
+def sampled_k(results: dict) -> int:
+    """The K of the evaluation's sampled metrics (the largest pass@K)."""
+    metrics = next(iter(results.values()))["metrics"]
+    return max(int(n.split("@")[1]) for n in metrics if n.startswith("pass@"))
+
+
+def per_question(folder: Path, name: str, k: int) -> dict[str, dict[str, float]]:
+    """One model's per-question held-out values: greedy correctness (maj@1), pass@1 and pass@k."""
+    records = read_jsonl(folder / "eval" / name.replace(" ", "_") / "samples.jsonl")
+    values = {"maj@1": {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}}
+    groups: dict[str, list[bool]] = {}
+    for r in records:
+        if r["kind"] != "greedy":
+            groups.setdefault(r["id"], []).append(bool(r["correct"]))
+    values["pass@1"] = {i: sum(c) / len(c) for i, c in groups.items()}
+    values[f"pass@{k}"] = {i: pass_at_k(len(c), sum(c), k) for i, c in groups.items() if len(c) >= k}
+    return values
+
+
+def training_points(stage_folder: Path) -> list[list]:
+    """[samples drawn, metrics, seconds] of the evaluations a method ran while it trained: a rounds
+    trainer's per-round reports (round 0, the start, left out; seconds: the recorded time of rounds 1 to
+    this one, as a time budget counts it) or the training-time evaluations (their ``seconds``, None in
+    records written before they had one)."""
+    from ..time_budget import rounds_train_seconds
+
+    rounds, during = stage_folder / "metrics.json", stage_folder / "reasoning_eval" / "metrics.json"
+    if rounds.exists() and "rounds" in (data := json.loads(rounds.read_text())):
+        history = data["rounds"]
+        return [[r["cumulative_samples"], r["eval"], rounds_train_seconds(history[:i + 1])]
+                for i, r in enumerate(history) if i]
+    if during.exists():
+        return [[e["samples_drawn"], e["metrics"], e.get("seconds")]
+                for e in json.loads(during.read_text())["evaluations"]]
+    return []
+
+
+def training_eval_questions(stage_folder: Path, num_questions: int) -> int | None:
+    """How many held-out questions a method's training-time evaluations scored (``training_eval.limit``:
+    the first N of the held-out split), where ``training_points`` read them and they were fewer than
+    ``num_questions``; None otherwise (a rounds trainer's reports score every question)."""
+    rounds, during = stage_folder / "metrics.json", stage_folder / "reasoning_eval" / "metrics.json"
+    if (rounds.exists() and "rounds" in json.loads(rounds.read_text())) or not during.exists():
+        return None
+    size = json.loads(during.read_text()).get("num_questions")
+    return size if size and size < num_questions else None
+
+
+def machine() -> dict:
+    """The CPU (model name and the matrix instruction sets that change CPU training figures), as results
+    differ between machines."""
+    info = {"platform": platform.platform(), "processor": platform.processor()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            info["cpu"] = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            info["matrix_extensions"] = sorted(f for f in flags
+                                               if f.startswith(("avx512", "amx")) or f == "avx2")
+            break
+    info["cores"] = os.cpu_count()
+    return info
