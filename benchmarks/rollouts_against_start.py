@@ -52,15 +52,16 @@ def method_rollouts(stage: Path, ids: list[str]) -> list[dict]:
 
 def write_seed(seed_folder: Path, ids: list[str]) -> dict[str, dict]:
     """Write the seed's rollouts and start pass rates; returns each method's adjusted trend."""
-    from trl_reasoning.rollout_logs import Rollout, adjusted_reward_trend, start_pass_rates
+    from trl_reasoning.rollout_logs import Rollout, adjusted_reward_trend, start_pass_counts
 
     sources = start_samples(seed_folder)
     if not sources:
         raise FileNotFoundError(f"{seed_folder}: no */*/round_001/samples.jsonl for the start's pass rates")
-    rates = start_pass_rates(sources)
+    counts = start_pass_counts(sources)
+    rates, samples = {q: c / n for q, (c, n) in counts.items()}, {q: n for q, (_, n) in counts.items()}
     source = ", ".join(str(p.relative_to(seed_folder)) for p in sources)
-    (seed_folder / "start_pass_rates.json").write_text(json.dumps({"source": source, "rates": rates},
-                                                                  indent=1) + "\n")
+    (seed_folder / "start_pass_rates.json").write_text(json.dumps(
+        {"source": source, "rates": rates, "samples": samples}, indent=1) + "\n")
     trends = {}
     for state in sorted(seed_folder.glob("*/*/trainer_state.json")):
         rows = method_rollouts(state.parent, ids)
@@ -68,7 +69,7 @@ def write_seed(seed_folder: Path, ids: list[str]) -> dict[str, dict]:
         folder.mkdir(exist_ok=True)
         (folder / f"{state.parents[1].name}.json").write_text(json.dumps(rows) + "\n")
         rollouts = [Rollout.of_mean(r["step"], r["questions"], r["reward"]) for r in rows]
-        trends[state.parents[1].name] = adjusted_reward_trend(rollouts, rates)
+        trends[state.parents[1].name] = adjusted_reward_trend(rollouts, rates, samples)
     return trends
 
 

@@ -94,15 +94,16 @@ def _against_start(results: Path) -> str:
         rollouts = [Rollout(r["step"], tuple(r["questions"]), tuple(r["rewards"]))
                     for r in json.loads(files[0].read_text())]
         start, trial = (json.loads(f.read_text()) for f in files[1:3])
-        trend = adjusted_reward_trend(rollouts, start["rates"])
+        trend = adjusted_reward_trend(rollouts, start["rates"], start["samples"])
         sources.add(start["source"])
         drawn = [q for r in rollouts for q in sorted(set(r.questions))]
+        again = trend["first_to_last_draw"]
         curves[trial["change"]] = (trend["steps"], trend["adjusted"])
         rows.append(f"| {trial['change']} | {trend['rollouts']} | {len(set(drawn))} | "
                     f"{len(drawn) / len(set(drawn)):.1f} | "
                     f"{sum(start['rates'][q] for q in drawn) / len(drawn):.3f} | "
                     f"{_cell(trend['mean_adjusted'])} | {_cell(trend['slope'])} | "
-                    f"{_cell(trend['raw_slope'])} |")
+                    f"{_cell(trend['raw_slope'])} | {_cell(again) if again else ''} |")
     if not rows:
         return ""
     figure = plot_curves(results / PPO_TRIALS / "reward_vs_start.png", curves, "optimizer step",
@@ -110,12 +111,16 @@ def _against_start(results: Path) -> str:
     return ("### Against the start, question by question\n\nEach completion's reward minus the SFT start's "
             "pass rate on its own question (the start's samples: " + "; ".join(sorted(sources)) + "), "
             "averaged per rollout: a batch's luck in drawing easy or hard questions cancels, and what is "
-            "left moves only when the policy does (`trl_reasoning.rollout_logs`). The mean over rollouts "
-            "has a 95% bootstrap interval over them; slopes per 100 steps as above.\n\n"
+            "left moves only when the policy does (`trl_reasoning.rollout_logs`). The mean's 95% interval "
+            "adds the start's own estimation error (a few samples per question) to the rollouts' spread; "
+            "slopes per 100 steps as above. Where the trial drew questions more than once: each "
+            "question's last draw minus its first, paired by question (95% bootstrap over questions), "
+            "which needs no start at all.\n\n"
             f"![against the start]({PPO_TRIALS}/{figure.name})\n\n"
             "| change | rollouts | questions | draws per question | start's pass rate on the draws | "
-            "reward - start, mean [95%] | its slope per 100 steps [95%] | raw reward's slope [95%] |\n"
-            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
+            "reward - start, mean [95%] | its slope per 100 steps [95%] | raw reward's slope [95%] | "
+            "last draw - first draw, same questions [95%] |\n"
+            "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
 
 
 def against_start_table(files: list[Path]) -> str:
@@ -130,7 +135,7 @@ def against_start_table(files: list[Path]) -> str:
         sources.add(start["source"])
         rollouts = [Rollout.of_mean(r["step"], r["questions"], r["reward"])
                     for r in json.loads(path.read_text())]
-        trend = adjusted_reward_trend(rollouts, start["rates"])
+        trend = adjusted_reward_trend(rollouts, start["rates"], start["samples"])
         seed = path.parent.parent.name.removeprefix("seed_")
         rows.append(f"| {path.stem} | {seed} | {trend['rollouts']} | {_cell(trend['mean_adjusted'])} | "
                     f"{_cell(trend['slope'])} | {_cell(trend['raw_slope'])} |")
@@ -159,7 +164,7 @@ def copy_trial(output_dir: Path, folder: Path, trial: dict, start_samples: list[
     checkout) its logged rollouts and the start's pass rates on their questions."""
     import shutil
 
-    from trl_reasoning.rollout_logs import read_rollouts, start_pass_rates
+    from trl_reasoning.rollout_logs import read_rollouts, start_pass_counts
 
     stage = output_dir / "ppo"
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,12 +174,13 @@ def copy_trial(output_dir: Path, folder: Path, trial: dict, start_samples: list[
     if start_samples:
         rollouts = read_rollouts(stage)
         asked = {q for r in rollouts for q in r.questions}
-        rates = start_pass_rates(start_samples)
+        counts = start_pass_counts(start_samples)
         (folder / "rollouts.json").write_text(json.dumps(
             [{"step": r.step, "questions": r.questions, "rewards": r.rewards} for r in rollouts]) + "\n")
         (folder / "start_pass_rates.json").write_text(json.dumps(
             {"source": ", ".join(str(p) for p in start_samples),
-             "rates": {q: rates[q] for q in sorted(asked)}}, indent=1) + "\n")
+             "rates": {q: counts[q][0] / counts[q][1] for q in sorted(asked)},
+             "samples": {q: counts[q][1] for q in sorted(asked)}}, indent=1) + "\n")
 
 
 def _value_cells(history: list[dict]) -> str:

@@ -280,9 +280,13 @@ def test_a_trial_copied_with_its_completion_logs_is_scored_against_the_start(tmp
     pages.copy_trial(tmp_path / "run", tmp_path / pages.PPO_TRIALS / "pool", trial, [samples])
     copied = json.loads((tmp_path / pages.PPO_TRIALS / "pool" / "start_pass_rates.json").read_text())
     assert copied["rates"] == {"a": 0.25, "b": 0.5, "c": 0.25} and copied["source"] == str(samples)
+    assert copied["samples"] == {"a": 4, "b": 4, "c": 4}
     text = pages.ppo_trials_section(tmp_path)
     # rollout means minus start: (0.75 - 0.375), (0.25 - 0.375), (0.75 - 0.25) = +0.375, -0.125, +0.5
     assert "| pool | 3 | 3 | 2.0 | 0.333 | +0.250 " in text
+    # last draw - first draw: a 1/2 -> 2/2 (+0.5), b 2/2 -> 1/2 (-0.5), c 0/2 -> 1/2 (+0.5)
+    row = next(line for line in text.splitlines() if line.startswith("| pool | 3 |"))
+    assert row.endswith(" | +0.167 [-0.500, +0.500] |"), row
     assert (tmp_path / pages.PPO_TRIALS / "reward_vs_start.png").exists()
 
 
@@ -296,7 +300,7 @@ def test_a_comparisons_rollouts_are_scored_against_the_start_by_their_logged_mea
     seed = tmp_path / "seed_0"
     (seed / "rollouts").mkdir(parents=True)
     (seed / "start_pass_rates.json").write_text(json.dumps({"source": "ei/r1.jsonl", "rates": {
-        "a": 0.0, "b": 0.5, "c": 1.0}}))
+        "a": 0.0, "b": 0.5, "c": 1.0}, "samples": {"a": 4, "b": 4, "c": 4}}))
     rows = [{"step": 1, "questions": ["a", "b"], "reward": 0.5},
             {"step": 2, "questions": ["b", "b"], "reward": 0.25},
             {"step": 3, "questions": ["a", "c"], "reward": 1.0}]

@@ -101,6 +101,31 @@ def test_the_adjusted_trend_takes_the_questions_difficulty_out():
     assert trend["raw_slope"]["ci95"][0] < 0 < trend["raw_slope"]["ci95"][1]
     assert trend["mean_adjusted"]["mean"] == pytest.approx(0.045)
     assert trend["adjusted"] == pytest.approx([0.01 * k for k in range(10)])
+    assert trend["baseline_exact"] and trend["first_to_last_draw"] is not None
+
+
+def test_the_means_interval_carries_the_starts_own_error():
+    """Three rollouts exactly at the start's rate (no spread): the interval is the baseline's alone, its
+    binomial error from 4 samples (p smoothed to (2 + 1/2) / 5 = 0.5): +-1.96 x sqrt(0.25 / 4)."""
+    rollouts = [Rollout(step=s, questions=("a",) * 4, rewards=(1.0, 0.0, 1.0, 0.0)) for s in (1, 2, 3)]
+    exact = adjusted_reward_trend(rollouts, {"a": 0.5})
+    assert exact["mean_adjusted"] == {"mean": 0.0, "ci95": [0.0, 0.0]}
+    shared = adjusted_reward_trend(rollouts, {"a": 0.5}, {"a": 4})
+    assert shared["mean_adjusted"]["ci95"] == pytest.approx([-0.49, 0.49]) and not shared["baseline_exact"]
+
+
+def test_first_to_last_draw_pairs_each_repeated_question():
+    """a: first draw 0/2, last 2/2 (+1); b: 2/2 then 1/2 (-0.5); c drawn once, left out: mean +0.25.
+    Logged means (every completion given the batch mean) say nothing per question: None."""
+    rollouts = [Rollout(1, ("a", "a", "b", "b"), (0.0, 0.0, 1.0, 1.0)),
+                Rollout(2, ("c", "c", "a", "a"), (1.0, 1.0, 1.0, 0.0)),
+                Rollout(3, ("b", "b", "a", "a"), (1.0, 0.0, 1.0, 1.0))]
+    again = adjusted_reward_trend(rollouts, {"a": 0.5, "b": 0.5, "c": 0.5})["first_to_last_draw"]
+    assert again["mean"] == pytest.approx(0.25) and again["questions"] == 2 and again["draws"] == 2.5
+    means = [Rollout.of_mean(r.step, r.questions, sum(r.rewards) / 4) for r in rollouts]
+    assert adjusted_reward_trend(means, {"a": 0.5, "b": 0.5, "c": 0.5})["first_to_last_draw"] is None
+    fresh = [Rollout(s, (f"q{s}",), (1.0,)) for s in (1, 2, 3)]
+    assert adjusted_reward_trend(fresh, {f"q{s}": 0.5 for s in (1, 2, 3)})["first_to_last_draw"] is None
 
 
 def test_missing_pass_rates_and_too_few_rollouts_are_refused():

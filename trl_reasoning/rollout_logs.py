@@ -33,12 +33,13 @@ class Rollout:
     step: int
     questions: tuple[str, ...]
     rewards: tuple[float, ...]
+    logged_mean: bool = False  # rewards are the rollout's logged mean, not each completion's
 
     @classmethod
     def of_mean(cls, step: int, questions: tuple[str, ...], reward: float) -> Rollout:
         """A rollout known by its logged mean reward only (a trainer's ``reward`` log): every completion
         gets that mean, which leaves its adjusted mean exact."""
-        return cls(step, tuple(questions), (float(reward),) * len(questions))
+        return cls(step, tuple(questions), (float(reward),) * len(questions), logged_mean=True)
 
 
 def read_rollouts(folder: str | Path, reward_column: str | None = None) -> list[Rollout]:
@@ -137,8 +138,8 @@ def _prompt_text(prompt) -> str:
     return str(messages[-1]["content"])
 
 
-def start_pass_rates(sample_files: Iterable[str | Path]) -> dict[str, float]:
-    """Each question's share of correct samples (``id`` and ``correct`` per JSON line) over every file."""
+def start_pass_counts(sample_files: Iterable[str | Path]) -> dict[str, tuple[int, int]]:
+    """Each question's (correct, drawn) samples (``id`` and ``correct`` per JSON line) over every file."""
     counts: dict[str, list[int]] = {}
     for path in sample_files:
         for line in Path(path).read_text().splitlines():
@@ -147,14 +148,24 @@ def start_pass_rates(sample_files: Iterable[str | Path]) -> dict[str, float]:
                 seen = counts.setdefault(row["id"], [0, 0])
                 seen[0] += bool(row["correct"])
                 seen[1] += 1
-    return {key: correct / total for key, (correct, total) in counts.items()}
+    return {key: (correct, total) for key, (correct, total) in counts.items()}
 
 
-def adjusted_reward_trend(rollouts: list[Rollout], baseline: Mapping[str, float], per: int = 100) -> dict:
+def start_pass_rates(sample_files: Iterable[str | Path]) -> dict[str, float]:
+    """Each question's share of correct samples over every file (``start_pass_counts``)."""
+    return {key: correct / total for key, (correct, total) in start_pass_counts(sample_files).items()}
+
+
+def adjusted_reward_trend(rollouts: list[Rollout], baseline: Mapping[str, float],
+                          baseline_samples: Mapping[str, int] | None = None, per: int = 100) -> dict:
     """Each rollout's mean of (reward - the start's pass rate on the completion's question), its slope per
     ``per`` optimizer steps with a 95% interval (``metrics.linear_trend``; none under
-    ``MIN_POINTS_FOR_TREND_INTERVAL`` rollouts) and its mean over the rollouts with a 95% interval over
-    them; beside the raw reward's slope on the same rollouts. ``baseline``: pass rate per question."""
+    ``MIN_POINTS_FOR_TREND_INTERVAL`` rollouts) and its mean over the rollouts, beside the raw reward's
+    slope on the same rollouts. ``baseline``: pass rate per question, estimated from
+    ``baseline_samples`` samples of it. The mean's 95% interval (normal) adds the spread of the rollouts'
+    values to the baseline's own estimation error, which every rollout drawing a question shares (its
+    binomial variance, with p smoothed to (correct + 1/2) / (samples + 1) so that 0 of 4 still counts);
+    without ``baseline_samples`` the baseline is taken as exact and ``baseline_exact`` says so."""
     missing = {q for r in rollouts for q in r.questions if q not in baseline}
     if missing:
         raise KeyError(f"adjusted_reward_trend: no start pass rate for {len(missing)} question(s), such as "
@@ -166,14 +177,56 @@ def adjusted_reward_trend(rollouts: list[Rollout], baseline: Mapping[str, float]
     adjusted = [sum(w - baseline[q] for q, w in zip(r.questions, r.rewards, strict=True)) / len(r.rewards)
                 for r in rollouts]
     record = {"rollouts": len(rollouts), "steps": steps, "reward": raw, "adjusted": adjusted,
-              "mean_adjusted": _interval(aggregate(adjusted))}
+              "mean_adjusted": _mean_interval(rollouts, adjusted, baseline, baseline_samples),
+              "baseline_exact": baseline_samples is None}
     for name, values in (("slope", adjusted), ("raw_slope", raw)):
         trend = linear_trend(steps, values)
         record[name] = {"per_steps": per, "mean": trend.mean * per,
                         "ci95": ([trend.ci_low * per, trend.ci_high * per]
                                  if trend.n >= MIN_POINTS_FOR_TREND_INTERVAL else None)}
+    record["first_to_last_draw"] = first_to_last_draw(rollouts)
     return record
 
 
-def _interval(estimate) -> dict:
-    return {"mean": estimate.mean, "ci95": [estimate.ci_low, estimate.ci_high]}
+def _mean_interval(rollouts: list[Rollout], adjusted: list[float], baseline: Mapping[str, float],
+                   baseline_samples: Mapping[str, int] | None) -> dict:
+    """The mean of ``adjusted`` with a normal 95% interval: the rollouts' spread, plus the baseline's."""
+    count = len(adjusted)
+    mean = sum(adjusted) / count
+    spread = sum((a - mean) ** 2 for a in adjusted) / (count - 1) / count
+    weights: dict[str, float] = {}  # each question's share of the mean's baseline term
+    for r in rollouts:
+        for q in r.questions:
+            weights[q] = weights.get(q, 0.0) + 1 / len(r.questions) / count
+    shared = 0.0
+    if baseline_samples is not None:
+        for q, weight in weights.items():
+            n = baseline_samples[q]
+            p = (baseline[q] * n + 0.5) / (n + 1)
+            shared += weight ** 2 * p * (1 - p) / n
+    half = 1.96 * (spread + shared) ** 0.5
+    return {"mean": mean, "ci95": [mean - half, mean + half]}
+
+
+def first_to_last_draw(rollouts: list[Rollout]) -> dict | None:
+    """On the questions a run drew more than once (a small pool over several epochs), the mean reward of
+    each question's last draw minus its first, paired by question, with a 95% bootstrap interval over
+    them: the policy's change on the questions it trains on, no baseline needed; None where no question
+    was drawn twice (completion rewards, not logged means, are needed: a rollout's means say nothing
+    per question)."""
+    if any(r.logged_mean for r in rollouts):
+        return None
+    draws: dict[str, list[list[float]]] = {}
+    for r in rollouts:
+        mine: dict[str, list[float]] = {}
+        for q, w in zip(r.questions, r.rewards, strict=True):
+            mine.setdefault(q, []).append(w)
+        for q, values in mine.items():
+            draws.setdefault(q, []).append(values)
+    again = {q: d for q, d in draws.items() if len(d) > 1}
+    if not again:
+        return None
+    gains = [sum(d[-1]) / len(d[-1]) - sum(d[0]) / len(d[0]) for d in again.values()]
+    estimate = aggregate(gains)
+    return {"mean": estimate.mean, "ci95": [estimate.ci_low, estimate.ci_high], "questions": len(gains),
+            "draws": sum(len(d) for d in again.values()) / len(again)}
