@@ -157,8 +157,9 @@ def _cell(entry: dict) -> str:
     return f"{entry['mean']:+.3f}" + (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else "")
 
 
-def copy_trial(output_dir: Path, folder: Path, trial: dict, start_samples: list[Path]) -> None:
-    """Copy a finished trial (``trl-reasoning train ... --output_dir OUTPUT_DIR``, its stage ``ppo``) into
+def copy_trial(output_dir: Path, folder: Path, trial: dict, start_samples: list[Path],
+               stage: str = "ppo") -> None:
+    """Copy a finished trial (``trl-reasoning train ... --output_dir OUTPUT_DIR``, its ``stage``) into
     ``folder``: its trainer log and stage record, ``trial`` as trial.json, and with ``start_samples``
     (the start's scored samples; their paths go into the page as given, so give them relative to the
     checkout) its logged rollouts and the start's pass rates on their questions."""
@@ -166,7 +167,7 @@ def copy_trial(output_dir: Path, folder: Path, trial: dict, start_samples: list[
 
     from trl_reasoning.rollout_logs import read_rollouts, start_pass_counts
 
-    stage = output_dir / "ppo"
+    stage = output_dir / stage  # a control run of another on-policy stage (grpo) is read the same way
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("trainer_state.json", "stage_complete.json"):
         shutil.copyfile(stage / name, folder / name)
@@ -205,7 +206,8 @@ if __name__ == "__main__":
     parser.add_argument("--commit", required=True, help="the code it ran")
     parser.add_argument("--start-samples", type=Path, nargs="*", default=[],
                         help="the SFT start's scored samples (samples.jsonl with id and correct)")
+    parser.add_argument("--stage", default="ppo", help="the stage folder under output_dir (a control: grpo)")
     options = parser.parse_args()
     copy_trial(options.output_dir, Path(__file__).parent / "results" / PPO_TRIALS / options.name,
                {"change": options.change, "command": options.command, "commit": options.commit},
-               options.start_samples)
+               options.start_samples, options.stage)
