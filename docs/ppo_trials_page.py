@@ -56,11 +56,11 @@ def ppo_trials_section(results: Path) -> str:
             continue  # a trial still running
         history = json.loads(files[0].read_text())["log_history"]
         record, trial = (json.loads(f.read_text()) for f in files[1:])
-        curves[trial["change"]] = reward_curve(history)
-        rows.append(f"| {trial['change']} | {record['steps']} | {record['wall_seconds']:.0f} | "
-                    f"{trend_cells(history)} | {_value_cells(history)} |")
-        commands.append(f"- {trial['change']} (at {trial['commit']}):\n\n  ```bash\n  {trial['command']}\n"
-                        "  ```\n")
+        curves[folder.name] = reward_curve(history)  # the figure's legend: the trial's short name
+        rows.append(f"| {folder.name} | {trial['change']} | {record['steps']} | "
+                    f"{record['wall_seconds']:.0f} | {trend_cells(history)} | {_value_cells(history)} |")
+        commands.append(f"- {folder.name}, {trial['change']} (at {trial['commit']}):\n\n  ```bash\n"
+                        f"  {trial['command']}\n  ```\n")
     if not rows:
         return ""
     figure = plot_curves(results / PPO_TRIALS / "reward_trend.png", curves, "optimizer step",
@@ -73,9 +73,9 @@ def ppo_trials_section(results: Path) -> str:
             "explained variance: the value model's (below 0, its V_t predicts the returns worse than "
             "their mean would, and GAE's advantages carry its error).\n\n"
             f"![PPO trials]({PPO_TRIALS}/{figure.name})\n\n"
-            "| change | steps | stage wall s | logged points | first | last | slope per 100 steps [95%] "
-            "| rise needed over the logged steps | KL, last | explained variance: mean, first, last |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            "| trial | change | steps | stage wall s | logged points | first | last | slope per 100 steps "
+            "[95%] | rise needed over the logged steps | KL, last | explained variance: mean, first, last |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
             + _against_start(results) + "\n".join(commands))
 
 
@@ -98,8 +98,8 @@ def _against_start(results: Path) -> str:
         sources.add(start["source"])
         drawn = [q for r in rollouts for q in sorted(set(r.questions))]
         again = trend["first_to_last_draw"]
-        curves[trial["change"]] = (trend["steps"], trend["adjusted"])
-        rows.append(f"| {trial['change']} | {trend['rollouts']} | {len(set(drawn))} | "
+        curves[folder.name] = (trend["steps"], trend["adjusted"])
+        rows.append(f"| {folder.name} | {trend['rollouts']} | {len(set(drawn))} | "
                     f"{len(drawn) / len(set(drawn)):.1f} | "
                     f"{sum(start['rates'][q] for q in drawn) / len(drawn):.3f} | "
                     f"{_cell(trend['mean_adjusted'])} | {_cell(trend['slope'])} | "
@@ -117,7 +117,7 @@ def _against_start(results: Path) -> str:
             "question's last draw minus its first, paired by question (95% bootstrap over questions), "
             "which needs no start at all.\n\n"
             f"![against the start]({PPO_TRIALS}/{figure.name})\n\n"
-            "| change | rollouts | questions | draws per question | start's pass rate on the draws | "
+            "| trial | rollouts | questions | draws per question | start's pass rate on the draws | "
             "reward - start, mean [95%] | its slope per 100 steps [95%] | raw reward's slope [95%] | "
             "last draw - first draw, same questions [95%] |\n"
             "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")

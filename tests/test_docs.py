@@ -235,16 +235,16 @@ def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_need
             (folder / "stage_complete.json").write_text(json.dumps({"steps": history[-1]["step"] + 1,
                                                                     "wall_seconds": 2700.4}))
     text = pages.ppo_trials_section(tmp_path)
-    row = ("| change b_lr | 20 | 2700 | 10 | 0.110 | 0.290 | +1.000 [+1.000, +1.000] | 0.000 | 0.190 | "
-           "+0.200, -0.500, +0.500 |")
+    row = ("| b_lr | change b_lr | 20 | 2700 | 10 | 0.110 | 0.290 | +1.000 [+1.000, +1.000] | 0.000 | "
+           "0.190 | +0.200, -0.500, +0.500 |")
     assert row in text
     low, high = reward_trend(noisy)["ci95"]
     assert high - low > 0.1  # the noisy trial's interval has a width, which the rise scales by 38 steps
-    assert "| change a_head | 41 | 2700 | 20 | 0.400 | 0.200 | " in text
+    assert "| a_head | change a_head | 41 | 2700 | 20 | 0.400 | 0.200 | " in text
     rise = (high - low) / 2 * 0.38
     assert f"[{low:+.3f}, {high:+.3f}] | {rise:.3f} | 0.070 | +0.250, +0.250, +0.250 |" in text
-    assert text.index("| change a_head |") < text.index("| change b_lr |") and "c_running" not in text
-    assert "- change b_lr (at abc1234):\n\n  ```bash\n  trl-reasoning train b_lr.yaml\n" in text
+    assert text.index("| a_head |") < text.index("| b_lr |") and "c_running" not in text
+    assert "- b_lr, change b_lr (at abc1234):\n\n  ```bash\n  trl-reasoning train b_lr.yaml\n" in text
     assert (tmp_path / pages.PPO_TRIALS / "reward_trend.png").exists()
     assert "Against the start" not in text  # no trial logged its completions
 
