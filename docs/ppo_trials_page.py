@@ -147,7 +147,8 @@ def against_start_table(files: list[Path]) -> str:
             "two rollouts and is paired with both; the start's rates: its samples in "
             + "; ".join(sorted(sources)) + "), by `python benchmarks/rollouts_against_start.py "
             "recipes/smollm2_svamp_compare.yaml OUTPUT`. The draw's easy and hard batches cancel; what is "
-            "left moves only when the policy does.\n\n"
+            "left moves only when the policy does. The mean's 95% interval adds the start's own estimation "
+            "error to the rollouts' spread.\n\n"
             "| method | seed | rollouts | reward - start, mean [95%] | its slope per 100 steps [95%] | "
             "raw reward's slope on them [95%] |\n|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
