@@ -229,16 +229,16 @@ SMOLLM2_COMPARISONS = {"smollm2_compare_family": "SVAMP's family split",
 
 
 def subset_curve_section(results: Path) -> str:
-    """The training-time evaluations that ran on the first ``training_eval.limit`` held-out questions, with
-    the SFT start's and each method's final greedy maj@1 on those same questions (from the copied
-    records' per-question values), as the comparison figures draw those methods' lines; or nothing."""
+    """The training-time evaluations that ran on the first N held-out questions (the record's
+    ``training_eval_questions``, as the comparison's figures read it), with the SFT start's and each
+    method's final greedy maj@1 on those same questions (from the copied records' per-question values);
+    or nothing."""
     rows = []
     for run, split in SMOLLM2_COMPARISONS.items():
         for path in sorted((results / run).glob("seed_*/methods/*.json")):
             record = json.loads(path.read_text())
-            method = (record.get("settings") or {}).get("method") or {}
-            limit = (method.get("training_eval") or {}).get("limit")
             name = path.stem
+            limit = record.get("training_eval_questions", {}).get(name)
             if not limit or not record.get("training_points", {}).get(name):
                 continue
             sft = json.loads((path.parent / "sft.json").read_text())["per_question"]["sft"]["maj@1"]

@@ -188,9 +188,10 @@ def test_the_sft_trials_section_has_one_block_per_split_family_split_first(tmp_p
 
 
 def test_the_subset_section_scores_start_and_end_on_the_training_evaluations_questions(tmp_path):
-    """A method that evaluated on the first ``limit`` held-out questions while training gets a row whose
-    start and final are the SFT's and its own greedy answers on those questions only (the held-out
-    order), not on all of them; a method without a limit gets none."""
+    """A method whose training-time evaluations scored the first N held-out questions (its record's
+    training_eval_questions) gets a row whose start and final are the SFT's and its own greedy answers on
+    those questions only (the held-out order), not on all of them; a rounds method gets none, even under
+    a recipe-wide training_eval.limit (its reports score every question)."""
     import json
 
     pages = _real_model_pages()
@@ -199,8 +200,8 @@ def test_the_subset_section_scores_start_and_end_on_the_training_evaluations_que
     folder.mkdir(parents=True)
     sft = {"q0": 0.0, "q1": 0.0, "q2": 1.0}  # 0.000 on the first two, 0.333 on all three
     (folder / "sft.json").write_text(json.dumps({"per_question": {"sft": {"maj@1": sft}}}))
-    for name, limit in (("ppo_sparse", 2), ("ei", None)):
-        record = {"settings": {"method": {"training_eval": {"limit": limit} if limit else None}},
+    for name, subset in (("ppo_sparse", {"ppo_sparse": 2}), ("ei", {})):
+        record = {"settings": {"method": {"training_eval": {"limit": 2}}}, "training_eval_questions": subset,
                   "training_points": {name: [[8, {"maj@1": 0.5}, 10.0]]}, "samples": {name: 16},
                   "per_question": {name: {"maj@1": {"q0": 1.0, "q1": 1.0, "q2": 0.0}}}}  # 1.0 vs 0.667
         (folder / f"{name}.json").write_text(json.dumps(record))

@@ -15,12 +15,12 @@ same start, as in ``trl-reasoning compare``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .metrics import MIN_POINTS_FOR_TREND_INTERVAL, aggregate, linear_trend
+from .reporting import read_jsonl
 
 NOT_REWARDS = ("step", "prompt", "completion", "advantage", "id")
 
@@ -142,12 +142,10 @@ def start_pass_counts(sample_files: Iterable[str | Path]) -> dict[str, tuple[int
     """Each question's (correct, drawn) samples (``id`` and ``correct`` per JSON line) over every file."""
     counts: dict[str, list[int]] = {}
     for path in sample_files:
-        for line in Path(path).read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                seen = counts.setdefault(row["id"], [0, 0])
-                seen[0] += bool(row["correct"])
-                seen[1] += 1
+        for row in read_jsonl(path):
+            seen = counts.setdefault(row["id"], [0, 0])
+            seen[0] += bool(row["correct"])
+            seen[1] += 1
     return {key: (correct, total) for key, (correct, total) in counts.items()}
 
 
