@@ -124,24 +124,94 @@ def _real_model_pages():
     return pages
 
 
+def _ei_runs_page():
+    _results_builder()  # puts docs/ on sys.path
+    import ei_runs_page
+
+    return ei_runs_page
+
+
+def _rounds(folder: Path, maj1: list[float]) -> None:
+    """EI round records ``ei/round_R/metrics.json``: round R's greedy maj@1 ``maj1[R]``, 8 samples a round."""
+    import json
+
+    for number, value in enumerate(maj1):
+        (folder / "ei" / f"round_{number:03d}").mkdir(parents=True)
+        record = {"round": number, "cumulative_samples": 8 * number,
+                  "eval": {"maj@1": value, "ci95/maj@1": [value - 0.1, value + 0.1]},
+                  "train": {"samples": 8 if number else 0}, "seconds": {"evaluation": 10.0}}
+        if number:
+            record["seconds"].update(sampling=20.0, fine_tuning=30.0)
+        (folder / "ei" / f"round_{number:03d}" / "metrics.json").write_text(json.dumps(record))
+
+
 def test_finding_d_section_pairs_the_two_starts_by_question(tmp_path):
     """The gaps between the SFT and the pretrained start, before and after EI, pair each question with
     itself (by id, whatever the files' order): before, every question scores the same for both, so the
     paired gap and its interval are exactly 0 (paired by line they would not be); after, 3/4 - 1/4. No
-    section until both runs exist; runs on other questions are refused."""
-    pages = _real_model_pages()
-    _eval_run(tmp_path / pages.SMOLLM2_RECIPE, {"sft": [1, 0, 1, 0], "ei": [1, 1, 1, 0]})
-    assert pages.starts_section(tmp_path) == ""
+    section until a pretrained run exists; runs on other questions are refused."""
+    page = _ei_runs_page()
+    _eval_run(tmp_path / page.SMOLLM2_RECIPE, {"sft": [1, 0, 1, 0], "ei": [1, 1, 1, 0]})
+    assert page.starts_section(tmp_path) == ""
     pretrained = {"initial": [1, 0, 1, 0], "ei": [0, 0, 1, 0]}
-    _eval_run(tmp_path / pages.SMOLLM2_PRETRAINED, pretrained, reverse=True)
-    text = pages.starts_section(tmp_path)
+    _eval_run(tmp_path / page.SMOLLM2_PRETRAINED, pretrained, reverse=True)
+    text = page.starts_section(tmp_path)
     assert "| greedy maj@1 before EI | 0.500 | 0.500 | +0.000 [+0.000, +0.000] |" in text
     assert "| greedy maj@1 after 3 EI rounds | 0.750 | 0.250 | +0.500 [" in text
     assert "the gap changed by +0.500 [" in text
-    (tmp_path / pages.SMOLLM2_PRETRAINED / "eval" / "ei" / "samples.jsonl").write_text(
+    (tmp_path / page.SMOLLM2_PRETRAINED / "eval" / "ei" / "samples.jsonl").write_text(
         '{"id": "other", "kind": "greedy", "correct": true}\n')
     with pytest.raises(ValueError, match="other questions"):
-        pages.starts_section(tmp_path)
+        page.starts_section(tmp_path)
+
+
+def test_finding_d_has_a_block_per_split_with_the_pretrained_rounds_before_the_gap(tmp_path):
+    """A pretrained run's rounds show as soon as they are copied, its gap only once both runs' eval stages
+    are; each split's block pairs the pretrained run with that split's recipe run (the family split's, not
+    the former one's, whose questions differ), family split first."""
+    page = _ei_runs_page()
+    family, former = "smollm2_recipe_family", page.SMOLLM2_RECIPE
+    _rounds(tmp_path / page.PRETRAINED_RUNS[family], [0.05, 0.09, 0.15])
+    _eval_run(tmp_path / former, {"sft": [1, 1, 0, 0], "ei": [1, 1, 1, 0]})
+    text = page.starts_section(tmp_path)
+    assert "### On SVAMP's family split" in text and "former" not in text
+    assert "--output_dir runs/smollm2_pretrained_ei_family" in text
+    assert "| pretrained, 4-shot | 0.050 [-0.050, 0.150] | 0 | 10 |" in text
+    assert "| EI round 2 | 0.150 [0.050, 0.250] | 16 | 60 |" in text
+    assert "once both runs' eval stages have finished" in text
+    _eval_run(tmp_path / family, {"sft": [1, 0, 0], "ei": [1, 1, 0]})
+    _eval_run(tmp_path / page.PRETRAINED_RUNS[family], {"initial": [0, 0, 0], "ei": [1, 0, 0]})
+    _eval_run(tmp_path / page.SMOLLM2_PRETRAINED, {"initial": [0, 0, 0, 0], "ei": [1, 0, 0, 0]})
+    text = page.starts_section(tmp_path)
+    family_block, former_block = text.split("### On the former id-based split")
+    assert "| greedy maj@1 after 3 EI rounds | 0.667 | 0.333 | +0.333 [" in family_block
+    assert "on the 3 test questions" in family_block and "once both" not in family_block
+    assert "| greedy maj@1 after 3 EI rounds | 0.750 | 0.250 | +0.500 [" in former_block
+
+
+def test_an_ei_run_is_copied_with_its_records_and_greedy_rows_only(tmp_path):
+    """``copy_ei_run`` takes the stage records, the rounds' metrics and the eval stage's results, and of
+    its samples the greedy rows alone (what the paired gaps read), leaving checkpoints and train samples."""
+    import json
+
+    page = _ei_runs_page()
+    run, copy = tmp_path / "run", tmp_path / "copy"
+    _rounds(run, [0.2, 0.3])
+    (run / "ei" / "round_001" / "samples.jsonl").write_text("{}\n")
+    (run / "ei" / "round_001" / "checkpoint").mkdir()
+    (run / "ei" / "stage_complete.json").write_text("{}")
+    (run / "eval" / "ei").mkdir(parents=True)
+    rows = [{"id": "q0", "kind": "greedy", "correct": True}, {"id": "q0", "kind": "sample", "correct": False}]
+    (run / "eval" / "ei" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "eval" / "ei" / "metrics.json").write_text("{}")
+    (run / "results.json").write_text("{}")
+    page.copy_ei_run(run, copy)
+    copied = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file())
+    assert copied == ["ei/round_000/metrics.json", "ei/round_001/metrics.json", "ei/stage_complete.json",
+                      "eval/ei/metrics.json", "eval/ei/samples.jsonl", "results.json"]
+    greedy = (copy / "eval/ei/samples.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in greedy] == rows[:1]
+    assert page.rounds_table(copy, "SFT") == page.rounds_table(run, "SFT")
 
 
 def test_reward_trend_section_shows_each_comparison_runs_logs_newest_split_first(tmp_path):
