@@ -12,13 +12,11 @@ import ppo_profile_page  # beside this file (docs/, on the path build_results se
 
 SMOLLM2_RECIPE_FILE = "recipes/smollm2_svamp_sft_ei.yaml"
 # docs/results/<folder>/: a run of the recipe (its stage records, EI rounds' metrics, the eval stage's results
-# and greedy rows, copy_ei_run), newest split first, with the split and the command that ran it
-SMOLLM2_RECIPES = {
-    "smollm2_recipe_family": ("SVAMP's family split",
-                              "trl-reasoning train recipes/smollm2_svamp_sft_ei.yaml"),
-    "smollm2_recipe": ("the former id-based split", "trl-reasoning train recipes/smollm2_svamp_sft_ei.yaml "
-                       "  # the recipe as it was before the family split"),
-}
+# and greedy rows, copy_ei_run), newest split first, with the split and the checkout its commands need (the
+# data loader makes the family split since 58d58b6)
+SMOLLM2_RECIPES = {"smollm2_recipe_family": ("SVAMP's family split", ""),
+                   "smollm2_recipe": ("the former id-based split", "git checkout 6a93a44 && ")}
+RECIPE_COMMAND = "trl-reasoning train recipes/smollm2_svamp_sft_ei.yaml"
 SMOLLM2_RECIPE = "smollm2_recipe"
 # finding (d): each recipe folder beside EI from the pretrained model on its split (copied alike)
 PRETRAINED_RUNS = {"smollm2_recipe_family": "smollm2_pretrained_ei_family",
@@ -33,7 +31,7 @@ def smollm2_recipe_section(results: Path) -> str:
     after SFT (EI's round 0) and after each EI round, with the stages' wall times, and the eval stage's
     table; or nothing before a run was copied."""
     blocks = []
-    for name, (split, command) in SMOLLM2_RECIPES.items():
+    for name, (split, checkout) in SMOLLM2_RECIPES.items():
         folder = results / name
         table = rounds_table(folder, "SFT")
         if not table:
@@ -41,7 +39,7 @@ def smollm2_recipe_section(results: Path) -> str:
         done = (folder / "ei" / "stage_complete.json").exists()
         sft = json.loads((folder / "sft" / "stage_complete.json").read_text())
         final = _recipe_eval_table(folder) + (_recipe_time(folder, sft) if done else "")
-        blocks.append(f"### On {split}\n\n```bash\n{command}\n```\n\n"
+        blocks.append(f"### On {split}{_counts(folder, sft)}\n\n```bash\n{checkout}{RECIPE_COMMAND}\n```\n\n"
                       + ("" if done else "**The run is still going**: the rounds so far.\n\n")
                       + table + final)
     if not blocks:
@@ -50,6 +48,18 @@ def smollm2_recipe_section(results: Path) -> str:
             "questions, then Expert Iteration rounds; greedy maj@1 on SVAMP's test questions after each "
             "(round 0 is the SFT policy). One core of the 2-core AMD EPYC (AVX2, no AMX), with other runs on "
             "the machine.\n\n" + "\n".join(blocks))
+
+
+def _counts(folder: Path, sft: dict | None = None) -> str:
+    """", N train / M test questions" from the run's SFT record and its eval stage's greedy rows, as far
+    as they were copied."""
+    parts = [f"{sft['questions']} train"] if sft and "questions" in sft else []
+    greedy = sorted((folder / "eval").glob("*/samples.jsonl"))
+    if greedy:
+        from trl_reasoning.reporting import read_jsonl
+
+        parts.append(f"{len(read_jsonl(greedy[0]))} test")
+    return f": {' / '.join(parts)} questions" if parts else ""
 
 
 def rounds_table(folder: Path, start: str) -> str:
@@ -158,18 +168,23 @@ def starts_section(results: Path) -> str:
         gaps = _gaps(results / recipe_run, results / pretrained_run)
         if not rounds and not gaps:
             continue
-        blocks.append(f"### On {SMOLLM2_RECIPES[recipe_run][0]}\n\n```bash\n"
+        split, checkout = SMOLLM2_RECIPES[recipe_run]
+        missing = [name for name in (recipe_run, pretrained_run)
+                   if not (results / name / "results.json").exists()]
+        blocks.append(f"### On {split}\n\n```bash\n{checkout}"
                       f"{PRETRAINED_COMMAND.format(folder=pretrained_run)}\n```\n\n"
                       + (rounds and rounds + "\n")
-                      + (gaps or "The gap after EI: once both runs' eval stages have finished.\n"))
+                      + (gaps or f"The gap after EI: once the eval stages of {' and '.join(missing)} "
+                         "have been copied.\n"))
     if not blocks:
         return ""
     return ("## Finding (d): SFT start against pretrained start\n\n"
             "Expert Iteration from the pretrained model (prompted 4-shot, then trained and evaluated "
-            "zero-shot) with the SFT-start recipe's rounds and samples (3 rounds of the train questions "
-            "x 8), on the same test questions; every gap is paired by question. The fine-tunes differ: the "
-            "pretrained recipe trains 4 epochs at batch 8 a round (its first round keeps about 100 samples; "
-            "2 epochs of 16 left the model below its start), the SFT-start recipe 1 epoch at batch 16.\n\n"
+            "zero-shot) with the SFT-start recipe's rounds and samples (3 rounds, 8 samples per train "
+            "question), on the same test questions; every gap is paired by question. The fine-tunes "
+            "differ: the pretrained recipe trains 4 epochs at batch 8 a round (its first round keeps about "
+            "100 samples; 2 epochs of 16 left the model below its start), the SFT-start recipe 1 epoch at "
+            "batch 16.\n\n"
             + "\n".join(blocks))
 
 
@@ -217,8 +232,9 @@ def copy_ei_run(output_dir: Path, folder: Path) -> None:
             shutil.copyfile(path, folder / path.relative_to(output_dir))
     for samples in output_dir.glob("eval/*/samples.jsonl"):
         greedy = [row for row in read_jsonl(samples) if row["kind"] == "greedy"]
-        rows = "".join(json.dumps(row) + "\n" for row in greedy)
-        (folder / samples.relative_to(output_dir)).write_text(rows)
+        copied = folder / samples.relative_to(output_dir)
+        copied.parent.mkdir(parents=True, exist_ok=True)  # a model whose metrics.json is not written yet
+        copied.write_text("".join(json.dumps(row) + "\n" for row in greedy))
 
 
 if __name__ == "__main__":

@@ -178,14 +178,16 @@ def test_finding_d_has_a_block_per_split_with_the_pretrained_rounds_before_the_g
     assert "--output_dir runs/smollm2_pretrained_ei_family" in text
     assert "| pretrained, 4-shot | 0.050 [-0.050, 0.150] | 0 | 10 |" in text
     assert "| EI round 2 | 0.150 [0.050, 0.250] | 16 | 60 |" in text
-    assert "once both runs' eval stages have finished" in text
+    assert "once the eval stages of smollm2_recipe_family and smollm2_pretrained_ei_family have" in text
     _eval_run(tmp_path / family, {"sft": [1, 0, 0], "ei": [1, 1, 0]})
     _eval_run(tmp_path / page.PRETRAINED_RUNS[family], {"initial": [0, 0, 0], "ei": [1, 0, 0]})
     _eval_run(tmp_path / page.SMOLLM2_PRETRAINED, {"initial": [0, 0, 0, 0], "ei": [1, 0, 0, 0]})
     text = page.starts_section(tmp_path)
     family_block, former_block = text.split("### On the former id-based split")
     assert "| greedy maj@1 after 3 EI rounds | 0.667 | 0.333 | +0.333 [" in family_block
-    assert "on the 3 test questions" in family_block and "once both" not in family_block
+    assert "| greedy maj@1 before EI | 0.333 | 0.000 | +0.333 [" in family_block
+    assert "on the 3 test questions" in family_block and "once the eval" not in family_block
+    assert family_block.index("| pretrained, 4-shot |") < family_block.index("| greedy maj@1 before EI |")
     assert "| greedy maj@1 after 3 EI rounds | 0.750 | 0.250 | +0.500 [" in former_block
 
 
@@ -204,14 +206,48 @@ def test_an_ei_run_is_copied_with_its_records_and_greedy_rows_only(tmp_path):
     rows = [{"id": "q0", "kind": "greedy", "correct": True}, {"id": "q0", "kind": "sample", "correct": False}]
     (run / "eval" / "ei" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "eval" / "ei" / "metrics.json").write_text("{}")
+    (run / "eval" / "sft").mkdir()  # a model whose metrics.json is not written yet
+    (run / "eval" / "sft" / "samples.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    (run / "sft").mkdir()
+    (run / "sft" / "stage_complete.json").write_text("{}")
+    (run / "sft" / "model.safetensors").write_text("")
     (run / "results.json").write_text("{}")
     page.copy_ei_run(run, copy)
     copied = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file())
     assert copied == ["ei/round_000/metrics.json", "ei/round_001/metrics.json", "ei/stage_complete.json",
-                      "eval/ei/metrics.json", "eval/ei/samples.jsonl", "results.json"]
+                      "eval/ei/metrics.json", "eval/ei/samples.jsonl", "eval/sft/samples.jsonl",
+                      "results.json", "sft/stage_complete.json"]
     greedy = (copy / "eval/ei/samples.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in greedy] == rows[:1]
-    assert page.rounds_table(copy, "SFT") == page.rounds_table(run, "SFT")
+
+
+def test_the_recipe_section_has_a_block_per_split_family_first_each_with_its_counts(tmp_path):
+    """One block per copied recipe run, the family split's first, each headed by its train / test question
+    counts and with its own checkout; only an unfinished run says it is still going; no run, no section."""
+    import json
+
+    page = _ei_runs_page()
+    assert page.smollm2_recipe_section(tmp_path) == ""
+    runs = (("smollm2_recipe_family", 696, [1, 0, 0]), ("smollm2_recipe", 700, [1, 0]))
+    for name, questions, correct in runs:
+        _rounds(tmp_path / name, [0.2, 0.3])
+        (tmp_path / name / "sft").mkdir()
+        (tmp_path / name / "sft" / "stage_complete.json").write_text(json.dumps({"questions": questions,
+                                                                                 "wall_seconds": 99.0}))
+        (tmp_path / name / "eval" / "sft").mkdir(parents=True)
+        rows = [{"id": f"q{i}", "kind": "greedy", "correct": bool(c)} for i, c in enumerate(correct)]
+        lines = "".join(json.dumps(row) + "\n" for row in rows)
+        (tmp_path / name / "eval" / "sft" / "samples.jsonl").write_text(lines)
+    (tmp_path / "smollm2_recipe" / "ei" / "stage_complete.json").write_text("{}")
+    (tmp_path / "smollm2_recipe" / "sft" / "stage_complete.json").write_text(json.dumps(
+        {"questions": 700, "wall_seconds": 99.0, "epochs": 3, "num_processes": 1}))
+    text = page.smollm2_recipe_section(tmp_path)
+    family, former = text.split("### On the former id-based split")
+    assert "### On SVAMP's family split: 696 train / 3 test questions" in family
+    assert former.startswith(": 700 train / 2 test questions")
+    assert "still going" in family and "still going" not in former
+    assert "git checkout" not in family and "git checkout 6a93a44 && trl-reasoning train" in former
+    assert "| SFT | 0.200 [0.100, 0.300] | 0 | 99 |" in family
 
 
 def test_reward_trend_section_shows_each_comparison_runs_logs_newest_split_first(tmp_path):
