@@ -41,6 +41,7 @@ PPO_TRIALS = "smollm2_ppo_trials"  # docs/results/smollm2_ppo_trials/NAME/: the 
 # differs from the comparison's PPO, "command": the command that ran it, "commit": the code it ran}; a trial
 # that logged its completions also has rollouts.json (its rollouts, rollout_logs.read_rollouts) and
 # start_pass_rates.json ({"source": the start's samples, "rates": {question id: pass rate}}): copy_trial
+CONTROL = "pool32_grpo"  # the trial the others are paired with, question by question at equal rollouts
 
 
 def ppo_trials_section(results: Path) -> str:
@@ -83,27 +84,29 @@ def _against_start(results: Path) -> str:
     """The trials that logged their completions: each rollout's reward against the SFT start's pass rate
     on the same questions (``rollout_logs.adjusted_reward_trend``), as a figure and a table; or nothing."""
     from trl_reasoning.reporting import plot_curves
-    from trl_reasoning.rollout_logs import Rollout, adjusted_reward_trend
+    from trl_reasoning.rollout_logs import adjusted_reward_trend, first_to_last_against
 
     rows, curves, sources = [], {}, set()
+    control = _rollouts(results / PPO_TRIALS / CONTROL)
     for folder in sorted((results / PPO_TRIALS).glob("*/")):
         files = [folder / name for name in ("rollouts.json", "start_pass_rates.json", "trial.json",
                                             "stage_complete.json")]
         if not all(f.exists() for f in files):
             continue
-        rollouts = [Rollout(r["step"], tuple(r["questions"]), tuple(r["rewards"]))
-                    for r in json.loads(files[0].read_text())]
-        start, trial = (json.loads(f.read_text()) for f in files[1:3])
+        rollouts = _rollouts(folder)
+        start = json.loads(files[1].read_text())
         trend = adjusted_reward_trend(rollouts, start["rates"], start["samples"])
         sources.add(start["source"])
         drawn = [q for r in rollouts for q in sorted(set(r.questions))]
         again = trend["first_to_last_draw"]
+        paired = first_to_last_against(rollouts, control) if control and folder.name != CONTROL else None
         curves[folder.name] = (trend["steps"], trend["adjusted"])
         rows.append(f"| {folder.name} | {trend['rollouts']} | {len(set(drawn))} | "
                     f"{len(drawn) / len(set(drawn)):.1f} | "
                     f"{sum(start['rates'][q] for q in drawn) / len(drawn):.3f} | "
                     f"{_cell(trend['mean_adjusted'])} | {_cell(trend['slope'])} | "
-                    f"{_cell(trend['raw_slope'])} | {_cell(again) if again else ''} |")
+                    f"{_cell(trend['raw_slope'])} | {_cell(again) if again else ''} | "
+                    + (f"{_cell(paired)}, {paired['rollouts']} rollouts |" if paired else "|"))
     if not rows:
         return ""
     figure = plot_curves(results / PPO_TRIALS / "reward_vs_start.png", curves, "optimizer step",
@@ -115,12 +118,25 @@ def _against_start(results: Path) -> str:
             "adds the start's own estimation error (a few samples per question) to the rollouts' spread; "
             "slopes per 100 steps as above. Where the trial drew questions more than once: each "
             "question's last draw minus its first, paired by question (95% bootstrap over questions), "
-            "which needs no start at all.\n\n"
+            f"which needs no start at all; and that gain minus the {CONTROL} trial's on the same questions, "
+            "both cut to the rollouts the shorter run drew (paired by question, 95% bootstrap): at equal "
+            "rollouts, does the trial learn more or less than the control?\n\n"
             f"![against the start]({PPO_TRIALS}/{figure.name})\n\n"
             "| trial | rollouts | questions | draws per question | start's pass rate on the draws | "
             "reward - start, mean [95%] | its slope per 100 steps [95%] | raw reward's slope [95%] | "
-            "last draw - first draw, same questions [95%] |\n"
-            "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
+            f"last draw - first draw, same questions [95%] | the same, minus {CONTROL}'s [95%] |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
+
+
+def _rollouts(folder: Path) -> list | None:
+    """A copied trial's rollouts (its rollouts.json), or None where it logged none."""
+    from trl_reasoning.rollout_logs import Rollout
+
+    path = folder / "rollouts.json"
+    if not path.exists():
+        return None
+    return [Rollout(r["step"], tuple(r["questions"]), tuple(r["rewards"]))
+            for r in json.loads(path.read_text())]
 
 
 def against_start_table(files: list[Path]) -> str:

@@ -393,8 +393,21 @@ def test_a_trial_copied_with_its_completion_logs_is_scored_against_the_start(tmp
     assert "| pool | 3 | 3 | 2.0 | 0.333 | +0.250 " in text
     # last draw - first draw: a 1/2 -> 2/2 (+0.5), b 2/2 -> 1/2 (-0.5), c 0/2 -> 1/2 (+0.5)
     row = next(line for line in text.splitlines() if line.startswith("| pool | 3 |"))
-    assert row.endswith(" | +0.167 [-0.500, +0.500] |"), row
+    assert row.endswith(" | +0.167 [-0.500, +0.500] | |"), row
     assert (tmp_path / pages.PPO_TRIALS / "reward_vs_start.png").exists()
+    # a control on the same questions, each losing half: a 2/2 -> 1/2, b 2/2 -> 1/2, c 2/2 -> 1/2; paired
+    # against it the trial gains a +1, b 0, c +1: +0.667; the control's own row has no such cell
+    import shutil
+
+    control = tmp_path / pages.PPO_TRIALS / pages.CONTROL
+    shutil.copytree(tmp_path / pages.PPO_TRIALS / "pool", control)
+    rewards = {1: [1.0, 1.0, 1.0, 1.0], 3: [1.0, 0.0, 1.0, 1.0], 5: [1.0, 0.0, 1.0, 0.0]}
+    logged = json.loads((control / "rollouts.json").read_text())
+    (control / "rollouts.json").write_text(json.dumps([{**r, "rewards": rewards[r["step"]]} for r in logged]))
+    lines = pages.ppo_trials_section(tmp_path).splitlines()
+    row = next(line for line in lines if line.startswith("| pool | 3 |"))
+    assert row.endswith(" | +0.667 [+0.000, +1.000], 3 rollouts |"), row
+    assert next(line for line in lines if line.startswith(f"| {pages.CONTROL} | 3 |")).endswith(" | |")
 
 
 def test_a_comparisons_rollouts_are_scored_against_the_start_by_their_logged_means(tmp_path):

@@ -128,6 +128,25 @@ def test_first_to_last_draw_pairs_each_repeated_question():
     assert adjusted_reward_trend(fresh, {f"q{s}": 0.5 for s in (1, 2, 3)})["first_to_last_draw"] is None
 
 
+def test_first_to_last_against_a_control_pairs_questions_at_equal_rollouts():
+    """Run: a 0 -> 1 (+1), b 1 -> 1 (0). Control, cut to the run's 3 rollouts: a 0 -> 0 (0), b 1 -> 0 (-1);
+    its 4th rollout (a: 1) is past the run's last and must not count (with it a would be +1 and the mean
+    +0.5). Per question the run gains +1 more on both: +1.0, interval [+1, +1]. Questions only one run drew
+    twice are left out; logged means give None."""
+    from trl_reasoning.rollout_logs import first_to_last_against
+
+    run = [Rollout(1, ("a", "b"), (0.0, 1.0)), Rollout(2, ("a", "c"), (1.0, 1.0)),
+           Rollout(3, ("b", "c"), (1.0, 0.0))]
+    control = [Rollout(1, ("a", "b"), (0.0, 1.0)), Rollout(2, ("a", "d"), (0.0, 1.0)),
+               Rollout(3, ("b", "d"), (0.0, 1.0)), Rollout(4, ("a",), (1.0,))]
+    against = first_to_last_against(run, control)
+    assert against == {"mean": pytest.approx(1.0), "ci95": [pytest.approx(1.0)] * 2, "questions": 2,
+                       "rollouts": 3}
+    means = [Rollout.of_mean(r.step, r.questions, 0.5) for r in run]
+    assert first_to_last_against(means, control) is None
+    assert first_to_last_against(run[:1], control) is None
+
+
 def test_missing_pass_rates_and_too_few_rollouts_are_refused():
     rollouts = [Rollout(step=s, questions=("a",), rewards=(1.0,)) for s in (1, 2, 3)]
     with pytest.raises(KeyError, match="no start pass rate for 1 question"):

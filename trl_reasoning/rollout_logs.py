@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .metrics import MIN_POINTS_FOR_TREND_INTERVAL, aggregate, linear_trend
+from .metrics import MIN_POINTS_FOR_TREND_INTERVAL, aggregate, linear_trend, paired_difference
 from .reporting import read_jsonl
 
 NOT_REWARDS = ("step", "prompt", "completion", "advantage", "id")
@@ -212,6 +212,32 @@ def first_to_last_draw(rollouts: list[Rollout]) -> dict | None:
     them: the policy's change on the questions it trains on, no baseline needed; None where no question
     was drawn twice (completion rewards, not logged means, are needed: a rollout's means say nothing
     per question)."""
+    gains = _draw_gains(rollouts)
+    if not gains:
+        return None
+    estimate = aggregate([gain for gain, _ in gains.values()])
+    return {"mean": estimate.mean, "ci95": [estimate.ci_low, estimate.ci_high], "questions": len(gains),
+            "draws": sum(draws for _, draws in gains.values()) / len(gains)}
+
+
+def first_to_last_against(rollouts: list[Rollout], control: list[Rollout]) -> dict | None:
+    """``first_to_last_draw`` of ``rollouts`` minus that of ``control`` at equal rollouts (both cut to the
+    first ones the shorter run has), paired by question over the questions both drew more than once, with
+    a paired 95% bootstrap interval: two runs on one question pool, each given as many draws; None where
+    no question qualifies."""
+    n = min(len(rollouts), len(control))
+    mine, theirs = _draw_gains(rollouts[:n]), _draw_gains(control[:n])
+    shared = sorted(set(mine or {}) & set(theirs or {}))
+    if not shared:
+        return None
+    estimate = paired_difference([mine[q][0] for q in shared], [theirs[q][0] for q in shared])
+    return {"mean": estimate.mean, "ci95": [estimate.ci_low, estimate.ci_high], "questions": len(shared),
+            "rollouts": n}
+
+
+def _draw_gains(rollouts: list[Rollout]) -> dict[str, tuple[float, int]] | None:
+    """Per question drawn more than once: its last draw's mean reward minus its first's, and how often it
+    was drawn (None for logged means, which carry no per-question reward)."""
     if any(r.logged_mean for r in rollouts):
         return None
     draws: dict[str, list[list[float]]] = {}
@@ -221,10 +247,5 @@ def first_to_last_draw(rollouts: list[Rollout]) -> dict | None:
             mine.setdefault(q, []).append(w)
         for q, values in mine.items():
             draws.setdefault(q, []).append(values)
-    again = {q: d for q, d in draws.items() if len(d) > 1}
-    if not again:
-        return None
-    gains = [sum(d[-1]) / len(d[-1]) - sum(d[0]) / len(d[0]) for d in again.values()]
-    estimate = aggregate(gains)
-    return {"mean": estimate.mean, "ci95": [estimate.ci_low, estimate.ci_high], "questions": len(gains),
-            "draws": sum(len(d) for d in again.values()) / len(again)}
+    return {q: (sum(d[-1]) / len(d[-1]) - sum(d[0]) / len(d[0]), len(d))
+            for q, d in draws.items() if len(d) > 1}
