@@ -31,12 +31,16 @@ class OddLengthReward(CorrectnessReward):
         return [float(len(c) % 2) for c in completions]
 
 
-def test_a_ppo_runs_completion_logs_give_each_rollout_once_with_its_questions_and_logged_reward(
+def test_a_ppo_runs_completion_logs_give_each_rollout_once_with_its_questions_reward_and_advantages(
         tiny_model_dir, tmp_path):
     """PPO (8 of 16 questions x 4 completions a rollout, each used for 2 optimizer steps) with TRL's
     ``log_completions``: one Rollout per rollout batch, at the step that drew it, its questions the ids of
     the dataset rows it sampled (4 completions each), its mean reward the reward the trainer logged; and
-    the same rollouts rebuilt from the trainer's settings and its logged rewards alone."""
+    the same rollouts rebuilt from the trainer's settings and its logged rewards alone. The logs' advantage
+    column holds PPO's own advantages (each completion's mean over its tokens), not the GRPO group
+    advantages TRL computed first and PPO replaced."""
+    import pandas as pd
+
     from trl_reasoning.metrics import logged_values
     from trl_reasoning.trainers.ppo_config import PPOConfig
     from trl_reasoning.trainers.ppo_trainer import PPOTrainer
@@ -48,9 +52,21 @@ def test_a_ppo_runs_completion_logs_give_each_rollout_once_with_its_questions_an
                      temperature=1.0, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
                      logging_steps=1, max_steps=6, gradient_checkpointing=False, disable_tqdm=True, seed=0,
                      log_completions=True, num_completions_to_print=1)
-    trainer = PPOTrainer(model=str(tiny_model_dir), reward_funcs=[OddLengthReward("arithmetic")], args=args,
-                         train_dataset=data.select_columns(["id", "prompt", "answer", "solution"]))
+    trained_on = []  # each rollout's advantages, per completion: the mean over its real tokens
+
+    class Recording(PPOTrainer):
+        def after_rollout(self, inputs, output, rewards_per_func):
+            output = super().after_rollout(inputs, output, rewards_per_func)
+            mask = output["completion_mask"].float()
+            trained_on.append(((output["advantages"] * mask).sum(1) / mask.sum(1)).tolist())
+            return output
+
+    trainer = Recording(model=str(tiny_model_dir), reward_funcs=[OddLengthReward("arithmetic")], args=args,
+                        train_dataset=data.select_columns(["id", "prompt", "answer", "solution"]))
     trainer.train()
+    for step, advantages in zip((1, 3, 5), trained_on, strict=True):
+        logs = pd.read_parquet(tmp_path / "ppo" / "completions" / f"completions_{step:05d}.parquet")
+        assert logs["advantage"].tolist() == pytest.approx(advantages, abs=1e-5)
     rollouts = read_rollouts(tmp_path / "ppo")
     logged = logged_values(trainer.state.log_history)
     assert [r.step for r in rollouts] == [1, 3, 5] == [step for step, _ in logged]  # 2, 4, 6 reused them

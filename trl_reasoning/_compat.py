@@ -126,7 +126,25 @@ class GRPORolloutHooks:
 
     def _generate_and_score_completions(self, inputs):  # trl 1.16 private
         output = super()._generate_and_score_completions(inputs)
-        return self.after_rollout(inputs, output, self._local_rows(self._last_rewards_per_func, len(inputs)))
+        before = output["advantages"]
+        rewards = self._local_rows(self._last_rewards_per_func, len(inputs))
+        output = self.after_rollout(inputs, output, rewards)
+        if output["advantages"] is not before:
+            self._log_advantages(output["advantages"], output["completion_mask"])
+        return output
+
+    def _log_advantages(self, advantages, mask) -> None:
+        """TRL's completion logs (``log_completions``) took GRPO's group advantages before ``after_rollout``
+        replaced them; log the ones trained on instead: per completion, the mean over its real tokens (on
+        every process: a gather)."""
+        if advantages.dim() == 2:
+            mask = mask.to(advantages)
+            advantages = (advantages * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        gathered = self.accelerator.gather(advantages.detach().float().contiguous()).tolist()
+        logged = self._logs["advantages"]  # trl 1.16 private: a deque, this rollout's values last
+        for _ in range(min(len(gathered), len(logged))):
+            logged.pop()
+        logged.extend(gathered)
 
     def _local_rows(self, gathered, count: int):
         start = self.accelerator.process_index * count
