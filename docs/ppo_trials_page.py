@@ -87,7 +87,8 @@ def _against_start(results: Path) -> str:
     from trl_reasoning.rollout_logs import adjusted_reward_trend, first_to_last_against
 
     rows, curves, sources = [], {}, set()
-    control = _rollouts(results / PPO_TRIALS / CONTROL)
+    finished = (results / PPO_TRIALS / CONTROL / "stage_complete.json").exists()
+    control = _rollouts(results / PPO_TRIALS / CONTROL) if finished else None
     for folder in sorted((results / PPO_TRIALS).glob("*/")):
         files = [folder / name for name in ("rollouts.json", "start_pass_rates.json", "trial.json",
                                             "stage_complete.json")]

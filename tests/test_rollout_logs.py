@@ -154,13 +154,40 @@ def test_first_to_last_against_a_control_pairs_questions_at_equal_rollouts():
     run = [Rollout(1, ("a", "b"), (0.0, 1.0)), Rollout(2, ("a", "c"), (1.0, 1.0)),
            Rollout(3, ("b", "c"), (1.0, 0.0))]
     control = [Rollout(1, ("a", "b"), (0.0, 1.0)), Rollout(2, ("a", "d"), (0.0, 1.0)),
-               Rollout(3, ("b", "d"), (0.0, 1.0)), Rollout(4, ("a",), (1.0,))]
+               Rollout(3, ("b", "d"), (0.0, 1.0)), Rollout(4, ("a", "d"), (1.0, 1.0))]
     against = first_to_last_against(run, control)
     assert against == {"mean": pytest.approx(1.0), "ci95": [pytest.approx(1.0)] * 2, "questions": 2,
                        "rollouts": 3}
     means = [Rollout.of_mean(r.step, r.questions, 0.5) for r in run]
     assert first_to_last_against(means, control) is None
     assert first_to_last_against(run[:1], control) is None
+    # the other way round the longer run is the one cut, and the order given does not matter: -1.0
+    mirrored = first_to_last_against(control[::-1], run)
+    assert mirrored["mean"] == pytest.approx(-1.0) and mirrored["rollouts"] == 3
+    with pytest.raises(ValueError, match="equal rollouts would not be equal draws"):
+        first_to_last_against(run, [Rollout(1, ("a", "b", "c"), (0.0, 1.0, 1.0)), *control[1:]])
+
+
+def test_the_logged_advantages_are_replaced_by_the_trained_ones_and_older_rollouts_kept():
+    """``_log_advantages`` swaps this rollout's entries at the end of TRL's log for each completion's mean
+    token advantage (over its real tokens), leaves an older rollout's entries before them, and keeps the
+    log's length limit (the newest entries win, as in TRL's other columns)."""
+    from collections import deque
+
+    import torch
+
+    from trl_reasoning._compat import GRPORolloutHooks
+
+    hooks = GRPORolloutHooks()
+    hooks.accelerator = SimpleNamespace(gather=lambda tensor: tensor)
+    hooks._logs = {"advantages": deque([9.0, 9.5, 0.1, -0.1, 0.2], maxlen=6)}  # 2 older, then 3 of GRPO's
+    advantages = torch.tensor([[1.0, 3.0, 7.0], [2.0, 0.0, 0.0], [-1.0, -2.0, -3.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1]])
+    hooks._log_advantages(advantages, mask)
+    assert list(hooks._logs["advantages"]) == [9.0, 9.5, 2.0, 2.0, -2.0]
+    hooks._logs = {"advantages": deque([0.1, -0.1], maxlen=2)}
+    hooks._log_advantages(torch.tensor([0.5, -0.5, 1.5]), None)  # sequence advantages: as they are
+    assert list(hooks._logs["advantages"]) == [-0.5, 1.5]
 
 
 def test_missing_pass_rates_and_too_few_rollouts_are_refused():

@@ -126,10 +126,10 @@ class GRPORolloutHooks:
 
     def _generate_and_score_completions(self, inputs):  # trl 1.16 private
         output = super()._generate_and_score_completions(inputs)
-        before = output["advantages"]
         rewards = self._local_rows(self._last_rewards_per_func, len(inputs))
         output = self.after_rollout(inputs, output, rewards)
-        if output["advantages"] is not before:
+        # the same answer on every process (the log is a gather): a trainer that replaces the advantages
+        if self.args.log_completions and type(self).after_rollout is not GRPORolloutHooks.after_rollout:
             self._log_advantages(output["advantages"], output["completion_mask"])
         return output
 

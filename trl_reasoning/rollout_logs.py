@@ -221,10 +221,16 @@ def first_to_last_draw(rollouts: list[Rollout]) -> dict | None:
 
 
 def first_to_last_against(rollouts: list[Rollout], control: list[Rollout]) -> dict | None:
-    """``first_to_last_draw`` of ``rollouts`` minus that of ``control`` at equal rollouts (both cut to the
-    first ones the shorter run has), paired by question over the questions both drew more than once, with
-    a paired 95% bootstrap interval: two runs on one question pool, each given as many draws; None where
-    no question qualifies."""
+    """``first_to_last_draw`` of ``rollouts`` minus that of ``control`` at equal rollouts (both in step
+    order, cut to the first ones the shorter run has), paired by question over the questions both drew
+    more than once, with a paired 95% bootstrap interval: two runs on one question pool, each given as
+    many draws (same-size rollouts, else ValueError; the pairing is cleanest where both drew the questions
+    in the same order, as TRL's sampler does under one seed); None where no question qualifies."""
+    sizes = {len(r.questions) for r in [*rollouts, *control]}
+    if len(sizes) > 1:
+        raise ValueError(f"first_to_last_against: rollouts of {sorted(sizes)} completions: equal rollouts "
+                         "would not be equal draws")
+    rollouts, control = (sorted(runs, key=lambda r: r.step) for runs in (rollouts, control))
     n = min(len(rollouts), len(control))
     mine, theirs = _draw_gains(rollouts[:n]), _draw_gains(control[:n])
     shared = sorted(set(mine or {}) & set(theirs or {}))
