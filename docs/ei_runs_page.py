@@ -132,9 +132,10 @@ def _bf16_note(folder: Path) -> str:
     return ""
 
 
-def _recipe_eval_table(folder: Path) -> str:
-    """The eval stage's SFT and final models (the run's ``results.json``): greedy maj@1, maj@8, pass@1,
-    pass@8, distinct correct solutions and the paired gain; or nothing before the stage finished."""
+def _recipe_eval_table(folder: Path, baseline: str = "sft") -> str:
+    """The eval stage's start (``baseline``) and final models (the run's ``results.json``): greedy maj@1,
+    maj@8, pass@1, pass@8, distinct correct solutions and the paired gain; or nothing before the stage
+    finished."""
     path = folder / "results.json"
     if not path.exists():
         return ""
@@ -142,9 +143,9 @@ def _recipe_eval_table(folder: Path) -> str:
 
     results = json.loads(path.read_text())
     # the copied eval/<model>/samples.jsonl hold the greedy rows only (what the paired gain reads)
-    gains = paired_gains(folder, results)
+    gains = paired_gains(folder, results, baseline)
     lines = ["| model | greedy maj@1 [95%] | maj@8 | pass@1 | pass@8 [95%] | distinct correct / question | "
-             "gain over SFT, paired 95% |", "|---|---|---|---|---|---|---|"]
+             f"gain over {baseline}, paired 95% |", "|---|---|---|---|---|---|---|"]
     for name, record in results.items():
         metrics, ci = record["metrics"], record["confidence_intervals"]
         gain = gains.get(name)
@@ -171,11 +172,11 @@ def starts_section(results: Path) -> str:
         split, checkout = SMOLLM2_RECIPES[recipe_run]
         missing = [name for name in (recipe_run, pretrained_run)
                    if not (results / name / "results.json").exists()]
-        blocks.append(f"### On {split}\n\n```bash\n{checkout}"
-                      f"{PRETRAINED_COMMAND.format(folder=pretrained_run)}\n```\n\n"
-                      + (rounds and rounds + "\n")
-                      + (gaps or f"The gap after EI: once the eval stages of {' and '.join(missing)} "
-                         "have been copied.\n"))
+        gaps = gaps or f"The gap after EI: once the eval stages of {' and '.join(missing)} have been copied."
+        parts = (rounds, _recipe_eval_table(results / pretrained_run, "initial"), gaps)
+        command = checkout + PRETRAINED_COMMAND.format(folder=pretrained_run)
+        blocks.append(f"### On {split}\n\n```bash\n{command}\n```\n\n"
+                      + "\n\n".join(part.strip("\n") for part in parts if part) + "\n")
     if not blocks:
         return ""
     return ("## Finding (d): SFT start against pretrained start\n\n"

@@ -113,7 +113,13 @@ def _eval_run(folder: Path, models: dict[str, list[int]], reverse: bool = False)
         (folder / "eval" / name).mkdir(parents=True)
         lines = [json.dumps(r) + "\n" for r in (rows[::-1] if reverse else rows)]
         (folder / "eval" / name / "samples.jsonl").write_text("".join(lines))
-    (folder / "results.json").write_text(json.dumps({name: {} for name in models}))
+    def record(correct: list[int]) -> dict:  # every metric the greedy rate, its interval +-0.1
+        rate = sum(correct) / len(correct)
+        keys = ("maj@1", "maj@8", "pass@1", "pass@8")
+        return {"metrics": dict.fromkeys(keys, rate), "confidence_intervals": dict.fromkeys(
+            keys, [rate - 0.1, rate + 0.1]), "exploration": {"distinct_correct_solutions": rate}}
+
+    (folder / "results.json").write_text(json.dumps({name: record(c) for name, c in models.items()}))
 
 
 def _real_model_pages():
@@ -184,6 +190,9 @@ def test_finding_d_has_a_block_per_split_with_the_pretrained_rounds_before_the_g
     _eval_run(tmp_path / page.SMOLLM2_PRETRAINED, {"initial": [0, 0, 0, 0], "ei": [1, 0, 0, 0]})
     text = page.starts_section(tmp_path)
     family_block, former_block = text.split("### On the former id-based split")
+    # the pretrained run's eval table, its gain over its own start: 1/3 - 0
+    eval_row = "| ei | 0.333 [0.233, 0.433] | 0.333 | 0.333 | 0.333 [0.233, 0.433] | 0.333 | +0.333 ["
+    assert eval_row in family_block and "gain over initial, paired 95%" in family_block
     assert "| greedy maj@1 after 3 EI rounds | 0.667 | 0.333 | +0.333 [" in family_block
     assert "| greedy maj@1 before EI | 0.333 | 0.000 | +0.333 [" in family_block
     assert "on the 3 test questions" in family_block and "once the eval" not in family_block
