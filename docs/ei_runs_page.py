@@ -50,15 +50,13 @@ def smollm2_recipe_section(results: Path) -> str:
             "the machine.\n\n" + "\n".join(blocks))
 
 
-def _counts(folder: Path, sft: dict | None = None) -> str:
-    """", N train / M test questions" from the run's SFT record and its eval stage's greedy rows, as far
-    as they were copied."""
-    parts = [f"{sft['questions']} train"] if sft and "questions" in sft else []
-    greedy = sorted((folder / "eval").glob("*/samples.jsonl"))
-    if greedy:
-        from trl_reasoning.reporting import read_jsonl
-
-        parts.append(f"{len(read_jsonl(greedy[0]))} test")
+def _counts(folder: Path, sft: dict) -> str:
+    """", N train / M test questions" from the run's SFT record and its eval stage's ``results.json``, as
+    far as they were copied."""
+    parts = [f"{sft['questions']} train"] if "questions" in sft else []
+    results = folder / "results.json"
+    if results.exists():
+        parts.append(f"{next(iter(json.loads(results.read_text()).values()))['num_questions']} test")
     return f": {' / '.join(parts)} questions" if parts else ""
 
 

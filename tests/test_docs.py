@@ -117,7 +117,8 @@ def _eval_run(folder: Path, models: dict[str, list[int]], reverse: bool = False)
         rate = sum(correct) / len(correct)
         keys = ("maj@1", "maj@8", "pass@1", "pass@8")
         return {"metrics": dict.fromkeys(keys, rate), "confidence_intervals": dict.fromkeys(
-            keys, [rate - 0.1, rate + 0.1]), "exploration": {"distinct_correct_solutions": rate}}
+            keys, [rate - 0.1, rate + 0.1]), "exploration": {"distinct_correct_solutions": rate},
+            "num_questions": len(correct)}
 
     (folder / "results.json").write_text(json.dumps({name: record(c) for name, c in models.items()}))
 
@@ -243,10 +244,7 @@ def test_the_recipe_section_has_a_block_per_split_family_first_each_with_its_cou
         (tmp_path / name / "sft").mkdir()
         (tmp_path / name / "sft" / "stage_complete.json").write_text(json.dumps({"questions": questions,
                                                                                  "wall_seconds": 99.0}))
-        (tmp_path / name / "eval" / "sft").mkdir(parents=True)
-        rows = [{"id": f"q{i}", "kind": "greedy", "correct": bool(c)} for i, c in enumerate(correct)]
-        lines = "".join(json.dumps(row) + "\n" for row in rows)
-        (tmp_path / name / "eval" / "sft" / "samples.jsonl").write_text(lines)
+        _eval_run(tmp_path / name, {"sft": correct})
     (tmp_path / "smollm2_recipe" / "ei" / "stage_complete.json").write_text("{}")
     (tmp_path / "smollm2_recipe" / "sft" / "stage_complete.json").write_text(json.dumps(
         {"questions": 700, "wall_seconds": 99.0, "epochs": 3, "num_processes": 1}))
