@@ -350,3 +350,17 @@ def test_the_eval_stage_reloads_models_of_one_shape_into_one_engine(tiny_model_d
         three = engine.for_model(tagged, tagged_tokenizer, str(tiny_model_dir))
         assert three is not one and three.model is tagged and engine.started == 2
     assert [c[0].text for c in greedy_first] != [c[0].text for c in greedy_second]
+
+
+def test_machine_label_names_the_widest_matrix_extension_and_the_cores_used():
+    """Stage records' CPU in words: AMX over AVX-512 over AVX2, the cores the run could use; nothing for a
+    record from before stage records held the machine."""
+    from trl_reasoning.reporting import machine_label
+
+    cpu = {"cpu": "Xeon", "cores": 4, "cores_used": 2}
+    assert machine_label({**cpu, "matrix_extensions": ["amx_bf16", "amx_tile", "avx2", "avx512f"]}) == \
+        "Xeon (AMX), 2 of 4 cores"
+    assert machine_label({**cpu, "matrix_extensions": ["avx2", "avx512f"]}) == \
+        "Xeon (AVX-512, no AMX), 2 of 4 cores"
+    assert machine_label({"cpu": "EPYC", "matrix_extensions": ["avx2"]}) == "EPYC (AVX2, no AVX-512)"
+    assert machine_label(None) == "" and machine_label({"platform": "Linux"}) == ""

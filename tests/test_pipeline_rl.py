@@ -7,6 +7,7 @@ import json
 
 from trl_reasoning.pipeline import run_recipe
 from trl_reasoning.recipes import load_recipe
+from trl_reasoning.reporting import machine_label
 
 RECIPE = """
 model: tiny
@@ -83,6 +84,10 @@ def test_a_run_without_sft_is_compared_with_its_starting_model(tmp_path):
     wall, memory = f"{done['wall_seconds']:.3f}", f"{done['peak_memory_gib']:.3f}"
     row = f"| ei | {wall} | {memory} | {done['cumulative_samples']} |"
     assert row in table
+    # the CPU the stage ran on, with the cores this process could use (a wall time means little without)
+    machine = done["machine"]
+    assert machine["cpu"] and 1 <= machine["cores_used"] <= machine["cores"]
+    assert f"| 1 | {machine_label(machine)} |" in table and machine["cpu"] in machine_label(machine)
 
 
 TRAINING_EVAL_RECIPE = """

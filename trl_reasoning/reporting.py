@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -67,6 +68,41 @@ def peak_memory_gib() -> float:
     peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                    resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return round(peak_kib / 2**20, 2)
+
+
+def machine() -> dict:
+    """The CPU (model name and the matrix instruction sets that change CPU training figures), as results
+    differ between machines."""
+    info = {"platform": platform.platform(), "processor": platform.processor()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            info["cpu"] = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            info["matrix_extensions"] = sorted(f for f in flags
+                                               if f.startswith(("avx512", "amx")) or f == "avx2")
+            break
+    info["cores"] = os.cpu_count()
+    if hasattr(os, "sched_getaffinity"):  # the cores this run may use (taskset): what its wall times had
+        info["cores_used"] = len(os.sched_getaffinity(0))
+    return info
+
+
+def machine_label(info: Mapping | None) -> str:
+    """``machine()``'s record in a few words, e.g. "Intel(R) Xeon(R) Processor (AVX-512, no AMX), 2 of 2
+    cores"; "" for a record without one (runs from before the stage records held it)."""
+    if not info or "cpu" not in info:
+        return ""
+    extensions = set(info.get("matrix_extensions", ()))
+    widest = ("AMX" if any(e.startswith("amx") for e in extensions) else
+              "AVX-512, no AMX" if "avx512f" in extensions else "AVX2, no AVX-512" if "avx2" in extensions
+              else "no AVX2")
+    cores = f", {info['cores_used']} of {info['cores']} cores" if "cores_used" in info else ""
+    return f"{info['cpu']} ({widest}){cores}"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

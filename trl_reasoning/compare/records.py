@@ -1,12 +1,10 @@
 """What a comparison's method records hold, read from a seed's files: each model's per-question held-out
 values, the evaluations a method ran while it trained (and on how many held-out questions), the K of the
-sampled metrics, and the machine the results came from."""
+sampled metrics."""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
 
 from ..metrics import pass_at_k
@@ -59,23 +57,3 @@ def training_eval_questions(stage_folder: Path, num_questions: int) -> int | Non
         return None
     size = json.loads(during.read_text()).get("num_questions")
     return size if size and size < num_questions else None
-
-
-def machine() -> dict:
-    """The CPU (model name and the matrix instruction sets that change CPU training figures), as results
-    differ between machines."""
-    info = {"platform": platform.platform(), "processor": platform.processor()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            info["cpu"] = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            info["matrix_extensions"] = sorted(f for f in flags
-                                               if f.startswith(("avx512", "amx")) or f == "avx2")
-            break
-    info["cores"] = os.cpu_count()
-    return info

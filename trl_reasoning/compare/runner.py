@@ -24,9 +24,9 @@ from pathlib import Path
 
 from ..faults import fault_point
 from ..metrics import EVALUATION_VERSION
-from ..reporting import write_json_atomic
+from ..reporting import machine, write_json_atomic
 from .plan import ComparisonPlan, Method
-from .records import machine, per_question, sampled_k, training_eval_questions, training_points
+from .records import per_question, sampled_k, training_eval_questions, training_points
 from .workers import SHARED_CLAIM, PieceHeld, claimed
 
 SEED_RESULTS = "seed_results.json"

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..distributed import world
 from ..errors import RecipeError
 from ..progress import DONE  # "stage_complete.json"
-from ..reporting import peak_memory_gib, write_json_atomic
+from ..reporting import machine, peak_memory_gib, write_json_atomic
 
 ROLES = ("policy", "reward_model", "rl", "eval")
 
@@ -151,9 +151,10 @@ def run_stage(ctx: RunContext, name: str) -> dict:
     if not (folder / DONE).exists():
         start = time.perf_counter()
         done = stage.run(ctx, folder) or {}
-        # wall time of this (last) attempt; peak resident memory of the run's processes so far
+        # wall time of this (last) attempt; peak resident memory of the run's processes so far; the CPU
+        # and cores it ran on, as the same recipe and seed give other figures on another machine
         done = {**done, **world(ctx.state), "wall_seconds": round(time.perf_counter() - start, 1),
-                "peak_memory_gib": peak_memory_gib()}
+                "peak_memory_gib": peak_memory_gib(), "machine": machine()}
         model = folder / stage.output if stage.output else folder
         mark_done(folder, done, ctx.state, model if stage.role in ("policy", "rl") else None, ctx.recipe)
     done = json.loads((folder / DONE).read_text())

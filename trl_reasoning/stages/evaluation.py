@@ -10,7 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..reporting import markdown_table, write_json_atomic, write_text_atomic
+from ..reporting import machine_label, markdown_table, write_json_atomic, write_text_atomic
 from .base import Stage, get_stage, register_stage
 
 
@@ -211,12 +211,13 @@ def gains_table(output_dir: Path, results: dict, baseline: str) -> str:
 
 
 def stages_table(records: dict[str, dict]) -> str:
-    """Wall time, peak memory and samples drawn per finished stage."""
+    """Wall time, peak memory, samples drawn and the CPU per finished stage."""
     rows = [[name, r.get("wall_seconds", float("nan")), r.get("peak_memory_gib", float("nan")),
-             r.get("cumulative_samples", r.get("train_samples", 0)), r.get("num_processes", 1)]
+             r.get("cumulative_samples", r.get("train_samples", 0)), r.get("num_processes", 1),
+             machine_label(r.get("machine")) or "?"]
             for name, r in records.items()]
-    return markdown_table(["stage", "wall s (last attempt)", "peak memory GiB", "samples drawn", "processes"],
-                          rows)
+    return markdown_table(["stage", "wall s (last attempt)", "peak memory GiB", "samples drawn", "processes",
+                           "machine"], rows)
 
 
 def write_results(ctx, results: dict) -> str:
