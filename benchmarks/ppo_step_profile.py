@@ -296,7 +296,7 @@ def engine_dtype(trainer) -> str:
 
 def cpu_name() -> str:
     """The CPU's model name and matrix instruction sets, read as ``trl-reasoning compare`` records them."""
-    from trl_reasoning.compare.runner import machine
+    from trl_reasoning.reporting import machine
 
     info = machine()
     return f"{info.get('cpu', info['processor'])} ({', '.join(info.get('matrix_extensions', []))})"

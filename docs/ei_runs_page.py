@@ -10,6 +10,8 @@ from pathlib import Path
 
 import ppo_profile_page  # beside this file (docs/, on the path build_results sets)
 
+from trl_reasoning.reporting import machine_label
+
 SMOLLM2_RECIPE_FILE = "recipes/smollm2_svamp_sft_ei.yaml"
 # docs/results/<folder>/: a run of the recipe (its stage records, EI rounds' metrics, the eval stage's results
 # and greedy rows, copy_ei_run), newest split first, with the split and the checkout its commands need (the
@@ -40,14 +42,23 @@ def smollm2_recipe_section(results: Path) -> str:
         sft = json.loads((folder / "sft" / "stage_complete.json").read_text())
         final = _recipe_eval_table(folder) + (_recipe_time(folder, sft) if done else "")
         blocks.append(f"### On {split}{_counts(folder, sft)}\n\n```bash\n{checkout}{RECIPE_COMMAND}\n```\n\n"
+                      + f"{_where(sft)}\n\n"
                       + ("" if done else "**The run is still going**: the rounds so far.\n\n")
                       + table + final)
     if not blocks:
         return ""
     return ("## The recipe on the held-out questions\n\nSFT with the settings above on all the train "
             "questions, then Expert Iteration rounds; greedy maj@1 on SVAMP's test questions after each "
-            "(round 0 is the SFT policy). One core of the 2-core AMD EPYC (AVX2, no AMX), with other runs on "
-            "the machine.\n\n" + "\n".join(blocks))
+            "(round 0 is the SFT policy).\n\n" + "\n".join(blocks))
+
+
+def _where(sft: dict) -> str:
+    """The machine a recipe run's SFT stage recorded, or, for a run from before stage records held it, the
+    one those ran on."""
+    label = machine_label(sft.get("machine"))
+    if not label:
+        return "Ran on one core of the 2-core AMD EPYC (AVX2, no AMX), with other runs on the machine."
+    return f"Ran on {label}."
 
 
 def _counts(folder: Path, sft: dict) -> str:
@@ -113,14 +124,18 @@ def _recipe_time(folder: Path, sft: dict) -> str:
             f"wall time per LoRA step of {per_step} in fp32 ({steps} steps){rate}, the rounds' fine-tunes "
             f"{fine_tune / 60:.0f} minutes. The target comes from the recipe's first version (1 epoch of "
             "SFT): 41 minutes on a CPU with AMX, where bf16 runs natively "
-            "([earlier runs](real_model_history.md)); the recipe runs in fp32 here" + _bf16_note(folder)
+            "([earlier runs](real_model_history.md)); the recipe runs in fp32 here"
+            + _bf16_note(folder, sft.get("machine"))
             + ".\n")
 
 
-def _bf16_note(folder: Path) -> str:
+def _bf16_note(folder: Path, machine: dict | None) -> str:
     """How much slower bf16 matmuls are than fp32 on the profiled CPU (the PPO profile's measured rates),
-    or nothing before a profile the page shows was copied."""
+    or nothing before a profile the page shows was copied, or when the profile ran on another CPU than
+    the run (``machine``: its stage record's; none for runs from the profile's machine)."""
     for _, report in ppo_profile_page.shown_profiles(folder.parent):
+        if machine and report["cpu"].split(" (")[0] != machine.get("cpu"):
+            continue
         rates = report.get("matmul_gflops", {})
         if rates.get("float32") and rates.get("bfloat16"):
             ratio = rates["float32"] / rates["bfloat16"]
@@ -171,9 +186,11 @@ def starts_section(results: Path) -> str:
         missing = [name for name in (recipe_run, pretrained_run)
                    if not (results / name / "results.json").exists()]
         gaps = gaps or f"The gap after EI: once the eval stages of {' and '.join(missing)} have been copied."
-        parts = (rounds, _recipe_eval_table(results / pretrained_run, "initial"), gaps)
+        parts = (rounds, _recipe_eval_table(results / pretrained_run, "initial"), gaps,
+                 _machines(results / recipe_run, results / pretrained_run))
         command = checkout + PRETRAINED_COMMAND.format(folder=pretrained_run)
         blocks.append(f"### On {split}\n\n```bash\n{command}\n```\n\n"
+                      + _where(_first_record(results / pretrained_run)) + "\n\n"
                       + "\n\n".join(part.strip("\n") for part in parts if part) + "\n")
     if not blocks:
         return ""
@@ -185,6 +202,26 @@ def starts_section(results: Path) -> str:
             "100 samples; 2 epochs of 16 left the model below its start), the SFT-start recipe 1 epoch at "
             "batch 16.\n\n"
             + "\n".join(blocks))
+
+
+def _first_record(folder: Path) -> dict:
+    """The first stage record of a copied run (its SFT stage's, else its EI stage's), or {}."""
+    for stage in ("sft", "ei"):
+        path = folder / stage / "stage_complete.json"
+        if path.exists():
+            return json.loads(path.read_text())
+    return {}
+
+
+def _machines(sft_run: Path, pre_run: Path) -> str:
+    """A warning when the two starts' runs ran on different CPUs (where each ran, as ``_where`` says), or
+    nothing."""
+    where = [_where(_first_record(run)) for run in (sft_run, pre_run)]
+    if not _first_record(sft_run) or where[0] == where[1]:
+        return ""
+    return (f"The two runs ran on different machines. SFT start: {where[0]} Pretrained start: {where[1]} "
+            "The same recipe and seed give other figures on another CPU, so the gaps carry that difference "
+            "too.")
 
 
 def _gaps(sft_run: Path, pre_run: Path) -> str:

@@ -257,6 +257,42 @@ def test_the_recipe_section_has_a_block_per_split_family_first_each_with_its_cou
     assert "| SFT | 0.200 [0.100, 0.300] | 0 | 99 |" in family
 
 
+def test_each_ei_run_names_its_machine_and_finding_d_warns_when_the_two_differ(tmp_path):
+    """A run whose stage records hold the machine is said to have run there; one from before they did,
+    on the 2-core AMD EPYC those ran on. Finding (d) says when its two runs ran on different CPUs, and
+    the recipe's bf16 note quotes the PPO profile only when the profile ran on the run's CPU."""
+    import json
+
+    page = _ei_runs_page()
+    xeon = {"cpu": "Intel Xeon", "matrix_extensions": ["avx2", "avx512f"], "cores": 2, "cores_used": 2}
+    family, pretrained = "smollm2_recipe_family", page.PRETRAINED_RUNS["smollm2_recipe_family"]
+    for name, record in ((family, {"machine": xeon}), (pretrained, {})):
+        _rounds(tmp_path / name, [0.2, 0.3])
+        stage = "sft" if name == family else "ei"
+        (tmp_path / name / stage).mkdir(exist_ok=True)
+        (tmp_path / name / stage / "stage_complete.json").write_text(json.dumps(
+            {"questions": 3, "wall_seconds": 99.0, "epochs": 3, "num_processes": 1, **record}))
+    _eval_run(tmp_path / family, {"sft": [1, 0, 0], "ei": [1, 1, 0]})
+    _eval_run(tmp_path / pretrained, {"initial": [0, 0, 0], "ei": [1, 0, 0]})
+    (tmp_path / family / "ei" / "stage_complete.json").write_text("{}")
+    profile = {"bare_model": {}, "cpu": "AMD EPYC (avx2)",
+               "matmul_gflops": {"float32": 100.0, "bfloat16": 2.0}}
+    (tmp_path / "ppo_profile").mkdir()
+    (tmp_path / "ppo_profile" / "p.json").write_text(json.dumps(profile))
+    recipe = page.smollm2_recipe_section(tmp_path)
+    assert "Ran on Intel Xeon (AVX-512, no AMX), 2 of 2 cores." in recipe
+    assert "bf16 matmuls" not in recipe  # the profile ran on the EPYC, not on this run's Xeon
+    starts = page.starts_section(tmp_path)
+    assert "Ran on one core of the 2-core AMD EPYC (AVX2, no AMX)" in starts
+    assert "The two runs ran on different machines. SFT start: Ran on Intel Xeon" in starts
+    profile["cpu"] = "Intel Xeon (avx2, avx512f)"
+    (tmp_path / "ppo_profile" / "p.json").write_text(json.dumps(profile))
+    assert "bf16 matmuls ran about 50x slower" in page.smollm2_recipe_section(tmp_path)
+    xeon_pretrained = {"questions": 3, "wall_seconds": 9.0, "machine": xeon}
+    (tmp_path / pretrained / "ei" / "stage_complete.json").write_text(json.dumps(xeon_pretrained))
+    assert "different machines" not in page.starts_section(tmp_path)
+
+
 def test_reward_trend_section_shows_each_comparison_runs_logs_newest_split_first(tmp_path):
     """One block per comparison run with copied reward logs, the family split's before the former's, each
     row from its method's rewards file; no logs, no section."""
