@@ -42,7 +42,7 @@ def smollm2_recipe_section(results: Path) -> str:
         sft = json.loads((folder / "sft" / "stage_complete.json").read_text())
         final = _recipe_eval_table(folder) + (_recipe_time(folder, sft) if done else "")
         blocks.append(f"### On {split}{_counts(folder, sft)}\n\n```bash\n{checkout}{RECIPE_COMMAND}\n```\n\n"
-                      + f"{_where(sft)}\n\n"
+                      + f"{_where(folder)}\n\n"
                       + ("" if done else "**The run is still going**: the rounds so far.\n\n")
                       + table + final)
     if not blocks:
@@ -52,13 +52,17 @@ def smollm2_recipe_section(results: Path) -> str:
             "(round 0 is the SFT policy).\n\n" + "\n".join(blocks))
 
 
-def _where(sft: dict) -> str:
-    """The machine a recipe run's SFT stage recorded, or, for a run from before stage records held it, the
-    one those ran on."""
-    label = machine_label(sft.get("machine"))
-    if not label:
+def _where(folder: Path) -> str:
+    """The machines a copied run's stage records name (each stage's, where they differ), or, for a run from
+    before stage records held them, the one those ran on."""
+    records = _stage_records(folder)
+    labels = {stage: machine_label(record.get("machine")) for stage, record in records.items()}
+    if not any(labels.values()):
         return "Ran on one core of the 2-core AMD EPYC (AVX2, no AMX), with other runs on the machine."
-    return f"Ran on {label}."
+    if len(set(labels.values())) == 1:
+        return f"Ran on {next(iter(labels.values()))}."
+    return "Ran on: " + "; ".join(f"{stage} {label or 'not recorded'}"
+                                   for stage, label in labels.items()) + "."
 
 
 def _counts(folder: Path, sft: dict) -> str:
@@ -190,7 +194,7 @@ def starts_section(results: Path) -> str:
                  _machines(results / recipe_run, results / pretrained_run))
         command = checkout + PRETRAINED_COMMAND.format(folder=pretrained_run)
         blocks.append(f"### On {split}\n\n```bash\n{command}\n```\n\n"
-                      + _where(_first_record(results / pretrained_run)) + "\n\n"
+                      + _where(results / pretrained_run) + "\n\n"
                       + "\n\n".join(part.strip("\n") for part in parts if part) + "\n")
     if not blocks:
         return ""
@@ -204,20 +208,17 @@ def starts_section(results: Path) -> str:
             + "\n".join(blocks))
 
 
-def _first_record(folder: Path) -> dict:
-    """The first stage record of a copied run (its SFT stage's, else its EI stage's), or {}."""
-    for stage in ("sft", "ei"):
-        path = folder / stage / "stage_complete.json"
-        if path.exists():
-            return json.loads(path.read_text())
-    return {}
+def _stage_records(folder: Path) -> dict[str, dict]:
+    """A copied run's stage records by stage, in run order (SFT, then EI)."""
+    paths = {stage: folder / stage / "stage_complete.json" for stage in ("sft", "ei")}
+    return {stage: json.loads(path.read_text()) for stage, path in paths.items() if path.exists()}
 
 
 def _machines(sft_run: Path, pre_run: Path) -> str:
     """A warning when the two starts' runs ran on different CPUs (where each ran, as ``_where`` says), or
     nothing."""
-    where = [_where(_first_record(run)) for run in (sft_run, pre_run)]
-    if not _first_record(sft_run) or where[0] == where[1]:
+    where = [_where(run) for run in (sft_run, pre_run)]
+    if not _stage_records(sft_run) or where[0] == where[1]:
         return ""
     return (f"The two runs ran on different machines. SFT start: {where[0]} Pretrained start: {where[1]} "
             "The same recipe and seed give other figures on another CPU, so the gaps carry that difference "

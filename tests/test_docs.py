@@ -274,20 +274,24 @@ def test_each_ei_run_names_its_machine_and_finding_d_warns_when_the_two_differ(t
             {"questions": 3, "wall_seconds": 99.0, "epochs": 3, "num_processes": 1, **record}))
     _eval_run(tmp_path / family, {"sft": [1, 0, 0], "ei": [1, 1, 0]})
     _eval_run(tmp_path / pretrained, {"initial": [0, 0, 0], "ei": [1, 0, 0]})
-    (tmp_path / family / "ei" / "stage_complete.json").write_text("{}")
+    one_core = {**xeon, "cores_used": 1}  # EI restarted on one core
+    (tmp_path / family / "ei" / "stage_complete.json").write_text(json.dumps({"machine": one_core}))
     profile = {"bare_model": {}, "cpu": "AMD EPYC (avx2)",
                "matmul_gflops": {"float32": 100.0, "bfloat16": 2.0}}
     (tmp_path / "ppo_profile").mkdir()
     (tmp_path / "ppo_profile" / "p.json").write_text(json.dumps(profile))
     recipe = page.smollm2_recipe_section(tmp_path)
-    assert "Ran on Intel Xeon (AVX-512, no AMX), 2 of 2 cores." in recipe
+    assert ("Ran on: sft Intel Xeon (AVX-512, no AMX), 2 of 2 cores; ei Intel Xeon (AVX-512, no AMX), "
+            "1 of 2 cores.") in recipe
     assert "bf16 matmuls" not in recipe  # the profile ran on the EPYC, not on this run's Xeon
     starts = page.starts_section(tmp_path)
     assert "Ran on one core of the 2-core AMD EPYC (AVX2, no AMX)" in starts
-    assert "The two runs ran on different machines. SFT start: Ran on Intel Xeon" in starts
+    assert "The two runs ran on different machines. SFT start: Ran on: sft Intel Xeon" in starts
     profile["cpu"] = "Intel Xeon (avx2, avx512f)"
     (tmp_path / "ppo_profile" / "p.json").write_text(json.dumps(profile))
     assert "bf16 matmuls ran about 50x slower" in page.smollm2_recipe_section(tmp_path)
+    (tmp_path / family / "ei" / "stage_complete.json").write_text(json.dumps({"machine": xeon}))
+    assert "Ran on Intel Xeon (AVX-512, no AMX), 2 of 2 cores." in page.smollm2_recipe_section(tmp_path)
     xeon_pretrained = {"questions": 3, "wall_seconds": 9.0, "machine": xeon}
     (tmp_path / pretrained / "ei" / "stage_complete.json").write_text(json.dumps(xeon_pretrained))
     assert "different machines" not in page.starts_section(tmp_path)
