@@ -38,7 +38,9 @@ def reward_curve(logged: list[dict]) -> tuple[list, list]:
 
 PPO_TRIALS = "smollm2_ppo_trials"  # docs/results/smollm2_ppo_trials/NAME/: the trial's trainer_state.json and
 # its ppo stage_complete.json, copied from the command's output_dir/ppo/, and trial.json: {"change": what
-# differs from the comparison's PPO, "command": the command that ran it, "commit": the code it ran}; a trial
+# differs from the comparison's PPO, "command": the command that ran it, "commit": the code it ran, and
+# optionally "control": the control trial it is paired with, where not CONTROL (a trial from another SFT
+# start or on another machine has its own control from that start, on that machine)}; a trial
 # that logged its completions also has rollouts.json (its rollouts, rollout_logs.read_rollouts) and
 # start_pass_rates.json ({"source": the start's samples, "rates": {question id: pass rate}}): copy_trial
 CONTROL = "pool32_grpo"  # the trial the others are paired with, question by question at equal rollouts
@@ -58,7 +60,7 @@ def ppo_trials_section(results: Path) -> str:
         history = json.loads(files[0].read_text())["log_history"]
         record, trial = (json.loads(f.read_text()) for f in files[1:])
         curves[folder.name] = reward_curve(history)  # the figure's legend: the trial's short name
-        rows.append(f"| {folder.name} | {trial['change']} | {record['steps']} | "
+        rows.append(f"| {folder.name} | {trial['change']} | {_machine(record)} | {record['steps']} | "
                     f"{record['wall_seconds']:.0f} | {trend_cells(history)} | {_value_cells(history)} |")
         commands.append(f"- {folder.name}, {trial['change']} (at {trial['commit']}):\n\n  ```bash\n"
                         f"  {trial['command']}\n  ```\n")
@@ -70,13 +72,15 @@ def ppo_trials_section(results: Path) -> str:
             "its SFT start, with one thing changed, for the recipe's wall-time budget, on train questions "
             "only and without a held-out evaluation, so that a setting is chosen by its training reward "
             "and never by the test split. Without the comparison's training-time evaluations a trial fits "
-            "a few more steps in the same time. KL: the last logged KL to the SFT start per completion; "
+            "a few more steps in the same time, and a faster machine more again (the machine column; a "
+            "trial on another machine starts from the same SFT recipe retrained there, as its command "
+            "says). KL: the last logged KL to the SFT start per completion; "
             "explained variance: the value model's (below 0, its V_t predicts the returns worse than "
             "their mean would, and GAE's advantages carry its error).\n\n"
             f"![PPO trials]({PPO_TRIALS}/{figure.name})\n\n"
-            "| trial | change | steps | stage wall s | logged points | first | last | slope per 100 steps "
-            "[95%] | rise needed over the logged steps | KL, last | explained variance: mean, first, last |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            "| trial | change | machine | steps | stage wall s | logged points | first | last | slope per "
+            "100 steps [95%] | rise needed over the logged steps | KL, last | explained variance: mean, "
+            "first, last |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
             + _against_start(results) + "\n".join(commands))
 
 
@@ -87,8 +91,7 @@ def _against_start(results: Path) -> str:
     from trl_reasoning.rollout_logs import adjusted_reward_trend, first_to_last_against
 
     rows, curves, sources = [], {}, set()
-    finished = (results / PPO_TRIALS / CONTROL / "stage_complete.json").exists()
-    control = _rollouts(results / PPO_TRIALS / CONTROL) if finished else None
+    controls = {}  # control name -> its rollouts, once it finished
     for folder in sorted((results / PPO_TRIALS).glob("*/")):
         files = [folder / name for name in ("rollouts.json", "start_pass_rates.json", "trial.json",
                                             "stage_complete.json")]
@@ -100,14 +103,20 @@ def _against_start(results: Path) -> str:
         sources.add(start["source"])
         drawn = [q for r in rollouts for q in sorted(set(r.questions))]
         again = trend["first_to_last_draw"]
-        paired = first_to_last_against(rollouts, control) if control and folder.name != CONTROL else None
+        name = json.loads(files[2].read_text()).get("control", CONTROL)
+        if name not in controls:
+            finished = (results / PPO_TRIALS / name / "stage_complete.json").exists()
+            controls[name] = _rollouts(results / PPO_TRIALS / name) if finished else None
+        control = controls[name]
+        paired = first_to_last_against(rollouts, control) if control and folder.name != name else None
         curves[folder.name] = (trend["steps"], trend["adjusted"])
         rows.append(f"| {folder.name} | {trend['rollouts']} | {len(set(drawn))} | "
                     f"{len(drawn) / len(set(drawn)):.1f} | "
                     f"{sum(start['rates'][q] for q in drawn) / len(drawn):.3f} | "
                     f"{_cell(trend['mean_adjusted'])} | {_cell(trend['slope'])} | "
                     f"{_cell(trend['raw_slope'])} | {_cell(again) if again else ''} | "
-                    + (f"{_cell(paired)}, {paired['rollouts']} rollouts |" if paired else "|"))
+                    + (f"{_cell(paired)}, {paired['rollouts']} rollouts, against {name} |" if paired
+                       else "|"))
     if not rows:
         return ""
     figure = plot_curves(results / PPO_TRIALS / "reward_vs_start.png", curves, "optimizer step",
@@ -119,13 +128,14 @@ def _against_start(results: Path) -> str:
             "adds the start's own estimation error (a few samples per question) to the rollouts' spread; "
             "slopes per 100 steps as above. Where the trial drew questions more than once: each "
             "question's last draw minus its first, paired by question (95% bootstrap over questions), "
-            f"which needs no start at all; and that gain minus the {CONTROL} trial's on the same questions, "
+            f"which needs no start at all; and that gain minus its control's (TRL's GRPO from the same start "
+            f"on the same machine: {CONTROL} unless the row names another) on the same questions, "
             "both cut to the rollouts the shorter run drew (paired by question, 95% bootstrap): at equal "
             "rollouts, does the trial learn more or less than the control?\n\n"
             f"![against the start]({PPO_TRIALS}/{figure.name})\n\n"
             "| trial | rollouts | questions | draws per question | start's pass rate on the draws | "
             "reward - start, mean [95%] | its slope per 100 steps [95%] | raw reward's slope [95%] | "
-            f"last draw - first draw, same questions [95%] | the same, minus {CONTROL}'s [95%] |\n"
+            "last draw - first draw, same questions [95%] | the same, minus its control's [95%] |\n"
             "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
 
 
@@ -168,6 +178,14 @@ def against_start_table(files: list[Path]) -> str:
             "error to the rollouts' spread.\n\n"
             "| method | seed | rollouts | reward - start, mean [95%] | its slope per 100 steps [95%] | "
             "raw reward's slope on them [95%] |\n|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def _machine(record: dict) -> str:
+    """Where a trial ran, from its stage record; trials from before stage records held the machine ran on
+    one core of the 2-core AMD EPYC."""
+    from trl_reasoning.reporting import machine_label
+
+    return machine_label(record.get("machine")) or "AMD EPYC (AVX2, no AVX-512), 1 of 2 cores"
 
 
 def _cell(entry: dict) -> str:

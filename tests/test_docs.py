@@ -386,15 +386,21 @@ def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_need
         (folder / "trial.json").write_text(json.dumps({"change": f"change {name}", "commit": "abc1234",
                                                        "command": f"trl-reasoning train {name}.yaml"}))
         if name != "c_running":  # still running: no stage record yet
+            machine = {"machine": {"cpu": "Xeon", "matrix_extensions": ["avx512f"], "cores": 2,
+                                   "cores_used": 1}}
             (folder / "stage_complete.json").write_text(json.dumps({"steps": history[-1]["step"] + 1,
-                                                                    "wall_seconds": 2700.4}))
+                                                                    "wall_seconds": 2700.4,
+                                                                    **(machine if name == "b_lr" else {})}))
     text = pages.ppo_trials_section(tmp_path)
-    row = ("| b_lr | change b_lr | 20 | 2700 | 10 | 0.110 | 0.290 | +1.000 [+1.000, +1.000] | 0.000 | "
+    # the machine from the stage record; a trial from before records held it ran on the EPYC
+    row = ("| b_lr | change b_lr | Xeon (AVX-512, no AMX), 1 of 2 cores | 20 | 2700 | 10 | 0.110 | 0.290 | "
+           "+1.000 [+1.000, +1.000] | 0.000 | "
            "0.190 | +0.200, -0.500, +0.500 |")
     assert row in text
     low, high = reward_trend(noisy)["ci95"]
     assert high - low > 0.1  # the noisy trial's interval has a width, which the rise scales by 38 steps
-    assert "| a_head | change a_head | 41 | 2700 | 20 | 0.400 | 0.200 | " in text
+    epyc = "AMD EPYC (AVX2, no AVX-512), 1 of 2 cores"
+    assert f"| a_head | change a_head | {epyc} | 41 | 2700 | 20 | 0.400 | " in text
     rise = (high - low) / 2 * 0.38
     assert f"[{low:+.3f}, {high:+.3f}] | {rise:.3f} | 0.070 | +0.250, +0.250, +0.250 |" in text
     assert text.index("| a_head |") < text.index("| b_lr |") and "c_running" not in text
@@ -453,8 +459,16 @@ def test_a_trial_copied_with_its_completion_logs_is_scored_against_the_start(tmp
     (control / "rollouts.json").write_text(json.dumps([{**r, "rewards": rewards[r["step"]]} for r in logged]))
     lines = pages.ppo_trials_section(tmp_path).splitlines()
     row = next(line for line in lines if line.startswith("| pool | 3 |"))
-    assert row.endswith(" | +0.667 [+0.000, +1.000], 3 rollouts |"), row
+    assert row.endswith(f" | +0.667 [+0.000, +1.000], 3 rollouts, against {pages.CONTROL} |"), row
     assert next(line for line in lines if line.startswith(f"| {pages.CONTROL} | 3 |")).endswith(" | |")
+    # a trial naming its own control (another start or machine) is paired with it, not with CONTROL:
+    # against a copy of itself every question's gain is 0
+    shutil.copytree(tmp_path / pages.PPO_TRIALS / "pool", tmp_path / pages.PPO_TRIALS / "own_control")
+    copied = tmp_path / pages.PPO_TRIALS / "pool" / "trial.json"
+    copied.write_text(json.dumps({**trial, "control": "own_control"}))
+    lines = pages.ppo_trials_section(tmp_path).splitlines()
+    row = next(line for line in lines if line.startswith("| pool | 3 |"))
+    assert row.endswith(" | +0.000 [+0.000, +0.000], 3 rollouts, against own_control |"), row
 
 
 def test_a_comparisons_rollouts_are_scored_against_the_start_by_their_logged_means(tmp_path):
