@@ -21,9 +21,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from trl_reasoning.compare.runner import machine
 from trl_reasoning.metrics import auroc
-from trl_reasoning.reporting import markdown_table, read_jsonl, write_json_atomic
+from trl_reasoning.reporting import machine, markdown_table, read_jsonl, write_json_atomic
 
 
 def seed_row(run: Path, seed: int) -> dict:

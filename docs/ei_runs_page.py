@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import ppo_profile_page  # beside this file (docs/, on the path build_results sets)
-
-from trl_reasoning.reporting import machine_label
+import ppo_profile_page  # beside these files (docs/, on the path build_results sets)
+from ppo_trials_page import cpu_of, where
 
 SMOLLM2_RECIPE_FILE = "recipes/smollm2_svamp_sft_ei.yaml"
 # docs/results/<folder>/: a run of the recipe (its stage records, EI rounds' metrics, the eval stage's results
@@ -42,7 +41,7 @@ def smollm2_recipe_section(results: Path) -> str:
         sft = json.loads((folder / "sft" / "stage_complete.json").read_text())
         final = _recipe_eval_table(folder) + (_recipe_time(folder, sft) if done else "")
         blocks.append(f"### On {split}{_counts(folder, sft)}\n\n```bash\n{checkout}{RECIPE_COMMAND}\n```\n\n"
-                      + f"{_where(folder)}\n\n"
+                      + f"{_where(folder)}\n\n"  # the SFT record read above: never empty
                       + ("" if done else "**The run is still going**: the rounds so far.\n\n")
                       + table + final)
     if not blocks:
@@ -53,16 +52,14 @@ def smollm2_recipe_section(results: Path) -> str:
 
 
 def _where(folder: Path) -> str:
-    """The machines a copied run's stage records name (each stage's, where they differ), or, for a run from
-    before stage records held them, the one those ran on."""
-    records = _stage_records(folder)
-    labels = {stage: machine_label(record.get("machine")) for stage, record in records.items()}
-    if not any(labels.values()):
-        return "Ran on one core of the 2-core AMD EPYC (AVX2, no AMX), with other runs on the machine."
-    if len(set(labels.values())) == 1:
-        return f"Ran on {next(iter(labels.values()))}."
-    return "Ran on: " + "; ".join(f"{stage} {label or 'not recorded'}"
-                                   for stage, label in labels.items()) + "."
+    """Where a copied run's stages ran (each stage's, where they differ), from their records; nothing before
+    a stage finished."""
+    places = {stage: where(record) for stage, record in _stage_records(folder).items()}
+    if not places:
+        return ""
+    if len(set(places.values())) == 1:
+        return f"Ran on {next(iter(places.values()))}."
+    return "Ran on: " + "; ".join(f"{stage} {place}" for stage, place in places.items()) + "."
 
 
 def _counts(folder: Path, sft: dict) -> str:
@@ -129,16 +126,16 @@ def _recipe_time(folder: Path, sft: dict) -> str:
             f"{fine_tune / 60:.0f} minutes. The target comes from the recipe's first version (1 epoch of "
             "SFT): 41 minutes on a CPU with AMX, where bf16 runs natively "
             "([earlier runs](real_model_history.md)); the recipe runs in fp32 here"
-            + _bf16_note(folder, sft.get("machine"))
+            + _bf16_note(folder, cpu_of(sft))
             + ".\n")
 
 
-def _bf16_note(folder: Path, machine: dict | None) -> str:
+def _bf16_note(folder: Path, cpu: str) -> str:
     """How much slower bf16 matmuls are than fp32 on the profiled CPU (the PPO profile's measured rates),
     or nothing before a profile the page shows was copied, or when the profile ran on another CPU than
-    the run (``machine``: its stage record's; none for runs from the profile's machine)."""
+    the run (``cpu``: ``cpu_of`` its SFT record)."""
     for _, report in ppo_profile_page.shown_profiles(folder.parent):
-        if machine and report["cpu"].split(" (")[0] != machine.get("cpu"):
+        if report["cpu"] != cpu:
             continue
         rates = report.get("matmul_gflops", {})
         if rates.get("float32") and rates.get("bfloat16"):
@@ -194,7 +191,7 @@ def starts_section(results: Path) -> str:
                  _machines(results / recipe_run, results / pretrained_run))
         command = checkout + PRETRAINED_COMMAND.format(folder=pretrained_run)
         blocks.append(f"### On {split}\n\n```bash\n{command}\n```\n\n"
-                      + _where(results / pretrained_run) + "\n\n"
+                      + (_where(results / pretrained_run) + "\n\n").lstrip()
                       + "\n\n".join(part.strip("\n") for part in parts if part) + "\n")
     if not blocks:
         return ""
@@ -215,14 +212,14 @@ def _stage_records(folder: Path) -> dict[str, dict]:
 
 
 def _machines(sft_run: Path, pre_run: Path) -> str:
-    """A warning when the two starts' runs ran on different CPUs (where each ran, as ``_where`` says), or
-    nothing."""
-    where = [_where(run) for run in (sft_run, pre_run)]
-    if not _stage_records(sft_run) or where[0] == where[1]:
+    """A warning when the two starts' runs ran on different CPUs (``cpu_of`` their stage records: the
+    cores used change the wall times, not the figures), or nothing."""
+    cpus = [{cpu_of(record) for record in _stage_records(run).values()} for run in (sft_run, pre_run)]
+    if not all(cpus) or cpus[0] == cpus[1]:
         return ""
-    return (f"The two runs ran on different machines. SFT start: {where[0]} Pretrained start: {where[1]} "
-            "The same recipe and seed give other figures on another CPU, so the gaps carry that difference "
-            "too.")
+    return (f"The two runs ran on different CPUs, the SFT start's on {' and '.join(sorted(cpus[0]))}, the "
+            f"pretrained start's on {' and '.join(sorted(cpus[1]))}: the same recipe and seed give other "
+            "figures on another CPU, so the gaps carry that difference too.")
 
 
 def _gaps(sft_run: Path, pre_run: Path) -> str:

@@ -8,6 +8,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+# Runs copied before stage records held the machine (8f17c27) ran on the 2-core AMD EPYC, one core each,
+# other runs beside them: the pages say so, marked as not recorded
+EARLIER_CPU = "AMD EPYC (avx2)"  # as cpu_of() and benchmarks/ppo_step_profile.py write a CPU
+EARLIER_WHERE = "the 2-core AMD EPYC (AVX2, no AVX-512), one core, other runs beside it (not recorded)"
+
+
+def cpu_of(record: dict) -> str:
+    """A stage record's CPU and its matrix instruction sets, as the PPO profile writes them (the figures of
+    one recipe and seed depend on these, not on the cores used); EARLIER_CPU for a record without one."""
+    if "machine" not in record:
+        return EARLIER_CPU
+    info = record["machine"]
+    return f"{info.get('cpu', 'CPU not recorded')} ({', '.join(info.get('matrix_extensions', []))})"
+
+
+def where(record: dict) -> str:
+    """Where a stage ran, in words, from its record (``trl_reasoning.reporting.machine_label``)."""
+    from trl_reasoning.reporting import machine_label
+
+    if "machine" not in record:
+        return EARLIER_WHERE
+    return machine_label(record["machine"]) or "a CPU whose model was not recorded"
+
 
 def trend_cells(logged: list[dict]) -> str:
     """Table cells of a logged reward curve (a copied rewards file or a trainer's whole log): points,
@@ -40,7 +63,7 @@ PPO_TRIALS = "smollm2_ppo_trials"  # docs/results/smollm2_ppo_trials/NAME/: the 
 # its ppo stage_complete.json, copied from the command's output_dir/ppo/, and trial.json: {"change": what
 # differs from the comparison's PPO, "command": the command that ran it, "commit": the code it ran, and
 # optionally "control": the control trial it is paired with, where not CONTROL (a trial from another SFT
-# start or on another machine has its own control from that start, on that machine)}; a trial
+# start or on another CPU has its own control from that start, on that CPU; a control names itself)}; a trial
 # that logged its completions also has rollouts.json (its rollouts, rollout_logs.read_rollouts) and
 # start_pass_rates.json ({"source": the start's samples, "rates": {question id: pass rate}}): copy_trial
 CONTROL = "pool32_grpo"  # the trial the others are paired with, question by question at equal rollouts
@@ -60,7 +83,7 @@ def ppo_trials_section(results: Path) -> str:
         history = json.loads(files[0].read_text())["log_history"]
         record, trial = (json.loads(f.read_text()) for f in files[1:])
         curves[folder.name] = reward_curve(history)  # the figure's legend: the trial's short name
-        rows.append(f"| {folder.name} | {trial['change']} | {_machine(record)} | {record['steps']} | "
+        rows.append(f"| {folder.name} | {trial['change']} | {where(record)} | {record['steps']} | "
                     f"{record['wall_seconds']:.0f} | {trend_cells(history)} | {_value_cells(history)} |")
         commands.append(f"- {folder.name}, {trial['change']} (at {trial['commit']}):\n\n  ```bash\n"
                         f"  {trial['command']}\n  ```\n")
@@ -72,9 +95,9 @@ def ppo_trials_section(results: Path) -> str:
             "its SFT start, with one thing changed, for the recipe's wall-time budget, on train questions "
             "only and without a held-out evaluation, so that a setting is chosen by its training reward "
             "and never by the test split. Without the comparison's training-time evaluations a trial fits "
-            "a few more steps in the same time, and a faster machine more again (the machine column; a "
-            "trial on another machine starts from the same SFT recipe retrained there, as its command "
-            "says). KL: the last logged KL to the SFT start per completion; "
+            "a few more steps in the same time, and another machine more or fewer (the machine column; a "
+            "trial on another machine starts from the same SFT recipe retrained there: its command's "
+            "--model). KL: the last logged KL to the SFT start per completion; "
             "explained variance: the value model's (below 0, its V_t predicts the returns worse than "
             "their mean would, and GAE's advantages carry its error).\n\n"
             f"![PPO trials]({PPO_TRIALS}/{figure.name})\n\n"
@@ -88,10 +111,10 @@ def _against_start(results: Path) -> str:
     """The trials that logged their completions: each rollout's reward against the SFT start's pass rate
     on the same questions (``rollout_logs.adjusted_reward_trend``), as a figure and a table; or nothing."""
     from trl_reasoning.reporting import plot_curves
-    from trl_reasoning.rollout_logs import adjusted_reward_trend, first_to_last_against
+    from trl_reasoning.rollout_logs import adjusted_reward_trend
 
     rows, curves, sources = [], {}, set()
-    controls = {}  # control name -> its rollouts, once it finished
+    controls = {}  # control name -> (its rollouts, its CPU), once it finished
     for folder in sorted((results / PPO_TRIALS).glob("*/")):
         files = [folder / name for name in ("rollouts.json", "start_pass_rates.json", "trial.json",
                                             "stage_complete.json")]
@@ -104,19 +127,15 @@ def _against_start(results: Path) -> str:
         drawn = [q for r in rollouts for q in sorted(set(r.questions))]
         again = trend["first_to_last_draw"]
         name = json.loads(files[2].read_text()).get("control", CONTROL)
-        if name not in controls:
-            finished = (results / PPO_TRIALS / name / "stage_complete.json").exists()
-            controls[name] = _rollouts(results / PPO_TRIALS / name) if finished else None
-        control = controls[name]
-        paired = first_to_last_against(rollouts, control) if control and folder.name != name else None
+        paired = _against_control(results / PPO_TRIALS, folder, rollouts, name, controls)
         curves[folder.name] = (trend["steps"], trend["adjusted"])
         rows.append(f"| {folder.name} | {trend['rollouts']} | {len(set(drawn))} | "
                     f"{len(drawn) / len(set(drawn)):.1f} | "
                     f"{sum(start['rates'][q] for q in drawn) / len(drawn):.3f} | "
                     f"{_cell(trend['mean_adjusted'])} | {_cell(trend['slope'])} | "
                     f"{_cell(trend['raw_slope'])} | {_cell(again) if again else ''} | "
-                    + (f"{_cell(paired)}, {paired['rollouts']} rollouts, against {name} |" if paired
-                       else "|"))
+                    + (f"{_cell(paired)}, {paired['rollouts']} rollouts, against {name} |"
+                       if isinstance(paired, dict) else f"{paired} |" if paired else "|"))
     if not rows:
         return ""
     figure = plot_curves(results / PPO_TRIALS / "reward_vs_start.png", curves, "optimizer step",
@@ -129,7 +148,7 @@ def _against_start(results: Path) -> str:
             "slopes per 100 steps as above. Where the trial drew questions more than once: each "
             "question's last draw minus its first, paired by question (95% bootstrap over questions), "
             f"which needs no start at all; and that gain minus its control's (TRL's GRPO from the same start "
-            f"on the same machine: {CONTROL} unless the row names another) on the same questions, "
+            f"on the same CPU: {CONTROL} unless the cell names another) on the same questions, "
             "both cut to the rollouts the shorter run drew (paired by question, 95% bootstrap): at equal "
             "rollouts, does the trial learn more or less than the control?\n\n"
             f"![against the start]({PPO_TRIALS}/{figure.name})\n\n"
@@ -137,6 +156,25 @@ def _against_start(results: Path) -> str:
             "reward - start, mean [95%] | its slope per 100 steps [95%] | raw reward's slope [95%] | "
             "last draw - first draw, same questions [95%] | the same, minus its control's [95%] |\n"
             "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
+
+
+def _against_control(trials: Path, folder: Path, rollouts: list, name: str, controls: dict) -> dict | str:
+    """``rollout_logs.first_to_last_against`` of a trial and its control ``name`` (cached in ``controls``),
+    or why there is none: the control itself, not finished, or run on another CPU (whose figures differ)."""
+    from trl_reasoning.rollout_logs import first_to_last_against
+
+    if folder.name == name:
+        return ""
+    if name not in controls:
+        record = trials / name / "stage_complete.json"
+        controls[name] = ((_rollouts(trials / name), cpu_of(json.loads(record.read_text())))
+                          if record.exists() else None)
+    if controls[name] is None or controls[name][0] is None:
+        return f"{name} not copied or not finished"
+    control, cpu = controls[name]
+    if cpu != cpu_of(json.loads((folder / "stage_complete.json").read_text())):
+        return f"{name} ran on another CPU"
+    return first_to_last_against(rollouts, control)
 
 
 def _rollouts(folder: Path) -> list | None:
@@ -178,14 +216,6 @@ def against_start_table(files: list[Path]) -> str:
             "error to the rollouts' spread.\n\n"
             "| method | seed | rollouts | reward - start, mean [95%] | its slope per 100 steps [95%] | "
             "raw reward's slope on them [95%] |\n|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
-
-
-def _machine(record: dict) -> str:
-    """Where a trial ran, from its stage record; trials from before stage records held the machine ran on
-    one core of the 2-core AMD EPYC."""
-    from trl_reasoning.reporting import machine_label
-
-    return machine_label(record.get("machine")) or "AMD EPYC (AVX2, no AVX-512), 1 of 2 cores"
 
 
 def _cell(entry: dict) -> str:

@@ -257,21 +257,21 @@ def test_the_recipe_section_has_a_block_per_split_family_first_each_with_its_cou
     assert "| SFT | 0.200 [0.100, 0.300] | 0 | 99 |" in family
 
 
-def test_each_ei_run_names_its_machine_and_finding_d_warns_when_the_two_differ(tmp_path):
-    """A run whose stage records hold the machine is said to have run there; one from before they did,
-    on the 2-core AMD EPYC those ran on. Finding (d) says when its two runs ran on different CPUs, and
-    the recipe's bf16 note quotes the PPO profile only when the profile ran on the run's CPU."""
+def test_each_ei_run_names_its_machine_and_finding_d_warns_when_the_cpus_differ(tmp_path):
+    """A run whose stage records hold the machine is said to have run there (each stage, where they
+    differ); one from before they did, on the 2-core AMD EPYC those ran on. Finding (d) warns when its two
+    runs ran on different CPUs, not when they only used other cores; the recipe's bf16 note quotes the PPO
+    profile only when the profile ran on the run's CPU."""
     import json
 
     page = _ei_runs_page()
     xeon = {"cpu": "Intel Xeon", "matrix_extensions": ["avx2", "avx512f"], "cores": 2, "cores_used": 2}
     family, pretrained = "smollm2_recipe_family", page.PRETRAINED_RUNS["smollm2_recipe_family"]
-    for name, record in ((family, {"machine": xeon}), (pretrained, {})):
+    sft = {"questions": 3, "wall_seconds": 99.0, "epochs": 3, "num_processes": 1}
+    for name, stage, record in ((family, "sft", {**sft, "machine": xeon}), (pretrained, "ei", sft)):
         _rounds(tmp_path / name, [0.2, 0.3])
-        stage = "sft" if name == family else "ei"
         (tmp_path / name / stage).mkdir(exist_ok=True)
-        (tmp_path / name / stage / "stage_complete.json").write_text(json.dumps(
-            {"questions": 3, "wall_seconds": 99.0, "epochs": 3, "num_processes": 1, **record}))
+        (tmp_path / name / stage / "stage_complete.json").write_text(json.dumps(record))
     _eval_run(tmp_path / family, {"sft": [1, 0, 0], "ei": [1, 1, 0]})
     _eval_run(tmp_path / pretrained, {"initial": [0, 0, 0], "ei": [1, 0, 0]})
     one_core = {**xeon, "cores_used": 1}  # EI restarted on one core
@@ -285,16 +285,23 @@ def test_each_ei_run_names_its_machine_and_finding_d_warns_when_the_two_differ(t
             "1 of 2 cores.") in recipe
     assert "bf16 matmuls" not in recipe  # the profile ran on the EPYC, not on this run's Xeon
     starts = page.starts_section(tmp_path)
-    assert "Ran on one core of the 2-core AMD EPYC (AVX2, no AMX)" in starts
-    assert "The two runs ran on different machines. SFT start: Ran on: sft Intel Xeon" in starts
+    assert "Ran on the 2-core AMD EPYC (AVX2, no AVX-512), one core, other runs beside it (not recorded)." \
+        in starts
+    assert ("The two runs ran on different CPUs, the SFT start's on Intel Xeon (avx2, avx512f), the "
+            "pretrained start's on AMD EPYC (avx2)") in starts
     profile["cpu"] = "Intel Xeon (avx2, avx512f)"
     (tmp_path / "ppo_profile" / "p.json").write_text(json.dumps(profile))
     assert "bf16 matmuls ran about 50x slower" in page.smollm2_recipe_section(tmp_path)
     (tmp_path / family / "ei" / "stage_complete.json").write_text(json.dumps({"machine": xeon}))
     assert "Ran on Intel Xeon (AVX-512, no AMX), 2 of 2 cores." in page.smollm2_recipe_section(tmp_path)
-    xeon_pretrained = {"questions": 3, "wall_seconds": 9.0, "machine": xeon}
-    (tmp_path / pretrained / "ei" / "stage_complete.json").write_text(json.dumps(xeon_pretrained))
-    assert "different machines" not in page.starts_section(tmp_path)
+    pretrained_record = json.dumps({**sft, "machine": one_core})
+    (tmp_path / pretrained / "ei" / "stage_complete.json").write_text(pretrained_record)
+    assert "different CPUs" not in page.starts_section(tmp_path)  # the same CPU, fewer cores
+    # a recipe run from before records held the machine: the profile from the EPYC is its own
+    (tmp_path / family / "sft" / "stage_complete.json").write_text(json.dumps(sft))
+    profile["cpu"] = "AMD EPYC (avx2)"
+    (tmp_path / "ppo_profile" / "p.json").write_text(json.dumps(profile))
+    assert "bf16 matmuls ran about 50x slower" in page.smollm2_recipe_section(tmp_path)
 
 
 def test_reward_trend_section_shows_each_comparison_runs_logs_newest_split_first(tmp_path):
@@ -399,7 +406,7 @@ def test_ppo_trials_section_reads_each_trials_log_and_the_rise_its_interval_need
     assert row in text
     low, high = reward_trend(noisy)["ci95"]
     assert high - low > 0.1  # the noisy trial's interval has a width, which the rise scales by 38 steps
-    epyc = "AMD EPYC (AVX2, no AVX-512), 1 of 2 cores"
+    epyc = pages.EARLIER_WHERE
     assert f"| a_head | change a_head | {epyc} | 41 | 2700 | 20 | 0.400 | " in text
     rise = (high - low) / 2 * 0.38
     assert f"[{low:+.3f}, {high:+.3f}] | {rise:.3f} | 0.070 | +0.250, +0.250, +0.250 |" in text
@@ -446,7 +453,7 @@ def test_a_trial_copied_with_its_completion_logs_is_scored_against_the_start(tmp
     assert "| pool | 3 | 3 | 2.0 | 0.333 | +0.250 " in text
     # last draw - first draw: a 1/2 -> 2/2 (+0.5), b 2/2 -> 1/2 (-0.5), c 0/2 -> 1/2 (+0.5)
     row = next(line for line in text.splitlines() if line.startswith("| pool | 3 |"))
-    assert row.endswith(" | +0.167 [-0.500, +0.500] | |"), row
+    assert row.endswith(f" | +0.167 [-0.500, +0.500] | {pages.CONTROL} not copied or not finished |"), row
     assert (tmp_path / pages.PPO_TRIALS / "reward_vs_start.png").exists()
     # a control on the same questions, each losing half: a 2/2 -> 1/2, b 2/2 -> 1/2, c 2/2 -> 1/2; paired
     # against it the trial gains a +1, b 0, c +1: +0.667; the control's own row has no such cell
@@ -464,11 +471,22 @@ def test_a_trial_copied_with_its_completion_logs_is_scored_against_the_start(tmp
     # a trial naming its own control (another start or machine) is paired with it, not with CONTROL:
     # against a copy of itself every question's gain is 0
     shutil.copytree(tmp_path / pages.PPO_TRIALS / "pool", tmp_path / pages.PPO_TRIALS / "own_control")
-    copied = tmp_path / pages.PPO_TRIALS / "pool" / "trial.json"
-    copied.write_text(json.dumps({**trial, "control": "own_control"}))
+    own = json.dumps({**trial, "control": "own_control"})
+    (tmp_path / pages.PPO_TRIALS / "pool" / "trial.json").write_text(own)
     lines = pages.ppo_trials_section(tmp_path).splitlines()
     row = next(line for line in lines if line.startswith("| pool | 3 |"))
     assert row.endswith(" | +0.000 [+0.000, +0.000], 3 rollouts, against own_control |"), row
+    # not against a control that ran on another CPU (its figures differ), nor one that has not finished
+    machine = {"cpu": "Xeon", "matrix_extensions": ["avx512f"], "cores": 2, "cores_used": 1}
+    record = tmp_path / pages.PPO_TRIALS / "own_control" / "stage_complete.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "machine": machine}))
+    row = next(line for line in pages.ppo_trials_section(tmp_path).splitlines()
+               if line.startswith("| pool | 3 |"))
+    assert row.endswith(" | own_control ran on another CPU |"), row
+    record.unlink()
+    row = next(line for line in pages.ppo_trials_section(tmp_path).splitlines()
+               if line.startswith("| pool | 3 |"))
+    assert row.endswith(" | own_control not copied or not finished |"), row
 
 
 def test_a_comparisons_rollouts_are_scored_against_the_start_by_their_logged_means(tmp_path):
