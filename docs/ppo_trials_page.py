@@ -273,7 +273,10 @@ if __name__ == "__main__":
     parser.add_argument("--start-samples", type=Path, nargs="*", default=[],
                         help="the SFT start's scored samples (samples.jsonl with id and correct)")
     parser.add_argument("--stage", default="ppo", help="the stage folder under output_dir (a control: grpo)")
+    parser.add_argument("--control", help=f"the control trial it is paired with, where not {CONTROL} (a "
+                                          "control names itself)")
     options = parser.parse_args()
+    trial = {"change": options.change, "command": options.command, "commit": options.commit}
     copy_trial(options.output_dir, Path(__file__).parent / "results" / PPO_TRIALS / options.name,
-               {"change": options.change, "command": options.command, "commit": options.commit},
+               {**trial, "control": options.control} if options.control else trial,
                options.start_samples, options.stage)
