@@ -364,4 +364,6 @@ def test_machine_label_names_the_widest_matrix_extension_and_the_cores_used():
         "Xeon (AVX-512, no AMX), 2 of 4 cores"
     assert machine_label({"cpu": "EPYC", "matrix_extensions": ["avx2"]}) == "EPYC (AVX2, no AVX-512)"
     assert machine_label({"cpu": "Atom", "matrix_extensions": []}) == "Atom (no AVX2)"
+    assert machine_label({**cpu, "matrix_extensions": ["avx2"], "gpus": ["NVIDIA H100"] * 8}) == \
+        "Xeon (AVX2, no AVX-512), 2 of 4 cores, 8 x NVIDIA H100"
     assert machine_label(None) == "" and machine_label({"platform": "Linux"}) == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -71,9 +72,12 @@ def peak_memory_gib() -> float:
 
 
 def machine() -> dict:
-    """The CPU (model name and the matrix instruction sets that change CPU training figures), as results
-    differ between machines."""
+    """The CPU (model name and the matrix instruction sets that change CPU training figures), the cores this
+    process may use and, where torch sees any, the GPUs, as results differ between machines."""
     info = {"platform": platform.platform(), "processor": platform.processor()}
+    torch = sys.modules.get("torch")  # only when the run already imported it: reporting stays torch-free
+    if torch is not None and torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -102,7 +106,8 @@ def machine_label(info: Mapping | None) -> str:
               "AVX-512, no AMX" if "avx512f" in extensions else "AVX2, no AVX-512" if "avx2" in extensions
               else "no AVX2")
     cores = f", {info['cores_used']} of {info['cores']} cores" if "cores_used" in info else ""
-    return f"{info['cpu']} ({widest}){cores}"
+    gpus = info.get("gpus") or []
+    return f"{info['cpu']} ({widest}){cores}" + (f", {len(gpus)} x {gpus[0]}" if gpus else "")
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
