@@ -425,11 +425,19 @@ grpo: {{use_vllm: true, vllm_mode: colocate, vllm_gpu_memory_utilization: 0.1, n
 """
 
 
-def test_trls_grpo_stage_gives_back_the_launch_variables_its_engine_took(servable_dir, tmp_path):
+def test_trls_grpo_stage_gives_back_the_launch_variables_its_engine_took(servable_dir, tmp_path, monkeypatch):
     """TRL's GRPOTrainer with its colocated vLLM engine sets RANK/WORLD_SIZE/... and never unsets them;
     the stage puts them back, so a second such stage in the same process (a comparison's next method)
-    saves and passes its barrier (it failed there: "Default process group has not been initialized")."""
+    saves and passes its barrier (it failed there: "Default process group has not been initialized").
+    The stage itself replaces TRL's CPU weight sync, whatever ran before it in the process (an earlier
+    test's PPO did: alone, the grpo stage failed on an AVX-512 Xeon at its first sync, "'Parameter' object
+    has no attribute 'weight_loader'")."""
+    from trl.generation.vllm_generation import VLLMGeneration
+
     from trl_reasoning.loading import process_state
+
+    trl_sync = getattr(VLLMGeneration.sync_weights, "trl_original", VLLMGeneration.sync_weights)
+    monkeypatch.setattr(VLLMGeneration, "sync_weights", trl_sync)  # as in a fresh process
     from trl_reasoning.pipeline import run_context
     from trl_reasoning.recipes import load_recipe
     from trl_reasoning.stages import run_stage
@@ -442,6 +450,7 @@ def test_trls_grpo_stage_gives_back_the_launch_variables_its_engine_took(servabl
         run_stage(run_context(load_recipe(recipe_file)), "grpo")
         assert {key: os.environ.get(key) for key in keys} == launch_env
         assert (tmp_path / run / "grpo" / "final_model" / "config.json").exists()
+        assert VLLMGeneration.sync_weights._trl_reasoning_cpu  # on CPU: the replacement is in place
     process_state().wait_for_everyone()
 
 

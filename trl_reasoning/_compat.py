@@ -222,6 +222,7 @@ def enable_vllm_colocate_on_cpu() -> bool:
         self.llm.reset_prefix_cache()
 
     sync_weights._trl_reasoning_cpu = True
+    sync_weights.trl_original = original  # what a test puts back to check that a stage installs this
     VLLMGeneration.sync_weights = sync_weights
     return True
 

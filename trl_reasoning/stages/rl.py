@@ -205,7 +205,12 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     questions, with the correctness reward and the section's ``dense_rewards`` as step-reward providers
     (``providers_kwarg``; None for TRL's own GRPOTrainer); resumes from its last checkpoint; saves a plain
     causal LM (LoRA merged) as ``final_model``."""
-    from .._compat import distributed_env, last_complete_checkpoint, restore_distributed_env
+    from .._compat import (
+        distributed_env,
+        enable_vllm_colocate_on_cpu,
+        last_complete_checkpoint,
+        restore_distributed_env,
+    )
     from ..eval_callback import bind_callbacks
     from ..loading import keep_training_layout, load_tokenizer, with_remote_code
     from ..rewards import CorrectnessReward
@@ -225,6 +230,8 @@ def _run_on_policy(ctx, folder: Path, name: str, config: type, trainer_cls,
     # TRL's colocated engine overwrites the launch variables; PPO and process GRPO put them back
     # themselves, TRL's GRPOTrainer does not
     launch_env = distributed_env()
+    if args.use_vllm:  # TRL's own GRPOTrainer too: its weight sync fails on CPU (PPO's sets this itself)
+        enable_vllm_colocate_on_cpu()
     providers = {providers_kwarg: [step_reward_provider(source, ctx) for source in args.dense_rewards]
                  } if providers_kwarg else {}
     trainer = trainer_cls(
