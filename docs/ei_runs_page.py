@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import ppo_profile_page  # beside these files (docs/, on the path build_results sets)
-from ppo_trials_page import cpu_of, where
+from ppo_trials_page import cpu_of, cpu_words, where
 
 SMOLLM2_RECIPE_FILE = "recipes/smollm2_svamp_sft_ei.yaml"
 # docs/results/<folder>/: a run of the recipe (its stage records, EI rounds' metrics, the eval stage's results
@@ -214,12 +214,14 @@ def _stage_records(folder: Path) -> dict[str, dict]:
 def _machines(sft_run: Path, pre_run: Path) -> str:
     """A warning when the two starts' runs ran on different CPUs (``cpu_of`` their stage records: the
     cores used change the wall times, not the figures), or nothing."""
-    cpus = [{cpu_of(record) for record in _stage_records(run).values()} for run in (sft_run, pre_run)]
-    if not all(cpus) or cpus[0] == cpus[1]:
+    records = [list(_stage_records(run).values()) for run in (sft_run, pre_run)]
+    cpus = [{cpu_of(record) for record in run} for run in records]
+    if not all(records) or cpus[0] == cpus[1]:
         return ""
-    return (f"The two runs ran on different CPUs, the SFT start's on {' and '.join(sorted(cpus[0]))}, the "
-            f"pretrained start's on {' and '.join(sorted(cpus[1]))}: the same recipe and seed give other "
-            "figures on another CPU, so the gaps carry that difference too.")
+    words = [" and ".join(sorted({cpu_words(record) for record in run})) for run in records]
+    return (f"The two runs ran on different CPUs, the SFT start's on {words[0]}, the pretrained start's on "
+            f"{words[1]}: the same recipe and seed give other figures on another CPU, so the gaps carry that "
+            "difference too.")
 
 
 def _gaps(sft_run: Path, pre_run: Path) -> str:

@@ -23,6 +23,16 @@ def cpu_of(record: dict) -> str:
     return f"{info.get('cpu', 'CPU not recorded')} ({', '.join(info.get('matrix_extensions', []))})"
 
 
+def cpu_words(record: dict) -> str:
+    """``cpu_of`` in words (the widest matrix instruction set only), as ``where`` without the cores."""
+    from trl_reasoning.reporting import machine_label
+
+    if "machine" not in record:
+        return EARLIER_WHERE.split(", one core")[0].removeprefix("the 2-core ")
+    info = {key: value for key, value in record["machine"].items() if key in ("cpu", "matrix_extensions")}
+    return machine_label(info) or "a CPU whose model was not recorded"
+
+
 def where(record: dict) -> str:
     """Where a stage ran, in words, from its record (``trl_reasoning.reporting.machine_label``)."""
     from trl_reasoning.reporting import machine_label

@@ -287,8 +287,8 @@ def test_each_ei_run_names_its_machine_and_finding_d_warns_when_the_cpus_differ(
     starts = page.starts_section(tmp_path)
     assert "Ran on the 2-core AMD EPYC (AVX2, no AVX-512), one core, other runs beside it (not recorded)." \
         in starts
-    assert ("The two runs ran on different CPUs, the SFT start's on Intel Xeon (avx2, avx512f), the "
-            "pretrained start's on AMD EPYC (avx2)") in starts
+    assert ("The two runs ran on different CPUs, the SFT start's on Intel Xeon (AVX-512, no AMX), the "
+            "pretrained start's on AMD EPYC (AVX2, no AVX-512):") in starts
     profile["cpu"] = "Intel Xeon (avx2, avx512f)"
     (tmp_path / "ppo_profile" / "p.json").write_text(json.dumps(profile))
     assert "bf16 matmuls ran about 50x slower" in page.smollm2_recipe_section(tmp_path)
