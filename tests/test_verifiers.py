@@ -414,6 +414,20 @@ def test_hedged_answers_earn_nothing_and_single_values_stay_correct(mode):
     assert is_correct("#### 1,000", "1000", mode=mode) and is_correct("#### $1,234.50", "1234.5", mode=mode)
 
 
+EXPRESSIONS = ["#### 7 + 7", "#### 7+7", "#### 14 - 7", "#### 7 x 1", "The answer is 7 * 1.",
+               "\\boxed{7 + 0}", "3 + 4 = 7\n#### 7 + 7"]
+
+
+@pytest.mark.parametrize("mode", ["strict", "flexible"])
+def test_an_answer_left_as_an_expression_states_nothing(mode):
+    """'#### 7 + 7' is neither 7 (its numbers' one distinct value, which it once read as: a tiny policy's
+    '#### 4 + 4' was kept as right for 4) nor its value 14, in both modes (the last number does not stand
+    in); an equation still states its right-hand side and a fraction is one number."""
+    assert [is_correct(e, "7", mode=mode) for e in EXPRESSIONS] == [False] * len(EXPRESSIONS)
+    assert [is_correct(e, "14", mode=mode) for e in EXPRESSIONS[:2]] == [False, False]
+    assert is_correct("#### 7 + 7 = 14", "14", mode=mode) and is_correct("#### 1/2", "0.5", mode=mode)
+
+
 def test_flexible_mode_rejects_a_final_line_listing_numbers():
     assert is_correct("She has 3 + 4 = 7 apples", "7", mode="flexible")
     assert is_correct("Ann had 3 apples and got 4 more, so she has 7", "7", mode="flexible")

@@ -24,8 +24,9 @@ from pathlib import Path
 
 # Bumped when what an evaluation measures changes (the verifier's rules, the metrics), so a cached
 # evaluation (eval/<model>/metrics.json) or a comparison record made under older rules is not reused.
-# 2: 'Answer: N' statements and hedges after a box.
-EVALUATION_VERSION = 2
+# 2: 'Answer: N' statements and hedges after a box. 3: a statement of an unevaluated expression
+# ('#### 4 + 4') states nothing.
+EVALUATION_VERSION = 3
 
 EVALUATE_METRIC = str(Path(__file__).parent / "evaluate_metric" / "reasoning_metrics.py")
 

@@ -30,7 +30,8 @@ LATEX_FRAC_RE = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 _SENTENCE_END_RE = re.compile(
     r"\.(?=\s|$)|\b(?:because|since|as|so|which|given|from|after|using)\b", re.IGNORECASE
 )
-_HEDGE = object()  # a statement naming two or more different values
+_HEDGE = object()  # a statement naming two or more different values, or an unevaluated expression
+_OPERATOR_GAP_RE = re.compile(r"^\s*[-−+*×x÷]\s*$")  # what separates two numbers in an expression
 # After the cut, a second value offered as an alternative ("#### 7 so maybe 8", "7, or perhaps 8") hedges.
 _ALTERNATIVE_RE = re.compile(
     r"\b(?:or|maybe|perhaps|possibly|probably|alternatively|otherwise|either|might|could)\b", re.IGNORECASE
@@ -45,15 +46,25 @@ _LIST_SEPARATORS_RE = re.compile(r"^(?:\s|,|;|/|\bor\b|\band\b|\beither\b|\bmayb
 
 def _stated_value(statement: str):
     """The one value a statement states, ``None`` when it states none, ``_HEDGE`` when it states two or
-    more different ones ("7, 8", "7 or 8", "7 and 8", "7 8"). An equation states its right-hand side."""
+    more different ones ("7, 8", "7 or 8", "7 and 8", "7 8") or an expression left to evaluate ("4 + 4":
+    not 4, and not read as 8 either). An equation states its right-hand side."""
     head, *rest = _SENTENCE_END_RE.split(statement, maxsplit=1)
-    values = distinct_values(LATEX_FRAC_RE.sub(r"\1/\2", head).rsplit("=", 1)[-1])
-    if len(values) > 1:
+    stated = LATEX_FRAC_RE.sub(r"\1/\2", head).rsplit("=", 1)[-1]
+    values = distinct_values(stated)
+    if len(values) > 1 or _is_expression(stated):
         return _HEDGE
     value = values.pop() if values else None
     if value is not None and rest and _offers_another(rest[0], value):
         return _HEDGE
     return value
+
+
+def _is_expression(text: str) -> bool:
+    """Whether two numbers in ``text`` stand either side of an arithmetic operator ("4 + 4", "2*3"; a
+    fraction "1/2" is one number)."""
+    matches = list(NUMBER_RE.finditer(text))
+    return any(_OPERATOR_GAP_RE.match(text[a.end():b.start()])
+               for a, b in zip(matches, matches[1:], strict=False))
 
 
 def _offers_another(tail: str, value, pattern: re.Pattern = _ALTERNATIVE_RE) -> bool:
