@@ -435,12 +435,12 @@ def test_trls_grpo_stage_gives_back_the_launch_variables_its_engine_took(servabl
     from trl.generation.vllm_generation import VLLMGeneration
 
     from trl_reasoning.loading import process_state
-
-    trl_sync = getattr(VLLMGeneration.sync_weights, "trl_original", VLLMGeneration.sync_weights)
-    monkeypatch.setattr(VLLMGeneration, "sync_weights", trl_sync)  # as in a fresh process
     from trl_reasoning.pipeline import run_context
     from trl_reasoning.recipes import load_recipe
     from trl_reasoning.stages import run_stage
+
+    trl_sync = getattr(VLLMGeneration.sync_weights, "trl_original", VLLMGeneration.sync_weights)
+    monkeypatch.setattr(VLLMGeneration, "sync_weights", trl_sync)  # as in a fresh process
 
     keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     launch_env = {key: os.environ.get(key) for key in keys}
