@@ -296,10 +296,9 @@ def engine_dtype(trainer) -> str:
 
 def cpu_name() -> str:
     """The CPU's model name and matrix instruction sets, read as ``trl-reasoning compare`` records them."""
-    from trl_reasoning.reporting import machine
+    from trl_reasoning.reporting import cpu_text, machine
 
-    info = machine()
-    return f"{info.get('cpu', info['processor'])} ({', '.join(info.get('matrix_extensions', []))})"
+    return cpu_text(machine())
 
 
 def _best_of(work, repeats: int = 3) -> float:

@@ -56,10 +56,10 @@ def main() -> None:
             rows[name]["maj@1"][seed] = results["sft"]["metrics"]["maj@1"]
             rows[name]["wall_seconds"][seed] = None if wall is None else round(wall, 1)
             print(f"{name} seed {seed}: maj@1 {rows[name]['maj@1'][seed]:.3f}", flush=True)
-    from trl_reasoning.reporting import machine
+    from trl_reasoning.reporting import cpu_text, machine
 
     cpu = machine()
-    print(f"\nCPU: {cpu.get('cpu')} ({', '.join(cpu.get('matrix_extensions', []))})")
+    print(f"\nCPU: {cpu_text(cpu)}")
     print_table(rows, args.seeds)
     print(json.dumps({"seeds": args.seeds, "recipe": args.recipe, "machine": cpu, "rows": rows}))
 

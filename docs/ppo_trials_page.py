@@ -10,17 +10,18 @@ from pathlib import Path
 
 # Runs copied before stage records held the machine (8f17c27) ran on the 2-core AMD EPYC, one core each,
 # other runs beside them: the pages say so, marked as not recorded
-EARLIER_CPU = "AMD EPYC (avx2)"  # as cpu_of() and benchmarks/ppo_step_profile.py write a CPU
-EARLIER_WHERE = "the 2-core AMD EPYC (AVX2, no AVX-512), one core, other runs beside it (not recorded)"
+EARLIER_CPU = "AMD EPYC (avx2)"  # as reporting.cpu_text writes it (and the PPO profile's record)
+EARLIER_WORDS = "AMD EPYC (AVX2, no AVX-512)"  # as reporting.machine_label writes it
+EARLIER_WHERE = f"the 2-core {EARLIER_WORDS}, one core, other runs beside it (not recorded)"
 
 
 def cpu_of(record: dict) -> str:
-    """A stage record's CPU and its matrix instruction sets, as the PPO profile writes them (the figures of
-    one recipe and seed depend on these, not on the cores used); EARLIER_CPU for a record without one."""
-    if "machine" not in record:
-        return EARLIER_CPU
-    info = record["machine"]
-    return f"{info.get('cpu', 'CPU not recorded')} ({', '.join(info.get('matrix_extensions', []))})"
+    """A stage record's CPU and its matrix instruction sets (``reporting.cpu_text``, as the PPO profile
+    names its CPU): the figures of one recipe and seed depend on these, not on the cores used; EARLIER_CPU
+    for a record without one."""
+    from trl_reasoning.reporting import cpu_text
+
+    return cpu_text(record["machine"]) if "machine" in record else EARLIER_CPU
 
 
 def cpu_words(record: dict) -> str:
@@ -28,7 +29,7 @@ def cpu_words(record: dict) -> str:
     from trl_reasoning.reporting import machine_label
 
     if "machine" not in record:
-        return EARLIER_WHERE.split(", one core")[0].removeprefix("the 2-core ")
+        return EARLIER_WORDS
     info = {key: value for key, value in record["machine"].items() if key in ("cpu", "matrix_extensions")}
     return machine_label(info) or "a CPU whose model was not recorded"
 
@@ -137,7 +138,8 @@ def _against_start(results: Path) -> str:
         drawn = [q for r in rollouts for q in sorted(set(r.questions))]
         again = trend["first_to_last_draw"]
         name = json.loads(files[2].read_text()).get("control", CONTROL)
-        paired = _against_control(results / PPO_TRIALS, folder, rollouts, name, controls)
+        paired = _against_control(results / PPO_TRIALS, folder.name, cpu_of(json.loads(files[3].read_text())),
+                                  rollouts, name, controls)
         curves[folder.name] = (trend["steps"], trend["adjusted"])
         rows.append(f"| {folder.name} | {trend['rollouts']} | {len(set(drawn))} | "
                     f"{len(drawn) / len(set(drawn)):.1f} | "
@@ -168,12 +170,14 @@ def _against_start(results: Path) -> str:
             "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
 
 
-def _against_control(trials: Path, folder: Path, rollouts: list, name: str, controls: dict) -> dict | str:
-    """``rollout_logs.first_to_last_against`` of a trial and its control ``name`` (cached in ``controls``),
-    or why there is none: the control itself, not finished, or run on another CPU (whose figures differ)."""
+def _against_control(trials: Path, trial: str, cpu: str, rollouts: list, name: str,
+                     controls: dict) -> dict | str:
+    """``rollout_logs.first_to_last_against`` of a trial (its name, CPU and rollouts) and its control
+    ``name`` (cached in ``controls``), or why there is none: the control itself, not finished, or run on
+    another CPU (whose figures differ)."""
     from trl_reasoning.rollout_logs import first_to_last_against
 
-    if folder.name == name:
+    if trial == name:
         return ""
     if name not in controls:
         record = trials / name / "stage_complete.json"
@@ -181,8 +185,8 @@ def _against_control(trials: Path, folder: Path, rollouts: list, name: str, cont
                           if record.exists() else None)
     if controls[name] is None or controls[name][0] is None:
         return f"{name} not copied or not finished"
-    control, cpu = controls[name]
-    if cpu != cpu_of(json.loads((folder / "stage_complete.json").read_text())):
+    control, control_cpu = controls[name]
+    if control_cpu != cpu:
         return f"{name} ran on another CPU"
     return first_to_last_against(rollouts, control)
 

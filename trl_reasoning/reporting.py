@@ -96,6 +96,13 @@ def machine() -> dict:
     return info
 
 
+def cpu_text(info: Mapping) -> str:
+    """``machine()``'s CPU and matrix instruction sets as one string, "AMD EPYC (avx2)": how benchmarks and
+    the docs pages name a CPU, and what tells two results' CPUs apart."""
+    name = info.get("cpu") or info.get("processor") or "CPU not recorded"
+    return f"{name} ({', '.join(info.get('matrix_extensions', []))})"
+
+
 def machine_label(info: Mapping | None) -> str:
     """``machine()``'s record in a few words, e.g. "Intel(R) Xeon(R) Processor (AVX-512, no AMX), 2 of 2
     cores"; "" for a record without one (runs from before the stage records held it)."""
