@@ -102,11 +102,14 @@ EASY_ARITHMETIC_RECIPE = "arithmetic: {max_operand: 4, operators: ['+'], min_ste
 
 @pytest.fixture(scope="session")
 def arithmetic_start(tmp_path_factory) -> Path:
-    """A tiny model fine-tuned (400 steps, ~25 s) on 250 easy-arithmetic references whose answer line is
-    off by one half the time: it writes most steps right, then copies the result into ``#### N`` right or
-    wrong about equally (about a quarter of held-out questions right, greedy). A verifier reward can fix
+    """A tiny model fine-tuned (800 steps, ~30 s) on 250 easy-arithmetic references whose answer line is
+    off by one 70% of the time: it writes its steps right, then copies the result into ``#### N`` one too
+    high about three times in four (about a fifth of held-out questions right). A verifier reward can fix
     that habit, and it carries over to questions never seen: the start of the held-out learning tests,
-    and a policy whose samples are right often enough for EI to keep some."""
+    and a policy whose samples are right often enough for EI to keep some.
+    Trained to its habit on purpose: after 400 steps (half off by one) half of its held-out samples on an
+    AVX-512 Xeon still had a wrong or misread step, and the start differed by CPU (greedy 0.183 there,
+    0.233 on an AVX2 EPYC), so what a trainer could learn from it did too; ``noisy_start`` checks it."""
     import random
 
     import torch
@@ -120,15 +123,15 @@ def arithmetic_start(tmp_path_factory) -> Path:
     model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder), padding_side="right")
     rng = random.Random(0)
 
-    def off_by_one_half_the_time(solution: str) -> str:
+    def off_by_one_mostly(solution: str) -> str:
         head, answer = solution.rsplit("#### ", 1)
-        return f"{head}#### {int(answer) + 1}" if rng.random() < 0.5 else solution
+        return f"{head}#### {int(answer) + 1}" if rng.random() < 0.7 else solution
 
     rows = load_task("arithmetic", split="train", num_examples=250, arithmetic_config=EASY_ARITHMETIC)
-    texts = [build_prompt(r["question"]) + completion_target(off_by_one_half_the_time(r["solution"]))
+    texts = [build_prompt(r["question"]) + completion_target(off_by_one_mostly(r["solution"]))
              + tokenizer.eos_token for r in rows]
     torch.manual_seed(0)
-    fit_on_texts(model, tokenizer, texts, steps=400)
+    fit_on_texts(model, tokenizer, texts, steps=800)
     model.save_pretrained(folder)
     return folder
 

@@ -2,23 +2,26 @@
 as the reward (no stand-in reward, no training prompts in the evaluation).
 
 Process-supervised GRPO adds the heuristic step reward (steps checked against the reference's numbers)
-to the verifier's. The start is a tiny model fine-tuned on references whose answer line is off by one half
-the time (``#### 7`` after ``3 + 3 = 6``): it computes most steps right and then copies the result into the
-answer line right or wrong about equally. That is a habit a reward can fix in a few steps and that carries
-over to questions never seen, so a trainer that learns from the verifier raises held-out accuracy (pass@1
-from 8 samples per question, paired over the same questions, 95% bootstrap interval above 0; greedy
-maj@1 is printed beside it) and one that does not, does not.
+to the verifier's. The start (``conftest.arithmetic_start``) is a tiny model fine-tuned on references
+whose answer line is one too high 70% of the time (``#### 7`` after ``3 + 3 = 6``): it writes its steps
+right and then copies the result into the answer line one too high about three times in four, and
+``noisy_start`` checks that habit before any test runs. That is a habit a reward can fix in a few steps and
+that carries over to questions never seen, so a trainer that learns from the verifier raises held-out
+accuracy (pass@1 from 8 samples per question, paired over the same questions, 95% bootstrap interval
+above 0; greedy maj@1 is printed beside it) and one that does not, does not.
 Held-out means no test question shares its reference solution (numbers and steps) with a train question.
 
 Return-conditioned RL trains on every sample as drawn (``deduplicate=False``) for 10 epochs a round, and its
-test reads greedy maj@1 conditioned on [GOOD], what RCRL's own evaluation reports. Measured once each (seed
-0, this machine; greedy from 0.233): deduplicated rows do not beat this start (0.083 after 2 rounds of 2
-epochs, 0.167 after 3 of 4, 0.183 after 2 of 10): about a fifth of them are [GOOD] (a right solution is
-one text, the wrong ones are many), and the model had not learned to write differently after [GOOD] than
-after [BAD] (the log-ratio of the right to the off-by-one answer line -0.86 after one, -0.95 after the
-other). Rows as drawn, 2 epochs: conditioned and unconditioned 0.250. Rows as drawn, 10 epochs (about 950
-optimizer steps over the two rounds): conditioned 0.400, gain +0.167 [+0.033, +0.300], unconditioned
-0.167; sampled pass@1 at T=0.7 does not move (+0.017 [-0.050, +0.081]).
+test reads greedy maj@1 conditioned on [GOOD], what RCRL's own evaluation reports.
+
+Measured on a 2-core AVX-512 Xeon, seed 0, from greedy maj@1 0.200 / pass@1 0.206 (``pytest -m "slow or
+not slow" -s tests/test_held_out_learning.py``): EI pass@1 +0.590 [+0.467, +0.685]; process GRPO +0.567
+[+0.438, +0.685]; RCRL conditioned maj@1 +0.483 [+0.333, +0.617] (unconditioned 0.233); EI's verifier
+over keeping everything +0.406 [+0.315, +0.483]; PPO in its test's comment. The earlier start (400
+steps, half off by one) had half of its held-out samples wrong in a step, differently on each CPU: EI's
+test passed on an AVX2 EPYC and gained nothing on this Xeon (seeds 0-3), which is why the start is now
+trained to its habit and checked (the old start's samples were right or one too high 0.45 of the time,
+this one's 0.96).
 """
 
 from __future__ import annotations
@@ -41,13 +44,17 @@ def noisy_start(arithmetic_start):
     assert not {r["solution"] for r in train} & {r["solution"] for r in test}  # held out by content
     train, test = add_prompts(train), add_prompts(test)
     before = held_out_correct(load_model(str(arithmetic_start)), load_tokenizer(str(arithmetic_start)), test)
-    assert all(sum(v) / NUM_TEST < 0.4 for v in before.values()), before  # a start with room to learn
+    assert all(sum(before[k]) / NUM_TEST < 0.4 for k in ("maj@1", "pass@1")), before  # room to learn
+    # the habit the tests are about: a wrong sample is the right answer plus one, not a wrong step
+    habit = (sum(before["pass@1"]) + sum(before["off by one"])) / NUM_TEST
+    assert habit > 0.8, f"the start's samples are right or one too high {habit:.2f} of the time, not mostly"
     return arithmetic_start, train, test, before
 
 
 def held_out_correct(model, tokenizer, test) -> dict[str, list[float]]:
-    """Per held-out question, in the dataset's order: greedy correctness (1/0, maj@1) and the share of
-    K=8 samples at T=0.7 that are right (pass@1, a finer measure of the same skill on 60 questions)."""
+    """Per held-out question, in the dataset's order: greedy correctness (1/0, maj@1), the share of K=8
+    samples at T=0.7 that are right (pass@1, a finer measure of the same skill on 60 questions) and the
+    share whose answer is one too high (``off by one``, the start's habit)."""
     from trl_reasoning.evaluation import EvalSettings, evaluate
 
     settings = EvalSettings(num_generations=K, temperature=0.7, max_new_tokens=32, batch_size=NUM_TEST * K,
@@ -55,10 +62,14 @@ def held_out_correct(model, tokenizer, test) -> dict[str, list[float]]:
     report = evaluate(model.eval(), tokenizer, test, "arithmetic", settings)
     greedy = {r["id"]: float(r["correct"]) for r in report["records"] if r["kind"] == "greedy"}
     sampled: dict[str, float] = {}
+    high: dict[str, float] = {}
     for r in report["records"]:
         if r["kind"] != "greedy":
             sampled[r["id"]] = sampled.get(r["id"], 0.0) + float(r["correct"]) / K
-    return {"maj@1": [greedy[row["id"]] for row in test], "pass@1": [sampled[row["id"]] for row in test]}
+            one_high = r["extracted_answer"] == str(int(r["reference"]) + 1)
+            high[r["id"]] = high.get(r["id"], 0.0) + float(one_high) / K
+    return {"maj@1": [greedy[row["id"]] for row in test], "pass@1": [sampled[row["id"]] for row in test],
+            "off by one": [high[row["id"]] for row in test]}
 
 
 def assert_gain(after: dict, before: dict, metric: str = "pass@1") -> None:
@@ -89,11 +100,6 @@ def _grpo_args(config_cls, tmp_path, **overrides):
     return config_cls(**{**values, **overrides})
 
 
-# On the 2-core AVX-512 Xeon (no AMX) the start trains to another policy (greedy 0.183, not 0.233) and EI
-# did not raise its held-out pass@1 with any of seeds 0-3 (-0.002 [-0.050, +0.044] at seed 0; -0.002,
-# -0.019, -0.017 at 1-3; with check_equations -0.037, -0.021, -0.042): a CPU-dependent claim, out of the
-# fast suite until that is understood (it passed on the AMD EPYC, AVX2)
-@pytest.mark.slow
 def test_expert_iteration_beats_its_start_on_held_out_questions(noisy_start, tmp_path):
     from trl_reasoning.trainers import ExpertIterationConfig, ExpertIterationTrainer
 
@@ -104,7 +110,6 @@ def test_expert_iteration_beats_its_start_on_held_out_questions(noisy_start, tmp
     assert_gain(held_out_correct(trainer.model, trainer.processing_class, test), before)
 
 
-@pytest.mark.slow  # measured here: pass@1 +0.144 [+0.015, +0.265], too thin a margin for CI on other CPUs
 def test_process_supervised_grpo_beats_its_start_on_held_out_questions(noisy_start, tmp_path):
     from trl_reasoning.reward_models import HeuristicStepReward
     from trl_reasoning.rewards import CorrectnessReward
@@ -120,13 +125,16 @@ def test_process_supervised_grpo_beats_its_start_on_held_out_questions(noisy_sta
     assert_gain(held_out_correct(trainer.model, trainer.processing_class, test), before)
 
 
-@pytest.mark.slow  # 3 epochs of rollouts with a value model; measured here: pass@1 +0.108 [+0.002, +0.212]
+# 3 epochs of rollouts with a value model (~80 s). Measured here, pass@1 gain at seeds 0-4: lr 2.5e-4
+# +0.677, +0.654, +0.725, +0.669, +0.671 (each interval's low end above +0.5); at lr 1e-3 with PPO's 4
+# epochs per rollout a lottery, +0.015, +0.431, +0.106, +0.302, +0.233 (docs/algorithms/ppo.md)
+@pytest.mark.slow
 def test_ppo_beats_its_start_on_held_out_questions(noisy_start, tmp_path):
     from trl_reasoning.rewards import CorrectnessReward
     from trl_reasoning.trainers import PPOConfig, PPOTrainer
 
     folder, train, test, before = noisy_start
-    args = _grpo_args(PPOConfig, tmp_path, learning_rate=1e-3, num_train_epochs=3, kl_coef=0.01,
+    args = _grpo_args(PPOConfig, tmp_path, learning_rate=2.5e-4, num_train_epochs=3, kl_coef=0.01,
                       value_learning_rate=1e-3)
     trainer = PPOTrainer(model=str(folder), reward_funcs=[CorrectnessReward("arithmetic")], args=args,
                          train_dataset=train.select_columns(["prompt", "answer", "solution"]))
@@ -134,7 +142,7 @@ def test_ppo_beats_its_start_on_held_out_questions(noisy_start, tmp_path):
     assert_gain(held_out_correct(trainer.model, trainer.processing_class, test), before)
 
 
-@pytest.mark.slow  # ~950 optimizer steps; measured here: conditioned greedy maj@1 +0.167 [+0.033, +0.300]
+@pytest.mark.slow  # ~950 optimizer steps (~95 s); measured in the module's docstring
 def test_return_conditioned_rl_beats_its_start_on_held_out_questions_when_conditioned_on_good(noisy_start,
                                                                                               tmp_path):
     from trl_reasoning.trainers import ReturnConditionedConfig, ReturnConditionedTrainer
@@ -153,7 +161,7 @@ def _everything_right(completions, **kwargs):
     return [1.0] * len(completions)
 
 
-@pytest.mark.slow  # the control of the EI test: the same run with every sample called right
+# the control of the EI test: the same run with every sample called right (~20 s)
 def test_expert_iteration_gains_from_the_verifier_not_from_fine_tuning_on_its_own_samples(noisy_start,
                                                                                             tmp_path):
     """EI whose reward calls every sample right keeps them all (off-by-one answer lines included): it
