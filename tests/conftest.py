@@ -109,7 +109,8 @@ def arithmetic_start(tmp_path_factory) -> Path:
     and a policy whose samples are right often enough for EI to keep some.
     Trained to its habit on purpose: after 400 steps (half off by one) half of its held-out samples on an
     AVX-512 Xeon still had a wrong or misread step, and the start differed by CPU (greedy 0.183 there,
-    0.233 on an AVX2 EPYC), so what a trainer could learn from it did too; ``noisy_start`` checks it."""
+    0.233 on an AVX2 EPYC), and so, likely, did what a trainer could learn from it; ``noisy_start``
+    checks the habit."""
     import random
 
     import torch

@@ -18,10 +18,10 @@ Measured on a 2-core AVX-512 Xeon, seed 0, from greedy maj@1 0.200 / pass@1 0.20
 not slow" -s tests/test_held_out_learning.py``): EI pass@1 +0.590 [+0.467, +0.685]; process GRPO +0.567
 [+0.438, +0.685]; RCRL conditioned maj@1 +0.483 [+0.333, +0.617] (unconditioned 0.233); EI's verifier
 over keeping everything +0.406 [+0.315, +0.483]; PPO in its test's comment. The earlier start (400
-steps, half off by one) had half of its held-out samples wrong in a step, differently on each CPU: EI's
-test passed on an AVX2 EPYC and gained nothing on this Xeon (seeds 0-3), which is why the start is now
-trained to its habit and checked (the old start's samples were right or one too high 0.45 of the time,
-this one's 0.96).
+steps, half off by one) had half of its held-out samples on this Xeon wrong or misread in a step, and it
+differed by CPU (greedy 0.183 here, 0.233 on an AVX2 EPYC): EI's test passed on the EPYC and gained
+nothing here (seeds 0-3), which is why the start is now trained to its habit and checked (the old
+start's samples were right or one too high 0.45 of the time, this one's 0.96).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def noisy_start(arithmetic_start):
     train, test = add_prompts(train), add_prompts(test)
     before = held_out_correct(load_model(str(arithmetic_start)), load_tokenizer(str(arithmetic_start)), test)
     assert all(sum(before[k]) / NUM_TEST < 0.4 for k in ("maj@1", "pass@1")), before  # room to learn
-    # the habit the tests are about: a wrong sample is the right answer plus one, not a wrong step
+    # the habit the tests are about: a wrong answer is mostly the right one plus one
     habit = (sum(before["pass@1"]) + sum(before["off by one"])) / NUM_TEST
     assert habit > 0.8, f"the start's samples are right or one too high {habit:.2f} of the time, not mostly"
     return arithmetic_start, train, test, before
