@@ -51,15 +51,16 @@ def smollm2_trials_section(results: Path) -> str:
         if rows:
             command = SMOLLM2_TRIAL_COMMAND.format(folder=folder)
             blocks.append(f"### {title}\n\n{note}\n\n```bash\n{command}\n```\n\n| solution format | "
-                          "epochs | learning rate | maj@1 [95%] | pass@4 | questions | SFT s |\n"
-                          "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+                          "epochs | learning rate | maj@1 [95%] | pass@4 | questions | SFT s | ran on |\n"
+                          "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     if not blocks:
         return ""
     return ("## SFT settings for SmolLM2, chosen on a validation split\n\n"
             "SmolLM2-135M-Instruct, LoRA, fp32, on SVAMP's train questions less a validation split carved "
             "from them (never the test questions); greedy maj@1 and pass@4 (K=4, T=0.7) on the "
-            "validation questions; SFT wall seconds on one core of the 2-core AMD EPYC (AVX2, no AMX), "
-            "another run beside it on the other core.\n\n" + "\n".join(blocks))
+            "validation questions; SFT wall seconds on the machine its record names, another run beside "
+            "it on the other core. Trials on different CPUs compare by their intervals, not their digits."
+            "\n\n" + "\n".join(blocks))
 
 
 def _trial_rows(trials: Path) -> list[str]:
@@ -76,7 +77,7 @@ def _trial_rows(trials: Path) -> list[str]:
         low, high = sft["confidence_intervals"]["maj@1"]
         rows.append(f"| {solution_format} | {epochs} | {rate} | {sft['metrics']['maj@1']:.3f} [{low:.3f}, "
                     f"{high:.3f}] | {sft['metrics']['pass@4']:.3f} | {sft['num_questions']} | "
-                    f"{record['wall_seconds']:.0f} |")
+                    f"{record['wall_seconds']:.0f} | {ppo_trials_page.where(record)} |")
     return rows
 
 

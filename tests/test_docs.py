@@ -326,7 +326,8 @@ def test_reward_trend_section_shows_each_comparison_runs_logs_newest_split_first
 
 def test_the_sft_trials_section_has_one_block_per_split_family_split_first(tmp_path):
     """Each finished trial folder is a row under its split's block (the family split's first), whose command
-    names the folder it reads; a folder without its SFT record (still running) gives no row."""
+    names the folder it reads, with the machine its SFT record names (the earlier EPYC where it names
+    none); a folder without its SFT record (still running) gives no row."""
     import json
 
     pages = _real_model_pages()
@@ -339,12 +340,21 @@ def test_the_sft_trials_section_has_one_block_per_split_family_split_first(tmp_p
         (trial / "results.json").write_text(json.dumps({"sft": sft}))
         (trial / "sft_stage_complete.json").write_text(json.dumps({"wall_seconds": 2000.4}))
         (tmp_path / folder / "steps_e3_lr2e-4").mkdir()  # still running: no files
+    trial = tmp_path / "smollm2_val_family" / "steps_e3_lr1e-3"  # a trial whose record names its machine
+    trial.mkdir()
+    family_results = tmp_path / "smollm2_val_family" / "steps_e3_lr5e-4" / "results.json"
+    (trial / "results.json").write_text(family_results.read_text())
+    machine = {"cpu": "Intel(R) Xeon(R) Processor", "matrix_extensions": ["avx2", "avx512f"], "cores": 2,
+               "cores_used": 1}
+    (trial / "sft_stage_complete.json").write_text(json.dumps({"wall_seconds": 1233.7, "machine": machine}))
     text = pages.smollm2_trials_section(tmp_path)
     family, former = text.index("### On SVAMP's family split"), text.index("### On the former id-based split")
     assert family < text.index("runs/smollm2_val_family/FORMAT_eE_lrLR") < text.index(
-        "| steps | 3 | 5e-4 | 0.205 [0.100, 0.200] | 0.300 | 146 | 2000 |") < former
+        "| steps | 3 | 5e-4 | 0.205 [0.100, 0.200] | 0.300 | 146 | 2000 | the 2-core AMD EPYC") < former
     assert former < text.index("runs/smollm2_val/FORMAT_eE_lrLR") < text.index("| steps | 3 | 5e-4 | 0.161")
     assert "2e-4" not in text
+    assert text.index("| steps | 3 | 1e-3 | 0.205 [0.100, 0.200] | 0.300 | 146 | 1234 | Intel(R) Xeon(R) "
+                      "Processor (AVX-512, no AMX), 1 of 2 cores |") < former
 
 
 def test_the_subset_section_scores_start_and_end_on_the_training_evaluations_questions(tmp_path):
