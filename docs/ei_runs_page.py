@@ -78,9 +78,12 @@ def rounds_table(folder: Path, start: str) -> str:
     rounds = sorted((folder / "ei").glob("round_*/metrics.json"))
     if not rounds:
         return ""
-    lines = ["| model | greedy maj@1 [95%] | samples drawn | stage wall s |", "|---|---|---|---|"]
-    for path in rounds:
-        record = json.loads(path.read_text())
+    records = [json.loads(path.read_text()) for path in rounds]
+    # a policy's accuracy on the questions it practises: the next round's samples are drawn by it
+    practised = {r["round"] - 1: r["train"]["sample_accuracy"] for r in records if r["train"].get("samples")}
+    lines = ["| model | greedy maj@1 [95%] | its samples on the train questions, accuracy | samples drawn "
+             "| stage wall s |", "|---|---|---|---|---|"]
+    for record in records:
         low, high = record["eval"]["ci95/maj@1"]
         name = start if record["round"] == 0 else f"EI round {record['round']}"
         if record["round"] == 0:
@@ -91,7 +94,8 @@ def rounds_table(folder: Path, start: str) -> str:
             seconds = sum(record["seconds"].values())
         resumed = record["round"] and not _sampling_timed(record)
         wall = f"{seconds:.0f}" + (" (sampling resumed from disk, its time not counted)" if resumed else "")
-        lines.append(f"| {name} | {record['eval']['maj@1']:.3f} [{low:.3f}, {high:.3f}] | "
+        own = f"{practised[record['round']]:.3f}" if record["round"] in practised else ""
+        lines.append(f"| {name} | {record['eval']['maj@1']:.3f} [{low:.3f}, {high:.3f}] | {own} | "
                      f"{record['cumulative_samples']} | {wall} |")
     return "\n".join(lines) + "\n"
 
@@ -156,21 +160,39 @@ def _recipe_eval_table(folder: Path, baseline: str = "sft") -> str:
     from trl_reasoning.stages.evaluation import paired_gains
 
     results = json.loads(path.read_text())
-    # the copied eval/<model>/samples.jsonl hold the greedy rows only (what the paired gain reads)
-    gains = paired_gains(folder, results, baseline)
+    # the copied eval/<model>/samples.jsonl: the greedy rows, and in copies since 2026-12-08 the sampled
+    # rows' correctness (what the paired gains read)
+    gains = {metric: paired_gains(folder, results, baseline, metric) for metric in ("maj@1", "pass@1")}
     lines = ["| model | greedy maj@1 [95%] | maj@8 | pass@1 | pass@8 [95%] | distinct correct / question | "
-             f"gain over {baseline}, paired 95% |", "|---|---|---|---|---|---|---|"]
+             f"maj@1 gain over {baseline}, paired 95% | pass@1 gain, paired 95% |", "|---" * 8 + "|"]
     for name, record in results.items():
         metrics, ci = record["metrics"], record["confidence_intervals"]
-        gain = gains.get(name)
-        paired = f"{gain['gain']:+.3f} [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain else ""
+        paired = [f"{g['gain']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]" if (g := gains[m].get(name))
+                  else "" for m in gains]
         lines.append(f"| {name} | {metrics['maj@1']:.3f} [{ci['maj@1'][0]:.3f}, {ci['maj@1'][1]:.3f}] | "
                      f"{metrics['maj@8']:.3f} | {metrics['pass@1']:.3f} | {metrics['pass@8']:.3f} "
                      f"[{ci['pass@8'][0]:.3f}, {ci['pass@8'][1]:.3f}] | "
-                     f"{record['exploration']['distinct_correct_solutions']:.3f} | {paired} |")
+                     f"{record['exploration']['distinct_correct_solutions']:.3f} | {' | '.join(paired)} |")
     return ("\nThe eval stage, K=8 samples at T=0.7 beside the greedy answer, on the same questions "
-            "(the run's `results.json`; the paired gain from its greedy records):\n\n"
-            + "\n".join(lines) + "\n")
+            "(the run's `results.json`; the paired gains from its records, pass@1's where the copy kept the "
+            "sampled answers):\n\n"
+            + "\n".join(lines) + "\n" + _mistakes_table(folder, list(results)))
+
+
+def _mistakes_table(folder: Path, models: list[str]) -> str:
+    """What each model's greedy answers are (``evaluation.mistake_kind``: right, a false written equation,
+    true equations ending wrong, none written), read from the copied ``eval/<model>/samples.jsonl``."""
+    from trl_reasoning.evaluation import MISTAKE_KINDS, mistake_shares
+    from trl_reasoning.reporting import read_jsonl
+
+    shares = {model: mistake_shares([r for r in read_jsonl(folder / "eval" / model / "samples.jsonl")
+                                     if r["kind"] == "greedy"]) for model in models}
+    lines = ["| model | " + " | ".join(MISTAKE_KINDS) + " |", "|---" * (len(MISTAKE_KINDS) + 1) + "|"]
+    lines += [f"| {model} | " + " | ".join(f"{share[kind]:.3f}" for kind in MISTAKE_KINDS) + " |"
+              for model, share in shares.items()]
+    return ("\nWhat the greedy answers are, by their written `a op b = c` equations (share of questions): a "
+            "false equation is an arithmetic slip, true equations that end wrong a wrong choice of operands "
+            "or operation:\n\n" + "\n".join(lines) + "\n")
 
 
 def starts_section(results: Path) -> str:
@@ -255,7 +277,8 @@ def _gaps(sft_run: Path, pre_run: Path) -> str:
 def copy_ei_run(output_dir: Path, folder: Path) -> None:
     """Copy what the sections read from an EI run's ``output_dir`` into ``folder``: the stage records, each
     EI round's metrics, and the eval stage's ``results.json`` and per-model metrics with its greedy rows
-    only (the paired gaps read them; the sampled rows stay in the run)."""
+    and, of its sampled rows, only which question each answered and whether rightly (what the paired gains
+    and gaps read; the sampled texts stay in the run)."""
     import shutil
 
     from trl_reasoning.reporting import read_jsonl
@@ -267,10 +290,11 @@ def copy_ei_run(output_dir: Path, folder: Path) -> None:
             (folder / path.parent.relative_to(output_dir)).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, folder / path.relative_to(output_dir))
     for samples in output_dir.glob("eval/*/samples.jsonl"):
-        greedy = [row for row in read_jsonl(samples) if row["kind"] == "greedy"]
+        rows = [row if row["kind"] == "greedy" else {key: row[key] for key in ("id", "kind", "correct")}
+                for row in read_jsonl(samples)]
         copied = folder / samples.relative_to(output_dir)
         copied.parent.mkdir(parents=True, exist_ok=True)  # a model whose metrics.json is not written yet
-        copied.write_text("".join(json.dumps(row) + "\n" for row in greedy))
+        copied.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 if __name__ == "__main__":

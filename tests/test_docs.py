@@ -103,13 +103,19 @@ def test_readme_quickstart_table_is_the_one_built_from_its_run():
     assert block == readme_table.readme_quickstart_table(json.loads(path.read_text())).strip()
 
 
-def _eval_run(folder: Path, models: dict[str, list[int]], reverse: bool = False) -> None:
+def _eval_run(folder: Path, models: dict[str, list[int]], reverse: bool = False,
+              sampled: dict[str, list[float]] | None = None) -> None:
     """A copied eval stage: per model, greedy rows (1/0 for questions q0, q1, ...; written last first with
-    ``reverse``) and a results.json."""
+    ``reverse``; a wrong one writes a false equation) and, with ``sampled``, two sampled rows' correctness
+    per question (its share right: 0, 0.5 or 1), and a results.json."""
     import json
 
     for name, correct in models.items():
-        rows = [{"id": f"q{i}", "kind": "greedy", "correct": bool(c)} for i, c in enumerate(correct)]
+        rows = [{"id": f"q{i}", "kind": "greedy", "correct": bool(c),
+                 "completion": " 1 + 1 = 2\n#### 2" if c else " 1 + 1 = 3\n#### 3"}
+                for i, c in enumerate(correct)]
+        rows += [{"id": f"q{i}", "kind": "sample", "correct": j < 2 * share}
+                 for i, share in enumerate((sampled or {}).get(name, [])) for j in range(2)]
         (folder / "eval" / name).mkdir(parents=True)
         lines = [json.dumps(r) + "\n" for r in (rows[::-1] if reverse else rows)]
         (folder / "eval" / name / "samples.jsonl").write_text("".join(lines))
@@ -139,17 +145,38 @@ def _ei_runs_page():
 
 
 def _rounds(folder: Path, maj1: list[float]) -> None:
-    """EI round records ``ei/round_R/metrics.json``: round R's greedy maj@1 ``maj1[R]``, 8 samples a round."""
+    """EI round records ``ei/round_R/metrics.json``: round R's greedy maj@1 ``maj1[R]``, 8 samples a round,
+    right at 0.5 + R / 10 (drawn by round R - 1's policy)."""
     import json
 
     for number, value in enumerate(maj1):
         (folder / "ei" / f"round_{number:03d}").mkdir(parents=True)
         record = {"round": number, "cumulative_samples": 8 * number,
                   "eval": {"maj@1": value, "ci95/maj@1": [value - 0.1, value + 0.1]},
-                  "train": {"samples": 8 if number else 0}, "seconds": {"evaluation": 10.0}}
+                  "train": {"samples": 8, "sample_accuracy": 0.5 + number / 10} if number else {},
+                  "seconds": {"evaluation": 10.0}}
         if number:
             record["seconds"].update(sampling=20.0, fine_tuning=30.0)
         (folder / "ei" / f"round_{number:03d}" / "metrics.json").write_text(json.dumps(record))
+
+
+def test_the_recipe_eval_table_pairs_pass_at_1_where_sampled_rows_were_kept_and_sorts_greedy_rows(tmp_path):
+    """The eval table's paired gains: maj@1 from the greedy rows, pass@1 from the sampled rows' correctness
+    (mean over the questions of the EI model's share right minus the SFT's: (1 + 0.5 + 0 + 0) / 4), blank
+    in a copy without them; below it, what each model's greedy answers are."""
+    page = _ei_runs_page()
+    greedy = {"sft": [1, 0, 0, 0], "ei": [1, 1, 0, 0]}
+    _eval_run(tmp_path / "kept", greedy, sampled={"sft": [0, 0, 0.5, 0], "ei": [1, 0.5, 0.5, 0]})
+    text = page._recipe_eval_table(tmp_path / "kept")
+    ei_row = next(line for line in text.splitlines() if line.startswith("| ei | 0.500"))
+    maj1, pass1 = ei_row.split(" | ")[-2:]
+    assert maj1.startswith("+0.250 [") and pass1.startswith("+0.375 [")
+    assert "| sft | 0.250 | 0.750 | 0.000 | 0.000 |" in text  # right, a false equation, ...
+    assert "| ei | 0.500 | 0.500 | 0.000 | 0.000 |" in text
+    _eval_run(tmp_path / "greedy_only", greedy)
+    ei_row = next(line for line in page._recipe_eval_table(tmp_path / "greedy_only").splitlines()
+                  if line.startswith("| ei | 0.500"))
+    assert ei_row.split(" | ")[-2].startswith("+0.250 [") and ei_row.endswith("|  |")
 
 
 def test_finding_d_section_pairs_the_two_starts_by_question(tmp_path):
@@ -183,8 +210,9 @@ def test_finding_d_has_a_block_per_split_with_the_pretrained_rounds_before_the_g
     text = page.starts_section(tmp_path)
     assert "### On SVAMP's family split" in text and "former" not in text
     assert "--output_dir runs/smollm2_pretrained_ei_family" in text
-    assert "| pretrained, 4-shot | 0.050 [-0.050, 0.150] | 0 | 10 |" in text
-    assert "| EI round 2 | 0.150 [0.050, 0.250] | 16 | 60 |" in text
+    assert "| pretrained, 4-shot | 0.050 [-0.050, 0.150] | 0.600 | 0 | 10 |" in text
+    assert "| EI round 1 | 0.090 [-0.010, 0.190] | 0.700 | 8 | 60 |" in text  # round 2's samples: its own
+    assert "| EI round 2 | 0.150 [0.050, 0.250] |  | 16 | 60 |" in text
     assert "once the eval stages of smollm2_recipe_family and smollm2_pretrained_ei_family have" in text
     _eval_run(tmp_path / family, {"sft": [1, 0, 0], "ei": [1, 1, 0]})
     _eval_run(tmp_path / page.PRETRAINED_RUNS[family], {"initial": [0, 0, 0], "ei": [1, 0, 0]})
@@ -201,9 +229,10 @@ def test_finding_d_has_a_block_per_split_with_the_pretrained_rounds_before_the_g
     assert "| greedy maj@1 after 3 EI rounds | 0.750 | 0.250 | +0.500 [" in former_block
 
 
-def test_an_ei_run_is_copied_with_its_records_and_greedy_rows_only(tmp_path):
+def test_an_ei_run_is_copied_with_its_records_greedy_rows_and_sampled_correctness(tmp_path):
     """``copy_ei_run`` takes the stage records, the rounds' metrics and the eval stage's results, and of
-    its samples the greedy rows alone (what the paired gaps read), leaving checkpoints and train samples."""
+    its samples the greedy rows whole and of the sampled ones which question and whether right (what the
+    paired gains and gaps read), leaving sampled texts, checkpoints and train samples."""
     import json
 
     page = _ei_runs_page()
@@ -213,7 +242,8 @@ def test_an_ei_run_is_copied_with_its_records_and_greedy_rows_only(tmp_path):
     (run / "ei" / "round_001" / "checkpoint").mkdir()
     (run / "ei" / "stage_complete.json").write_text("{}")
     (run / "eval" / "ei").mkdir(parents=True)
-    rows = [{"id": "q0", "kind": "greedy", "correct": True}, {"id": "q0", "kind": "sample", "correct": False}]
+    rows = [{"id": "q0", "kind": "greedy", "correct": True, "completion": " 2"},
+            {"id": "q0", "kind": "sample", "correct": False, "completion": " 3", "sample_index": 0}]
     (run / "eval" / "ei" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "eval" / "ei" / "metrics.json").write_text("{}")
     (run / "eval" / "sft").mkdir()  # a model whose metrics.json is not written yet
@@ -227,8 +257,8 @@ def test_an_ei_run_is_copied_with_its_records_and_greedy_rows_only(tmp_path):
     assert copied == ["ei/round_000/metrics.json", "ei/round_001/metrics.json", "ei/stage_complete.json",
                       "eval/ei/metrics.json", "eval/ei/samples.jsonl", "eval/sft/samples.jsonl",
                       "results.json", "sft/stage_complete.json"]
-    greedy = (copy / "eval/ei/samples.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in greedy] == rows[:1]
+    kept = (copy / "eval/ei/samples.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in kept] == [rows[0], {"id": "q0", "kind": "sample", "correct": False}]
 
 
 def test_the_recipe_section_has_a_block_per_split_family_first_each_with_its_counts(tmp_path):
@@ -254,7 +284,7 @@ def test_the_recipe_section_has_a_block_per_split_family_first_each_with_its_cou
     assert former.startswith(": 700 train / 2 test questions")
     assert "still going" in family and "still going" not in former
     assert "git checkout" not in family and "git checkout 6a93a44 && trl-reasoning train" in former
-    assert "| SFT | 0.200 [0.100, 0.300] | 0 | 99 |" in family
+    assert "| SFT | 0.200 [0.100, 0.300] | 0.600 | 0 | 99 |" in family
 
 
 def test_each_ei_run_names_its_machine_and_finding_d_warns_when_the_cpus_differ(tmp_path):

@@ -367,3 +367,30 @@ def test_machine_label_names_the_widest_matrix_extension_and_the_cores_used():
     assert machine_label({**cpu, "matrix_extensions": ["avx2"], "gpus": ["NVIDIA H100"] * 8}) == \
         "Xeon (AVX2, no AVX-512), 2 of 4 cores, 8 x NVIDIA H100"
     assert machine_label(None) == "" and machine_label({"platform": "Linux"}) == ""
+
+
+def test_wrong_answers_are_sorted_by_what_their_written_equations_show():
+    """The report's ``mistakes``: a right answer, a false written equation, true equations that end wrong
+    (a wrong plan), and no equation at all, each counted once, greedy and sampled apart; the summary
+    shows them."""
+    from trl_reasoning.evaluation import MISTAKE_KINDS, compute_metrics, summary_markdown
+
+    def record(kind, completion, correct, question="q1"):
+        return {"id": question, "kind": kind, "completion": completion, "correct": correct,
+                "extracted_answer": completion.split("#### ")[-1], "num_tokens": 5}
+
+    greedy = [record("greedy", " 41 - 18 = 29\n#### 29", False),    # 41 - 18 is 23
+              record("greedy", " 26 - 17 = 9\n#### 9", False, "q2"),  # true arithmetic, wrong operands
+              record("greedy", " 8 * 2 = 16\n#### 16", True, "q3"),
+              record("greedy", " The answer is 7.\n#### 7", False, "q4")]
+    sampled = [record("sample", " 3 + 4 = 7\n#### 7", True), record("sample", " 3 + 4 = 8\n#### 8", False)]
+    report = compute_metrics(greedy, sampled, num_generations=2)
+    assert report["mistakes"]["greedy"] == dict.fromkeys(MISTAKE_KINDS, 0.25)
+    assert report["mistakes"]["sampled"] == {"right": 0.5, "a written equation false": 0.5,
+                                             "every written equation true": 0.0, "no equation written": 0.0}
+    report.update(num_questions=4, throughput={"samples": 6, "tokens": 30, "seconds": 1.0,
+                                               "samples_per_second": 6.0, "tokens_per_second": 30.0})
+    summary = summary_markdown(report, "t")
+    assert "| a written equation false | 0.250 | 0.500 |" in summary
+    del report["mistakes"]  # a report written before mistakes existed still renders
+    assert "What the answers are" not in summary_markdown(report, "t")

@@ -80,7 +80,8 @@ def test_a_run_without_sft_is_compared_with_its_starting_model(tmp_path):
     done = json.loads((out / "ei" / "stage_complete.json").read_text())
     assert done["wall_seconds"] > 0 and done["peak_memory_gib"] > 0.1
     table = (out / "results.md").read_text()
-    assert "gain over initial" in table and "peak memory GiB" in table
+    assert "maj@1 (greedy) gain over initial" in table and "peak memory GiB" in table
+    assert "pass@1 gain over initial, paired bootstrap 95%" in table  # from the eval's 2 samples a question
     wall, memory = f"{done['wall_seconds']:.3f}", f"{done['peak_memory_gib']:.3f}"
     row = f"| ei | {wall} | {memory} | {done['cumulative_samples']} |"
     assert row in table

@@ -2,8 +2,9 @@
 
 For every question: one greedy completion (maj@1) and K sampled completions at temperature T
 (maj@k and pass@k for k = 1, 2, 4, ..., K; rerank@k when a reward scorer is given), plus
-exploration statistics. ``write_report`` writes ``samples.jsonl``, ``metrics.json``, ``summary.md``
-and ``pass_at_k.png`` into the output folder.
+exploration statistics, and what the wrong answers are (``mistakes``: a false written equation, every
+written equation true, or none written). ``write_report`` writes ``samples.jsonl``, ``metrics.json``,
+``summary.md`` and ``pass_at_k.png`` into the output folder.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .answers.equations import equation_chains, equations_hold
 from .metrics import (
     aggregate,
     auroc,
@@ -71,6 +73,27 @@ def _per_question(records: list[dict]) -> dict[str, list[dict]]:
     return grouped
 
 
+# What a wrong answer's written work shows, in report order ("right" first): a false equation is an
+# arithmetic slip (often beside a wrong choice of operands); true equations that end wrong are a wrong plan
+# or a misread question, which more practice on the same problems need not fix on new ones.
+MISTAKE_KINDS = ("right", "a written equation false", "every written equation true", "no equation written")
+
+
+def mistake_kind(completion: str, correct: bool) -> str:
+    """Which of ``MISTAKE_KINDS`` a scored completion is, from its written ``a op b = c`` equations."""
+    if correct:
+        return MISTAKE_KINDS[0]
+    if not equation_chains(completion):
+        return MISTAKE_KINDS[3]
+    return MISTAKE_KINDS[2] if equations_hold(completion) else MISTAKE_KINDS[1]
+
+
+def mistake_shares(records: Sequence[dict]) -> dict[str, float]:
+    """The share of ``records`` (scored completions) of each of ``MISTAKE_KINDS``; empty without records."""
+    kinds = [mistake_kind(r["completion"], bool(r["correct"])) for r in records]
+    return {kind: kinds.count(kind) / len(kinds) for kind in MISTAKE_KINDS} if kinds else {}
+
+
 def compute_metrics(greedy: list[dict], sampled: list[dict], num_generations: int, seed: int = 0) -> dict:
     """Dataset metrics (means), their bootstrap intervals, and exploration statistics."""
     per_question: dict[str, list[float]] = {"maj@1": [float(r["correct"]) for r in greedy]}
@@ -94,6 +117,8 @@ def compute_metrics(greedy: list[dict], sampled: list[dict], num_generations: in
         "metrics": {name: e.mean for name, e in estimates.items()},
         "confidence_intervals": {name: [e.ci_low, e.ci_high] for name, e in estimates.items()},
         "exploration": {name: sum(v) / len(v) for name, v in exploration.items()},
+        "mistakes": {kind: mistake_shares(rows) for kind, rows in (("greedy", greedy), ("sampled", sampled))
+                     if rows},
     }
     if has_scores:  # how well the reward model separates right from wrong samples, over all questions
         report["reward_model"] = {
@@ -183,6 +208,11 @@ def summary_markdown(report: dict, title: str) -> str:
     if report["exploration"]:
         parts += ["## Exploration (mean per question)", ""]
         parts += [markdown_table(["statistic", "value"], list(report["exploration"].items())), ""]
+    if report.get("mistakes"):  # absent from reports written before it existed
+        parts += ["## What the answers are (share of completions)", ""]
+        shares = report["mistakes"]
+        parts += [markdown_table(["kind", *shares], [[kind, *(shares[s][kind] for s in shares)]
+                                                     for kind in MISTAKE_KINDS]), ""]
     if "reward_model" in report:
         parts += ["## Reward model (sampled completions)", ""]
         parts += [markdown_table(["statistic", "value"], list(report["reward_model"].items())), ""]

@@ -179,35 +179,54 @@ def comparison_table(results: dict[str, dict], samples_used: dict[str, int]) -> 
 def greedy_correct(output_dir: Path, name: str) -> dict[str, float]:
     """One evaluated model's greedy correctness (1.0 or 0.0) per question id, from the eval stage's
     ``samples.jsonl`` under ``output_dir``."""
+    return question_scores(output_dir, name, "greedy")
+
+
+def question_scores(output_dir: Path, name: str, kind: str = "greedy") -> dict[str, float]:
+    """One evaluated model's score per question id from the eval stage's ``samples.jsonl``: ``kind``
+    "greedy", its greedy answer's correctness (maj@1); "sample", the share of its sampled answers that are
+    correct (pass@1). Empty when the file holds no row of that kind."""
     from ..reporting import read_jsonl
 
-    records = read_jsonl(Path(output_dir) / "eval" / name.replace(" ", "_") / "samples.jsonl")
-    return {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}
+    answers: dict[str, list[float]] = {}
+    for r in read_jsonl(Path(output_dir) / "eval" / name.replace(" ", "_") / "samples.jsonl"):
+        if r["kind"] == kind:
+            answers.setdefault(r["id"], []).append(float(r["correct"]))
+    return {question: sum(values) / len(values) for question, values in answers.items()}
 
 
-def paired_gains(output_dir: Path, results: dict, baseline: str = "sft") -> dict[str, dict]:
-    """Greedy maj@1 gain of each evaluated model over ``baseline`` on the same held-out questions, with
-    a paired bootstrap 95% interval (from the eval stage's ``samples.jsonl``)."""
+# the per-question score each paired gain reads: greedy answers for maj@1, sampled ones for pass@1
+GAIN_METRICS = {"maj@1": "greedy", "pass@1": "sample"}
+
+
+def paired_gains(output_dir: Path, results: dict, baseline: str = "sft",
+                 metric: str = "maj@1") -> dict[str, dict]:
+    """``metric``'s (``GAIN_METRICS``) gain of each evaluated model over ``baseline`` on the same held-out
+    questions, with a paired bootstrap 95% interval (from the eval stage's ``samples.jsonl``); empty when
+    those rows were not kept (a copy with its greedy rows only)."""
     from ..metrics import paired_difference
 
-    base, gains = greedy_correct(output_dir, baseline), {}
-    for name in results:
+    base, gains = question_scores(output_dir, baseline, GAIN_METRICS[metric]), {}
+    for name in results if base else ():
         if name != baseline:
-            mine = greedy_correct(output_dir, name)
+            mine = question_scores(output_dir, name, GAIN_METRICS[metric])
             gain = paired_difference([mine[i] for i in base], list(base.values()))
             gains[name] = {"gain": gain.mean, "ci95": [gain.ci_low, gain.ci_high]}
     return gains
 
 
 def gains_table(output_dir: Path, results: dict, baseline: str) -> str:
-    """``paired_gains`` as a markdown table ('' with a single model)."""
+    """``paired_gains`` of greedy maj@1 and, with sampled answers, of pass@1 as a markdown table ('' with a
+    single model)."""
     if len(results) < 2:
         return ""
-    rows = [[name, f"{g['gain']:+.3f}", f"[{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"]
-            for name, g in paired_gains(output_dir, results, baseline).items()]
+    gains = {metric: paired_gains(output_dir, results, baseline, metric) for metric in GAIN_METRICS}
+    metrics = [metric for metric in GAIN_METRICS if gains[metric]]
+    rows = [[name, *(f"{gains[m][name]['gain']:+.3f} [{gains[m][name]['ci95'][0]:+.3f}, "
+                     f"{gains[m][name]['ci95'][1]:+.3f}]" for m in metrics)] for name in gains["maj@1"]]
     return markdown_table(
-        ["model", f"maj@1 (greedy) gain over {baseline}", "paired bootstrap 95% interval"], rows
-    )
+        ["model", *(f"{m}{' (greedy)' if m == 'maj@1' else ''} gain over {baseline}, paired bootstrap 95%"
+                    for m in metrics)], rows)
 
 
 def stages_table(records: dict[str, dict]) -> str:
