@@ -49,8 +49,8 @@ RUNS = {
                        "--output runs/compare_tuning"),
     "smollm2_compare_family": (
         "real_model.md", "EI, PPO, RCRL, TRL GRPO and process GRPO at equal wall time, on SVAMP's family "
-        "split", "trl-reasoning compare recipes/smollm2_svamp_compare.yaml --seeds 0 "
-        "--output runs/smollm2_compare_family"),
+        "split", "git checkout 05204f2 && trl-reasoning compare recipes/smollm2_svamp_compare.yaml --seeds 0 "
+        "--output runs/smollm2_compare_family  # PPO's settings before trial pool32_w8_it1's"),
     "smollm2_compare": ("real_model.md", "Former split (297 of its 300 test problems had a variation in "
                         "train): EI, PPO, RCRL, TRL GRPO and process GRPO at equal wall time",
                         "git checkout 6a93a44 && trl-reasoning compare recipes/smollm2_svamp_compare.yaml "

@@ -498,3 +498,15 @@ def test_the_table_shows_a_resumed_stages_training_clock_beside_its_last_runs_wa
     assert "standard deviation" not in text
     older = results_markdown(_one_seed_results({}))
     assert "training clock s" not in older and "| 64 | 50 |" in older
+
+
+def test_a_run_without_its_reference_method_shows_no_gap_column():
+    """``--only`` without the reference method (``results['reference']`` None): the gains table has no
+    "gap to" column rather than one headed "gap to None"; with a reference, the column is there."""
+    from trl_reasoning.compare.report import results_markdown
+
+    text = results_markdown(_one_seed_results({}))
+    assert "| method | maj@1 gain over sft | pass@4 gain over sft |\n" in text and "gap to" not in text
+    with_reference = _one_seed_results({})
+    with_reference["reference"] = "ppo"
+    assert "| maj@1 gap to ppo |" in results_markdown(with_reference)

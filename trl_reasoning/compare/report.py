@@ -248,12 +248,13 @@ def results_markdown(results: dict) -> str:
         rows.append([name, *cells, f"{_mean(entry['samples']):,.0f}", *times])  # a count, not a rate
     table = markdown_table(["method", *shown, "training samples", "stage wall s",
                             *(["training clock s"] if clocked else [])], rows)
+    reference = results["reference"]  # None when the run left the reference method out (--only)
     gain_rows = [[name, _cell(e.get("gain_over_sft", {}).get("maj@1")),
                   _cell(e.get("gain_over_sft", {}).get(f"pass@{k}")),
-                  _cell(e.get("gap_to_reference", {}).get("maj@1"))]
+                  *([_cell(e.get("gap_to_reference", {}).get("maj@1"))] if reference else [])]
                  for name, e in methods.items() if name != results["baseline"]]
     gains = markdown_table(["method", "maj@1 gain over sft", f"pass@{k} gain over sft",
-                            f"maj@1 gap to {results['reference']}"], gain_rows)
+                            *([f"maj@1 gap to {reference}"] if reference else [])], gain_rows)
     from .findings import findings
 
     spread, split = results["sft_spread"], results.get("eval_split", "test")
