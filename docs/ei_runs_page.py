@@ -41,7 +41,7 @@ def smollm2_recipe_section(results: Path) -> str:
         sft = json.loads((folder / "sft" / "stage_complete.json").read_text())
         final = _recipe_eval_table(folder) + (_recipe_time(folder, sft) if done else "")
         blocks.append(f"### On {split}{_counts(folder, sft)}\n\n```bash\n{checkout}{RECIPE_COMMAND}\n```\n\n"
-                      + f"{_where(folder)}\n\n"  # the SFT record read above: never empty
+                      + f"{ran_on(folder)}\n\n"  # the SFT record read above: never empty
                       + ("" if done else "**The run is still going**: the rounds so far.\n\n")
                       + table + final)
     if not blocks:
@@ -51,7 +51,7 @@ def smollm2_recipe_section(results: Path) -> str:
             "(round 0 is the SFT policy).\n\n" + "\n".join(blocks))
 
 
-def _where(folder: Path) -> str:
+def ran_on(folder: Path) -> str:
     """Where a copied run's stages ran (each stage's, where they differ), from their records; nothing before
     a stage finished."""
     places = {stage: where(record) for stage, record in _stage_records(folder).items()}
@@ -213,7 +213,7 @@ def starts_section(results: Path) -> str:
                  _machines(results / recipe_run, results / pretrained_run))
         command = checkout + PRETRAINED_COMMAND.format(folder=pretrained_run)
         blocks.append(f"### On {split}\n\n```bash\n{command}\n```\n\n"
-                      + (_where(results / pretrained_run) + "\n\n").lstrip()
+                      + (ran_on(results / pretrained_run) + "\n\n").lstrip()
                       + "\n\n".join(part.strip("\n") for part in parts if part) + "\n")
     if not blocks:
         return ""

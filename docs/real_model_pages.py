@@ -11,7 +11,7 @@ from pathlib import Path
 
 import ppo_profile_page  # beside this file (docs/, on the path build_results sets)
 import ppo_trials_page
-from ei_runs_page import smollm2_recipe_section, starts_section
+from ei_runs_page import ran_on, rounds_table, smollm2_recipe_section, starts_section
 from ppo_trials_page import reward_curve, trend_cells
 
 
@@ -52,7 +52,8 @@ def smollm2_trials_section(results: Path) -> str:
             command = SMOLLM2_TRIAL_COMMAND.format(folder=folder)
             blocks.append(f"### {title}\n\n{note}\n\n```bash\n{command}\n```\n\n| solution format | "
                           "epochs | learning rate | maj@1 [95%] | pass@4 | questions | SFT s | ran on |\n"
-                          "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+                          "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+                          + _validation_rounds(results / folder / VALIDATION_EI))
     if not blocks:
         return ""
     return ("## SFT settings for SmolLM2, chosen on a validation split\n\n"
@@ -61,6 +62,25 @@ def smollm2_trials_section(results: Path) -> str:
             "validation questions; SFT wall seconds on the machine its record names, another run beside "
             "it on the other core. Trials on different CPUs compare by their intervals, not their digits."
             "\n\n" + "\n".join(blocks))
+
+
+# docs/results/<trials folder>/<this>/: the recipe's SFT and EI rounds on the validation questions (its
+# sft/stage_complete.json and ei/round_*/metrics.json), which chose the recipe's number of rounds
+VALIDATION_EI = "ei_recipe"
+VALIDATION_EI_COMMAND = ("trl-reasoning train recipes/smollm2_svamp_sft_ei.yaml --stages [sft,ei] "
+                         "--eval_split validation \\\n    --output_dir runs/{folder}")
+
+
+def _validation_rounds(folder: Path) -> str:
+    """The recipe's EI rounds on the validation questions, or nothing before they were copied: the rule
+    that picks ``ei.num_rounds`` from them, stated before the run, is the best round, ties to fewer."""
+    table = rounds_table(folder, "SFT")
+    if not table:
+        return ""
+    command = VALIDATION_EI_COMMAND.format(folder=f"{folder.parent.name}/{folder.name}")
+    return ("\nThe recipe's SFT and Expert Iteration rounds on the same validation questions, which set its "
+            "number of rounds (the round with the best greedy maj@1, ties to fewer rounds):\n\n"
+            f"```bash\n{command}\n```\n\n{ran_on(folder)}\n\n{table}")
 
 
 def _trial_rows(trials: Path) -> list[str]:

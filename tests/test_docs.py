@@ -385,6 +385,18 @@ def test_the_sft_trials_section_has_one_block_per_split_family_split_first(tmp_p
     assert "2e-4" not in text
     assert text.index("| steps | 3 | 1e-3 | 0.205 [0.100, 0.200] | 0.300 | 146 | 1234 | Intel(R) Xeon(R) "
                       "Processor (AVX-512, no AMX), 1 of 2 cores |") < former
+    assert "number of rounds" not in text  # no validation EI run copied yet
+    rounds = tmp_path / "smollm2_val_family" / pages.VALIDATION_EI
+    _rounds(rounds, [0.2, 0.25])
+    (rounds / "sft").mkdir()
+    record = {"wall_seconds": 99.0, "machine": machine}
+    (rounds / "sft" / "stage_complete.json").write_text(json.dumps(record))
+    text = pages.smollm2_trials_section(tmp_path)
+    block = text[text.index("### On SVAMP's family split"):text.index("### On the former id-based split")]
+    assert "--output_dir runs/smollm2_val_family/ei_recipe" in block and "Intel(R) Xeon(R)" in block
+    sft_row = "| SFT | 0.200 [0.100, 0.300] | 0.600 | 0 | 99 |"
+    assert block.index("| steps | 3 | 1e-3 |") < block.index(sft_row)
+    assert "| EI round 1 | 0.250 [0.150, 0.350] |  | 8 | 60 |" in block
 
 
 def test_the_subset_section_scores_start_and_end_on_the_training_evaluations_questions(tmp_path):
