@@ -79,10 +79,11 @@ def rounds_table(folder: Path, start: str) -> str:
     if not rounds:
         return ""
     records = [json.loads(path.read_text()) for path in rounds]
-    # a policy's accuracy on the questions it practises: the next round's samples are drawn by it
+    # a policy's accuracy on the questions it practises, by the round's own test (with check_equations a right
+    # answer counts only when its written equations hold): the next round's samples are drawn by it
     practised = {r["round"] - 1: r["train"]["sample_accuracy"] for r in records if r["train"].get("samples")}
-    lines = ["| model | greedy maj@1 [95%] | its samples on the train questions, accuracy | samples drawn "
-             "| stage wall s |", "|---|---|---|---|---|"]
+    lines = ["| model | greedy maj@1 [95%] | its train-question samples: right (and equations true, where "
+             "checked) | samples drawn | stage wall s |", "|---|---|---|---|---|"]
     for record in records:
         low, high = record["eval"]["ci95/maj@1"]
         name = start if record["round"] == 0 else f"EI round {record['round']}"
@@ -157,12 +158,12 @@ def _recipe_eval_table(folder: Path, baseline: str = "sft") -> str:
     path = folder / "results.json"
     if not path.exists():
         return ""
-    from trl_reasoning.stages.evaluation import paired_gains
+    from trl_reasoning.stages.evaluation import GAIN_METRICS, paired_gains
 
     results = json.loads(path.read_text())
     # the copied eval/<model>/samples.jsonl: the greedy rows, and in copies since 2026-12-08 the sampled
     # rows' correctness (what the paired gains read)
-    gains = {metric: paired_gains(folder, results, baseline, metric) for metric in ("maj@1", "pass@1")}
+    gains = {metric: paired_gains(folder, results, baseline, metric) for metric in GAIN_METRICS}
     lines = ["| model | greedy maj@1 [95%] | maj@8 | pass@1 | pass@8 [95%] | distinct correct / question | "
              f"maj@1 gain over {baseline}, paired 95% | pass@1 gain, paired 95% |", "|---" * 8 + "|"]
     for name, record in results.items():
@@ -184,9 +185,11 @@ def _mistakes_table(folder: Path, models: list[str]) -> str:
     true equations ending wrong, none written), read from the copied ``eval/<model>/samples.jsonl``."""
     from trl_reasoning.evaluation import MISTAKE_KINDS, mistake_shares
     from trl_reasoning.reporting import read_jsonl
+    from trl_reasoning.stages.evaluation import eval_folder
 
-    shares = {model: mistake_shares([r for r in read_jsonl(folder / "eval" / model / "samples.jsonl")
+    shares = {model: mistake_shares([r for r in read_jsonl(eval_folder(folder, model) / "samples.jsonl")
                                      if r["kind"] == "greedy"]) for model in models}
+    shares = {model: share for model, share in shares.items() if share}  # a model without greedy rows
     lines = ["| model | " + " | ".join(MISTAKE_KINDS) + " |", "|---" * (len(MISTAKE_KINDS) + 1) + "|"]
     lines += [f"| {model} | " + " | ".join(f"{share[kind]:.3f}" for kind in MISTAKE_KINDS) + " |"
               for model, share in shares.items()]

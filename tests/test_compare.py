@@ -507,6 +507,7 @@ def test_a_run_without_its_reference_method_shows_no_gap_column():
 
     text = results_markdown(_one_seed_results({}))
     assert "| method | maj@1 gain over sft | pass@4 gain over sft |\n" in text and "gap to" not in text
+    assert "| ppo | +0.100 [+0.000, +0.200] | +0.100 [+0.000, +0.200] |\n" in text  # no empty gap cell
     with_reference = _one_seed_results({})
     with_reference["reference"] = "ppo"
     assert "| maj@1 gap to ppo |" in results_markdown(with_reference)

@@ -383,14 +383,41 @@ def test_wrong_answers_are_sorted_by_what_their_written_equations_show():
               record("greedy", " 26 - 17 = 9\n#### 9", False, "q2"),  # true arithmetic, wrong operands
               record("greedy", " 8 * 2 = 16\n#### 16", True, "q3"),
               record("greedy", " The answer is 7.\n#### 7", False, "q4")]
-    sampled = [record("sample", " 3 + 4 = 7\n#### 7", True), record("sample", " 3 + 4 = 8\n#### 8", False)]
-    report = compute_metrics(greedy, sampled, num_generations=2)
+    sampled = [record("sample", " 3 + 4 = 7\n#### 7", True), record("sample", " 3 + 4 = 8\n#### 8", False),
+               record("sample", " 3 + 4 = 9\n#### 7", True)]  # right answer, false equation: still right
+    report = compute_metrics(greedy, sampled, num_generations=3)
     assert report["mistakes"]["greedy"] == dict.fromkeys(MISTAKE_KINDS, 0.25)
-    assert report["mistakes"]["sampled"] == {"right": 0.5, "a written equation false": 0.5,
+    assert report["mistakes"]["sampled"] == {"right": 2 / 3, "a written equation false": 1 / 3,
                                              "every written equation true": 0.0, "no equation written": 0.0}
     report.update(num_questions=4, throughput={"samples": 6, "tokens": 30, "seconds": 1.0,
                                                "samples_per_second": 6.0, "tokens_per_second": 30.0})
     summary = summary_markdown(report, "t")
-    assert "| a written equation false | 0.250 | 0.500 |" in summary
+    assert "| a written equation false | 0.250 | 0.333 |" in summary
     del report["mistakes"]  # a report written before mistakes existed still renders
     assert "What the answers are" not in summary_markdown(report, "t")
+
+
+def test_the_gains_table_leaves_a_models_pass_at_1_blank_without_its_sampled_rows(tmp_path):
+    """``gains_table``: maj@1 from the greedy rows, pass@1 (each question's share of right samples, paired)
+    from the sampled ones; a model whose eval kept no sampled rows gets a blank pass@1 cell, not an error,
+    and a run without any sampled rows has no pass@1 column."""
+    import json
+
+    from trl_reasoning.stages.evaluation import eval_folder, gains_table
+
+    def write(name, greedy, sampled):
+        rows = [{"id": f"q{i}", "kind": "greedy", "correct": c} for i, c in enumerate(greedy)]
+        rows += [{"id": f"q{i}", "kind": "sample", "correct": c} for i, cs in enumerate(sampled) for c in cs]
+        folder = eval_folder(tmp_path, name)  # "rcrl unconditioned" writes to rcrl_unconditioned
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    write("sft", [False, False], [[False, False], [True, False]])
+    write("ei", [True, False], [[True, True], [True, False]])  # pass@1: (1 - 0 + 0.5 - 0.5) / 2
+    write("rcrl unconditioned", [True, True], [])
+    table = gains_table(tmp_path, {"sft": {}, "ei": {}, "rcrl unconditioned": {}}, "sft")
+    assert "| ei | +0.500 [+0.000, +1.000] | +0.500 [+0.000, +1.000] |" in table
+    assert "| rcrl unconditioned | +1.000 [+1.000, +1.000] |  |" in table
+    write("greedy_only", [True, False], [])
+    write("sft", [False, False], [])
+    assert "pass@1" not in gains_table(tmp_path, {"sft": {}, "greedy_only": {}}, "sft")

@@ -1,33 +1,17 @@
-"""What a comparison's method records hold, read from a seed's files: each model's per-question held-out
-values, the evaluations a method ran while it trained (and on how many held-out questions), the K of the
-sampled metrics."""
+"""What a comparison's method records hold, read from a seed's files: the evaluations a method ran while
+it trained (and on how many held-out questions), the K of the sampled metrics. Each model's per-question
+held-out values come from the eval stage's reader, ``stages.evaluation.question_scores``."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..metrics import pass_at_k
-from ..reporting import read_jsonl
-
 
 def sampled_k(results: dict) -> int:
     """The K of the evaluation's sampled metrics (the largest pass@K)."""
     metrics = next(iter(results.values()))["metrics"]
     return max(int(n.split("@")[1]) for n in metrics if n.startswith("pass@"))
-
-
-def per_question(folder: Path, name: str, k: int) -> dict[str, dict[str, float]]:
-    """One model's per-question held-out values: greedy correctness (maj@1), pass@1 and pass@k."""
-    records = read_jsonl(folder / "eval" / name.replace(" ", "_") / "samples.jsonl")
-    values = {"maj@1": {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}}
-    groups: dict[str, list[bool]] = {}
-    for r in records:
-        if r["kind"] != "greedy":
-            groups.setdefault(r["id"], []).append(bool(r["correct"]))
-    values["pass@1"] = {i: sum(c) / len(c) for i, c in groups.items()}
-    values[f"pass@{k}"] = {i: pass_at_k(len(c), sum(c), k) for i, c in groups.items() if len(c) >= k}
-    return values
 
 
 def training_points(stage_folder: Path) -> list[list]:

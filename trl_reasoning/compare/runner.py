@@ -25,8 +25,9 @@ from pathlib import Path
 from ..faults import fault_point
 from ..metrics import EVALUATION_VERSION
 from ..reporting import machine, write_json_atomic
+from ..stages.evaluation import eval_folder, question_scores
 from .plan import ComparisonPlan, Method
-from .records import per_question, sampled_k, training_eval_questions, training_points
+from .records import sampled_k, training_eval_questions, training_points
 from .workers import SHARED_CLAIM, PieceHeld, claimed
 
 SEED_RESULTS = "seed_results.json"
@@ -252,7 +253,7 @@ def _drop_other_starts(records: dict, weights: str, seed: int, ctx, baseline: st
         if main:
             print(f"== seed {seed}: method {name} was measured from other start weights "
                   f"({record.get('start_weights')} != {weights}): rerun ==", flush=True)
-            stale = [folder / "eval" / model.replace(" ", "_") for model in record.get("results", {})]
+            stale = [eval_folder(folder, model) for model in record.get("results", {})]
             for path in stale + ([folder / name] if name != baseline else []):
                 shutil.rmtree(path, ignore_errors=True)
             (folder / METHODS / f"{name}.json").unlink(missing_ok=True)  # what other processes read
@@ -324,7 +325,7 @@ def _finish(ctx, name: str, settings: dict, found: dict, conditioning: dict, rer
               "results": results,
               "reranker": reranker, "num_questions": len(ctx.held_out), "settings": settings,
               "start_weights": weights,
-              "per_question": {n: per_question(folder, n, k) for n in found["models"]},
+              "per_question": {n: question_scores(folder, n, k) for n in found["models"]},
               "training_points": {n: training_points(stage_folder) if own(n) else []
                                   for n in found["models"]},
               "training_eval_questions": {n: size for n in found["models"] if own(n) and

@@ -111,7 +111,7 @@ def _evaluate_one(ctx, name: str, reference: str, settings, reward_model, scorer
     from ..tasks import prompted_as_trained
 
     recipe, state = ctx.recipe, ctx.state
-    folder = Path(recipe.output_dir) / "eval" / name.replace(" ", "_")
+    folder = eval_folder(recipe.output_dir, name)
     suffix, forced = condition.get("suffix", ""), condition.get("force_after_steps")
     held_out = ctx.held_out if name == "initial" else prompted_as_trained(ctx.held_out)
     config = {"evaluation_version": EVALUATION_VERSION, "model": reference,
@@ -176,40 +176,53 @@ def comparison_table(results: dict[str, dict], samples_used: dict[str, int]) -> 
     return markdown_table(headers, rows)
 
 
+def eval_folder(output_dir: str | Path, name: str) -> Path:
+    """Where the eval stage writes one evaluated model's reports (``rcrl unconditioned`` in
+    ``eval/rcrl_unconditioned``)."""
+    return Path(output_dir) / "eval" / name.replace(" ", "_")
+
+
 def greedy_correct(output_dir: Path, name: str) -> dict[str, float]:
     """One evaluated model's greedy correctness (1.0 or 0.0) per question id, from the eval stage's
     ``samples.jsonl`` under ``output_dir``."""
-    return question_scores(output_dir, name, "greedy")
+    return question_scores(output_dir, name)["maj@1"]
 
 
-def question_scores(output_dir: Path, name: str, kind: str = "greedy") -> dict[str, float]:
-    """One evaluated model's score per question id from the eval stage's ``samples.jsonl``: ``kind``
-    "greedy", its greedy answer's correctness (maj@1); "sample", the share of its sampled answers that are
-    correct (pass@1). Empty when the file holds no row of that kind."""
+def question_scores(output_dir: Path, name: str, k: int = 1) -> dict[str, dict[str, float]]:
+    """One evaluated model's per-question held-out values from the eval stage's ``samples.jsonl``: maj@1
+    (its greedy answer's correctness), pass@1 (the share of its sampled answers that are right) and, for
+    ``k`` > 1, pass@k on the questions with at least k samples; a metric is empty without its rows."""
+    from ..metrics import pass_at_k
     from ..reporting import read_jsonl
 
-    answers: dict[str, list[float]] = {}
-    for r in read_jsonl(Path(output_dir) / "eval" / name.replace(" ", "_") / "samples.jsonl"):
-        if r["kind"] == kind:
-            answers.setdefault(r["id"], []).append(float(r["correct"]))
-    return {question: sum(values) / len(values) for question, values in answers.items()}
+    records = read_jsonl(eval_folder(output_dir, name) / "samples.jsonl")
+    values = {"maj@1": {r["id"]: float(r["correct"]) for r in records if r["kind"] == "greedy"}}
+    sampled: dict[str, list[bool]] = {}
+    for r in records:
+        if r["kind"] != "greedy":
+            sampled.setdefault(r["id"], []).append(bool(r["correct"]))
+    values["pass@1"] = {i: sum(c) / len(c) for i, c in sampled.items()}
+    if k > 1:
+        values[f"pass@{k}"] = {i: pass_at_k(len(c), sum(c), k) for i, c in sampled.items() if len(c) >= k}
+    return values
 
 
-# the per-question score each paired gain reads: greedy answers for maj@1, sampled ones for pass@1
-GAIN_METRICS = {"maj@1": "greedy", "pass@1": "sample"}
+# the paired gains the eval stage reports, each read per question by question_scores
+GAIN_METRICS = ("maj@1", "pass@1")
 
 
 def paired_gains(output_dir: Path, results: dict, baseline: str = "sft",
                  metric: str = "maj@1") -> dict[str, dict]:
-    """``metric``'s (``GAIN_METRICS``) gain of each evaluated model over ``baseline`` on the same held-out
-    questions, with a paired bootstrap 95% interval (from the eval stage's ``samples.jsonl``); empty when
-    those rows were not kept (a copy with its greedy rows only)."""
+    """``metric``'s (one of ``GAIN_METRICS``) gain of each evaluated model over ``baseline`` on the same
+    held-out questions, with a paired bootstrap 95% interval (from the eval stage's ``samples.jsonl``);
+    a model is left out when its rows or the baseline's do not cover the baseline's questions (a copy
+    that kept the greedy rows only has no pass@1)."""
     from ..metrics import paired_difference
 
-    base, gains = question_scores(output_dir, baseline, GAIN_METRICS[metric]), {}
+    base, gains = question_scores(output_dir, baseline)[metric], {}
     for name in results if base else ():
-        if name != baseline:
-            mine = question_scores(output_dir, name, GAIN_METRICS[metric])
+        mine = question_scores(output_dir, name)[metric] if name != baseline else {}
+        if base.keys() <= mine.keys():
             gain = paired_difference([mine[i] for i in base], list(base.values()))
             gains[name] = {"gain": gain.mean, "ci95": [gain.ci_low, gain.ci_high]}
     return gains
@@ -222,8 +235,11 @@ def gains_table(output_dir: Path, results: dict, baseline: str) -> str:
         return ""
     gains = {metric: paired_gains(output_dir, results, baseline, metric) for metric in GAIN_METRICS}
     metrics = [metric for metric in GAIN_METRICS if gains[metric]]
-    rows = [[name, *(f"{gains[m][name]['gain']:+.3f} [{gains[m][name]['ci95'][0]:+.3f}, "
-                     f"{gains[m][name]['ci95'][1]:+.3f}]" for m in metrics)] for name in gains["maj@1"]]
+
+    def cell(gain: dict | None) -> str:
+        return f"{gain['gain']:+.3f} [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain else ""
+
+    rows = [[name, *(cell(gains[m].get(name)) for m in metrics)] for name in results if name != baseline]
     return markdown_table(
         ["model", *(f"{m}{' (greedy)' if m == 'maj@1' else ''} gain over {baseline}, paired bootstrap 95%"
                     for m in metrics)], rows)
