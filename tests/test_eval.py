@@ -400,7 +400,7 @@ def test_wrong_answers_are_sorted_by_what_their_written_equations_show():
 def test_the_gains_table_leaves_a_models_pass_at_1_blank_without_its_sampled_rows(tmp_path):
     """``gains_table``: maj@1 from the greedy rows, pass@1 (each question's share of right samples, paired)
     from the sampled ones; a model whose eval kept no sampled rows gets a blank pass@1 cell, not an error,
-    and a run without any sampled rows has no pass@1 column."""
+    a model scored on other questions is refused, and a run without any sampled rows has no pass@1 column."""
     import json
 
     from trl_reasoning.stages.evaluation import eval_folder, gains_table
@@ -418,6 +418,9 @@ def test_the_gains_table_leaves_a_models_pass_at_1_blank_without_its_sampled_row
     table = gains_table(tmp_path, {"sft": {}, "ei": {}, "rcrl unconditioned": {}}, "sft")
     assert "| ei | +0.500 [+0.000, +1.000] | +0.500 [+0.000, +1.000] |" in table
     assert "| rcrl unconditioned | +1.000 [+1.000, +1.000] |  |" in table
+    write("partial", [True], [[True]])  # one of the baseline's two questions: refused, not paired by position
+    with pytest.raises(ValueError, match="partial has no maj@1 on 1 of sft's questions"):
+        gains_table(tmp_path, {"sft": {}, "partial": {}}, "sft")
     write("greedy_only", [True, False], [])
     write("sft", [False, False], [])
     assert "pass@1" not in gains_table(tmp_path, {"sft": {}, "greedy_only": {}}, "sft")

@@ -215,16 +215,20 @@ def paired_gains(output_dir: Path, results: dict, baseline: str = "sft",
                  metric: str = "maj@1") -> dict[str, dict]:
     """``metric``'s (one of ``GAIN_METRICS``) gain of each evaluated model over ``baseline`` on the same
     held-out questions, with a paired bootstrap 95% interval (from the eval stage's ``samples.jsonl``);
-    a model is left out when its rows or the baseline's do not cover the baseline's questions (a copy
-    that kept the greedy rows only has no pass@1)."""
+    a model without rows of that kind is left out (a copy that kept the greedy rows only has no pass@1),
+    one scored on other questions than the baseline is an error."""
     from ..metrics import paired_difference
 
     base, gains = question_scores(output_dir, baseline)[metric], {}
     for name in results if base else ():
         mine = question_scores(output_dir, name)[metric] if name != baseline else {}
-        if base.keys() <= mine.keys():
-            gain = paired_difference([mine[i] for i in base], list(base.values()))
-            gains[name] = {"gain": gain.mean, "ci95": [gain.ci_low, gain.ci_high]}
+        if not mine:
+            continue
+        if missing := base.keys() - mine.keys():
+            raise ValueError(f"paired_gains: {name} has no {metric} on {len(missing)} of {baseline}'s "
+                             f"questions (e.g. {sorted(missing)[0]!r}): not the same held-out questions")
+        gain = paired_difference([mine[i] for i in base], list(base.values()))
+        gains[name] = {"gain": gain.mean, "ci95": [gain.ci_low, gain.ci_high]}
     return gains
 
 
