@@ -158,12 +158,12 @@ def _recipe_eval_table(folder: Path, baseline: str = "sft") -> str:
     path = folder / "results.json"
     if not path.exists():
         return ""
-    from trl_reasoning.stages.evaluation import GAIN_METRICS, paired_gains
+    from trl_reasoning.stages.evaluation import paired_gains
 
     results = json.loads(path.read_text())
     # the copied eval/<model>/samples.jsonl: the greedy rows, and in copies since 2026-12-08 the sampled
     # rows' correctness (what the paired gains read)
-    gains = {metric: paired_gains(folder, results, baseline, metric) for metric in GAIN_METRICS}
+    gains = paired_gains(folder, results, baseline)
     lines = ["| model | greedy maj@1 [95%] | maj@8 | pass@1 | pass@8 [95%] | distinct correct / question | "
              f"maj@1 gain over {baseline}, paired 95% | pass@1 gain, paired 95% |", "|---" * 8 + "|"]
     for name, record in results.items():

@@ -211,24 +211,26 @@ def question_scores(output_dir: Path, name: str, k: int = 1) -> dict[str, dict[s
 GAIN_METRICS = ("maj@1", "pass@1")
 
 
-def paired_gains(output_dir: Path, results: dict, baseline: str = "sft",
-                 metric: str = "maj@1") -> dict[str, dict]:
-    """``metric``'s (one of ``GAIN_METRICS``) gain of each evaluated model over ``baseline`` on the same
-    held-out questions, with a paired bootstrap 95% interval (from the eval stage's ``samples.jsonl``);
-    a model without rows of that kind is left out (a copy that kept the greedy rows only has no pass@1),
-    one scored on other questions than the baseline is an error."""
+def paired_gains(output_dir: Path, results: dict, baseline: str = "sft") -> dict[str, dict[str, dict]]:
+    """Per metric of ``GAIN_METRICS``, the gain of each evaluated model over ``baseline`` on the same
+    held-out questions, with a paired bootstrap 95% interval (from the eval stage's ``samples.jsonl``, each
+    model's read once); a model without rows of a metric's kind is left out of it (a copy that kept the
+    greedy rows only has no pass@1), one scored on other questions than the baseline is an error."""
     from ..metrics import paired_difference
 
-    base, gains = question_scores(output_dir, baseline)[metric], {}
-    for name in results if base else ():
-        mine = question_scores(output_dir, name)[metric] if name != baseline else {}
-        if not mine:
-            continue
-        if missing := base.keys() - mine.keys():
-            raise ValueError(f"paired_gains: {name} has no {metric} on {len(missing)} of {baseline}'s "
-                             f"questions (e.g. {sorted(missing)[0]!r}): not the same held-out questions")
-        gain = paired_difference([mine[i] for i in base], list(base.values()))
-        gains[name] = {"gain": gain.mean, "ci95": [gain.ci_low, gain.ci_high]}
+    scores = {name: question_scores(output_dir, name) for name in dict.fromkeys([baseline, *results])}
+    gains: dict[str, dict[str, dict]] = {metric: {} for metric in GAIN_METRICS}
+    for metric, found in gains.items():
+        base = scores[baseline][metric]
+        for name in results if base else ():
+            mine = scores[name][metric] if name != baseline else {}
+            if not mine:
+                continue
+            if missing := base.keys() - mine.keys():
+                raise ValueError(f"paired_gains: {name} has no {metric} on {len(missing)} of {baseline}'s "
+                                 f"questions (e.g. {sorted(missing)[0]!r}): not the same held-out questions")
+            gain = paired_difference([mine[i] for i in base], list(base.values()))
+            found[name] = {"gain": gain.mean, "ci95": [gain.ci_low, gain.ci_high]}
     return gains
 
 
@@ -237,7 +239,7 @@ def gains_table(output_dir: Path, results: dict, baseline: str) -> str:
     single model)."""
     if len(results) < 2:
         return ""
-    gains = {metric: paired_gains(output_dir, results, baseline, metric) for metric in GAIN_METRICS}
+    gains = paired_gains(output_dir, results, baseline)
     metrics = [metric for metric in GAIN_METRICS if gains[metric]]
 
     def cell(gain: dict | None) -> str:
